@@ -1,0 +1,359 @@
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::{
+    codec::{Codec, CodecError},
+    error::Error,
+    event::StoredEvent,
+};
+
+/// The namespace of the name-based ids made by [`id_from_name`].
+pub const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6f1f_5a3c_2d4e_4b7a_9c1d_8e2f_3a4b_5c6d);
+
+/// A new random (version 4) aggregate id.
+pub fn new_id() -> Uuid {
+    Uuid::new_v4()
+}
+
+/// A deterministic (version 5) id from a name, like the Python library's `create_id`: the same
+/// name always gives the same id, so "the endpoint for this URL" can be found without an index.
+pub fn id_from_name(name: &str) -> Uuid {
+    Uuid::new_v5(&ID_NAMESPACE, name.as_bytes())
+}
+
+/// The current time in UTC, truncated to microseconds so that it survives every store unchanged.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+/// The generated enum of an aggregate's events. Written by `#[aggregate]`, never by hand.
+pub trait DomainEvent: Clone + fmt::Debug + Send + Sync + 'static {
+    /// Every stored name this type accepts (current names and aliases).
+    const NAMES: &'static [&'static str];
+
+    /// The stored name of this event.
+    fn name(&self) -> &'static str;
+
+    /// The schema version its payload is written with.
+    fn schema_version(&self) -> u32;
+
+    /// Encodes the event's fields (not its name).
+    fn encode<C: Codec>(&self, codec: &C) -> Result<Vec<u8>, CodecError>;
+
+    /// Decodes a stored payload by its stored name and schema version.
+    fn decode<C: Codec>(
+        codec: &C,
+        name: &str,
+        schema_version: u32,
+        payload: &[u8],
+    ) -> Result<Self, EventDecodeError>;
+}
+
+/// Why a stored event could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The stored name is not one of the aggregate's events.
+    #[error("`{name}` is not an event of `{aggregate}` (known: {})", known.join(", "))]
+    UnknownType {
+        /// The stored name.
+        name: String,
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The names it knows.
+        known: &'static [&'static str],
+    },
+    /// The payload was written with a schema version this code does not read.
+    #[error("schema version {found} is not supported (this code reads up to version {supported})")]
+    UnsupportedSchemaVersion {
+        /// The stored schema version.
+        found: u32,
+        /// The newest version the code knows.
+        supported: u32,
+    },
+    /// The codec rejected the payload.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+}
+
+/// The replay half of an aggregate: what `#[aggregate]` generates from the `#[event]` methods.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no event methods",
+    label = "`{Self}` needs an `#[aggregate]` impl block",
+    note = "add `#[aggregate]` on an `impl {Self}` block and mark its event methods with `#[event]`"
+)]
+pub trait EventSourced: Sized {
+    /// The generated event enum.
+    type Event: DomainEvent;
+
+    /// Builds the aggregate from a creation event; gives the event back if it is not one.
+    fn create_from(event: Self::Event) -> Result<Self, Self::Event>;
+
+    /// Applies a later event; gives it back if it is a creation event.
+    fn apply(&mut self, event: Self::Event) -> Result<(), Self::Event>;
+}
+
+/// An event-sourced aggregate. Derived with `#[derive(Aggregate)]`.
+pub trait Aggregate:
+    EventSourced + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The aggregate's type name (the struct name unless `#[aggregate(name = "...")]`).
+    const TYPE_NAME: &'static str;
+
+    /// A fingerprint of the state's shape (field names and types), computed at compile time.
+    /// Snapshots written by a differently shaped struct carry another fingerprint.
+    const STATE_FINGERPRINT: u64;
+
+    /// The aggregate's identity and bookkeeping.
+    fn meta(&self) -> &Meta<Self>;
+
+    /// The aggregate's identity and bookkeeping, mutably.
+    fn meta_mut(&mut self) -> &mut Meta<Self>;
+
+    /// The aggregate id.
+    fn id(&self) -> Uuid {
+        self.meta().id
+    }
+
+    /// The version of the last event applied (the first event is version 1).
+    fn version(&self) -> u64 {
+        self.meta().version
+    }
+
+    /// When the first event was recorded.
+    fn created_on(&self) -> DateTime<Utc> {
+        self.meta().created_on
+    }
+
+    /// When the last event was recorded.
+    fn modified_on(&self) -> DateTime<Utc> {
+        self.meta().modified_on
+    }
+
+    /// Events recorded since the aggregate was loaded or last saved.
+    fn pending_events(&self) -> &[Recorded<Self::Event>] {
+        &self.meta().pending
+    }
+}
+
+/// An event recorded by an event method and not yet saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded<E> {
+    /// The version this event gives the aggregate.
+    pub version: u64,
+    /// When it was recorded.
+    pub timestamp: DateTime<Utc>,
+    /// The event itself.
+    pub event: E,
+}
+
+/// An aggregate's identity and bookkeeping: its id, version, timestamps and pending events.
+///
+/// Put one field of this type in the aggregate struct (`meta: Meta<Self>`) and set it to
+/// `Meta::default()` in the creation event; the runtime fills it in. It is not part of the
+/// state: it serializes as nothing and compares equal by id, version and timestamps only.
+pub struct Meta<A: EventSourced> {
+    pub(crate) id: Uuid,
+    pub(crate) version: u64,
+    pub(crate) created_on: DateTime<Utc>,
+    pub(crate) modified_on: DateTime<Utc>,
+    pub(crate) pending: Vec<Recorded<A::Event>>,
+}
+
+impl<A: EventSourced> Meta<A> {
+    /// The aggregate id.
+    pub fn id(&self) -> Uuid {
+        self.id
+    }
+    /// The current version.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+    /// When the first event was recorded.
+    pub fn created_on(&self) -> DateTime<Utc> {
+        self.created_on
+    }
+    /// When the last event was recorded.
+    pub fn modified_on(&self) -> DateTime<Utc> {
+        self.modified_on
+    }
+    /// Events not yet saved.
+    pub fn pending(&self) -> &[Recorded<A::Event>] {
+        &self.pending
+    }
+    /// The version the store holds: the current version less the pending events.
+    pub fn saved_version(&self) -> u64 {
+        self.version - self.pending.len() as u64
+    }
+    /// Drops the pending events after a successful save.
+    pub(crate) fn clear_pending(&mut self) {
+        self.pending.clear();
+    }
+}
+
+impl<A: EventSourced> Default for Meta<A> {
+    fn default() -> Self {
+        Meta {
+            id: Uuid::nil(),
+            version: 0,
+            created_on: DateTime::UNIX_EPOCH,
+            modified_on: DateTime::UNIX_EPOCH,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<A: EventSourced> Clone for Meta<A> {
+    fn clone(&self) -> Self {
+        Meta {
+            id: self.id,
+            version: self.version,
+            created_on: self.created_on,
+            modified_on: self.modified_on,
+            pending: self.pending.clone(),
+        }
+    }
+}
+
+impl<A: EventSourced> fmt::Debug for Meta<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Meta")
+            .field("id", &self.id)
+            .field("version", &self.version)
+            .field("created_on", &self.created_on)
+            .field("modified_on", &self.modified_on)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+impl<A: EventSourced> PartialEq for Meta<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.version == other.version
+            && self.created_on == other.created_on
+            && self.modified_on == other.modified_on
+    }
+}
+
+impl<A: EventSourced> Eq for Meta<A> {}
+
+impl<A: EventSourced> Serialize for Meta<A> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
+}
+
+impl<'de, A: EventSourced> Deserialize<'de> for Meta<A> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        serde::de::IgnoredAny::deserialize(deserializer)?;
+        Ok(Meta::default())
+    }
+}
+
+/// Records a creation event on a freshly built aggregate. Called by generated code.
+#[doc(hidden)]
+pub fn record_creation<A: Aggregate>(aggregate: &mut A, id: Uuid, event: A::Event) {
+    let timestamp = now();
+    let meta = aggregate.meta_mut();
+    meta.id = id;
+    meta.version = 1;
+    meta.created_on = timestamp;
+    meta.modified_on = timestamp;
+    meta.pending.clear();
+    meta.pending.push(Recorded {
+        version: 1,
+        timestamp,
+        event,
+    });
+}
+
+/// Records an event that the generated method has just applied. Called by generated code.
+#[doc(hidden)]
+pub fn record<A: Aggregate>(aggregate: &mut A, event: A::Event) {
+    let timestamp = now();
+    let meta = aggregate.meta_mut();
+    meta.version += 1;
+    meta.modified_on = timestamp;
+    let version = meta.version;
+    meta.pending.push(Recorded {
+        version,
+        timestamp,
+        event,
+    });
+}
+
+/// Rebuilds an aggregate from stored events, continuing from `base` if given.
+///
+/// Fails with [`Error::Decode`] naming the stream, version and event type when a payload does not
+/// decode, and with [`Error::Corrupt`] when the versions are not contiguous or the history does
+/// not start with a creation event.
+pub fn replay<A: Aggregate, C: Codec>(
+    codec: &C,
+    stream_id: Uuid,
+    base: Option<A>,
+    events: impl IntoIterator<Item = StoredEvent>,
+) -> Result<Option<A>, Error> {
+    let mut current = base;
+    for stored in events {
+        let expected = current.as_ref().map_or(0, |a| a.version()) + 1;
+        if stored.version != expected {
+            return Err(Error::Corrupt {
+                stream_id,
+                aggregate: A::TYPE_NAME,
+                reason: format!("expected version {expected}, found version {}", stored.version),
+            });
+        }
+        let event = A::Event::decode(
+            codec,
+            &stored.event_type,
+            stored.schema_version,
+            &stored.payload,
+        )
+        .map_err(|source| Error::Decode {
+            stream_id,
+            version: stored.version,
+            event_type: stored.event_type.clone(),
+            schema_version: stored.schema_version,
+            source,
+        })?;
+        match current.as_mut() {
+            None => {
+                let mut aggregate = A::create_from(event).map_err(|e| Error::Corrupt {
+                    stream_id,
+                    aggregate: A::TYPE_NAME,
+                    reason: format!(
+                        "the first event `{}` is not a creation event",
+                        e.name()
+                    ),
+                })?;
+                let meta = aggregate.meta_mut();
+                meta.id = stream_id;
+                meta.version = stored.version;
+                meta.created_on = stored.timestamp;
+                meta.modified_on = stored.timestamp;
+                meta.pending.clear();
+                current = Some(aggregate);
+            }
+            Some(aggregate) => {
+                aggregate.apply(event).map_err(|e| Error::Corrupt {
+                    stream_id,
+                    aggregate: A::TYPE_NAME,
+                    reason: format!(
+                        "creation event `{}` at version {}",
+                        e.name(),
+                        stored.version
+                    ),
+                })?;
+                let meta = aggregate.meta_mut();
+                meta.version = stored.version;
+                meta.modified_on = stored.timestamp;
+            }
+        }
+    }
+    Ok(current)
+}

@@ -1,0 +1,102 @@
+use uuid::Uuid;
+
+use crate::{aggregate::EventDecodeError, codec::CodecError, config::ConfigError};
+
+/// A boxed error from a backend or from user code.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong when saving or loading aggregates.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No events exist for this id (or not as many as the requested version).
+    #[error("{}", not_found_message(id, *version))]
+    NotFound {
+        /// The aggregate id that was asked for.
+        id: Uuid,
+        /// The version that was asked for, if any.
+        version: Option<u64>,
+    },
+    /// Another save reached this stream first; nothing of this save was written.
+    #[error("concurrency conflict on stream {stream_id}: expected version {expected}, found version {actual}")]
+    Conflict {
+        /// The stream (aggregate id) that conflicted.
+        stream_id: Uuid,
+        /// The version this save expected the stream to be at.
+        expected: u64,
+        /// The version the stream was actually at.
+        actual: u64,
+    },
+    /// A stored event could not be turned back into a domain event.
+    #[error("cannot decode event `{event_type}` (schema version {schema_version}) at version {version} of stream {stream_id}: {source}")]
+    Decode {
+        /// The stream the event belongs to.
+        stream_id: Uuid,
+        /// The event's version in its stream.
+        version: u64,
+        /// The stored event type name.
+        event_type: String,
+        /// The stored schema version of the payload.
+        schema_version: u32,
+        /// Why it failed.
+        #[source]
+        source: EventDecodeError,
+    },
+    /// A domain event could not be encoded.
+    #[error("cannot encode event `{event_type}` for stream {stream_id}: {source}")]
+    Encode {
+        /// The stream the event belongs to.
+        stream_id: Uuid,
+        /// The event type name.
+        event_type: String,
+        /// Why it failed.
+        #[source]
+        source: CodecError,
+    },
+    /// The stored events of a stream do not form a valid history of the aggregate type.
+    #[error("stream {stream_id} is not a valid history of `{aggregate}`: {reason}")]
+    Corrupt {
+        /// The stream that was loaded.
+        stream_id: Uuid,
+        /// The aggregate type it was loaded as.
+        aggregate: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A command passed to [`Application::update`](crate::Application::update) returned an error.
+    #[error("command rejected: {0}")]
+    Command(#[source] BoxError),
+    /// A setting is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store's tables do not exist (or are not at the expected schema version).
+    #[error("{0}")]
+    Schema(String),
+    /// The backend failed (connection, I/O, timeout, ...).
+    #[error("event store failure: {0}")]
+    Store(#[source] BoxError),
+}
+
+fn not_found_message(id: &Uuid, version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("aggregate {id} not found at version {v}"),
+        None => format!("aggregate {id} not found"),
+    }
+}
+
+impl Error {
+    /// Wraps a backend error.
+    pub fn store(err: impl Into<BoxError>) -> Self {
+        Error::Store(err.into())
+    }
+
+    /// True for [`Error::Conflict`]: a concurrent save won, reload and retry.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+
+    /// True for [`Error::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::NotFound { .. })
+    }
+}

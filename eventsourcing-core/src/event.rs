@@ -1,0 +1,102 @@
+use std::{borrow::Cow, collections::BTreeMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Who and what caused a save: attached to every event the save writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    /// Ties together everything done for one request or workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
+    /// The message (command or event) that directly caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<Uuid>,
+    /// Free key/values (user id, tenant, request path, ...).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub values: BTreeMap<String, String>,
+}
+
+impl Metadata {
+    /// True when nothing is set; stores then write no metadata at all.
+    pub fn is_empty(&self) -> bool {
+        self.correlation_id.is_none() && self.causation_id.is_none() && self.values.is_empty()
+    }
+
+    /// Sets the correlation id.
+    pub fn with_correlation_id(mut self, id: Uuid) -> Self {
+        self.correlation_id = Some(id);
+        self
+    }
+
+    /// Sets the causation id.
+    pub fn with_causation_id(mut self, id: Uuid) -> Self {
+        self.causation_id = Some(id);
+        self
+    }
+
+    /// Adds a key/value.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.values.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A place in the global order of all events of a store (the notification log).
+///
+/// Positions compare first by `commit`, then by `seq`. On PostgreSQL `commit` is the writing
+/// transaction's id, so the order is one in which no event can later appear before a position a
+/// reader has passed; single-writer stores number their saves in `commit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Position {
+    /// The save (transaction) order.
+    pub commit: u64,
+    /// The order within and across saves.
+    pub seq: u64,
+}
+
+impl Position {
+    /// The position before every event.
+    pub const START: Position = Position { commit: 0, seq: 0 };
+}
+
+/// An event on its way into a store.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The aggregate id.
+    pub stream_id: Uuid,
+    /// Its version in the stream (1 for the first event).
+    pub version: u64,
+    /// The stored event name.
+    pub event_type: Cow<'static, str>,
+    /// The payload's schema version.
+    pub schema_version: u32,
+    /// When the event was recorded (UTC, microsecond precision).
+    pub timestamp: DateTime<Utc>,
+    /// The encoded payload.
+    pub payload: Vec<u8>,
+    /// Correlation, causation and user key/values.
+    pub metadata: Metadata,
+}
+
+/// An event as a store returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    /// The aggregate id.
+    pub stream_id: Uuid,
+    /// Its version in the stream.
+    pub version: u64,
+    /// Its place in the global order.
+    pub position: Position,
+    /// The stored event name.
+    pub event_type: String,
+    /// The payload's schema version.
+    pub schema_version: u32,
+    /// When the event was recorded.
+    pub timestamp: DateTime<Utc>,
+    /// The encoded payload.
+    pub payload: Vec<u8>,
+    /// Correlation, causation and user key/values.
+    pub metadata: Metadata,
+}

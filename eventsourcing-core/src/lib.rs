@@ -1,0 +1,58 @@
+//! The runtime of `eventsourcing`: domain traits, the [`Application`] with its repository,
+//! the stored-event envelope, codecs, configuration from the environment, the
+//! [`EventStore`] trait every backend implements, and an in-memory store.
+//!
+//! Most users depend on the facade crate `eventsourcing`, which re-exports this crate and the
+//! derive macros. The pieces:
+//!
+//! | concept | where |
+//! |---|---|
+//! | aggregate traits, [`Meta`], replay | `aggregate.rs` |
+//! | stored-event envelope, [`Metadata`], [`Position`] | `event.rs` |
+//! | [`Codec`] seam, [`JsonCodec`] | `codec.rs` |
+//! | [`EventStore`] trait | `store.rs` |
+//! | [`MemoryStore`] | `memory.rs` |
+//! | [`Application`], [`Repository`] | `application.rs` |
+//! | [`Env`]: settings from the environment | `config.rs` |
+//! | [`Error`] | `error.rs` |
+//!
+//! # Invariants
+//! - The versions of a stream are contiguous and start at 1; a save whose first version is not
+//!   the stream's current version + 1 is a [`Error::Conflict`] and writes nothing.
+//! - Event methods cannot fail, so replaying the same events always rebuilds the same state.
+//! - A save is atomic across all the aggregates in it.
+
+mod aggregate;
+mod application;
+mod codec;
+mod config;
+mod error;
+mod event;
+mod memory;
+mod store;
+
+pub use aggregate::{
+    id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventDecodeError, EventSourced,
+    Meta, Recorded, ID_NAMESPACE,
+};
+pub use application::{Application, Repository, Retry, Unsaved};
+pub use codec::{Codec, CodecError, JsonCodec};
+pub use config::{ConfigError, Env};
+pub use error::{BoxError, Error};
+pub use event::{Metadata, NewEvent, Position, StoredEvent};
+pub use memory::MemoryStore;
+pub use store::EventStore;
+
+pub use chrono;
+pub use serde;
+pub use uuid;
+pub use uuid::Uuid;
+
+/// Support for the code that `#[derive(Aggregate)]` and `#[aggregate]` generate. Not a public
+/// API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aggregate::{record, record_creation};
+    pub use serde;
+    pub use std::borrow::Cow;
+}

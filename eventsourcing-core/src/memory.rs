@@ -1,0 +1,129 @@
+use std::{
+    collections::HashMap,
+    future::Future,
+    sync::{Arc, PoisonError, RwLock},
+};
+
+use uuid::Uuid;
+
+use crate::{
+    error::Error,
+    event::{NewEvent, Position, StoredEvent},
+    store::EventStore,
+};
+
+/// An event store in memory (the Python library's POPO store): for tests and prototypes.
+///
+/// Cheap to clone; clones share the same events. Safe to use from many tasks at once: a save
+/// checks and writes all its streams under one lock.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<RwLock<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    log: Vec<StoredEvent>,
+    streams: HashMap<Uuid, Vec<usize>>,
+    commits: u64,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn append_sync(&self, events: Vec<NewEvent>) -> Result<(), Error> {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        // Check every stream first so that a conflict writes nothing.
+        let mut next: HashMap<Uuid, u64> = HashMap::new();
+        for event in &events {
+            let expected = match next.get(&event.stream_id) {
+                Some(v) => *v,
+                None => {
+                    let current = inner.streams.get(&event.stream_id).map_or(0, |s| s.len() as u64);
+                    if event.version != current + 1 {
+                        return Err(Error::Conflict {
+                            stream_id: event.stream_id,
+                            expected: event.version.saturating_sub(1),
+                            actual: current,
+                        });
+                    }
+                    current + 1
+                }
+            };
+            if event.version != expected {
+                return Err(Error::Conflict {
+                    stream_id: event.stream_id,
+                    expected: expected - 1,
+                    actual: expected - 1,
+                });
+            }
+            next.insert(event.stream_id, expected + 1);
+        }
+        inner.commits += 1;
+        let commit = inner.commits;
+        for event in events {
+            let index = inner.log.len();
+            let stored = StoredEvent {
+                stream_id: event.stream_id,
+                version: event.version,
+                position: Position {
+                    commit,
+                    seq: index as u64 + 1,
+                },
+                event_type: event.event_type.into_owned(),
+                schema_version: event.schema_version,
+                timestamp: event.timestamp,
+                payload: event.payload,
+                metadata: event.metadata,
+            };
+            inner.log.push(stored);
+            inner.streams.entry(event.stream_id).or_default().push(index);
+        }
+        Ok(())
+    }
+}
+
+impl EventStore for MemoryStore {
+    fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.append_sync(events))
+    }
+
+    fn load(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let events = match inner.streams.get(&stream_id) {
+            None => Vec::new(),
+            Some(indexes) => {
+                let end = up_to.map_or(indexes.len(), |v| (v as usize).min(indexes.len()));
+                let start = (after_version as usize).min(end);
+                indexes[start..end].iter().map(|&i| inner.log[i].clone()).collect()
+            }
+        };
+        std::future::ready(Ok(events))
+    }
+
+    fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let version = inner.streams.get(&stream_id).map_or(0, |s| s.len() as u64);
+        std::future::ready(Ok(version))
+    }
+
+    fn read_log(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        // Positions are assigned in log order, so the log is sorted by position.
+        let start = inner.log.partition_point(|e| e.position <= after);
+        let end = start.saturating_add(limit).min(inner.log.len());
+        std::future::ready(Ok(inner.log[start..end].to_vec()))
+    }
+}

@@ -1,0 +1,66 @@
+use std::future::Future;
+
+use uuid::Uuid;
+
+use crate::{
+    error::Error,
+    event::{NewEvent, Position, StoredEvent},
+};
+
+/// The one seam between the runtime and a storage backend.
+///
+/// Every store (in memory, SQLite, PostgreSQL) implements it, and the conformance suite in
+/// `tests/conformance` checks each one against the same expectations.
+pub trait EventStore: Send + Sync + 'static {
+    /// Writes all `events` atomically, or nothing.
+    ///
+    /// `events` may hold several streams; within a stream the versions are contiguous and
+    /// ascending. The first event of a stream must be at the stream's current version + 1,
+    /// otherwise the store returns [`Error::Conflict`] naming that stream and writes nothing.
+    fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Reads the events of one stream with `after_version < version <= up_to`, in version order.
+    fn load(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+
+    /// The stream's current version: 0 if it has no events.
+    fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// Reads at most `limit` events of all streams after `after` in the global order.
+    ///
+    /// A reader that repeatedly passes the last position it saw never skips an event, even one
+    /// whose save commits after later-numbered events.
+    fn read_log(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+}
+
+impl<S: EventStore> EventStore for std::sync::Arc<S> {
+    fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).append(events)
+    }
+    fn load(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        (**self).load(stream_id, after_version, up_to)
+    }
+    fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
+        (**self).stream_version(stream_id)
+    }
+    fn read_log(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        (**self).read_log(after, limit)
+    }
+}
