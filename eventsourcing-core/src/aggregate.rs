@@ -98,6 +98,10 @@ pub trait EventSourced: Sized {
 }
 
 /// An event-sourced aggregate. Derived with `#[derive(Aggregate)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    note = "add `#[derive(Aggregate)]` to the struct, with a field `meta: Meta<Self>`"
+)]
 pub trait Aggregate:
     EventSourced + Serialize + DeserializeOwned + Send + Sync + 'static
 {
@@ -356,4 +360,35 @@ pub fn replay<A: Aggregate, C: Codec>(
         }
     }
     Ok(current)
+}
+
+/// The event type of an `#[events]` block that failed to compile: it has no values. Lets the
+/// macro report its own error instead of a cascade of missing-trait errors.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub enum NoEvents {}
+
+impl DomainEvent for NoEvents {
+    const NAMES: &'static [&'static str] = &[];
+    fn name(&self) -> &'static str {
+        match *self {}
+    }
+    fn schema_version(&self) -> u32 {
+        match *self {}
+    }
+    fn encode<C: Codec>(&self, _codec: &C) -> Result<Vec<u8>, CodecError> {
+        match *self {}
+    }
+    fn decode<C: Codec>(
+        _codec: &C,
+        name: &str,
+        _schema_version: u32,
+        _payload: &[u8],
+    ) -> Result<Self, EventDecodeError> {
+        Err(EventDecodeError::UnknownType {
+            name: name.to_owned(),
+            aggregate: "",
+            known: &[],
+        })
+    }
 }

@@ -52,7 +52,7 @@ pub use uuid::Uuid;
 /// API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::aggregate::{record, record_creation};
+    pub use crate::aggregate::{record, record_creation, NoEvents};
     pub use serde;
     pub use std::borrow::Cow;
 }
