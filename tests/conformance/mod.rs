@@ -60,7 +60,7 @@ impl Counter {
     }
 }
 
-fn endpoint() -> WidgetRegistryEndpoint {
+fn new_endpoint() -> WidgetRegistryEndpoint {
     WidgetRegistryEndpoint::create(
         "https://example.com".into(),
         "Test Endpoint".into(),
@@ -70,7 +70,7 @@ fn endpoint() -> WidgetRegistryEndpoint {
 
 pub async fn save_and_load<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     app.save(&mut endpoint).await.unwrap();
     assert!(endpoint.pending_events().is_empty(), "save clears the pending events");
 
@@ -86,7 +86,7 @@ pub async fn save_and_load<S: EventStore>(store: S) {
 
 pub async fn update_persists_after_reload<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     app.save(&mut endpoint).await.unwrap();
 
     let mut loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await.unwrap();
@@ -102,7 +102,7 @@ pub async fn update_persists_after_reload<S: EventStore>(store: S) {
 
 pub async fn fifteen_updates_then_reload<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     for i in 0..15 {
         endpoint.update_name(format!("Name {i}"));
     }
@@ -117,7 +117,7 @@ pub async fn fifteen_updates_then_reload<S: EventStore>(store: S) {
 
 pub async fn two_copies_conflict<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     app.save(&mut endpoint).await.unwrap();
     let id = endpoint.id();
 
@@ -146,7 +146,7 @@ pub async fn two_copies_conflict<S: EventStore>(store: S) {
 
 pub async fn multi_aggregate_save_is_all_or_nothing<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     let mut counter = Counter::open();
     app.save((&mut endpoint, &mut counter)).await.unwrap();
     assert_eq!(app.store().stream_version(endpoint.id()).await.unwrap(), 1);
@@ -180,7 +180,7 @@ pub async fn multi_aggregate_save_is_all_or_nothing<S: EventStore>(store: S) {
 
 pub async fn get_at_returns_past_versions<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     for i in 1..=4 {
         endpoint.update_name(format!("Name {i}"));
     }
@@ -204,7 +204,7 @@ pub async fn get_at_returns_past_versions<S: EventStore>(store: S) {
 
 pub async fn exists_and_not_found<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     assert!(!app.repository().exists(endpoint.id()).await.unwrap());
     app.save(&mut endpoint).await.unwrap();
     assert!(app.repository().exists(endpoint.id()).await.unwrap());
@@ -218,7 +218,7 @@ pub async fn exists_and_not_found<S: EventStore>(store: S) {
 
 pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut endpoint = endpoint();
+    let mut endpoint = new_endpoint();
     app.save(&mut endpoint).await.unwrap();
     let id = endpoint.id();
     // An event whose payload lacks a field, written straight to the store.
@@ -243,7 +243,7 @@ pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: 
     assert!(msg.contains("missing field `name`"), "{msg}");
 
     // An event type the aggregate does not know, on a stream of its own.
-    let mut other = endpoint();
+    let mut other = new_endpoint();
     app.save(&mut other).await.unwrap();
     app.store()
         .append(vec![NewEvent {
@@ -273,7 +273,7 @@ pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: 
 
 pub async fn update_helper_runs_commands<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let endpoint = app.create(endpoint()).await.unwrap();
+    let endpoint = app.create(new_endpoint()).await.unwrap();
     let id = endpoint.id();
 
     let updated: WidgetRegistryEndpoint =
@@ -321,7 +321,7 @@ pub async fn read_log_pages_in_order<S: EventStore>(store: S) {
     let app = Application::new(store);
     let mut expected = Vec::new();
     for i in 0..7 {
-        let mut e = endpoint();
+        let mut e = new_endpoint();
         e.update_name(format!("n{i}"));
         expected.push((e.id(), 1u64));
         expected.push((e.id(), 2u64));
@@ -347,7 +347,7 @@ pub async fn read_log_pages_in_order<S: EventStore>(store: S) {
 
 pub async fn metadata_round_trips<S: EventStore>(store: S) {
     let app = Application::new(store);
-    let mut e = endpoint();
+    let mut e = new_endpoint();
     let correlation = eventsourcing::new_id();
     let metadata = Metadata::default()
         .with_correlation_id(correlation)
