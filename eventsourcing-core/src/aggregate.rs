@@ -83,8 +83,8 @@ pub enum EventDecodeError {
 /// The replay half of an aggregate: what `#[aggregate]` generates from the `#[event]` methods.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` has no event methods",
-    label = "`{Self}` needs an `#[aggregate]` impl block",
-    note = "add `#[aggregate]` on an `impl {Self}` block and mark its event methods with `#[event]`"
+    label = "`{Self}` needs an `#[events]` impl block",
+    note = "add `#[events]` on an `impl {Self}` block and mark its event methods with `#[event]`"
 )]
 pub trait EventSourced: Sized {
     /// The generated event enum.

@@ -49,6 +49,10 @@ pub(crate) fn derive_aggregate(input: &DeriveInput) -> TokenStream {
         );
     }
     if let Err(err) = cx.check() {
+        if !input.generics.params.is_empty() {
+            // No fallback impl can be written for a generic struct without more errors.
+            return err.into_compile_error();
+        }
         return derive_fallback(ident, err);
     }
     let meta_field = meta_field.unwrap_or_else(|| format_ident!("meta"));
