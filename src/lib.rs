@@ -77,3 +77,8 @@ pub mod prelude {
     };
     pub use serde::{Deserialize, Serialize};
 }
+
+/// The README's code blocks, compiled and run as doctests so they never drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

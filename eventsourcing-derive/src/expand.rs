@@ -177,10 +177,27 @@ fn expand_events(parsed: EventsImpl) -> TokenStream {
 
     let variants = methods.iter().map(|m| {
         let variant = m.variant();
-        let docs = m.func.attrs.iter().filter(|a| a.path().is_ident("doc"));
+        let mut docs: Vec<_> = m
+            .func
+            .attrs
+            .iter()
+            .filter(|a| a.path().is_ident("doc"))
+            .map(|a| quote!(#a))
+            .collect();
+        if docs.is_empty() {
+            let doc = format!(
+                "The `{}` event, recorded by [`{}::{}`].",
+                m.name.value(),
+                self_ident,
+                m.func.sig.ident
+            );
+            docs.push(quote!(#[doc = #doc]));
+        }
+        let method = &m.func.sig.ident;
         let fields = m.fields.iter().map(|f| {
             let (ident, ty) = (&f.ident, &f.ty);
-            quote!(#ident: #ty)
+            let doc = format!("The `{ident}` argument of `{method}`.");
+            quote!(#[doc = #doc] #ident: #ty)
         });
         quote! {
             #(#docs)*
