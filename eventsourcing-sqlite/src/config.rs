@@ -1,0 +1,211 @@
+use std::{fmt, str::FromStr, time::Duration};
+
+use eventsourcing_core::{ConfigError, Env};
+
+/// The database name used by [`SqliteConfig::from_env`] when `SQLITE_DBNAME` is not set: a file
+/// in the working directory.
+pub const DEFAULT_DBNAME: &str = "eventsourcing.db";
+
+/// How long a connection waits for another one's lock before failing with "database is locked",
+/// unless `SQLITE_LOCK_TIMEOUT` says otherwise (the Python `sqlite3` module's default).
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The number of reader connections of a file database, unless set with
+/// [`SqliteConfig::readers`].
+pub const DEFAULT_READERS: usize = 4;
+
+/// When SQLite makes a commit durable (its `synchronous` pragma), for file databases.
+///
+/// Both levels keep every acknowledged save through a crash or abort of the process: a commit
+/// returns only after its pages are written to the write-ahead log. They differ on a power loss
+/// or operating-system crash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// `synchronous=FULL` (the default): every commit waits for the write-ahead log to reach the
+    /// disk (`fsync`), so an acknowledged save also survives a power loss. Like PostgreSQL's
+    /// default `synchronous_commit = on`.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: the log is synced only at checkpoints. An acknowledged save survives
+    /// a crash of the process, but the last saves before a power loss or OS crash can be lost
+    /// (the database itself stays consistent). Much faster on disks with slow `fsync`.
+    Normal,
+    /// `synchronous=EXTRA`: like `Full`, and also syncs the directory after the log is reset.
+    Extra,
+}
+
+impl Synchronous {
+    pub(crate) fn pragma_value(self) -> &'static str {
+        match self {
+            Synchronous::Full => "FULL",
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Extra => "EXTRA",
+        }
+    }
+}
+
+impl fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pragma_value().to_ascii_lowercase())
+    }
+}
+
+/// The error of parsing a [`Synchronous`] level.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected `full`, `normal` or `extra`")]
+pub struct ParseSynchronousError;
+
+impl FromStr for Synchronous {
+    type Err = ParseSynchronousError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "full" | "2" => Ok(Synchronous::Full),
+            "normal" | "1" => Ok(Synchronous::Normal),
+            "extra" | "3" => Ok(Synchronous::Extra),
+            _ => Err(ParseSynchronousError),
+        }
+    }
+}
+
+/// How to open a [`SqliteStore`](crate::SqliteStore): built in code or read from the environment.
+///
+/// | variable | default | meaning |
+/// |---|---|---|
+/// | `SQLITE_DBNAME` | `eventsourcing.db` ([`DEFAULT_DBNAME`]) | a file path, `:memory:`, or a `file:` URI |
+/// | `SQLITE_LOCK_TIMEOUT` | `5` | seconds to wait for another connection's lock (`busy_timeout`); `0` fails at once |
+/// | `SQLITE_SYNCHRONOUS` | `full` | `full`, `normal` or `extra`: see [`Synchronous`] |
+/// | `CREATE_TABLE` | `y` | `y`: apply the migrations when opening; `n`: issue no DDL (run [`SqliteStore::migrate`](crate::SqliteStore::migrate) yourself) |
+///
+/// Every variable is first looked up with the application prefix of the [`Env`]
+/// (`WIDGETS_SQLITE_DBNAME` before `SQLITE_DBNAME`, see [`Env::with_app_name`]). A malformed value
+/// is a [`ConfigError`] naming the variable. The number of reader connections has no variable:
+/// set it with [`readers`](Self::readers).
+///
+/// ```
+/// use std::time::Duration;
+/// use eventsourcing_sqlite::{SqliteConfig, Synchronous};
+///
+/// let config = SqliteConfig::new("widgets.db")
+///     .lock_timeout(Duration::from_secs(10))
+///     .synchronous(Synchronous::Normal)
+///     .create_table(false);
+/// assert_eq!(config.dbname(), "widgets.db");
+/// assert!(!config.is_memory());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteConfig {
+    dbname: String,
+    lock_timeout: Duration,
+    synchronous: Synchronous,
+    create_table: bool,
+    readers: usize,
+}
+
+impl SqliteConfig {
+    /// A database at `dbname`: a file path (created if missing), `:memory:`, or a `file:` URI
+    /// (<https://sqlite.org/uri.html>). Every other setting has its default.
+    pub fn new(dbname: impl Into<String>) -> Self {
+        SqliteConfig {
+            dbname: dbname.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            synchronous: Synchronous::default(),
+            create_table: true,
+            readers: DEFAULT_READERS,
+        }
+    }
+
+    /// A private in-memory database (`:memory:`), gone when the store is dropped.
+    pub fn memory() -> Self {
+        SqliteConfig::new(":memory:")
+    }
+
+    /// Reads the settings in the table above from `env`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mut config = SqliteConfig::new(
+            env.string(&["SQLITE_DBNAME"])
+                .unwrap_or_else(|| DEFAULT_DBNAME.to_owned()),
+        );
+        if let Some(timeout) = env.seconds(&["SQLITE_LOCK_TIMEOUT"])? {
+            config.lock_timeout = timeout;
+        }
+        if let Some(synchronous) = env.parse::<Synchronous>(&["SQLITE_SYNCHRONOUS"])? {
+            config.synchronous = synchronous;
+        }
+        if let Some(create) = env.flag(&["CREATE_TABLE"])? {
+            config.create_table = create;
+        }
+        Ok(config)
+    }
+
+    /// The database name (a path, `:memory:` or a `file:` URI).
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// How long to wait for a lock held by another connection (another process, or another
+    /// store on the same file). Default 5 s.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// When a commit is durable. Default [`Synchronous::Full`].
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Whether opening the store applies the migrations (creating the tables). Default `true`.
+    /// With `false` the store issues no DDL; a missing table is an
+    /// [`Error::Schema`](eventsourcing_core::Error::Schema) telling to run
+    /// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
+    pub fn create_table(mut self, create: bool) -> Self {
+        self.create_table = create;
+        self
+    }
+
+    /// The number of reader connections (and threads) of a file database; at least 1. Default 4.
+    /// An in-memory database has a single connection that serves reads and writes.
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.readers = readers.max(1);
+        self
+    }
+
+    /// The configured lock timeout.
+    pub fn get_lock_timeout(&self) -> Duration {
+        self.lock_timeout
+    }
+
+    /// The configured durability level.
+    pub fn get_synchronous(&self) -> Synchronous {
+        self.synchronous
+    }
+
+    /// Whether opening applies the migrations.
+    pub fn get_create_table(&self) -> bool {
+        self.create_table
+    }
+
+    /// The configured number of reader connections.
+    pub fn get_readers(&self) -> usize {
+        self.readers
+    }
+
+    /// True for an in-memory database (`:memory:`, `file::memory:`, a URI with `mode=memory`, or
+    /// the empty name, SQLite's private temporary database), which lives in a single connection.
+    pub fn is_memory(&self) -> bool {
+        let name = self.dbname.trim();
+        if name == ":memory:" || name.is_empty() {
+            return true;
+        }
+        match name.strip_prefix("file:") {
+            None => false,
+            Some(rest) => {
+                let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+                path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory")
+            }
+        }
+    }
+}

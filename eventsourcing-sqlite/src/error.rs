@@ -1,0 +1,45 @@
+use eventsourcing_core::Error;
+
+/// Turns a driver error into the runtime's error: a missing table becomes [`Error::Schema`]
+/// telling how to create it, everything else is an [`Error::Store`] holding the
+/// [`rusqlite::Error`] (downcast it for the SQLite error code).
+pub(crate) fn sql_error(dbname: &str, err: rusqlite::Error) -> Error {
+    if let rusqlite::Error::SqliteFailure(_, Some(message)) = &err {
+        if message.starts_with("no such table") {
+            return missing_schema(dbname, message);
+        }
+    }
+    Error::Store(Box::new(err))
+}
+
+pub(crate) fn missing_schema(dbname: &str, detail: &str) -> Error {
+    Error::Schema(format!(
+        "the event store tables are missing from SQLite database `{dbname}` ({detail}): \
+         call `SqliteStore::migrate()` once, or open the store with CREATE_TABLE=y"
+    ))
+}
+
+/// A background thread of the store is gone (it can only stop when the store is dropped, or if
+/// it panicked).
+pub(crate) fn stopped(dbname: &str) -> Error {
+    Error::store(format!(
+        "the SQLite connection thread for `{dbname}` has stopped"
+    ))
+}
+
+/// A number that does not fit SQLite's signed 64-bit integers.
+pub(crate) fn out_of_range(what: &str, value: u64) -> Error {
+    Error::store(format!(
+        "{what} {value} does not fit in a SQLite integer (at most {})",
+        i64::MAX
+    ))
+}
+
+pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64, Error> {
+    i64::try_from(value).map_err(|_| out_of_range(what, value))
+}
+
+/// A value read back from SQLite that is not what this crate wrote.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct BadValue(pub(crate) String);
