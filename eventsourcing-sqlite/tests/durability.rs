@@ -1,0 +1,89 @@
+//! What one store wrote, another store on the same file sees: after a clean close, while both
+//! are open, and after a store was leaked without closing.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::events;
+use eventsourcing_core::{EventStore, Position, Uuid};
+use eventsourcing_sqlite::{testing::TempGuard, SqliteStore, Synchronous};
+
+#[tokio::test]
+async fn a_reopened_store_sees_what_was_saved() {
+    let guard = TempGuard::new();
+    let stream = Uuid::new_v4();
+    let first = SqliteStore::open(guard.config()).await.unwrap();
+    first.append(events(stream, 1, 3)).await.unwrap();
+    let written = first.read_log(Position::START, 10).await.unwrap();
+    drop(first);
+
+    let second = SqliteStore::open(guard.config()).await.unwrap();
+    assert_eq!(second.read_log(Position::START, 10).await.unwrap(), written);
+    assert_eq!(second.stream_version(stream).await.unwrap(), 3);
+    // Positions continue after the old ones.
+    second.append(events(stream, 4, 4)).await.unwrap();
+    let all = second.read_log(Position::START, 10).await.unwrap();
+    assert!(all[3].position > all[2].position);
+}
+
+#[tokio::test]
+async fn two_open_stores_on_one_file_see_each_other_and_conflict() {
+    let guard = TempGuard::new();
+    let stream = Uuid::new_v4();
+    let a = SqliteStore::open(guard.config()).await.unwrap();
+    let b = SqliteStore::open(guard.config().synchronous(Synchronous::Normal))
+        .await
+        .unwrap();
+    a.append(events(stream, 1, 2)).await.unwrap();
+    assert_eq!(b.stream_version(stream).await.unwrap(), 2);
+    assert_eq!(
+        b.load(stream, 0, None).await.unwrap(),
+        a.load(stream, 0, None).await.unwrap()
+    );
+
+    // b saves on top of what a wrote; a's stale save then conflicts with b's version.
+    b.append(events(stream, 3, 3)).await.unwrap();
+    let err = a.append(events(stream, 3, 4)).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            eventsourcing_core::Error::Conflict {
+                expected: 2,
+                actual: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(a.read_log(Position::START, 10).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_store_leaked_without_closing_loses_nothing() {
+    let guard = TempGuard::new();
+    let stream = Uuid::new_v4();
+    let leaked = SqliteStore::open(guard.config()).await.unwrap();
+    leaked.append(events(stream, 1, 5)).await.unwrap();
+    // Its connections stay open and are never closed (no checkpoint, no clean shutdown).
+    std::mem::forget(leaked);
+
+    let other = SqliteStore::open(guard.config()).await.unwrap();
+    assert_eq!(other.stream_version(stream).await.unwrap(), 5);
+    other.append(events(stream, 6, 6)).await.unwrap();
+    drop(other);
+    let again = SqliteStore::open(guard.config()).await.unwrap();
+    assert_eq!(again.load(stream, 0, None).await.unwrap().len(), 6);
+}
+
+#[test]
+fn open_blocking_works_outside_a_runtime() {
+    let guard = TempGuard::new();
+    let store = SqliteStore::open_blocking(guard.config()).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        store.append(events(Uuid::new_v4(), 1, 1)).await.unwrap();
+        assert_eq!(store.read_log(Position::START, 10).await.unwrap().len(), 1);
+    });
+}

@@ -1,0 +1,150 @@
+//! Migrations: idempotent, checksummed, and never run when CREATE_TABLE is off.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::events;
+use eventsourcing_core::{Error, EventStore, Position, Uuid};
+use eventsourcing_sqlite::{rusqlite::Connection, testing::TempGuard, SqliteStore};
+
+fn schema_message(err: Error) -> String {
+    match err {
+        Error::Schema(message) => message,
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+}
+
+fn tables(guard: &TempGuard) -> Vec<String> {
+    let conn = Connection::open(guard.path()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let guard = TempGuard::new();
+    let store = SqliteStore::open(guard.config()).await.unwrap();
+    assert_eq!(store.migrate().await.unwrap(), Vec::<u32>::new());
+    assert_eq!(store.migrate().await.unwrap(), Vec::<u32>::new());
+    store.check_schema().await.unwrap();
+    drop(store);
+    // Reopening migrates again: nothing to do, and the data is untouched.
+    let store = SqliteStore::open(guard.config()).await.unwrap();
+    store.append(events(Uuid::new_v4(), 1, 2)).await.unwrap();
+    drop(store);
+    let store = SqliteStore::open(guard.config()).await.unwrap();
+    assert_eq!(store.read_log(Position::START, 10).await.unwrap().len(), 2);
+    let conn = Connection::open(guard.path()).unwrap();
+    let recorded: i64 = conn
+        .query_row("SELECT count(*) FROM eventsourcing_migrations", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(recorded, 1);
+}
+
+#[tokio::test]
+async fn an_edited_migration_is_refused() {
+    let guard = TempGuard::new();
+    drop(SqliteStore::open(guard.config()).await.unwrap());
+    let conn = Connection::open(guard.path()).unwrap();
+    conn.execute(
+        "UPDATE eventsourcing_migrations SET checksum = x'00ff' WHERE version = 1",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let message = schema_message(SqliteStore::open(guard.config()).await.unwrap_err());
+    assert!(message.contains("migration 1"), "{message}");
+    assert!(message.contains("checksum 00ff"), "{message}");
+
+    // Without CREATE_TABLE the store opens, but checking or migrating reports the same problem.
+    let store = SqliteStore::open(guard.config().create_table(false))
+        .await
+        .unwrap();
+    assert!(schema_message(store.migrate().await.unwrap_err()).contains("checksum"));
+    assert!(schema_message(store.check_schema().await.unwrap_err()).contains("checksum"));
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_release_is_refused() {
+    let guard = TempGuard::new();
+    drop(SqliteStore::open(guard.config()).await.unwrap());
+    let conn = Connection::open(guard.path()).unwrap();
+    conn.execute(
+        "INSERT INTO eventsourcing_migrations VALUES (999, 'future', x'00', 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let message = schema_message(SqliteStore::open(guard.config()).await.unwrap_err());
+    assert!(
+        message.contains("migration 999") && message.contains("newer"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migrate() {
+    let guard = TempGuard::new();
+    let store = SqliteStore::open(guard.config().create_table(false))
+        .await
+        .unwrap();
+    let stream = Uuid::new_v4();
+    for err in [
+        store.append(events(stream, 1, 1)).await.unwrap_err(),
+        store.load(stream, 0, None).await.unwrap_err(),
+        store.stream_version(stream).await.unwrap_err(),
+        store.read_log(Position::START, 10).await.unwrap_err(),
+        store.check_schema().await.unwrap_err(),
+    ] {
+        let message = schema_message(err);
+        assert!(message.contains("SqliteStore::migrate()"), "{message}");
+        assert!(message.contains(&guard.dbname()), "{message}");
+    }
+    assert_eq!(tables(&guard), Vec::<String>::new(), "no DDL was issued");
+
+    // Migrating explicitly makes the same store usable.
+    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    store.check_schema().await.unwrap();
+    store.append(events(stream, 1, 1)).await.unwrap();
+    assert_eq!(store.stream_version(stream).await.unwrap(), 1);
+    assert_eq!(
+        tables(&guard),
+        [
+            "events",
+            "eventsourcing_migrations",
+            "snapshots",
+            "sqlite_sequence",
+            "tracking"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_create_table_in_memory_the_error_says_how_to_migrate() {
+    let config = eventsourcing_sqlite::SqliteConfig::memory().create_table(false);
+    let store = SqliteStore::open(config).await.unwrap();
+    let message = schema_message(store.stream_version(Uuid::new_v4()).await.unwrap_err());
+    assert!(message.contains("SqliteStore::migrate()"), "{message}");
+    store.migrate().await.unwrap();
+    assert_eq!(store.stream_version(Uuid::new_v4()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn two_stores_migrating_the_same_file_at_once_both_succeed() {
+    let guard = TempGuard::new();
+    let (a, b) = tokio::join!(
+        SqliteStore::open(guard.config()),
+        SqliteStore::open(guard.config())
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    a.check_schema().await.unwrap();
+    b.check_schema().await.unwrap();
+}
