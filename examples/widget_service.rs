@@ -16,7 +16,12 @@ struct WidgetRegistryEndpoint {
 impl WidgetRegistryEndpoint {
     #[event("Registered")]
     pub fn create(url: String, name: String, tenant_id: String) -> Self {
-        Self { meta: Meta::default(), url, name, tenant_id }
+        Self {
+            meta: Meta::default(),
+            url,
+            name,
+            tenant_id,
+        }
     }
 
     #[event("NameUpdated")]
@@ -35,7 +40,12 @@ async fn main() -> Result<(), eventsourcing::Error> {
         "tenant-123".into(),
     );
     app.save(&mut endpoint).await?;
-    println!("registered {} ({}) at version {}", endpoint.name, endpoint.id(), endpoint.version());
+    println!(
+        "registered {} ({}) at version {}",
+        endpoint.name,
+        endpoint.id(),
+        endpoint.version()
+    );
 
     let renamed: WidgetRegistryEndpoint = app
         .update(endpoint.id(), |e: &mut WidgetRegistryEndpoint| {
@@ -43,7 +53,11 @@ async fn main() -> Result<(), eventsourcing::Error> {
             Ok::<_, std::convert::Infallible>(())
         })
         .await?;
-    println!("renamed to {:?} at version {}", renamed.name, renamed.version());
+    println!(
+        "renamed to {:?} at version {}",
+        renamed.name,
+        renamed.version()
+    );
 
     let loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await?;
     println!(

@@ -70,11 +70,11 @@ pub use eventsourcing_postgres as postgres;
 
 /// Everything a domain module needs: `use eventsourcing::prelude::*;`.
 pub mod prelude {
+    pub use eventsourcing_core::{
+        Aggregate, Application, Error, EventStore, MemoryStore, Meta, Metadata, Retry, Uuid,
+    };
     #[cfg(feature = "derive")]
     pub use eventsourcing_derive::{event, events, Aggregate};
-    pub use eventsourcing_core::{
-        Aggregate, Application, Error, EventStore, Meta, MemoryStore, Metadata, Retry, Uuid,
-    };
     pub use serde::{Deserialize, Serialize};
 }
 

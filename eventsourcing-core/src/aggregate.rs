@@ -75,6 +75,15 @@ pub enum EventDecodeError {
         /// The newest version the code knows.
         supported: u32,
     },
+    /// The payload was written with an older schema version and no upcast turns it into the
+    /// current one.
+    #[error("no upcast handles schema version {found} (the current schema version is {current})")]
+    NoUpcast {
+        /// The stored schema version.
+        found: u32,
+        /// The event's current schema version.
+        current: u32,
+    },
     /// The codec rejected the payload.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -102,15 +111,17 @@ pub trait EventSourced: Sized {
     message = "`{Self}` is not an aggregate",
     note = "add `#[derive(Aggregate)]` to the struct, with a field `meta: Meta<Self>`"
 )]
-pub trait Aggregate:
-    EventSourced + Serialize + DeserializeOwned + Send + Sync + 'static
-{
+pub trait Aggregate: EventSourced + Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The aggregate's type name (the struct name unless `#[aggregate(name = "...")]`).
     const TYPE_NAME: &'static str;
 
     /// A fingerprint of the state's shape (field names and types), computed at compile time.
     /// Snapshots written by a differently shaped struct carry another fingerprint.
     const STATE_FINGERPRINT: u64;
+
+    /// Take a snapshot every this many events (`#[aggregate(snapshot_every = N)]`), unless the
+    /// application's [`Snapshotting`](crate::Snapshotting) says otherwise.
+    const SNAPSHOT_EVERY: Option<u64> = None;
 
     /// The aggregate's identity and bookkeeping.
     fn meta(&self) -> &Meta<Self>;
@@ -309,7 +320,10 @@ pub fn replay<A: Aggregate, C: Codec>(
             return Err(Error::Corrupt {
                 stream_id,
                 aggregate: A::TYPE_NAME,
-                reason: format!("expected version {expected}, found version {}", stored.version),
+                reason: format!(
+                    "expected version {expected}, found version {}",
+                    stored.version
+                ),
             });
         }
         let event = A::Event::decode(
@@ -330,10 +344,7 @@ pub fn replay<A: Aggregate, C: Codec>(
                 let mut aggregate = A::create_from(event).map_err(|e| Error::Corrupt {
                     stream_id,
                     aggregate: A::TYPE_NAME,
-                    reason: format!(
-                        "the first event `{}` is not a creation event",
-                        e.name()
-                    ),
+                    reason: format!("the first event `{}` is not a creation event", e.name()),
                 })?;
                 let meta = aggregate.meta_mut();
                 meta.id = stream_id;

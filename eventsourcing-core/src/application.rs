@@ -6,7 +6,8 @@ use crate::{
     aggregate::{replay, Aggregate, DomainEvent},
     codec::{Codec, JsonCodec},
     error::{BoxError, Error},
-    event::{Metadata, NewEvent},
+    event::{Metadata, NewEvent, Snapshot},
+    snapshot::{self, Snapshotting},
     store::EventStore,
 };
 
@@ -15,6 +16,7 @@ use crate::{
 /// Cheap to clone: clones share the store and codec.
 pub struct Application<S, C = JsonCodec> {
     inner: Arc<Inner<S, C>>,
+    snapshotting: Snapshotting,
 }
 
 struct Inner<S, C> {
@@ -26,6 +28,7 @@ impl<S, C> Clone for Application<S, C> {
     fn clone(&self) -> Self {
         Application {
             inner: Arc::clone(&self.inner),
+            snapshotting: self.snapshotting,
         }
     }
 }
@@ -35,6 +38,7 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Application<S, C> {
         f.debug_struct("Application")
             .field("store", &self.inner.store)
             .field("codec", &self.inner.codec)
+            .field("snapshotting", &self.snapshotting)
             .finish()
     }
 }
@@ -55,29 +59,71 @@ impl Retry {
     }
 }
 
+/// What a save gathers from its aggregates: the events to append and the snapshots due.
+#[derive(Debug)]
+pub struct Collector<'a, C> {
+    codec: &'a C,
+    metadata: &'a Metadata,
+    snapshotting: Snapshotting,
+    events: Vec<NewEvent>,
+    snapshots: Vec<Snapshot>,
+}
+
+impl<C: Codec> Collector<'_, C> {
+    /// Encodes an aggregate's pending events, and its snapshot if one is due.
+    pub fn add<A: Aggregate>(&mut self, aggregate: &A) -> Result<(), Error> {
+        let meta = aggregate.meta();
+        let pending = meta.pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.events.reserve(pending.len());
+        for recorded in pending {
+            let event = &recorded.event;
+            let payload = event.encode(self.codec).map_err(|source| Error::Encode {
+                stream_id: meta.id(),
+                event_type: event.name().to_owned(),
+                source,
+            })?;
+            self.events.push(NewEvent {
+                stream_id: meta.id(),
+                version: recorded.version,
+                event_type: event.name().into(),
+                schema_version: event.schema_version(),
+                timestamp: recorded.timestamp,
+                payload,
+                metadata: self.metadata.clone(),
+            });
+        }
+        if self
+            .snapshotting
+            .due::<A>(meta.saved_version(), meta.version())
+        {
+            match snapshot::take(self.codec, aggregate) {
+                Ok(s) => self.snapshots.push(s),
+                // The events still save; only the shortcut for later loads is lost.
+                Err(e) => {
+                    tracing::warn!(id = %meta.id(), aggregate = A::TYPE_NAME, error = %e, "cannot encode snapshot")
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Aggregates that can be saved together in one atomic write: `&mut A`, `&mut [A]`,
 /// `&mut Vec<A>`, and tuples of up to four of these (of different aggregate types).
 pub trait Unsaved {
-    /// Encodes the pending events.
-    fn collect<C: Codec>(
-        &self,
-        codec: &C,
-        metadata: &Metadata,
-        out: &mut Vec<NewEvent>,
-    ) -> Result<(), Error>;
+    /// Hands the aggregates to the collector.
+    fn collect<C: Codec>(&self, collector: &mut Collector<'_, C>) -> Result<(), Error>;
 
     /// Forgets the pending events once they are stored.
     fn mark_saved(&mut self);
 }
 
 impl<A: Aggregate> Unsaved for &mut A {
-    fn collect<C: Codec>(
-        &self,
-        codec: &C,
-        metadata: &Metadata,
-        out: &mut Vec<NewEvent>,
-    ) -> Result<(), Error> {
-        encode_pending(&**self, codec, metadata, out)
+    fn collect<C: Codec>(&self, collector: &mut Collector<'_, C>) -> Result<(), Error> {
+        collector.add(&**self)
     }
 
     fn mark_saved(&mut self) {
@@ -86,16 +132,8 @@ impl<A: Aggregate> Unsaved for &mut A {
 }
 
 impl<A: Aggregate> Unsaved for &mut [A] {
-    fn collect<C: Codec>(
-        &self,
-        codec: &C,
-        metadata: &Metadata,
-        out: &mut Vec<NewEvent>,
-    ) -> Result<(), Error> {
-        for aggregate in self.iter() {
-            encode_pending(aggregate, codec, metadata, out)?;
-        }
-        Ok(())
+    fn collect<C: Codec>(&self, collector: &mut Collector<'_, C>) -> Result<(), Error> {
+        self.iter().try_for_each(|a| collector.add(a))
     }
 
     fn mark_saved(&mut self) {
@@ -106,16 +144,8 @@ impl<A: Aggregate> Unsaved for &mut [A] {
 }
 
 impl<A: Aggregate> Unsaved for &mut Vec<A> {
-    fn collect<C: Codec>(
-        &self,
-        codec: &C,
-        metadata: &Metadata,
-        out: &mut Vec<NewEvent>,
-    ) -> Result<(), Error> {
-        for aggregate in self.iter() {
-            encode_pending(aggregate, codec, metadata, out)?;
-        }
-        Ok(())
+    fn collect<C: Codec>(&self, collector: &mut Collector<'_, C>) -> Result<(), Error> {
+        self.iter().try_for_each(|a| collector.add(a))
     }
 
     fn mark_saved(&mut self) {
@@ -125,44 +155,11 @@ impl<A: Aggregate> Unsaved for &mut Vec<A> {
     }
 }
 
-fn encode_pending<A: Aggregate, C: Codec>(
-    aggregate: &A,
-    codec: &C,
-    metadata: &Metadata,
-    out: &mut Vec<NewEvent>,
-) -> Result<(), Error> {
-    let meta = aggregate.meta();
-    out.reserve(meta.pending().len());
-    for recorded in meta.pending() {
-        let event = &recorded.event;
-        let payload = event.encode(codec).map_err(|source| Error::Encode {
-            stream_id: meta.id(),
-            event_type: event.name().to_owned(),
-            source,
-        })?;
-        out.push(NewEvent {
-            stream_id: meta.id(),
-            version: recorded.version,
-            event_type: event.name().into(),
-            schema_version: event.schema_version(),
-            timestamp: recorded.timestamp,
-            payload,
-            metadata: metadata.clone(),
-        });
-    }
-    Ok(())
-}
-
 macro_rules! tuple_unsaved {
     ($($name:ident $idx:tt),+) => {
         impl<$($name: Unsaved),+> Unsaved for ($($name,)+) {
-            fn collect<C: Codec>(
-                &self,
-                codec: &C,
-                metadata: &Metadata,
-                out: &mut Vec<NewEvent>,
-            ) -> Result<(), Error> {
-                $(self.$idx.collect(codec, metadata, out)?;)+
+            fn collect<C: Codec>(&self, collector: &mut Collector<'_, C>) -> Result<(), Error> {
+                $(self.$idx.collect(collector)?;)+
                 Ok(())
             }
 
@@ -189,7 +186,20 @@ impl<S: EventStore, C: Codec> Application<S, C> {
     pub fn with_codec(store: S, codec: C) -> Self {
         Application {
             inner: Arc::new(Inner { store, codec }),
+            snapshotting: Snapshotting::default(),
         }
+    }
+
+    /// Sets when snapshots are taken and kept (see [`Snapshotting`]; by default each type's
+    /// `#[aggregate(snapshot_every = N)]`).
+    pub fn with_snapshotting(mut self, snapshotting: Snapshotting) -> Self {
+        self.snapshotting = snapshotting;
+        self
+    }
+
+    /// The snapshot policy in force.
+    pub fn snapshotting(&self) -> Snapshotting {
+        self.snapshotting
     }
 
     /// The event store.
@@ -223,8 +233,17 @@ impl<S: EventStore, C: Codec> Application<S, C> {
         mut aggregates: U,
         metadata: &Metadata,
     ) -> Result<(), Error> {
-        let mut events = Vec::new();
-        aggregates.collect(&self.inner.codec, metadata, &mut events)?;
+        let mut collector = Collector {
+            codec: &self.inner.codec,
+            metadata,
+            snapshotting: self.snapshotting,
+            events: Vec::new(),
+            snapshots: Vec::new(),
+        };
+        aggregates.collect(&mut collector)?;
+        let Collector {
+            events, snapshots, ..
+        } = collector;
         if events.is_empty() {
             return Ok(());
         }
@@ -232,7 +251,45 @@ impl<S: EventStore, C: Codec> Application<S, C> {
         self.inner.store.append(events).await?;
         tracing::trace!(events = count, "saved");
         aggregates.mark_saved();
+        for snapshot in snapshots {
+            self.write_snapshot(snapshot).await;
+        }
         Ok(())
+    }
+
+    /// Writes a snapshot after its events are stored; a failure is logged, never returned,
+    /// because the save it belongs to has already succeeded.
+    async fn write_snapshot(&self, snapshot: Snapshot) {
+        let (id, version) = (snapshot.stream_id, snapshot.version);
+        if let Err(e) = self
+            .inner
+            .store
+            .save_snapshot(snapshot, self.snapshotting.kept())
+            .await
+        {
+            tracing::warn!(%id, version, error = %e, "cannot write snapshot");
+        }
+    }
+
+    /// Writes a snapshot of an aggregate at `version` (its current version when `None`) and
+    /// returns the version it was taken at, like the Python library's `take_snapshot`.
+    pub async fn take_snapshot<A: Aggregate>(
+        &self,
+        id: Uuid,
+        version: Option<u64>,
+    ) -> Result<u64, Error> {
+        let aggregate: A = self.repository().load(id, version).await?;
+        let snapshot =
+            snapshot::take(&self.inner.codec, &aggregate).map_err(|source| Error::Encode {
+                stream_id: id,
+                event_type: format!("snapshot of {}", A::TYPE_NAME),
+                source,
+            })?;
+        self.inner
+            .store
+            .save_snapshot(snapshot, self.snapshotting.kept())
+            .await?;
+        Ok(aggregate.version())
     }
 
     /// Saves a newly created aggregate and gives it back (the seed's `create_aggregate`).
@@ -313,11 +370,34 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
     }
 
     async fn load<A: Aggregate>(&self, id: Uuid, version: Option<u64>) -> Result<A, Error> {
-        let events = self.app.inner.store.load(id, 0, version).await?;
-        let aggregate = replay::<A, C>(&self.app.inner.codec, id, None, events)?;
-        match aggregate {
-            Some(a) if version.is_none_or(|v| a.version() == v) => Ok(a),
-            _ => Err(Error::NotFound { id, version }),
+        let app = self.app;
+        let mut base: Option<A> = None;
+        let mut stale = false;
+        if app.snapshotting.reads() {
+            if let Some(snap) = app.inner.store.load_snapshot(id, version).await? {
+                match snapshot::restore::<A, C>(&app.inner.codec, &snap) {
+                    Ok(a) => base = Some(a),
+                    Err(why) => {
+                        tracing::info!(%id, version = snap.version, aggregate = A::TYPE_NAME, "ignoring snapshot: {why}");
+                        stale = true;
+                    }
+                }
+            }
         }
+        let after = base.as_ref().map_or(0, |a| a.version());
+        let events = app.inner.store.load(id, after, version).await?;
+        let aggregate = replay::<A, C>(&app.inner.codec, id, base, events)?;
+        let aggregate = match aggregate {
+            Some(a) if version.is_none_or(|v| a.version() == v) => a,
+            _ => return Err(Error::NotFound { id, version }),
+        };
+        if stale {
+            // Replace the snapshot this code cannot read with one it can.
+            match snapshot::take(&app.inner.codec, &aggregate) {
+                Ok(s) => app.write_snapshot(s).await,
+                Err(e) => tracing::warn!(%id, error = %e, "cannot encode snapshot"),
+            }
+        }
+        Ok(aggregate)
     }
 }

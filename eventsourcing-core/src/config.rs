@@ -39,7 +39,9 @@ pub struct Env {
 
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Env").field("prefix", &self.prefix).finish_non_exhaustive()
+        f.debug_struct("Env")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
     }
 }
 
@@ -183,7 +185,11 @@ mod tests {
         ])
         .with_app_name("widgets");
         assert_eq!(env.string(&["POSTGRES_HOST"]).as_deref(), Some("prefixed"));
-        assert_eq!(env.parse::<u32>(&["POSTGRES_POOL_SIZE", "POOL_SIZE"]).unwrap(), Some(9));
+        assert_eq!(
+            env.parse::<u32>(&["POSTGRES_POOL_SIZE", "POOL_SIZE"])
+                .unwrap(),
+            Some(9)
+        );
     }
 
     #[test]
@@ -202,7 +208,10 @@ mod tests {
         assert_eq!(env.flag(&["A"]).unwrap(), Some(true));
         assert_eq!(env.flag(&["B"]).unwrap(), Some(false));
         assert_eq!(env.flag(&["E"]).unwrap(), None);
-        assert_eq!(env.seconds(&["T"]).unwrap(), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            env.seconds(&["T"]).unwrap(),
+            Some(Duration::from_millis(2500))
+        );
         assert!(env.seconds(&["A"]).is_err());
     }
 }

@@ -48,7 +48,9 @@ impl Metadata {
 /// Positions compare first by `commit`, then by `seq`. On PostgreSQL `commit` is the writing
 /// transaction's id, so the order is one in which no event can later appear before a position a
 /// reader has passed; single-writer stores number their saves in `commit`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Position {
     /// The save (transaction) order.
     pub commit: u64,
@@ -99,4 +101,21 @@ pub struct StoredEvent {
     pub payload: Vec<u8>,
     /// Correlation, causation and user key/values.
     pub metadata: Metadata,
+}
+
+/// A stored copy of an aggregate's state at a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    /// The aggregate id.
+    pub stream_id: Uuid,
+    /// The version the state is at.
+    pub version: u64,
+    /// The aggregate type name (`Aggregate::TYPE_NAME`).
+    pub state_type: String,
+    /// The shape of the state that wrote it (`Aggregate::STATE_FINGERPRINT`).
+    pub fingerprint: u64,
+    /// When the event at `version` was recorded.
+    pub timestamp: DateTime<Utc>,
+    /// The encoded state.
+    pub payload: Vec<u8>,
 }

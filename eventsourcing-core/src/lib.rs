@@ -14,6 +14,7 @@
 //! | [`MemoryStore`] | `memory.rs` |
 //! | [`Application`], [`Repository`] | `application.rs` |
 //! | [`Env`]: settings from the environment | `config.rs` |
+//! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Error`] | `error.rs` |
 //!
 //! # Invariants
@@ -29,22 +30,25 @@ mod config;
 mod error;
 mod event;
 mod memory;
+mod snapshot;
 mod store;
 
 pub use aggregate::{
     id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventDecodeError, EventSourced,
     Meta, Recorded, ID_NAMESPACE,
 };
-pub use application::{Application, Repository, Retry, Unsaved};
+pub use application::{Application, Collector, Repository, Retry, Unsaved};
 pub use codec::{Codec, CodecError, JsonCodec};
 pub use config::{ConfigError, Env};
 pub use error::{BoxError, Error};
-pub use event::{Metadata, NewEvent, Position, StoredEvent};
+pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent};
 pub use memory::MemoryStore;
+pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 
 pub use chrono;
 pub use serde;
+pub use serde_json;
 pub use uuid;
 pub use uuid::Uuid;
 
@@ -54,5 +58,6 @@ pub use uuid::Uuid;
 pub mod __private {
     pub use crate::aggregate::{record, record_creation, NoEvents};
     pub use serde;
+    pub use serde_json;
     pub use std::borrow::Cow;
 }

@@ -1,5 +1,5 @@
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     future::Future,
     sync::{Arc, PoisonError, RwLock},
 };
@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     error::Error,
-    event::{NewEvent, Position, StoredEvent},
+    event::{NewEvent, Position, Snapshot, StoredEvent},
     store::EventStore,
 };
 
@@ -26,6 +26,7 @@ struct Inner {
     log: Vec<StoredEvent>,
     streams: HashMap<Uuid, Vec<usize>>,
     commits: u64,
+    snapshots: HashMap<Uuid, BTreeMap<u64, Snapshot>>,
 }
 
 impl MemoryStore {
@@ -42,7 +43,10 @@ impl MemoryStore {
             let expected = match next.get(&event.stream_id) {
                 Some(v) => *v,
                 None => {
-                    let current = inner.streams.get(&event.stream_id).map_or(0, |s| s.len() as u64);
+                    let current = inner
+                        .streams
+                        .get(&event.stream_id)
+                        .map_or(0, |s| s.len() as u64);
                     if event.version != current + 1 {
                         return Err(Error::Conflict {
                             stream_id: event.stream_id,
@@ -80,7 +84,11 @@ impl MemoryStore {
                 metadata: event.metadata,
             };
             inner.log.push(stored);
-            inner.streams.entry(event.stream_id).or_default().push(index);
+            inner
+                .streams
+                .entry(event.stream_id)
+                .or_default()
+                .push(index);
         }
         Ok(())
     }
@@ -103,7 +111,10 @@ impl EventStore for MemoryStore {
             Some(indexes) => {
                 let end = up_to.map_or(indexes.len(), |v| (v as usize).min(indexes.len()));
                 let start = (after_version as usize).min(end);
-                indexes[start..end].iter().map(|&i| inner.log[i].clone()).collect()
+                indexes[start..end]
+                    .iter()
+                    .map(|&i| inner.log[i].clone())
+                    .collect()
             }
         };
         std::future::ready(Ok(events))
@@ -125,5 +136,35 @@ impl EventStore for MemoryStore {
         let start = inner.log.partition_point(|e| e.position <= after);
         let end = start.saturating_add(limit).min(inner.log.len());
         std::future::ready(Ok(inner.log[start..end].to_vec()))
+    }
+
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+        keep: Option<u32>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let stream = inner.snapshots.entry(snapshot.stream_id).or_default();
+        stream.insert(snapshot.version, snapshot);
+        if let Some(keep) = keep {
+            while stream.len() > keep as usize {
+                stream.pop_first();
+            }
+        }
+        std::future::ready(Ok(()))
+    }
+
+    fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let found = inner.snapshots.get(&stream_id).and_then(|s| {
+            s.range(..=at_or_below.unwrap_or(u64::MAX))
+                .next_back()
+                .map(|(_, snap)| snap.clone())
+        });
+        std::future::ready(Ok(found))
     }
 }

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::{
     error::Error,
-    event::{NewEvent, Position, StoredEvent},
+    event::{NewEvent, Position, Snapshot, StoredEvent},
 };
 
 /// The one seam between the runtime and a storage backend.
@@ -39,6 +39,27 @@ pub trait EventStore: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+
+    /// Writes a snapshot, replacing one at the same stream and version, then keeps only the
+    /// newest `keep` snapshots of that stream (all of them when `None`), in one transaction.
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+        keep: Option<u32>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (snapshot, keep);
+        std::future::ready(Err(Error::store("this store does not keep snapshots")))
+    }
+
+    /// The newest snapshot of the stream at or below `at_or_below` (any version when `None`).
+    fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        let _ = (stream_id, at_or_below);
+        std::future::ready(Ok(None))
+    }
 }
 
 impl<S: EventStore> EventStore for std::sync::Arc<S> {
@@ -62,5 +83,19 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         (**self).read_log(after, limit)
+    }
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+        keep: Option<u32>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).save_snapshot(snapshot, keep)
+    }
+    fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        (**self).load_snapshot(stream_id, at_or_below)
     }
 }

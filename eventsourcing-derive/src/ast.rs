@@ -20,6 +20,10 @@ pub(crate) struct EventMethod {
     pub(crate) fields: Vec<Field>,
     /// A constructor-style method (no `self`, returns `Self`): the creation event.
     pub(crate) creator: bool,
+    /// The payload's schema version.
+    pub(crate) version: u32,
+    /// Turns older payloads into the current one.
+    pub(crate) upcast: Option<syn::Path>,
 }
 
 pub(crate) struct Field {
@@ -58,7 +62,10 @@ pub(crate) fn parse(cx: &mut Ctxt, mut item: ItemImpl) -> Option<EventsImpl> {
         _ => None,
     };
     let Some(self_ident) = self_ident else {
-        cx.error_spanned_by(&item.self_ty, "`#[events]` needs an `impl` of a named struct");
+        cx.error_spanned_by(
+            &item.self_ty,
+            "`#[events]` needs an `impl` of a named struct",
+        );
         return None;
     };
 
@@ -118,7 +125,10 @@ fn parse_method(
         cx.error_spanned_by(asyncness, format!("event method `{method}` cannot be async: applying an event must be immediate and deterministic"));
     }
     if let Some(constness) = &sig.constness {
-        cx.error_spanned_by(constness, format!("event method `{method}` cannot be const"));
+        cx.error_spanned_by(
+            constness,
+            format!("event method `{method}` cannot be const"),
+        );
     }
     if let Some(variadic) = &sig.variadic {
         cx.error_spanned_by(variadic, "event methods cannot be variadic");
@@ -198,6 +208,17 @@ fn parse_method(
             ),
         );
     }
+    let version = attrs
+        .version
+        .as_ref()
+        .and_then(|l| l.base10_parse::<u32>().ok())
+        .unwrap_or(1);
+    if let (Some(upcast), 1) = (&attrs.upcast, version) {
+        cx.error_spanned_by(
+            upcast,
+            "`upcast` needs `version = N` with N above 1: there is no older schema version to upcast from",
+        );
+    }
     if cx_len(cx) != before {
         return None;
     }
@@ -207,6 +228,8 @@ fn parse_method(
         aliases: attrs.aliases,
         fields,
         creator,
+        version,
+        upcast: attrs.upcast,
     })
 }
 
@@ -238,13 +261,19 @@ fn check_field_type(cx: &mut Ctxt, ty: &Type) {
         fn visit_type_impl_trait(&mut self, t: &'ast syn::TypeImplTrait) {
             if !self.reported {
                 self.reported = true;
-                self.cx.error_spanned_by(t, "event fields need concrete types: `impl Trait` cannot be stored");
+                self.cx.error_spanned_by(
+                    t,
+                    "event fields need concrete types: `impl Trait` cannot be stored",
+                );
             }
         }
         fn visit_lifetime(&mut self, l: &'ast syn::Lifetime) {
             if !self.reported {
                 self.reported = true;
-                self.cx.error_spanned_by(l, "event fields cannot borrow: lifetimes are not supported in event methods");
+                self.cx.error_spanned_by(
+                    l,
+                    "event fields cannot borrow: lifetimes are not supported in event methods",
+                );
             }
         }
     }

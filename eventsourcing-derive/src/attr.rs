@@ -6,6 +6,7 @@ use crate::ctxt::Ctxt;
 #[derive(Default)]
 pub(crate) struct AggregateAttrs {
     pub(crate) name: Option<LitStr>,
+    pub(crate) snapshot_every: Option<syn::LitInt>,
 }
 
 pub(crate) fn aggregate_attrs(cx: &mut Ctxt, attrs: &[Attribute]) -> AggregateAttrs {
@@ -19,6 +20,25 @@ pub(crate) fn aggregate_attrs(cx: &mut Ctxt, attrs: &[Attribute]) -> AggregateAt
                     cx.error_spanned_by(&meta.path, "duplicate aggregate attribute `name`");
                 } else {
                     out.name = Some(lit);
+                }
+                Ok(())
+            } else if meta.path.is_ident("snapshot_every") {
+                // #[aggregate(snapshot_every = 10)]
+                let lit: syn::LitInt = meta.value()?.parse()?;
+                match lit.base10_parse::<u64>() {
+                    Ok(0) | Err(_) => cx.error_spanned_by(
+                        &lit,
+                        "`snapshot_every` must be a whole number of at least 1",
+                    ),
+                    Ok(_) => {}
+                }
+                if out.snapshot_every.is_some() {
+                    cx.error_spanned_by(
+                        &meta.path,
+                        "duplicate aggregate attribute `snapshot_every`",
+                    );
+                } else {
+                    out.snapshot_every = Some(lit);
                 }
                 Ok(())
             } else {
@@ -39,16 +59,25 @@ pub(crate) struct EventAttrs {
     pub(crate) name: Option<LitStr>,
     /// Earlier stored names still read.
     pub(crate) aliases: Vec<LitStr>,
+    /// The payload's schema version (1 when unset).
+    pub(crate) version: Option<syn::LitInt>,
+    /// The function that turns older payloads into the current one.
+    pub(crate) upcast: Option<syn::Path>,
 }
 
 pub(crate) fn is_event_attr(attr: &Attribute) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == "event")
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "event")
 }
 
 pub(crate) fn event_attrs(cx: &mut Ctxt, attr: &Attribute) -> EventAttrs {
     let mut out = EventAttrs {
         name: None,
         aliases: Vec::new(),
+        version: None,
+        upcast: None,
     };
     // #[event]
     if matches!(attr.meta, syn::Meta::Path(_)) {
@@ -112,6 +141,31 @@ fn event_key(
         // #[event(alias = "NameChanged")]: an earlier stored name, still read
         let lit: LitStr = meta.value()?.parse()?;
         out.aliases.push(lit);
+        Ok(())
+    } else if meta.path.is_ident("version") {
+        // #[event(version = 2)]: the schema version payloads are written with
+        let lit: syn::LitInt = meta.value()?.parse()?;
+        match lit.base10_parse::<u32>() {
+            Ok(0) | Err(_) => cx.error_spanned_by(
+                &lit,
+                "an event's `version` must be a whole number of at least 1",
+            ),
+            Ok(_) => {}
+        }
+        if out.version.is_some() {
+            cx.error_spanned_by(&meta.path, "duplicate event attribute `version`");
+        } else {
+            out.version = Some(lit);
+        }
+        Ok(())
+    } else if meta.path.is_ident("upcast") {
+        // #[event(version = 2, upcast = Self::upcast_renamed)]: fn(u32, serde_json::Value) -> Option<serde_json::Value>
+        let path: syn::Path = meta.value()?.parse()?;
+        if out.upcast.is_some() {
+            cx.error_spanned_by(&meta.path, "duplicate event attribute `upcast`");
+        } else {
+            out.upcast = Some(path);
+        }
         Ok(())
     } else {
         let key = meta.path.to_token_stream_string();
