@@ -178,3 +178,45 @@ pub(crate) fn restore<A: Aggregate, C: Codec>(
     meta.pending.clear();
     Ok(aggregate)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn reads_the_seeds_variables() {
+        let env = Env::from_map([
+            ("IS_SNAPSHOTTING_ENABLED", "y"),
+            ("SNAPSHOT_INTERVAL", "10"),
+            ("MAX_SNAPSHOTS", "5"),
+        ]);
+        let s = Snapshotting::from_env(&env).unwrap();
+        assert_eq!(s, Snapshotting::every(10).keep(5));
+        assert!(s.reads());
+
+        let off = Snapshotting::from_env(&Env::from_map([("IS_SNAPSHOTTING_ENABLED", "n")])).unwrap();
+        assert_eq!(off, Snapshotting::disabled());
+        assert!(!off.reads());
+
+        let unset = Snapshotting::from_env(&Env::from_map::<&str, &str>([])).unwrap();
+        assert_eq!(unset, Snapshotting::default());
+        assert!(unset.reads());
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (var, value) in [
+            ("SNAPSHOT_INTERVAL", "0"),
+            ("SNAPSHOT_INTERVAL", "ten"),
+            ("MAX_SNAPSHOTS", "-1"),
+            ("IS_SNAPSHOTTING_ENABLED", "sometimes"),
+        ] {
+            let env = Env::from_map([(var, value)]).with_app_name("widgets");
+            let err = Snapshotting::from_env(&env).unwrap_err();
+            assert_eq!(err.var, var, "{err}");
+        }
+        let env = Env::from_map([("WIDGETS_SNAPSHOT_INTERVAL", "0")]).with_app_name("widgets");
+        assert_eq!(Snapshotting::from_env(&env).unwrap_err().var, "WIDGETS_SNAPSHOT_INTERVAL");
+    }
+}
