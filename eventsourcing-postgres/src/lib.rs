@@ -1,1 +1,196 @@
-//! stub
+//! The PostgreSQL event store of `eventsourcing`: a bb8 pool of tokio-postgres connections,
+//! configured with the names the Python `eventsourcing` library and its users' `.env` files
+//! use, with embedded migrations, an admin command, and a global log order that never skips an
+//! event and never serializes writers.
+//!
+//! ```no_run
+//! use eventsourcing_core::{Application, Env};
+//! use eventsourcing_postgres::{PostgresConfig, PostgresStore, SslMode};
+//!
+//! # async fn example() -> Result<(), eventsourcing_core::Error> {
+//! // The seed's production settings, from the environment: POSTGRES_HOST, POSTGRES_PORT,
+//! // POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, POOL_SIZE=20, POOL_MAX_OVERFLOW=10,
+//! // POOL_TIMEOUT=30, POOL_PRE_PING=y, CREATE_TABLE=n; WIDGETS_* variables win.
+//! let config = PostgresConfig::from_env(&Env::from_process().with_app_name("widgets"))?;
+//! let store = PostgresStore::connect(config).await?;
+//! let app = Application::new(store);
+//!
+//! // The same in code.
+//! let config = PostgresConfig::builder()
+//!     .host("db.internal")
+//!     .user("widgets")
+//!     .password(std::env::var("POSTGRES_PASSWORD").unwrap_or_default())
+//!     .dbname("widget_service")
+//!     .ssl_mode(SslMode::VerifyFull)
+//!     .pool_size(20)
+//!     .max_overflow(10)
+//!     .pool_timeout(std::time::Duration::from_secs(30))
+//!     .pre_ping(true)
+//!     .create_table(false) // tables come from `eventsourcing-admin migrate`
+//!     .build()?;
+//! let store = PostgresStore::connect(config).await?;
+//!
+//! // Or a connection string (libpq `key=value` pairs or a URL).
+//! let config: PostgresConfig = "postgresql://widgets@db.internal/widget_service?sslmode=require".parse()?;
+//! # let _ = (app, store, config);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Settings
+//!
+//! [`PostgresConfig::from_env`] reads these variables. Each is first looked up with the
+//! application prefix when there is one (`WIDGETS_POSTGRES_HOST` before `POSTGRES_HOST`), then
+//! without; where several names are listed, all are tried in that order. A missing required
+//! value or a malformed one is a [`ConfigError`](eventsourcing_core::ConfigError) naming the
+//! variable. The builder method of each setting is given in the first column.
+//!
+//! | setting (builder) | variables | default | meaning |
+//! |---|---|---|---|
+//! | connection string | `DATABASE_URL` | — | `postgres://` URL or libpq `key=value` pairs; gives whatever it contains, the variables below fill in the rest (libpq's rule) |
+//! | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated |
+//! | `port` | `POSTGRES_PORT` | 5432 | |
+//! | `user` | `POSTGRES_USER` | required | |
+//! | `password` | `POSTGRES_PASSWORD`, or `POSTGRES_PASSWORD_FILE` (a file holding it, Docker's convention; a trailing newline is dropped) | none (trust, peer or certificate authentication) | never shown by `Debug`, logs or errors; both variables set at the same prefix level is an error |
+//! | `dbname` | `POSTGRES_DBNAME`, `POSTGRES_DB` | required | |
+//! | `schema` | `POSTGRES_SCHEMA` | `public` | schema of all tables, used as given (quoted); created by the first migration if missing |
+//! | `ssl_mode` | `POSTGRES_SSLMODE` (`sslmode` in a connection string) | `prefer` | see [TLS](#tls) |
+//! | `ssl_root_cert` | `POSTGRES_SSLROOTCERT` (`sslrootcert`) | Mozilla roots | PEM file of trusted roots; `system` = the Mozilla roots |
+//! | `pool_size` | `POSTGRES_POOL_SIZE`, `POOL_SIZE` | 5 | bb8 `min_idle`: connections the pool keeps open and idle, ready for use. bb8 keeps this many *idle*, so under load it opens more (up to the maximum) rather than waiting |
+//! | `max_overflow` | `POSTGRES_MAX_OVERFLOW`, `POOL_MAX_OVERFLOW` | 10 | bb8 `max_size` = pool size + overflow: the most connections open at once. Connections above the pool size close after bb8's `idle_timeout` (10 min) unused |
+//! | `pool_timeout` | `POSTGRES_CONNECT_TIMEOUT`, `POOL_TIMEOUT` | 30 s | bb8 `connection_timeout`: how long an operation waits for a connection before failing (the error says why the last connection attempt failed); also tokio-postgres' `connect_timeout` for opening one |
+//! | `recycle` | `POSTGRES_CONN_MAX_AGE`, `POOL_RECYCLE` | 3600 s | bb8 `max_lifetime`: a connection older than this is closed and replaced; 0 = never |
+//! | `pre_ping` | `POSTGRES_PRE_PING`, `POOL_PRE_PING` | no | bb8 `test_on_check_out`: run an empty query on a connection before each use, costing one round trip per operation |
+//! | `max_waiting` | `POSTGRES_MAX_WAITING` | no limit | bb8 has no such knob. This crate enforces it in front of bb8 with a semaphore of pool maximum + this many permits: when it is exhausted an operation fails at once instead of queueing |
+//! | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed) |
+//! | `idle_in_transaction_session_timeout` | `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` | 5 s | the session's `idle_in_transaction_session_timeout`, set on every new connection; 0 = never. It also bounds how long a forgotten open transaction can hold the log back ([Global order](#global-order)) |
+//! | `create_table` | `CREATE_TABLE` | yes | [`PostgresStore::connect`] applies pending migrations. With `n` nothing issues DDL at run time and a missing table is [`Error::Schema`](eventsourcing_core::Error::Schema) saying to run `eventsourcing-admin migrate` |
+//!
+//! Yes/no values: `y`, `yes`, `t`, `true`, `on`, `1` / `n`, `no`, `f`, `false`, `off`, `0`.
+//! Durations are seconds. The Python library requires a password; here it is optional, since
+//! trust, peer and certificate authentication need none.
+//!
+//! # TLS
+//!
+//! rustls on the `ring` provider (passed explicitly, nothing is installed process-wide).
+//!
+//! | `sslmode` | encrypted | certificate checked |
+//! |---|---|---|
+//! | `disable` | no | — |
+//! | `prefer` (default, as libpq) | if the server offers it | no |
+//! | `require` | yes | no (the server must still prove it holds the certificate's key); with a root certificate file it behaves as `verify-ca`, as libpq does |
+//! | `verify-ca` | yes | chains to a trusted root; the host name is not checked |
+//! | `verify-full` | yes | chains to a trusted root and names the host (in its subjectAltName: rustls ignores the legacy common name) |
+//!
+//! Trusted roots: exactly the certificates of `sslrootcert` when given (libpq's rule), else the
+//! Mozilla roots of `webpki-roots`. Debian's default server certificate (`ssl-cert-snakeoil`) is
+//! self-signed with only a common name, so it passes `require` and `verify-ca` (with itself as
+//! root) and fails `verify-full`.
+//!
+//! # Tables and indexes
+//!
+//! Created by versioned migrations embedded in this crate (`migrations/*.sql`), in the
+//! configured schema:
+//!
+//! | table / index | serves |
+//! |---|---|
+//! | `events` primary key `(stream_id, version)` | loading a stream (`stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version`), its current version (`max(version)`), the save's contiguity guard, and the concurrency check itself: a second writer of a version fails with SQLSTATE 23505, reported as [`Error::Conflict`](eventsourcing_core::Error::Conflict) |
+//! | `events_log_idx (tx_id, position)` | [`read_log`](eventsourcing_core::EventStore::read_log) (and `read_by_time`'s order) and the log-head check |
+//! | `events_timestamp_brin` (BRIN on `timestamp`) | [`PostgresStore::read_by_time`]: events recorded in a time window. BRIN because events arrive in about timestamp order: a summary per block range is kilobytes where a B-tree is gigabytes, and costs inserts almost nothing |
+//! | `snapshots` primary key `(stream_id, version)` | the newest snapshot at or below a version (`ORDER BY version DESC LIMIT 1`) and pruning old ones |
+//! | `tracking` primary key `(name)` | a projection's stored position |
+//! | `eventsourcing_migrations` primary key `(version)` | the applied migrations with their SHA-256 checksums |
+//!
+//! No index on `position` alone (no query reads by it) and no B-tree on `timestamp` (the BRIN
+//! serves the only time query). `metadata` is `NULL` when a save has none.
+//!
+//! Migrations run in one transaction under `pg_advisory_xact_lock` keyed by the schema, so
+//! instances starting together apply each migration once. A migration whose recorded checksum
+//! differs from the embedded one stops with [`Error::Schema`]. Run them with
+//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line:
+//!
+//! ```text
+//! eventsourcing-admin [--app NAME] migrate      # alias: init_event_store (the seed's name)
+//! eventsourcing-admin [--app NAME] status       # applied/pending migrations, event count
+//! ```
+//!
+//! # Writes
+//!
+//! A save is one statement and one round trip: `INSERT … SELECT … FROM unnest($1::uuid[],
+//! $2::int8[], …)` carrying every event of every aggregate of the save, prepared once per
+//! pooled connection. An autocommitted statement is atomic: all events or none. The primary key
+//! rejects a version that already exists; a guard in the same statement (one primary-key probe
+//! per stream whose first new version is above 1) rejects a first version that would leave a
+//! hole. Either way nothing is written and the error is [`Error::Conflict`] naming the stream,
+//! the version the save expected and the one the stream is at. No `NOTIFY`, no lock.
+//!
+//! # Global order
+//!
+//! A `bigserial` position is taken at INSERT but becomes visible at COMMIT, so a reader that
+//! asks for "positions after the last one I saw" misses a lower position that commits late.
+//! The known answers and their costs:
+//!
+//! | approach | writers pay | readers pay |
+//! |---|---|---|
+//! | table lock per insert (Python `eventsourcing`) | all writers serialized | nothing |
+//! | one global row lock (Commanded) | all writers serialized | nothing |
+//! | gap detection + timeout (Marten legacy, Axon, Eventuous) | nothing | a transaction slower than the timeout loses its events |
+//! | **transaction ids (chosen)** | one 8-byte column and its index | wait for the oldest running transaction |
+//!
+//! Each row records its transaction's id (`tx_id xid8 DEFAULT pg_current_xact_id()`, 64 bits,
+//! never wrapping). Readers order by `(tx_id, position)` and read only rows with
+//! `tx_id < pg_snapshot_xmin(pg_current_snapshot())`: every transaction below the snapshot's
+//! `xmin` has ended, and every transaction that has not yet written gets a larger id, so no row
+//! can ever appear below a position a reader has passed. Rolled-back transactions leave no rows
+//! and no gap to wait on. [`Position`](eventsourcing_core::Position) is `{ commit: tx_id, seq:
+//! position }`. Writers take no lock and do not wait for each other: the 8-writer throughput
+//! stays that of plain inserts.
+//!
+//! The costs, and what to do about them:
+//! - **Readers wait for the oldest running transaction that holds a transaction id, anywhere in
+//!   the cluster** — not only event writers: a long `UPDATE` in another database, a forgotten
+//!   `BEGIN` in psql, or a prepared (two-phase) transaction holds every log reader back until
+//!   it ends. Writers are unaffected. `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (default
+//!   5 s) ends idle transactions of this store's sessions; set `idle_in_transaction_session_timeout`
+//!   server-wide to protect against other clients, and watch `pg_stat_activity` for old
+//!   `backend_xid`s if projections lag.
+//! - **Dump and restore.** Transaction ids belong to a cluster. `pg_upgrade`, physical
+//!   replicas and base backups keep them; `pg_dump`/`pg_restore` into a new cluster and logical
+//!   replication do not: the restored rows keep their old `tx_id`, the new cluster counts from
+//!   a small number, and new events would sort before old ones while the old ones stay hidden.
+//!   [`PostgresStore::connect`] refuses to start on such a log and `eventsourcing-admin status`
+//!   reports it. The operator's fix, before writing: stop the new server and raise its
+//!   transaction-id epoch above the stored ids, `pg_resetwal -e E $PGDATA` with
+//!   `E = (SELECT (max(tx_id::text::numeric) / 4294967296)::bigint + 1 FROM events)`; then every
+//!   new id is larger than every stored one and saved reader positions stay valid.
+//! - Poolers: the order depends on no session state. In transaction mode, PgBouncer needs
+//!   `max_prepared_statements` (1.21+) for the prepared statements each connection caches.
+//!
+//! # Features
+//!
+//! | feature | gives |
+//! |---|---|
+//! | `testing` | [`testing::TestSchema`] and [`testing::fresh`]: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards |
+
+mod config;
+mod error;
+mod migrate;
+mod pool;
+mod sql;
+mod store;
+mod tls;
+mod xid;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::{
+    PostgresConfig, PostgresConfigBuilder, SslMode, UnknownSslMode,
+    DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE,
+    DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
+};
+pub use migrate::{AppliedMigration, MigrationReport};
+pub use store::{PostgresStore, SchemaStatus, LOG_CATCH_UP};
+
+pub use bb8;
+pub use tokio_postgres;

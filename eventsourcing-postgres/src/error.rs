@@ -1,0 +1,116 @@
+//! Turning driver and pool errors into [`eventsourcing_core::Error`].
+
+use std::{fmt, time::Duration};
+
+use eventsourcing_core::Error;
+use tokio_postgres::error::SqlState;
+
+/// A driver error as [`Error::Store`]; the `tokio_postgres::Error` stays reachable by
+/// downcasting the boxed source (for its SQLSTATE).
+pub(crate) fn pg_error(err: tokio_postgres::Error) -> Error {
+    Error::Store(Box::new(err))
+}
+
+/// Like [`pg_error`], but a missing table or schema becomes [`Error::Schema`] telling what to
+/// run.
+pub(crate) fn query_error(err: tokio_postgres::Error, schema: &str) -> Error {
+    if is_missing_table(&err) {
+        return missing_tables(schema, &err);
+    }
+    pg_error(err)
+}
+
+pub(crate) fn is_missing_table(err: &tokio_postgres::Error) -> bool {
+    matches!(
+        err.code(),
+        Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME
+    )
+}
+
+pub(crate) fn missing_tables(schema: &str, cause: &dyn fmt::Display) -> Error {
+    Error::Schema(format!(
+        "the event store tables do not exist in schema `{schema}` ({cause}): run \
+         `eventsourcing-admin migrate` (or call `PostgresStore::migrate`), or set CREATE_TABLE=y \
+         to create them at start-up"
+    ))
+}
+
+/// Opening a connection failed. Names the server, never the password.
+#[derive(Debug)]
+pub(crate) struct ConnectError {
+    pub(crate) target: String,
+    pub(crate) source: tokio_postgres::Error,
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot connect to PostgreSQL at {}: {}",
+            self.target, self.source
+        )
+    }
+}
+
+impl std::error::Error for ConnectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// No pooled connection became free in time.
+#[derive(Debug)]
+pub(crate) struct PoolTimeout {
+    pub(crate) waited: Duration,
+    pub(crate) last_error: Option<String>,
+}
+
+impl fmt::Display for PoolTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "no database connection became available within {:?} (POSTGRES_CONNECT_TIMEOUT / POOL_TIMEOUT)",
+            self.waited
+        )?;
+        if let Some(last) = &self.last_error {
+            write!(f, "; the last attempt to connect failed: {last}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PoolTimeout {}
+
+/// Too many callers already wait for a connection.
+#[derive(Debug)]
+pub(crate) struct TooManyWaiting {
+    pub(crate) max_waiting: u32,
+}
+
+impl fmt::Display for TooManyWaiting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "every connection is in use and {} callers already wait for one (POSTGRES_MAX_WAITING)",
+            self.max_waiting
+        )
+    }
+}
+
+impl std::error::Error for TooManyWaiting {}
+
+/// A value the store cannot represent in PostgreSQL (or read back).
+#[derive(Debug)]
+pub(crate) struct OutOfRange(pub(crate) String);
+
+impl fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OutOfRange {}
+
+pub(crate) fn out_of_range(message: impl Into<String>) -> Error {
+    Error::Store(Box::new(OutOfRange(message.into())))
+}

@@ -1,0 +1,119 @@
+//! The SQL of every statement, with the schema filled in once per store.
+
+/// `name` as a quoted identifier: `"name"` with inner quotes doubled.
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The columns every event query returns, in this order (see `row_to_event`).
+const EVENT_COLUMNS: &str =
+    "stream_id, version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
+
+/// The statements a pooled connection prepares (lazily, once each) and caches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stmt {
+    Append,
+    Load,
+    StreamVersion,
+    ReadLog,
+    ReadByTime,
+    StreamVersions,
+    LogHead,
+}
+
+impl Stmt {
+    pub(crate) const COUNT: usize = 7;
+}
+
+/// The SQL text of each statement for one schema.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    texts: [String; Stmt::COUNT],
+}
+
+impl Sql {
+    pub(crate) fn new(schema: &str) -> Self {
+        let events = format!("{}.events", quote_ident(schema));
+        Sql {
+            texts: [
+                append(&events),
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM {events} \
+                     WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+                ),
+                format!("SELECT COALESCE(max(version), 0) FROM {events} WHERE stream_id = $1"),
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM {events} \
+                     WHERE (tx_id, position) > ($1::xid8, $2::int8) \
+                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY tx_id, position LIMIT $3"
+                ),
+                format!(
+                    "SELECT {EVENT_COLUMNS} FROM {events} \
+                     WHERE timestamp >= $1 AND timestamp < $2 \
+                       AND (tx_id, position) > ($3::xid8, $4::int8) \
+                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY tx_id, position LIMIT $5"
+                ),
+                format!(
+                    "SELECT s.stream_id, \
+                            COALESCE((SELECT max(e.version) FROM {events} e \
+                                      WHERE e.stream_id = s.stream_id), 0) \
+                     FROM unnest($1::uuid[]) AS s(stream_id)"
+                ),
+                format!(
+                    "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
+                            (SELECT tx_id FROM {events} ORDER BY tx_id DESC LIMIT 1)"
+                ),
+            ],
+        }
+    }
+
+    pub(crate) fn get(&self, stmt: Stmt) -> &str {
+        &self.texts[stmt as usize]
+    }
+}
+
+/// The one statement of a save: every event of every stream in one INSERT, the rows passed as
+/// arrays and turned back into rows by `unnest`. Autocommitted, it is atomic on its own.
+///
+/// The primary key rejects a version that exists. The `WHERE NOT EXISTS` guard rejects a first
+/// version that would leave a hole: for every stream whose first new version v is above 1
+/// ($8/$9), version v - 1 must exist. It is uncorrelated with the inserted rows, so PostgreSQL
+/// evaluates it once (an InitPlan): one primary-key probe per such stream. If it fails no row is
+/// inserted and the caller sees 0 rows affected.
+fn append(events: &str) -> String {
+    format!(
+        "INSERT INTO {events} \
+             (stream_id, version, timestamp, event_type, schema_version, payload, metadata) \
+         SELECT e.stream_id, e.version, e.timestamp, e.event_type, e.schema_version, e.payload, \
+                e.metadata \
+         FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::int4[], \
+                     $6::bytea[], $7::jsonb[]) \
+              AS e(stream_id, version, timestamp, event_type, schema_version, payload, metadata) \
+         WHERE NOT EXISTS ( \
+             SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS g(stream_id, version) \
+             WHERE NOT EXISTS ( \
+                 SELECT 1 FROM {events} p \
+                 WHERE p.stream_id = g.stream_id AND p.version = g.version - 1))"
+    )
+}
+
+/// The append statement for a caller's own transaction ([`PostgresStore::append_in`]).
+///
+/// [`PostgresStore::append_in`]: crate::PostgresStore::append_in
+pub(crate) fn append_text(schema: &str) -> String {
+    append(&format!("{}.events", quote_ident(schema)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(quote_ident("public"), "\"public\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert!(Sql::new("x y").get(Stmt::Load).contains("\"x y\".events"));
+    }
+}

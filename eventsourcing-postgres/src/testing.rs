@@ -1,0 +1,146 @@
+//! A test fixture: a store on a fresh schema that is dropped when the guard is dropped, even
+//! when the test panics. Enabled by the `testing` feature; for test suites only.
+//!
+//! The server comes from `EVENTSOURCING_TEST_POSTGRES_URL` (default
+//! `postgresql://root@127.0.0.1:5432/test`). If it cannot be reached the fixture panics with a
+//! message saying how to point it at one: a database test never skips silently.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let (store, _schema) = eventsourcing_postgres::testing::fresh().await;
+//! // ... use `store`; the schema is dropped with `_schema`.
+//! # }
+//! ```
+#![allow(clippy::expect_used, clippy::unwrap_used)] // a fixture's failures are test failures
+
+use crate::{PostgresConfig, PostgresStore};
+
+/// The variable naming the test server.
+pub const URL_VAR: &str = "EVENTSOURCING_TEST_POSTGRES_URL";
+
+/// The test server when [`URL_VAR`] is not set.
+pub const DEFAULT_URL: &str = "postgresql://root@127.0.0.1:5432/test";
+
+/// The test server's connection string.
+pub fn url() -> String {
+    std::env::var(URL_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned())
+}
+
+/// The test server's settings (schema `public`, small pool). Panics if [`URL_VAR`] does not
+/// parse.
+pub fn server_config() -> PostgresConfig {
+    url()
+        .parse::<PostgresConfig>()
+        .unwrap_or_else(|e| panic!("{URL_VAR} is not a valid PostgreSQL connection string: {e}"))
+        .to_builder()
+        .pool_size(2)
+        .max_overflow(8)
+        .build()
+        .unwrap_or_else(|e| panic!("{URL_VAR}: {e}"))
+}
+
+/// A schema with a random name, dropped (with everything in it) when this guard is dropped.
+#[derive(Debug)]
+pub struct TestSchema {
+    name: String,
+    config: PostgresConfig,
+}
+
+impl TestSchema {
+    /// A fresh schema name on the test server; checks the server is reachable (panics with
+    /// instructions if not). The schema itself is created by the first migration.
+    pub async fn new() -> Self {
+        let name = format!("es_test_{}", uuid::Uuid::new_v4().simple());
+        let config = server_config()
+            .to_builder()
+            .schema(name.clone())
+            .build()
+            .expect("a generated schema name is valid");
+        let schema = TestSchema { name, config };
+        if let Err(e) = schema.client().await {
+            panic!(
+                "cannot reach the PostgreSQL test server: {e}\n\
+                 Start PostgreSQL (e.g. `pg_ctlcluster 15 main start`) or point {URL_VAR} at a \
+                 server you may create schemas on, e.g. \
+                 {URL_VAR}=postgresql://user:password@host:5432/dbname"
+            );
+        }
+        schema
+    }
+
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Settings for this schema (adjust with [`PostgresConfig::to_builder`]).
+    pub fn config(&self) -> PostgresConfig {
+        self.config.clone()
+    }
+
+    /// A store on this schema, migrated. Panics on failure.
+    pub async fn store(&self) -> PostgresStore {
+        PostgresStore::connect(self.config())
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the test schema `{}`: {e}", self.name))
+    }
+
+    /// A plain client on the test server (outside any pool).
+    pub async fn client(&self) -> Result<tokio_postgres::Client, eventsourcing_core::Error> {
+        let connector = crate::pool::Connector::new(&self.config)?;
+        connector
+            .connect()
+            .await
+            .map_err(|e| eventsourcing_core::Error::Store(Box::new(e)))
+    }
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        // Drop may run inside a runtime (even a current-thread one, during a panic), where we
+        // cannot block on async work: do it on a thread of its own with its own small runtime.
+        let config = self.config.clone();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
+            runtime.block_on(async move {
+                let connector = crate::pool::Connector::new(&config).map_err(|e| e.to_string())?;
+                let client = connector.connect().await.map_err(|e| e.to_string())?;
+                // A test that failed with a transaction open may still hold locks until
+                // idle_in_transaction_session_timeout ends it; wait for that, not forever.
+                client
+                    .batch_execute(&format!(
+                        "SET lock_timeout = '60s'; DROP SCHEMA IF EXISTS {} CASCADE",
+                        crate::sql::quote_ident(&name)
+                    ))
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => eprintln!("warning: could not drop test schema `{}`: {e}", self.name),
+            Err(_) => eprintln!("warning: dropping test schema `{}` panicked", self.name),
+        }
+    }
+}
+
+/// A migrated store on a fresh schema, and the guard that drops the schema.
+///
+/// ```no_run
+/// # async fn example() {
+/// let (store, _guard) = eventsourcing_postgres::testing::fresh().await;
+/// # }
+/// ```
+pub async fn fresh() -> (PostgresStore, TestSchema) {
+    let schema = TestSchema::new().await;
+    let store = schema.store().await;
+    (store, schema)
+}
