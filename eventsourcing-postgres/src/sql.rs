@@ -19,10 +19,12 @@ pub(crate) enum Stmt {
     ReadByTime,
     StreamVersions,
     LogHead,
+    SaveSnapshot,
+    LoadSnapshot,
 }
 
 impl Stmt {
-    pub(crate) const COUNT: usize = 7;
+    pub(crate) const COUNT: usize = 9;
 }
 
 /// The SQL text of each statement for one schema.
@@ -34,6 +36,7 @@ pub(crate) struct Sql {
 impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let events = format!("{}.events", quote_ident(schema));
+        let snapshots = format!("{}.snapshots", quote_ident(schema));
         Sql {
             texts: [
                 append(&events),
@@ -64,6 +67,11 @@ impl Sql {
                 format!(
                     "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
                             (SELECT tx_id FROM {events} ORDER BY tx_id DESC LIMIT 1)"
+                ),
+                save_snapshot(&snapshots),
+                format!(
+                    "SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
+                     WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1"
                 ),
             ],
         }
@@ -96,6 +104,32 @@ fn append(events: &str) -> String {
              WHERE NOT EXISTS ( \
                  SELECT 1 FROM {events} p \
                  WHERE p.stream_id = g.stream_id AND p.version = g.version - 1))"
+    )
+}
+
+/// Writes (or replaces) a snapshot and prunes all but the newest `$7` of the stream, in one
+/// statement. The DELETE sees the table as it was before the statement, so the versions kept
+/// are the newest `$7` of the old ones plus the new one; `LIMIT NULL` (no `keep`) keeps all.
+/// The row being written is never the one deleted.
+fn save_snapshot(snapshots: &str) -> String {
+    format!(
+        "WITH written AS ( \
+             INSERT INTO {snapshots} \
+                 (stream_id, version, timestamp, state_type, fingerprint, payload) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (stream_id, version) DO UPDATE SET \
+                 timestamp = EXCLUDED.timestamp, state_type = EXCLUDED.state_type, \
+                 fingerprint = EXCLUDED.fingerprint, payload = EXCLUDED.payload \
+             RETURNING version), \
+         kept AS ( \
+             SELECT version FROM ( \
+                 SELECT version FROM {snapshots} WHERE stream_id = $1 \
+                 UNION SELECT $2::int8) AS v \
+             ORDER BY version DESC LIMIT $7::int8) \
+         DELETE FROM {snapshots} s \
+         WHERE s.stream_id = $1 AND s.version <> $2 \
+           AND s.version NOT IN (SELECT version FROM kept) \
+           AND EXISTS (SELECT 1 FROM written)"
     )
 }
 

@@ -9,7 +9,9 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Env, Error, EventStore, Metadata, NewEvent, Position, StoredEvent};
+use eventsourcing_core::{
+    Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot, StoredEvent,
+};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{
     error::SqlState,
@@ -425,6 +427,63 @@ impl PostgresStore {
         rows.iter().map(row_to_event).collect()
     }
 
+    async fn write_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
+        let version = version_param(snapshot.version)?;
+        // The fingerprint is 64 opaque bits; bigint stores them as they are.
+        let fingerprint = i64::from_ne_bytes(snapshot.fingerprint.to_ne_bytes());
+        let keep: Option<i64> = keep.map(|k| i64::from(k.max(1)));
+        let mut conn = self.checkout().await?;
+        let stmt = self.statement(&mut conn, Stmt::SaveSnapshot).await?;
+        conn.client
+            .execute(
+                &stmt,
+                &[
+                    &snapshot.stream_id,
+                    &version,
+                    &snapshot.timestamp,
+                    &snapshot.state_type,
+                    &fingerprint,
+                    &snapshot.payload,
+                    &keep,
+                ],
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    async fn newest_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>, Error> {
+        let at_or_below = at_or_below.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        let mut conn = self.checkout().await?;
+        let stmt = self.statement(&mut conn, Stmt::LoadSnapshot).await?;
+        let row = conn
+            .client
+            .query_opt(&stmt, &[&stream_id, &at_or_below])
+            .await
+            .map_err(|e| self.error(e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let version: i64 = row.try_get(0).map_err(pg_error)?;
+        let fingerprint: i64 = row.try_get(3).map_err(pg_error)?;
+        Ok(Some(Snapshot {
+            stream_id,
+            version: u64::try_from(version).map_err(|_| {
+                out_of_range(format!(
+                    "snapshot of stream {stream_id} has version {version}"
+                ))
+            })?,
+            timestamp: row.try_get(1).map_err(pg_error)?,
+            state_type: row.try_get(2).map_err(pg_error)?,
+            fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
+            payload: row.try_get(4).map_err(pg_error)?,
+        }))
+    }
+
     async fn current_version(&self, stream_id: Uuid) -> Result<u64, Error> {
         let mut conn = self.checkout().await?;
         let stmt = self.statement(&mut conn, Stmt::StreamVersion).await?;
@@ -543,6 +602,22 @@ impl EventStore for PostgresStore {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         self.log(after, limit)
+    }
+
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+        keep: Option<u32>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.write_snapshot(snapshot, keep)
+    }
+
+    fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        self.newest_snapshot(stream_id, at_or_below)
     }
 }
 

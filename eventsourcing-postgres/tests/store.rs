@@ -348,3 +348,78 @@ async fn the_store_is_cheap_to_clone_and_shares_the_pool() {
     assert_eq!(store.stream_version(id).await.unwrap(), 1);
     assert!(store.pool_state().connections >= 1);
 }
+
+fn snapshot(stream_id: Uuid, version: u64) -> eventsourcing_core::Snapshot {
+    eventsourcing_core::Snapshot {
+        stream_id,
+        version,
+        state_type: "Counter".to_owned(),
+        fingerprint: u64::MAX - version,
+        timestamp: now(),
+        payload: format!(r#"{{"total":{version}}}"#).into_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn snapshots_round_trip_replace_and_prune() {
+    let (store, _schema) = fresh().await;
+    let id = Uuid::new_v4();
+    assert_eq!(store.load_snapshot(id, None).await.unwrap(), None);
+    for version in [2, 4, 6] {
+        store
+            .save_snapshot(snapshot(id, version), None)
+            .await
+            .unwrap();
+    }
+    let newest = store.load_snapshot(id, None).await.unwrap().unwrap();
+    assert_eq!(
+        newest,
+        snapshot_with_time(snapshot(id, 6), newest.timestamp)
+    );
+    assert_eq!(newest.fingerprint, u64::MAX - 6, "all 64 bits survive");
+    assert_eq!(
+        store
+            .load_snapshot(id, Some(5))
+            .await
+            .unwrap()
+            .map(|s| s.version),
+        Some(4)
+    );
+    assert_eq!(store.load_snapshot(id, Some(1)).await.unwrap(), None);
+
+    // The same version again replaces it.
+    let mut again = snapshot(id, 6);
+    again.payload = b"{}".to_vec();
+    store.save_snapshot(again, None).await.unwrap();
+    assert_eq!(
+        store
+            .load_snapshot(id, None)
+            .await
+            .unwrap()
+            .unwrap()
+            .payload,
+        b"{}".to_vec()
+    );
+
+    // keep = 2: writing 8 leaves 6 and 8.
+    store.save_snapshot(snapshot(id, 8), Some(2)).await.unwrap();
+    let at = |v| store.load_snapshot(id, Some(v));
+    assert_eq!(at(8).await.unwrap().map(|s| s.version), Some(8));
+    assert_eq!(at(7).await.unwrap().map(|s| s.version), Some(6));
+    assert_eq!(at(5).await.unwrap(), None);
+    // Another stream is untouched by pruning.
+    let other = Uuid::new_v4();
+    store
+        .save_snapshot(snapshot(other, 1), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(at(7).await.unwrap().map(|s| s.version), Some(6));
+}
+
+fn snapshot_with_time(
+    mut s: eventsourcing_core::Snapshot,
+    timestamp: eventsourcing_core::chrono::DateTime<Utc>,
+) -> eventsourcing_core::Snapshot {
+    s.timestamp = timestamp;
+    s
+}
