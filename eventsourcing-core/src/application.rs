@@ -17,7 +17,11 @@ use crate::{
 pub struct Application<S, C = JsonCodec> {
     inner: Arc<Inner<S, C>>,
     snapshotting: Snapshotting,
+    on_saved: Option<SavedHook>,
 }
+
+/// A function called after each successful save with the events it wrote.
+pub type SavedHook = Arc<dyn Fn(&[NewEvent]) -> Result<(), BoxError> + Send + Sync>;
 
 struct Inner<S, C> {
     store: S,
@@ -29,6 +33,7 @@ impl<S, C> Clone for Application<S, C> {
         Application {
             inner: Arc::clone(&self.inner),
             snapshotting: self.snapshotting,
+            on_saved: self.on_saved.clone(),
         }
     }
 }
@@ -39,6 +44,7 @@ impl<S: fmt::Debug, C: fmt::Debug> fmt::Debug for Application<S, C> {
             .field("store", &self.inner.store)
             .field("codec", &self.inner.codec)
             .field("snapshotting", &self.snapshotting)
+            .field("on_saved", &self.on_saved.is_some())
             .finish()
     }
 }
@@ -69,7 +75,21 @@ pub struct Collector<'a, C> {
     snapshots: Vec<Snapshot>,
 }
 
-impl<C: Codec> Collector<'_, C> {
+impl<'a, C: Codec> Collector<'a, C> {
+    pub(crate) fn new(codec: &'a C, metadata: &'a Metadata, snapshotting: Snapshotting) -> Self {
+        Collector {
+            codec,
+            metadata,
+            snapshotting,
+            events: Vec::new(),
+            snapshots: Vec::new(),
+        }
+    }
+
+    pub(crate) fn into_events(self) -> Vec<NewEvent> {
+        self.events
+    }
+
     /// Encodes an aggregate's pending events, and its snapshot if one is due.
     pub fn add<A: Aggregate>(&mut self, aggregate: &A) -> Result<(), Error> {
         let meta = aggregate.meta();
@@ -187,6 +207,7 @@ impl<S: EventStore, C: Codec> Application<S, C> {
         Application {
             inner: Arc::new(Inner { store, codec }),
             snapshotting: Snapshotting::default(),
+            on_saved: None,
         }
     }
 
@@ -194,6 +215,18 @@ impl<S: EventStore, C: Codec> Application<S, C> {
     /// `#[aggregate(snapshot_every = N)]`).
     pub fn with_snapshotting(mut self, snapshotting: Snapshotting) -> Self {
         self.snapshotting = snapshotting;
+        self
+    }
+
+    /// Calls `hook` after each successful save with the events it wrote: the seed's in-process
+    /// notifier, done safely. A hook's error or panic is logged through `tracing` and never fails
+    /// the save; the events are stored either way, and durable consumers (subscriptions, process
+    /// applications) still receive them from the log.
+    pub fn on_saved(
+        mut self,
+        hook: impl Fn(&[NewEvent]) -> Result<(), BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.on_saved = Some(Arc::new(hook));
         self
     }
 
@@ -248,9 +281,23 @@ impl<S: EventStore, C: Codec> Application<S, C> {
             return Ok(());
         }
         let count = events.len();
+        // Only a registered hook pays for the copy.
+        let for_hook = self.on_saved.as_ref().map(|_| events.clone());
         self.inner.store.append(events).await?;
         tracing::trace!(events = count, "saved");
         aggregates.mark_saved();
+        if let (Some(hook), Some(events)) = (&self.on_saved, for_hook) {
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&events)));
+            match outcome {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, events = count, "on_saved hook failed; the save stands")
+                }
+                Err(_) => {
+                    tracing::error!(events = count, "on_saved hook panicked; the save stands")
+                }
+            }
+        }
         for snapshot in snapshots {
             self.write_snapshot(snapshot).await;
         }

@@ -1,6 +1,6 @@
 use uuid::Uuid;
 
-use crate::{aggregate::EventDecodeError, codec::CodecError, config::ConfigError};
+use crate::{aggregate::EventDecodeError, codec::CodecError, config::ConfigError, event::Position};
 
 /// A boxed error from a backend or from user code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -62,6 +62,35 @@ pub enum Error {
         aggregate: &'static str,
         /// What was wrong.
         reason: String,
+    },
+    /// A tracked append found its consumer already at or past the position it tried to record:
+    /// the upstream event was processed before (perhaps by another instance). Nothing was
+    /// written.
+    #[error("`{name}` has already processed up to {recorded:?}, so {attempted:?} is not new")]
+    AlreadyProcessed {
+        /// The consumer (projection or process) name.
+        name: String,
+        /// The position it had recorded.
+        recorded: Position,
+        /// The position this append tried to record.
+        attempted: Position,
+    },
+    /// A projection or process application stopped on an event it could not handle.
+    #[error("`{name}` failed on event `{event_type}` (stream {stream_id}, version {version}, position {position:?}): {source}")]
+    Handler {
+        /// The projection or process name.
+        name: String,
+        /// The event's stream.
+        stream_id: Uuid,
+        /// The event's version.
+        version: u64,
+        /// The event's type.
+        event_type: String,
+        /// The event's place in the log.
+        position: Position,
+        /// What the handler returned.
+        #[source]
+        source: BoxError,
     },
     /// A command passed to [`Application::update`](crate::Application::update) returned an error.
     #[error("command rejected: {0}")]

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::{aggregate::DomainEvent, codec::Codec, error::Error};
+
 /// Who and what caused a save: attached to every event the save writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -118,4 +120,29 @@ pub struct Snapshot {
     pub timestamp: DateTime<Utc>,
     /// The encoded state.
     pub payload: Vec<u8>,
+}
+
+/// A consumer's progress through the log: "`name` has processed everything up to `position`".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tracking {
+    /// The consumer (projection or process application) name.
+    pub name: String,
+    /// The position of the last event it processed.
+    pub position: Position,
+}
+
+impl StoredEvent {
+    /// Decodes the payload as one of an aggregate's events (e.g. `WidgetEvent`), for projections
+    /// and process applications. Errors name the stream, version, type and schema version.
+    pub fn decode<E: DomainEvent, C: Codec>(&self, codec: &C) -> Result<E, Error> {
+        E::decode(codec, &self.event_type, self.schema_version, &self.payload).map_err(|source| {
+            Error::Decode {
+                stream_id: self.stream_id,
+                version: self.version,
+                event_type: self.event_type.clone(),
+                schema_version: self.schema_version,
+                source,
+            }
+        })
+    }
 }

@@ -11,8 +11,10 @@
 //! | stored-event envelope, [`Metadata`], [`Position`] | `event.rs` |
 //! | [`Codec`] seam, [`JsonCodec`] | `codec.rs` |
 //! | [`EventStore`] trait | `store.rs` |
+//! | [`Subscription`], [`read_log_stream`], [`ChangeNotifier`] | `subscription.rs`, `changes.rs` |
 //! | [`MemoryStore`] | `memory.rs` |
 //! | [`Application`], [`Repository`] | `application.rs` |
+//! | [`Process`], [`spawn_process`]: exactly-once process applications | `process.rs` |
 //! | [`Env`]: settings from the environment | `config.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Error`] | `error.rs` |
@@ -25,26 +27,32 @@
 
 mod aggregate;
 mod application;
+mod changes;
 mod codec;
 mod config;
 mod error;
 mod event;
 mod memory;
+mod process;
 mod snapshot;
 mod store;
+mod subscription;
 
 pub use aggregate::{
     id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventDecodeError, EventSourced,
     Meta, Recorded, ID_NAMESPACE,
 };
-pub use application::{Application, Collector, Repository, Retry, Unsaved};
+pub use application::{Application, Collector, Repository, Retry, SavedHook, Unsaved};
+pub use changes::{ChangeNotifier, Changes};
 pub use codec::{Codec, CodecError, JsonCodec};
 pub use config::{ConfigError, Env};
 pub use error::{BoxError, Error};
-pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent};
+pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
+pub use process::{spawn_process, Outbox, Process, ProcessHandle, RunOptions};
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
+pub use subscription::{read_log_stream, Subscription};
 
 pub use chrono;
 pub use serde;

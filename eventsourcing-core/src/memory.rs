@@ -7,8 +7,9 @@ use std::{
 use uuid::Uuid;
 
 use crate::{
+    changes::{ChangeNotifier, Changes},
     error::Error,
-    event::{NewEvent, Position, Snapshot, StoredEvent},
+    event::{NewEvent, Position, Snapshot, StoredEvent, Tracking},
     store::EventStore,
 };
 
@@ -19,6 +20,7 @@ use crate::{
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     inner: Arc<RwLock<Inner>>,
+    notifier: ChangeNotifier,
 }
 
 #[derive(Debug, Default)]
@@ -27,6 +29,7 @@ struct Inner {
     streams: HashMap<Uuid, Vec<usize>>,
     commits: u64,
     snapshots: HashMap<Uuid, BTreeMap<u64, Snapshot>>,
+    tracking: HashMap<String, Position>,
 }
 
 impl MemoryStore {
@@ -35,8 +38,19 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn append_sync(&self, events: Vec<NewEvent>) -> Result<(), Error> {
+    fn append_sync(&self, events: Vec<NewEvent>, tracking: Option<Tracking>) -> Result<(), Error> {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = &tracking {
+            if let Some(recorded) = inner.tracking.get(&t.name) {
+                if *recorded >= t.position {
+                    return Err(Error::AlreadyProcessed {
+                        name: t.name.clone(),
+                        recorded: *recorded,
+                        attempted: t.position,
+                    });
+                }
+            }
+        }
         // Check every stream first so that a conflict writes nothing.
         let mut next: HashMap<Uuid, u64> = HashMap::new();
         for event in &events {
@@ -66,6 +80,12 @@ impl MemoryStore {
             }
             next.insert(event.stream_id, expected + 1);
         }
+        if let Some(t) = tracking {
+            inner.tracking.insert(t.name, t.position);
+        }
+        if events.is_empty() {
+            return Ok(());
+        }
         inner.commits += 1;
         let commit = inner.commits;
         for event in events {
@@ -90,13 +110,15 @@ impl MemoryStore {
                 .or_default()
                 .push(index);
         }
+        drop(inner);
+        self.notifier.notify();
         Ok(())
     }
 }
 
 impl EventStore for MemoryStore {
     fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send {
-        std::future::ready(self.append_sync(events))
+        std::future::ready(self.append_sync(events, None))
     }
 
     fn load(
@@ -166,5 +188,25 @@ impl EventStore for MemoryStore {
                 .map(|(_, snap)| snap.clone())
         });
         std::future::ready(Ok(found))
+    }
+
+    fn append_tracked(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        std::future::ready(self.append_sync(events, Some(tracking)))
+    }
+
+    fn tracking_position(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        std::future::ready(Ok(inner.tracking.get(name).copied()))
+    }
+
+    fn changes(&self) -> Changes {
+        self.notifier.subscribe()
     }
 }

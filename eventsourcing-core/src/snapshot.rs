@@ -195,7 +195,8 @@ mod tests {
         assert_eq!(s, Snapshotting::every(10).keep(5));
         assert!(s.reads());
 
-        let off = Snapshotting::from_env(&Env::from_map([("IS_SNAPSHOTTING_ENABLED", "n")])).unwrap();
+        let off =
+            Snapshotting::from_env(&Env::from_map([("IS_SNAPSHOTTING_ENABLED", "n")])).unwrap();
         assert_eq!(off, Snapshotting::disabled());
         assert!(!off.reads());
 
@@ -217,6 +218,9 @@ mod tests {
             assert_eq!(err.var, var, "{err}");
         }
         let env = Env::from_map([("WIDGETS_SNAPSHOT_INTERVAL", "0")]).with_app_name("widgets");
-        assert_eq!(Snapshotting::from_env(&env).unwrap_err().var, "WIDGETS_SNAPSHOT_INTERVAL");
+        assert_eq!(
+            Snapshotting::from_env(&env).unwrap_err().var,
+            "WIDGETS_SNAPSHOT_INTERVAL"
+        );
     }
 }

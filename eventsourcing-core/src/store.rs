@@ -3,8 +3,9 @@ use std::future::Future;
 use uuid::Uuid;
 
 use crate::{
+    changes::Changes,
     error::Error,
-    event::{NewEvent, Position, Snapshot, StoredEvent},
+    event::{NewEvent, Position, Snapshot, StoredEvent, Tracking},
 };
 
 /// The one seam between the runtime and a storage backend.
@@ -60,6 +61,36 @@ pub trait EventStore: Send + Sync + 'static {
         let _ = (stream_id, at_or_below);
         std::future::ready(Ok(None))
     }
+
+    /// Appends `events` (possibly none) and records `tracking`, atomically: both or neither.
+    ///
+    /// Fails like [`append`](Self::append), and with [`Error::AlreadyProcessed`] (writing
+    /// nothing) when the consumer has already recorded `tracking.position` or a later one.
+    fn append_tracked(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = (events, tracking);
+        std::future::ready(Err(Error::store(
+            "this store does not record tracking positions",
+        )))
+    }
+
+    /// The position a consumer last recorded with [`append_tracked`](Self::append_tracked).
+    fn tracking_position(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        let _ = name;
+        std::future::ready(Ok(None))
+    }
+
+    /// Wakes subscribers when new events may be readable. Stores that cannot tell return
+    /// [`Changes::none`], and subscribers fall back to polling.
+    fn changes(&self) -> Changes {
+        Changes::none()
+    }
 }
 
 impl<S: EventStore> EventStore for std::sync::Arc<S> {
@@ -97,5 +128,21 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         at_or_below: Option<u64>,
     ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
         (**self).load_snapshot(stream_id, at_or_below)
+    }
+    fn append_tracked(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).append_tracked(events, tracking)
+    }
+    fn tracking_position(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        (**self).tracking_position(name)
+    }
+    fn changes(&self) -> Changes {
+        (**self).changes()
     }
 }

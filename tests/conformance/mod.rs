@@ -16,7 +16,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use eventsourcing::prelude::*;
-use eventsourcing::{NewEvent, Position, Snapshot, Snapshotting, StoredEvent};
+use eventsourcing::{
+    read_log_stream, spawn_process, BoxError, Codec, NewEvent, Outbox, Position, Process,
+    RunOptions, Snapshot, Snapshotting, StoredEvent, Subscription, Tracking,
+};
+use futures_util::StreamExt;
 use proptest::prelude::*;
 
 /// The seed's aggregate.
@@ -494,20 +498,15 @@ impl<S: EventStore> EventStore for Counting<S> {
     fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send {
         self.inner.append(events)
     }
-    fn load(
+    async fn load(
         &self,
         stream_id: Uuid,
         after_version: u64,
         up_to: Option<u64>,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        async move {
-            let events = self.inner.load(stream_id, after_version, up_to).await?;
-            self.loads
-                .lock()
-                .unwrap()
-                .push((after_version, events.len()));
-            Ok(events)
-        }
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let events = self.inner.load(stream_id, after_version, up_to).await?;
+        self.loads.lock().unwrap().push((after_version, events.len()));
+        Ok(events)
     }
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
         self.inner.stream_version(stream_id)
@@ -962,6 +961,363 @@ pub async fn snapshots_equal_full_replay<S: EventStore + Clone>(store: S) {
     });
 }
 
+// ---------------------------------------------------------------------------------------------
+// The notification log, subscriptions and process applications
+
+fn raw_event(stream_id: Uuid, version: u64) -> NewEvent {
+    NewEvent {
+        stream_id,
+        version,
+        event_type: "Add".into(),
+        schema_version: 1,
+        timestamp: eventsourcing::now(),
+        payload: br#"{"amount":1}"#.to_vec(),
+        metadata: Metadata::default(),
+    }
+}
+
+/// Events and a tracking position are written together or not at all, and a position already
+/// recorded is refused.
+pub async fn tracking_is_atomic_with_events<S: EventStore>(store: S) {
+    assert_eq!(store.tracking_position("audit").await.unwrap(), None);
+    let a = eventsourcing::new_id();
+    let at = |seq| Position { commit: seq, seq };
+    store
+        .append_tracked(
+            vec![raw_event(a, 1)],
+            Tracking {
+                name: "audit".into(),
+                position: at(5),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.tracking_position("audit").await.unwrap(), Some(at(5)));
+    assert_eq!(store.stream_version(a).await.unwrap(), 1);
+
+    // A conflicting event: neither the event nor the new position is written.
+    let err = store
+        .append_tracked(
+            vec![raw_event(a, 1)],
+            Tracking {
+                name: "audit".into(),
+                position: at(6),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_conflict(), "{err:?}");
+    assert_eq!(store.tracking_position("audit").await.unwrap(), Some(at(5)));
+
+    // Already processed: nothing is written.
+    let b = eventsourcing::new_id();
+    let err = store
+        .append_tracked(
+            vec![raw_event(b, 1)],
+            Tracking {
+                name: "audit".into(),
+                position: at(5),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyProcessed { .. }), "{err:?}");
+    assert_eq!(store.stream_version(b).await.unwrap(), 0);
+
+    // Only a position (no events) moves the tracking on; other names are independent.
+    store
+        .append_tracked(
+            vec![],
+            Tracking {
+                name: "audit".into(),
+                position: at(9),
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .append_tracked(
+            vec![],
+            Tracking {
+                name: "other".into(),
+                position: at(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.tracking_position("audit").await.unwrap(), Some(at(9)));
+    assert_eq!(store.tracking_position("other").await.unwrap(), Some(at(1)));
+}
+
+/// The log read as a stream, in small pages, sees every event once, in order.
+pub async fn log_stream_reads_everything_in_pages<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut counters: Vec<Counter> = (0..40).map(|_| Counter::open()).collect();
+    for c in counters.iter_mut() {
+        c.add(1);
+    }
+    app.save(&mut counters).await.unwrap();
+    let events: Vec<StoredEvent> = read_log_stream(app.store(), Position::START, 7)
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(events.len(), 80);
+    assert!(events.windows(2).all(|w| w[0].position < w[1].position));
+    let from_middle: Vec<_> = read_log_stream(app.store(), events[49].position, 3)
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(from_middle, events[50..].to_vec());
+}
+
+/// A subscription catches up, then receives a new event live: woken by the store, not by its
+/// poll interval (an hour here).
+pub async fn subscription_catches_up_then_follows_live<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let mut before = new_endpoint();
+    app.save(&mut before).await.unwrap();
+
+    let mut subscription = Subscription::new(store.clone(), Position::START)
+        .poll_interval(std::time::Duration::from_secs(3600))
+        .event_types(["NameUpdated"]);
+    let waiter = tokio::spawn(async move {
+        let event = subscription.next().await.unwrap();
+        (event, subscription.position())
+    });
+    // Catch-up found only `Registered`, which the filter skips; now a live rename.
+    tokio::task::yield_now().await;
+    before.update_name("live".into());
+    app.save(&mut before).await.unwrap();
+    let (event, position) = tokio::time::timeout(std::time::Duration::from_secs(60), waiter)
+        .await
+        .expect("the subscription was not woken by the save")
+        .unwrap();
+    assert_eq!((event.stream_id, event.version), (before.id(), 2));
+    assert_eq!(event.event_type, "NameUpdated");
+    assert_eq!(position, event.position);
+}
+
+/// The seed's notifier, done right: a failing hook never fails the save or loses the event.
+pub async fn failing_hook_never_fails_the_save<S: EventStore>(store: S) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    let app = Application::new(store).on_saved(move |events| {
+        log.lock().unwrap().extend(events.iter().map(|e| e.version));
+        Err("the notification service is down".into())
+    });
+    let mut endpoint = new_endpoint();
+    endpoint.update_name("x".into());
+    app.save(&mut endpoint).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+    let loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await.unwrap();
+    assert_eq!(loaded.version(), 2);
+
+    let panicking = app.clone().on_saved(|_| panic!("a bug in the hook"));
+    endpoint.update_name("y".into());
+    panicking.save(&mut endpoint).await.unwrap();
+    assert_eq!(app.store().stream_version(endpoint.id()).await.unwrap(), 3);
+}
+
+/// An audit log kept by a process application: one entry per rename of an endpoint.
+#[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLog {
+    meta: Meta<Self>,
+    pub endpoint: Uuid,
+    pub entries: Vec<String>,
+}
+
+#[events]
+impl AuditLog {
+    #[event]
+    pub fn start(endpoint: Uuid) -> Self {
+        Self {
+            meta: Meta::default(),
+            endpoint,
+            entries: vec![],
+        }
+    }
+
+    #[event]
+    pub fn record(&mut self, entry: String) {
+        self.entries.push(entry);
+    }
+}
+
+pub struct Auditor {
+    pub fail_on: Option<String>,
+}
+
+impl Process for Auditor {
+    fn name(&self) -> &str {
+        "auditor"
+    }
+
+    fn event_types(&self) -> Option<Vec<String>> {
+        Some(vec!["NameUpdated".into()])
+    }
+
+    async fn handle<S: EventStore, C: Codec>(
+        &mut self,
+        event: &StoredEvent,
+        out: &mut Outbox<'_, S, C>,
+    ) -> Result<(), BoxError> {
+        let WidgetRegistryEndpointEvent::NameUpdated { name } =
+            event.decode::<WidgetRegistryEndpointEvent, _>(out.app().codec())?
+        else {
+            return Ok(());
+        };
+        if self.fail_on.as_deref() == Some(name.as_str()) {
+            return Err(format!("cannot audit the name {name:?}").into());
+        }
+        let log_id = eventsourcing::id_from_name(&format!("audit/{}", event.stream_id));
+        let mut log = match out.app().repository().get::<AuditLog>(log_id).await {
+            Ok(log) => log,
+            Err(e) if e.is_not_found() => AuditLog::start_with_id(log_id, event.stream_id),
+            Err(e) => return Err(e.into()),
+        };
+        log.record(name);
+        out.save(&mut log)?;
+        Ok(())
+    }
+}
+
+/// The position of the last `NameUpdated` in the log: the last event the auditor handles.
+async fn last_rename<S: EventStore>(store: &S) -> Position {
+    read_log_stream(store, Position::START, 1000)
+        .map(|e| e.unwrap())
+        .filter(|e| std::future::ready(e.event_type == "NameUpdated"))
+        .fold(Position::START, |a, e| async move { a.max(e.position) })
+        .await
+}
+
+async fn wait_until_processed(handle: &eventsourcing::ProcessHandle, end: Position) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while handle.position() < end {
+        assert!(!handle.is_finished(), "the process stopped early");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the process did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// 4 concurrent writers rename endpoints while the process runs; it is aborted in the middle and
+/// restarted. Every rename ends up in its audit log exactly once, in order.
+pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let options = RunOptions {
+        poll_interval: std::time::Duration::from_millis(20),
+        page_size: 16,
+        ..RunOptions::default()
+    };
+    let first = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let app = app.clone();
+        writers.push(tokio::spawn(async move {
+            let mut endpoint = new_endpoint();
+            app.save(&mut endpoint).await.unwrap();
+            for i in 0..30 {
+                endpoint.update_name(format!("w{w}-{i}"));
+                app.save(&mut endpoint).await.unwrap();
+            }
+            endpoint.id()
+        }));
+    }
+    // Abort somewhere in the middle of the work.
+    while first.position() == Position::START {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    first.abort();
+    let _ = first.join().await;
+    let mut ids = Vec::new();
+    for w in writers {
+        ids.push(w.await.unwrap());
+    }
+
+    let second = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let end = last_rename(&store).await;
+    wait_until_processed(&second, end).await;
+    second.stop().await.unwrap();
+
+    for (w, id) in ids.iter().enumerate() {
+        let log: AuditLog = app
+            .repository()
+            .get(eventsourcing::id_from_name(&format!("audit/{id}")))
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..30).map(|i| format!("w{w}-{i}")).collect();
+        assert_eq!(log.entries, expected, "audit log of writer {w}");
+    }
+}
+
+/// A handler that keeps failing stops the process with an error naming the event; a restart
+/// (with the handler fixed) resumes from that event, not after it.
+pub async fn failing_handler_stops_and_restart_resumes<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let mut endpoint = new_endpoint();
+    for name in ["a", "poison", "b"] {
+        endpoint.update_name(name.into());
+    }
+    app.save(&mut endpoint).await.unwrap();
+    let options = RunOptions {
+        poll_interval: std::time::Duration::from_millis(20),
+        ..RunOptions::default()
+    };
+
+    let failing = spawn_process(
+        Auditor {
+            fail_on: Some("poison".into()),
+        },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let err = failing.join().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Handler { version: 3, .. }), "{err:?}");
+    for part in [
+        "`auditor`",
+        "`NameUpdated`",
+        &endpoint.id().to_string(),
+        "version 3",
+        "cannot audit the name \"poison\"",
+    ] {
+        assert!(msg.contains(part), "{msg} lacks {part}");
+    }
+    let log_id = eventsourcing::id_from_name(&format!("audit/{}", endpoint.id()));
+    let log: AuditLog = app.repository().get(log_id).await.unwrap();
+    assert_eq!(
+        log.entries,
+        vec!["a"],
+        "nothing after the failing event was processed"
+    );
+
+    let fixed = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let end = last_rename(&store).await;
+    wait_until_processed(&fixed, end).await;
+    fixed.stop().await.unwrap();
+    let log: AuditLog = app.repository().get(log_id).await.unwrap();
+    assert_eq!(log.entries, vec!["a", "poison", "b"]);
+}
+
 /// Runs every conformance test against a store made by `$fixture`.
 macro_rules! conformance_tests {
     ($fixture:path) => {
@@ -987,6 +1343,12 @@ macro_rules! conformance_tests {
             old_event_payload_loads_through_its_upcast,
             payload_newer_than_the_code_is_a_clear_error,
             snapshots_equal_full_replay,
+            tracking_is_atomic_with_events,
+            log_stream_reads_everything_in_pages,
+            subscription_catches_up_then_follows_live,
+            failing_hook_never_fails_the_save,
+            process_application_is_exactly_once,
+            failing_handler_stops_and_restart_resumes,
         );
     };
     (@tests $fixture:path; $($name:ident),* $(,)?) => {

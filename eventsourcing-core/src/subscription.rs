@@ -1,0 +1,133 @@
+use std::{collections::VecDeque, time::Duration};
+
+use futures_util::Stream;
+
+use crate::{
+    changes::Changes,
+    error::Error,
+    event::{Position, StoredEvent},
+    store::EventStore,
+};
+
+/// Reads the whole log after `after`, one page at a time: memory stays bounded by one page
+/// however long the log is. The stream ends at the end of the log as it is when reached.
+pub fn read_log_stream<S: EventStore>(
+    store: &S,
+    after: Position,
+    page: usize,
+) -> impl Stream<Item = Result<StoredEvent, Error>> + Send + '_ {
+    let page = page.max(1);
+    let state = (after, VecDeque::<StoredEvent>::new(), false);
+    futures_util::stream::unfold(state, move |(after, mut buffer, done)| async move {
+        if let Some(event) = buffer.pop_front() {
+            return Some((Ok(event), (after, buffer, done)));
+        }
+        if done {
+            return None;
+        }
+        match store.read_log(after, page).await {
+            Err(e) => Some((Err(e), (after, buffer, true))),
+            Ok(events) => {
+                let done = events.len() < page;
+                let after = events.last().map_or(after, |e| e.position);
+                buffer.extend(events);
+                let event = buffer.pop_front()?;
+                Some((Ok(event), (after, buffer, done)))
+            }
+        }
+    })
+}
+
+/// Catches up from a position, then follows the log live.
+///
+/// Woken by the store's [`changes`](EventStore::changes) (in process for memory and SQLite, by
+/// LISTEN/NOTIFY on PostgreSQL) and, whatever happens to those hints, by polling every
+/// `poll_interval`, so a lost wake-up only delays an event, never loses it.
+#[derive(Debug)]
+pub struct Subscription<S> {
+    store: S,
+    delivered: Position,
+    read: Position,
+    page: usize,
+    poll: Duration,
+    buffer: VecDeque<StoredEvent>,
+    changes: Changes,
+    types: Option<Vec<String>>,
+}
+
+impl<S: EventStore> Subscription<S> {
+    /// Delivers every event after `after`.
+    pub fn new(store: S, after: Position) -> Self {
+        let changes = store.changes();
+        Subscription {
+            store,
+            delivered: after,
+            read: after,
+            page: 500,
+            poll: Duration::from_secs(1),
+            buffer: VecDeque::new(),
+            changes,
+            types: None,
+        }
+    }
+
+    /// Events read per query (default 500).
+    pub fn page_size(mut self, page: usize) -> Self {
+        self.page = page.max(1);
+        self
+    }
+
+    /// How long to wait for a wake-up before reading again anyway (default 1 s).
+    pub fn poll_interval(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
+    }
+
+    /// Delivers only events of these types; the others still move [`position`](Self::position)
+    /// on.
+    pub fn event_types<I: IntoIterator<Item = T>, T: Into<String>>(mut self, types: I) -> Self {
+        self.types = Some(types.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The position of the last event delivered or skipped.
+    pub fn position(&self) -> Position {
+        self.delivered
+    }
+
+    /// The next event, waiting for one if the subscriber has caught up.
+    pub async fn next(&mut self) -> Result<StoredEvent, Error> {
+        loop {
+            if let Some(event) = self.try_next().await? {
+                return Ok(event);
+            }
+            self.changes.wait(self.poll).await;
+        }
+    }
+
+    /// The next event if one is readable now, without waiting.
+    pub async fn try_next(&mut self) -> Result<Option<StoredEvent>, Error> {
+        loop {
+            while let Some(event) = self.buffer.pop_front() {
+                self.delivered = event.position;
+                if self.wants(&event) {
+                    return Ok(Some(event));
+                }
+            }
+            // Seen-marks go first: a wake-up arriving during the read then wakes the next wait.
+            self.changes.mark_seen();
+            let events = self.store.read_log(self.read, self.page).await?;
+            let Some(last) = events.last() else {
+                return Ok(None);
+            };
+            self.read = last.position;
+            self.buffer.extend(events);
+        }
+    }
+
+    fn wants(&self, event: &StoredEvent) -> bool {
+        self.types
+            .as_ref()
+            .is_none_or(|t| t.contains(&event.event_type))
+    }
+}
