@@ -433,15 +433,18 @@ pub struct PostgresConfigBuilder {
 }
 
 impl PostgresConfigBuilder {
-    /// The server's host name, IP address or Unix socket directory. Required.
+    /// The server's host name, IP address or Unix socket directory (several comma-separated,
+    /// tried in order). Required. Replaces any host given before.
     pub fn host(mut self, host: impl Into<String>) -> Self {
-        self.config.pg.host(host);
+        let host = host.into();
+        let hosts: Vec<&str> = host.split(',').map(str::trim).collect();
+        self.config.pg = rebuild(&self.config.pg, Some(&hosts), None);
         self
     }
 
-    /// The server's port (default 5432).
+    /// The server's port (default 5432). Replaces any port given before.
     pub fn port(mut self, port: u16) -> Self {
-        self.config.pg.port(port);
+        self.config.pg = rebuild(&self.config.pg, None, Some(&[port]));
         self
     }
 
@@ -550,6 +553,74 @@ impl PostgresConfigBuilder {
         config.schema = valid_schema("schema", &config.schema)?;
         config.validate(&Names::BUILDER)
     }
+}
+
+/// A copy of `pg` with other hosts and/or ports: tokio-postgres' setters only append.
+fn rebuild(
+    pg: &tokio_postgres::Config,
+    hosts: Option<&[&str]>,
+    ports: Option<&[u16]>,
+) -> tokio_postgres::Config {
+    use tokio_postgres::config::Host;
+    let mut c = tokio_postgres::Config::new();
+    if let Some(user) = pg.get_user() {
+        c.user(user);
+    }
+    if let Some(password) = pg.get_password() {
+        c.password(password);
+    }
+    if let Some(dbname) = pg.get_dbname() {
+        c.dbname(dbname);
+    }
+    if let Some(options) = pg.get_options() {
+        c.options(options);
+    }
+    if let Some(name) = pg.get_application_name() {
+        c.application_name(name);
+    }
+    c.ssl_mode(pg.get_ssl_mode());
+    c.ssl_negotiation(pg.get_ssl_negotiation());
+    match hosts {
+        Some(hosts) => {
+            for host in hosts {
+                c.host(*host);
+            }
+        }
+        None => {
+            for host in pg.get_hosts() {
+                match host {
+                    Host::Tcp(name) => c.host(name),
+                    #[cfg(unix)]
+                    Host::Unix(path) => c.host_path(path),
+                };
+            }
+            // Addresses belong to the hosts they came with.
+            for addr in pg.get_hostaddrs() {
+                c.hostaddr(*addr);
+            }
+        }
+    }
+    for port in ports.unwrap_or(pg.get_ports()) {
+        c.port(*port);
+    }
+    if let Some(timeout) = pg.get_connect_timeout() {
+        c.connect_timeout(*timeout);
+    }
+    if let Some(timeout) = pg.get_tcp_user_timeout() {
+        c.tcp_user_timeout(*timeout);
+    }
+    c.keepalives(pg.get_keepalives());
+    c.keepalives_idle(pg.get_keepalives_idle());
+    if let Some(interval) = pg.get_keepalives_interval() {
+        c.keepalives_interval(interval);
+    }
+    if let Some(retries) = pg.get_keepalives_retries() {
+        c.keepalives_retries(retries);
+    }
+    c.target_session_attrs(pg.get_target_session_attrs());
+    c.channel_binding(pg.get_channel_binding());
+    c.load_balance_hosts(pg.get_load_balance_hosts());
+    c
 }
 
 /// The setting names used in errors.

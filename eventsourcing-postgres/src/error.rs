@@ -5,17 +5,44 @@ use std::{fmt, time::Duration};
 use eventsourcing_core::Error;
 use tokio_postgres::error::SqlState;
 
-/// A driver error as [`Error::Store`]; the `tokio_postgres::Error` stays reachable by
-/// downcasting the boxed source (for its SQLSTATE).
+/// A driver error as [`Error::Store`]. Its message includes the server's (tokio-postgres shows
+/// only "db error"); the `tokio_postgres::Error` is its `source()`, for the SQLSTATE.
 pub(crate) fn pg_error(err: tokio_postgres::Error) -> Error {
-    Error::Store(Box::new(err))
+    Error::Store(Box::new(PgError(err)))
+}
+
+/// A tokio-postgres error whose `Display` includes its cause.
+#[derive(Debug)]
+pub(crate) struct PgError(pub(crate) tokio_postgres::Error);
+
+impl fmt::Display for PgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_chain(f, &self.0)
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+/// `err: cause: cause's cause ...`, on one line.
+fn write_chain(f: &mut fmt::Formatter<'_>, err: &tokio_postgres::Error) -> fmt::Result {
+    write!(f, "{err}")?;
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        write!(f, ": {}", cause.to_string().replace('\n', " "))?;
+        source = cause.source();
+    }
+    Ok(())
 }
 
 /// Like [`pg_error`], but a missing table or schema becomes [`Error::Schema`] telling what to
 /// run.
 pub(crate) fn query_error(err: tokio_postgres::Error, schema: &str) -> Error {
     if is_missing_table(&err) {
-        return missing_tables(schema, &err);
+        return missing_tables(schema, &PgError(err));
     }
     pg_error(err)
 }
@@ -44,11 +71,8 @@ pub(crate) struct ConnectError {
 
 impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot connect to PostgreSQL at {}: {}",
-            self.target, self.source
-        )
+        write!(f, "cannot connect to PostgreSQL at {}: ", self.target)?;
+        write_chain(f, &self.source)
     }
 }
 

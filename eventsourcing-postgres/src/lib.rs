@@ -80,12 +80,12 @@
 //! | `prefer` (default, as libpq) | if the server offers it | no |
 //! | `require` | yes | no (the server must still prove it holds the certificate's key); with a root certificate file it behaves as `verify-ca`, as libpq does |
 //! | `verify-ca` | yes | chains to a trusted root; the host name is not checked |
-//! | `verify-full` | yes | chains to a trusted root and names the host (in its subjectAltName: rustls ignores the legacy common name) |
+//! | `verify-full` | yes | chains to a trusted root and names the host in its subjectAltName (rustls ignores the legacy common name) |
 //!
 //! Trusted roots: exactly the certificates of `sslrootcert` when given (libpq's rule), else the
-//! Mozilla roots of `webpki-roots`. Debian's default server certificate (`ssl-cert-snakeoil`) is
-//! self-signed with only a common name, so it passes `require` and `verify-ca` (with itself as
-//! root) and fails `verify-full`.
+//! Mozilla roots of `webpki-roots`. Debian's default server certificate (`ssl-cert-snakeoil`,
+//! self-signed for `DNS:localhost`) passes `require`; with itself as `sslrootcert` it passes
+//! `verify-ca`, and `verify-full` when connecting to `localhost` but not to `127.0.0.1`.
 //!
 //! # Tables and indexes
 //!

@@ -5,7 +5,10 @@ use eventsourcing_core::Error;
 use sha2::{Digest, Sha256};
 use tokio_postgres::Client;
 
-use crate::{error::pg_error, sql::quote_ident};
+use crate::{
+    error::{pg_error, PgError},
+    sql::quote_ident,
+};
 
 /// One embedded migration.
 #[derive(Debug, Clone, Copy)]
@@ -84,8 +87,35 @@ pub struct AppliedMigration {
 /// keyed by the schema name, so concurrent `migrate` calls (several instances starting at once)
 /// run one after the other and the later ones find nothing to do.
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<MigrationReport, Error> {
-    let quoted = quote_ident(schema);
     let tx = client.transaction().await.map_err(pg_error)?;
+    let report = match apply(&tx, schema).await {
+        Ok(report) => report,
+        Err(e) => {
+            // Dropping a transaction only queues its ROLLBACK; wait for it, so that the
+            // advisory lock is released now, not when the connection is next polled.
+            let _ = tx.rollback().await;
+            return Err(e);
+        }
+    };
+    tx.commit().await.map_err(pg_error)?;
+    if !report.unknown.is_empty() {
+        tracing::warn!(
+            schema,
+            unknown = ?report.unknown,
+            "the database has migrations this code does not know (applied by a newer release)"
+        );
+    }
+    if !report.applied.is_empty() {
+        tracing::info!(schema, applied = ?report.applied, "applied migrations");
+    }
+    Ok(report)
+}
+
+async fn apply(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<MigrationReport, Error> {
+    let quoted = quote_ident(schema);
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&lock_key(schema)],
@@ -153,8 +183,10 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<Migrati
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         tx.batch_execute(&m.sql_for(schema)).await.map_err(|e| {
             Error::Schema(format!(
-                "migration {} ({}) failed in schema `{schema}`: {e}",
-                m.version, m.description
+                "migration {} ({}) failed in schema `{schema}`: {}",
+                m.version,
+                m.description,
+                PgError(e)
             ))
         })?;
         tx.execute(
@@ -167,17 +199,6 @@ pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<Migrati
         .await
         .map_err(pg_error)?;
         report.applied.push((m.version, m.description));
-    }
-    tx.commit().await.map_err(pg_error)?;
-    if !report.unknown.is_empty() {
-        tracing::warn!(
-            schema,
-            unknown = ?report.unknown,
-            "the database has migrations this code does not know (applied by a newer release)"
-        );
-    }
-    if !report.applied.is_empty() {
-        tracing::info!(schema, applied = ?report.applied, "applied migrations");
     }
     Ok(report)
 }

@@ -1,0 +1,512 @@
+//! Settings from the environment, the builder and connection strings; the password never shows.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use eventsourcing_core::{Env, Error};
+use eventsourcing_postgres::{PostgresConfig, PostgresStore, SslMode};
+
+const SECRET: &str = "hunter2-Sup3r-s3cret";
+
+fn base() -> Vec<(&'static str, String)> {
+    vec![
+        ("POSTGRES_HOST", "db.example".to_owned()),
+        ("POSTGRES_USER", "app".to_owned()),
+        ("POSTGRES_DBNAME", "widgets".to_owned()),
+    ]
+}
+
+fn env_with(extra: &[(&'static str, &str)]) -> Env {
+    let mut vars = base();
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    Env::from_map(vars)
+}
+
+#[test]
+fn defaults_are_the_python_librarys() {
+    let config = PostgresConfig::from_env(&env_with(&[])).unwrap();
+    assert_eq!(config.host(), "db.example");
+    assert_eq!(config.port(), 5432);
+    assert_eq!(config.user(), Some("app"));
+    assert_eq!(config.dbname(), Some("widgets"));
+    assert!(!config.has_password());
+    assert_eq!(config.schema(), "public");
+    assert_eq!(config.ssl_mode(), SslMode::Prefer);
+    assert_eq!(config.pool_size(), 5);
+    assert_eq!(config.max_overflow(), 10);
+    assert_eq!(config.max_connections(), 15);
+    assert_eq!(config.pool_timeout(), Duration::from_secs(30));
+    assert_eq!(config.recycle(), Some(Duration::from_secs(3600)));
+    assert!(!config.pre_ping());
+    assert_eq!(config.max_waiting(), None);
+    assert_eq!(config.lock_timeout(), Duration::ZERO);
+    assert_eq!(
+        config.idle_in_transaction_session_timeout(),
+        Duration::from_secs(5)
+    );
+    assert!(config.create_table());
+    assert_eq!(
+        config.tokio_postgres_config().get_connect_timeout(),
+        Some(&Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn every_python_name_is_read() {
+    let dir = std::env::temp_dir();
+    let env = Env::from_map([
+        ("POSTGRES_HOST", "h1"),
+        ("POSTGRES_PORT", "6432"),
+        ("POSTGRES_USER", "u1"),
+        ("POSTGRES_PASSWORD", SECRET),
+        ("POSTGRES_DBNAME", "d1"),
+        ("POSTGRES_SCHEMA", "events_here"),
+        ("POSTGRES_POOL_SIZE", "20"),
+        ("POSTGRES_MAX_OVERFLOW", "7"),
+        ("POSTGRES_CONNECT_TIMEOUT", "2.5"),
+        ("POSTGRES_CONN_MAX_AGE", "60"),
+        ("POSTGRES_PRE_PING", "y"),
+        ("POSTGRES_MAX_WAITING", "3"),
+        ("POSTGRES_LOCK_TIMEOUT", "1.5"),
+        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "0"),
+        ("POSTGRES_SSLMODE", "verify-full"),
+        ("POSTGRES_SSLROOTCERT", dir.join("ca.pem").to_str().unwrap()),
+        ("CREATE_TABLE", "n"),
+    ]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.host(), "h1");
+    assert_eq!(config.port(), 6432);
+    assert_eq!(config.user(), Some("u1"));
+    assert!(config.has_password());
+    assert_eq!(
+        config.tokio_postgres_config().get_password(),
+        Some(SECRET.as_bytes())
+    );
+    assert_eq!(config.dbname(), Some("d1"));
+    assert_eq!(config.schema(), "events_here");
+    assert_eq!(config.pool_size(), 20);
+    assert_eq!(config.max_overflow(), 7);
+    assert_eq!(config.max_connections(), 27);
+    assert_eq!(config.pool_timeout(), Duration::from_millis(2500));
+    assert_eq!(
+        config.tokio_postgres_config().get_connect_timeout(),
+        Some(&Duration::from_millis(2500))
+    );
+    assert_eq!(config.recycle(), Some(Duration::from_secs(60)));
+    assert!(config.pre_ping());
+    assert_eq!(config.max_waiting(), Some(3));
+    assert_eq!(config.lock_timeout(), Duration::from_millis(1500));
+    assert_eq!(config.idle_in_transaction_session_timeout(), Duration::ZERO);
+    assert_eq!(config.ssl_mode(), SslMode::VerifyFull);
+    assert_eq!(config.ssl_root_cert(), Some(dir.join("ca.pem").as_path()));
+    assert!(!config.create_table());
+}
+
+#[test]
+fn the_seeds_aliases_are_read() {
+    let env = Env::from_map([
+        ("POSTGRES_HOST", "h"),
+        ("POSTGRES_USER", "u"),
+        ("POSTGRES_DB", "widget_service"),
+        ("POOL_SIZE", "20"),
+        ("POOL_MAX_OVERFLOW", "10"),
+        ("POOL_TIMEOUT", "30"),
+        ("POOL_RECYCLE", "0"),
+        ("POOL_PRE_PING", "yes"),
+    ]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.dbname(), Some("widget_service"));
+    assert_eq!(config.pool_size(), 20);
+    assert_eq!(config.max_overflow(), 10);
+    assert_eq!(config.pool_timeout(), Duration::from_secs(30));
+    assert_eq!(config.recycle(), None, "0 = never recycle");
+    assert!(config.pre_ping());
+}
+
+#[test]
+fn the_python_name_wins_over_the_seeds_alias() {
+    let env = env_with(&[
+        ("POSTGRES_POOL_SIZE", "9"),
+        ("POOL_SIZE", "7"),
+        ("POSTGRES_DB", "other"),
+    ]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.pool_size(), 9);
+    assert_eq!(config.dbname(), Some("widgets"), "POSTGRES_DBNAME wins");
+}
+
+#[test]
+fn the_application_prefix_wins_for_every_name_and_alias() {
+    let env = Env::from_map([
+        ("POSTGRES_HOST", "plain"),
+        ("WIDGETS_POSTGRES_HOST", "prefixed"),
+        ("POSTGRES_USER", "u"),
+        ("POSTGRES_DB", "plain_db"),
+        ("WIDGETS_POSTGRES_DB", "prefixed_db"),
+        ("POSTGRES_POOL_SIZE", "3"),
+        ("WIDGETS_POOL_SIZE", "11"),
+        ("POSTGRES_SCHEMA", "plain_schema"),
+        ("WIDGETS_POSTGRES_SCHEMA", "widgets"),
+        ("CREATE_TABLE", "y"),
+        ("WIDGETS_CREATE_TABLE", "n"),
+    ])
+    .with_app_name("widgets");
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.host(), "prefixed");
+    assert_eq!(config.dbname(), Some("prefixed_db"));
+    assert_eq!(
+        config.pool_size(),
+        11,
+        "a prefixed alias beats an unprefixed name"
+    );
+    assert_eq!(config.schema(), "widgets");
+    assert!(!config.create_table());
+}
+
+#[test]
+fn database_url_gives_what_it_contains_and_variables_fill_the_rest() {
+    let env = Env::from_map([
+        (
+            "DATABASE_URL",
+            "postgresql://url_user:url%20pw@url-host:7777/url_db?sslmode=require",
+        ),
+        ("POSTGRES_HOST", "ignored-host"),
+        ("POSTGRES_SCHEMA", "from_var"),
+        ("POOL_SIZE", "2"),
+    ]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.host(), "url-host");
+    assert_eq!(config.port(), 7777);
+    assert_eq!(config.user(), Some("url_user"));
+    assert_eq!(config.dbname(), Some("url_db"));
+    assert_eq!(
+        config.tokio_postgres_config().get_password(),
+        Some(&b"url pw"[..])
+    );
+    assert_eq!(config.ssl_mode(), SslMode::Require);
+    assert_eq!(config.schema(), "from_var");
+    assert_eq!(config.pool_size(), 2);
+
+    // A URL without user and database takes them from the variables.
+    let env = Env::from_map([
+        ("DATABASE_URL", "postgres://only-host"),
+        ("POSTGRES_USER", "var_user"),
+        ("POSTGRES_DB", "var_db"),
+        ("POSTGRES_PASSWORD", SECRET),
+    ]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.host(), "only-host");
+    assert_eq!(config.user(), Some("var_user"));
+    assert_eq!(config.dbname(), Some("var_db"));
+    assert!(config.has_password());
+}
+
+#[test]
+fn password_file_is_read_and_its_newline_dropped() {
+    let path = std::env::temp_dir().join(format!("es-pw-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&path, format!("{SECRET}\n")).unwrap();
+    let env = env_with(&[("POSTGRES_PASSWORD_FILE", path.to_str().unwrap())]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(
+        config.tokio_postgres_config().get_password(),
+        Some(SECRET.as_bytes())
+    );
+
+    // Both at the same level: an error naming both, showing neither value.
+    let env = env_with(&[
+        ("POSTGRES_PASSWORD_FILE", path.to_str().unwrap()),
+        ("POSTGRES_PASSWORD", SECRET),
+    ]);
+    let err = PostgresConfig::from_env(&env).unwrap_err();
+    assert!(err.to_string().contains("POSTGRES_PASSWORD_FILE"), "{err}");
+    assert!(!err.to_string().contains(SECRET), "{err}");
+
+    // A prefixed one wins over a plain one.
+    let env = Env::from_map([
+        ("POSTGRES_HOST", "h"),
+        ("POSTGRES_USER", "u"),
+        ("POSTGRES_DB", "d"),
+        ("POSTGRES_PASSWORD", "plain"),
+        ("APP_POSTGRES_PASSWORD_FILE", path.to_str().unwrap()),
+    ])
+    .with_app_name("app");
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(
+        config.tokio_postgres_config().get_password(),
+        Some(SECRET.as_bytes())
+    );
+    std::fs::remove_file(&path).unwrap();
+
+    let env = env_with(&[("POSTGRES_PASSWORD_FILE", "/nonexistent/es-password")]);
+    let err = PostgresConfig::from_env(&env).unwrap_err();
+    assert_eq!(err.var, "POSTGRES_PASSWORD_FILE");
+    assert!(
+        err.to_string().contains("/nonexistent/es-password"),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_and_malformed_values_name_the_variable() {
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec![("POSTGRES_USER", "u"), ("POSTGRES_DB", "d")],
+            "POSTGRES_HOST",
+        ),
+        (
+            vec![("POSTGRES_HOST", "h"), ("POSTGRES_DB", "d")],
+            "POSTGRES_USER",
+        ),
+        (
+            vec![("POSTGRES_HOST", "h"), ("POSTGRES_USER", "u")],
+            "POSTGRES_DBNAME",
+        ),
+    ];
+    for (vars, expected) in cases {
+        let err = PostgresConfig::from_env(&Env::from_map(vars)).unwrap_err();
+        assert_eq!(err.var, expected, "{err}");
+        assert!(err.to_string().contains(expected), "{err}");
+    }
+    let malformed = [
+        ("POSTGRES_PORT", "54x"),
+        ("POOL_SIZE", "many"),
+        ("POSTGRES_MAX_OVERFLOW", "-1"),
+        ("POOL_TIMEOUT", "soon"),
+        ("POOL_TIMEOUT", "0"),
+        ("POSTGRES_CONN_MAX_AGE", "-5"),
+        ("POOL_PRE_PING", "perhaps"),
+        ("POSTGRES_MAX_WAITING", "lots"),
+        ("POSTGRES_LOCK_TIMEOUT", "1s"),
+        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "x"),
+        ("POSTGRES_SSLMODE", "allow-ish"),
+        ("CREATE_TABLE", "maybe"),
+        ("DATABASE_URL", "postgresql://u@h:notaport/d"),
+    ];
+    for (var, value) in malformed {
+        let err = PostgresConfig::from_env(&env_with(&[(var, value)])).unwrap_err();
+        assert_eq!(err.var, var, "{var}={value}: {err}");
+        assert!(err.to_string().contains(var), "{err}");
+    }
+    // With a prefix, the error names the variable as found.
+    let env = Env::from_map([
+        ("POSTGRES_HOST", "h"),
+        ("POSTGRES_USER", "u"),
+        ("POSTGRES_DB", "d"),
+        ("WIDGETS_POOL_TIMEOUT", "later"),
+    ])
+    .with_app_name("widgets");
+    let err = PostgresConfig::from_env(&env).unwrap_err();
+    assert_eq!(err.var, "WIDGETS_POOL_TIMEOUT");
+    // A pool of no connections.
+    let err =
+        PostgresConfig::from_env(&env_with(&[("POOL_SIZE", "0"), ("POOL_MAX_OVERFLOW", "0")]))
+            .unwrap_err();
+    assert_eq!(err.var, "POOL_SIZE");
+}
+
+#[test]
+fn the_builder_checks_required_settings() {
+    let err = PostgresConfig::builder()
+        .user("u")
+        .dbname("d")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.var, "host");
+    let err = PostgresConfig::builder()
+        .host("h")
+        .dbname("d")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.var, "user");
+    let err = PostgresConfig::builder()
+        .host("h")
+        .user("u")
+        .dbname("d")
+        .pool_timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.var, "pool_timeout");
+    let err = PostgresConfig::builder()
+        .host("h")
+        .user("u")
+        .dbname("d")
+        .schema("")
+        .build()
+        .unwrap_err();
+    assert_eq!(err.var, "schema");
+    let config = PostgresConfig::builder()
+        .host("h")
+        .user("u")
+        .dbname("d")
+        .pool_size(1)
+        .max_overflow(0)
+        .recycle(None)
+        .max_waiting(Some(0))
+        .build()
+        .unwrap();
+    assert_eq!(config.max_connections(), 1);
+    assert_eq!(config.recycle(), None);
+}
+
+#[test]
+fn connection_strings_in_both_syntaxes() {
+    let a: PostgresConfig = "host=h port=1234 user=u dbname=d sslmode=disable"
+        .parse()
+        .unwrap();
+    let b: PostgresConfig = "postgres://u@h:1234/d?sslmode=disable".parse().unwrap();
+    for c in [&a, &b] {
+        assert_eq!(
+            (c.host(), c.port(), c.user(), c.dbname(), c.ssl_mode()),
+            ("h".to_owned(), 1234, Some("u"), Some("d"), SslMode::Disable)
+        );
+    }
+    // The builder's host and port replace what the string gave (tokio-postgres' own setters
+    // would append a second host or port).
+    let c = b
+        .to_builder()
+        .host("other,backup")
+        .port(99)
+        .build()
+        .unwrap();
+    assert_eq!((c.host(), c.port()), ("other,backup".to_owned(), 99));
+    assert_eq!(c.tokio_postgres_config().get_ports(), &[99]);
+    assert_eq!(c.ssl_mode(), SslMode::Disable, "everything else is kept");
+    let err = "host=h user=u dbname=d sslmode=sometimes"
+        .parse::<PostgresConfig>()
+        .unwrap_err();
+    assert!(err.to_string().contains("sslmode"), "{err}");
+}
+
+#[test]
+fn the_password_never_appears_in_debug() {
+    let from_env = PostgresConfig::from_env(&env_with(&[("POSTGRES_PASSWORD", SECRET)])).unwrap();
+    let from_builder = PostgresConfig::builder()
+        .host("h")
+        .user("u")
+        .dbname("d")
+        .password(SECRET)
+        .build()
+        .unwrap();
+    let from_url: PostgresConfig = format!("postgresql://u:{SECRET}@h/d").parse().unwrap();
+    for config in [from_env, from_builder, from_url] {
+        let shown = format!("{config:?} {config:#?}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+        let builder = format!("{:?}", config.to_builder());
+        assert!(!builder.contains(SECRET), "{builder}");
+    }
+}
+
+fn server() -> PostgresConfig {
+    eventsourcing_postgres::testing::server_config()
+}
+
+#[tokio::test]
+async fn the_password_never_appears_in_connection_errors() {
+    // Nothing listens on port 1.
+    let refused = server()
+        .to_builder()
+        .port(1)
+        .password(SECRET)
+        .pool_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // A role that does not exist on the real server.
+    let unknown_role = server()
+        .to_builder()
+        .user("es_no_such_role")
+        .password(SECRET)
+        .build()
+        .unwrap();
+    for config in [refused, unknown_role] {
+        let err = PostgresStore::connect(config).await.unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(matches!(err, Error::Store(_)), "{shown}");
+        assert!(!shown.contains(SECRET), "{shown}");
+        assert!(shown.contains("cannot connect to PostgreSQL at"), "{shown}");
+        eprintln!("{err}");
+    }
+}
+
+#[tokio::test]
+async fn the_password_never_appears_in_the_stores_debug() {
+    let (_, schema) = eventsourcing_postgres::testing::fresh().await;
+    // The test server trusts local connections, so a password is accepted and ignored.
+    let store = PostgresStore::connect(
+        schema
+            .config()
+            .to_builder()
+            .password(SECRET)
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let shown = format!("{store:?} {store:#?}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("PostgresStore"), "{shown}");
+}
+
+#[tokio::test]
+async fn session_timeouts_are_set_on_every_connection() {
+    let (_, schema) = eventsourcing_postgres::testing::fresh().await;
+    let store = PostgresStore::connect(
+        schema
+            .config()
+            .to_builder()
+            .lock_timeout(Duration::from_millis(1500))
+            .idle_in_transaction_session_timeout(Duration::from_secs(7))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = store.dedicated_client().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT current_setting('lock_timeout'), \
+                    current_setting('idle_in_transaction_session_timeout')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "1500ms");
+    assert_eq!(row.get::<_, String>(1), "7s");
+}
+
+#[tokio::test]
+async fn max_waiting_fails_fast_when_every_connection_is_taken() {
+    use eventsourcing_core::EventStore;
+    let (_, schema) = eventsourcing_postgres::testing::fresh().await;
+    let store = PostgresStore::connect(
+        schema
+            .config()
+            .to_builder()
+            .pool_size(1)
+            .max_overflow(0)
+            .max_waiting(Some(0))
+            .pool_timeout(Duration::from_secs(2))
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    // Fifty calls at once on one connection with no one allowed to wait: some fail at once.
+    let calls: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.stream_version(uuid::Uuid::new_v4()).await })
+        })
+        .collect();
+    let mut refused = 0;
+    for call in calls {
+        if let Err(e) = call.await.unwrap() {
+            assert!(e.to_string().contains("POSTGRES_MAX_WAITING"), "{e}");
+            refused += 1;
+        }
+    }
+    assert!(
+        refused > 0,
+        "with one connection and no waiting allowed, some calls fail fast"
+    );
+}

@@ -1,0 +1,262 @@
+//! Migrations: idempotent, recorded with checksums, guarded against edits; CREATE_TABLE=n; the
+//! admin command.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::Command;
+
+use eventsourcing_core::{now, Error, EventStore, Metadata, NewEvent, Position};
+use eventsourcing_postgres::{testing::TestSchema, PostgresStore};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+const FILES: [&str; 3] = [
+    include_str!("../migrations/0001_events.sql"),
+    include_str!("../migrations/0002_snapshots.sql"),
+    include_str!("../migrations/0003_tracking.sql"),
+];
+
+fn event(stream_id: Uuid, version: u64) -> NewEvent {
+    NewEvent {
+        stream_id,
+        version,
+        event_type: "Created".into(),
+        schema_version: 1,
+        timestamp: now(),
+        payload: b"{}".to_vec(),
+        metadata: Metadata::default(),
+    }
+}
+
+async fn schema_exists(schema: &TestSchema) -> bool {
+    schema
+        .client()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+            &[&schema.name()],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn connect_migrates_and_migrating_again_changes_nothing() {
+    let schema = TestSchema::new().await;
+    assert!(!schema_exists(&schema).await);
+    let store = schema.store().await;
+    assert!(schema_exists(&schema).await, "the schema is created");
+
+    let report = store.migrate().await.unwrap();
+    assert!(report.applied.is_empty(), "{report:?}");
+    assert_eq!(report.already_applied, 3);
+    assert!(report.unknown.is_empty());
+    // A second store on the same schema migrates nothing either and sees the same tables.
+    let again = schema.store().await;
+    let id = Uuid::new_v4();
+    store.append(vec![event(id, 1)]).await.unwrap();
+    assert_eq!(again.stream_version(id).await.unwrap(), 1);
+
+    let status = store.status().await.unwrap();
+    assert_eq!(status.schema, schema.name());
+    assert_eq!(
+        status
+            .applied
+            .iter()
+            .map(|m| (m.version, m.description.as_str(), m.checksum_matches))
+            .collect::<Vec<_>>(),
+        vec![
+            (1, "events", Some(true)),
+            (2, "snapshots", Some(true)),
+            (3, "tracking", Some(true))
+        ]
+    );
+    assert!(status.pending.is_empty());
+    assert_eq!(status.events, Some(1));
+    assert!(!status.log_ahead_of_server);
+    store.check_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn checksums_are_recorded_and_a_changed_migration_is_refused() {
+    let schema = TestSchema::new().await;
+    let store = schema.store().await;
+    let client = schema.client().await.unwrap();
+    let table = format!("\"{}\".eventsourcing_migrations", schema.name());
+    let rows = client
+        .query(
+            &format!("SELECT version, checksum FROM {table} ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), FILES.len());
+    for (row, file) in rows.iter().zip(FILES) {
+        let recorded: Vec<u8> = row.get(1);
+        assert_eq!(recorded, Sha256::digest(file.as_bytes()).to_vec());
+    }
+
+    client
+        .execute(
+            &format!("UPDATE {table} SET checksum = '\\x00' WHERE version = 2"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let err = store.migrate().await.unwrap_err();
+    match &err {
+        Error::Schema(message) => {
+            assert!(message.contains("migration 2 (snapshots)"), "{message}");
+            assert!(message.contains("checksum"), "{message}");
+        }
+        other => panic!("expected a schema error, got {other:?}"),
+    }
+    let status = store.status().await.unwrap();
+    assert_eq!(status.applied[1].checksum_matches, Some(false));
+    // And connecting with CREATE_TABLE=y refuses too.
+    let err = PostgresStore::connect(schema.config()).await.unwrap_err();
+    assert!(matches!(err, Error::Schema(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn concurrent_migrations_apply_each_migration_once() {
+    let schema = TestSchema::new().await;
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let config = schema.config();
+            tokio::spawn(async move { PostgresStore::connect(config).await })
+        })
+        .collect();
+    for connect in connects {
+        connect.await.unwrap().unwrap();
+    }
+    let client = schema.client().await.unwrap();
+    let count: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".eventsourcing_migrations",
+                schema.name()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 3);
+}
+
+#[tokio::test]
+async fn without_create_table_nothing_issues_ddl_and_missing_tables_say_what_to_run() {
+    let schema = TestSchema::new().await;
+    let config = schema
+        .config()
+        .to_builder()
+        .create_table(false)
+        .build()
+        .unwrap();
+    let store = PostgresStore::connect(config).await.unwrap();
+    let id = Uuid::new_v4();
+
+    let errors = vec![
+        store.append(vec![event(id, 1)]).await.unwrap_err(),
+        store.load(id, 0, None).await.unwrap_err(),
+        store.stream_version(id).await.unwrap_err(),
+        store.read_log(Position::START, 10).await.unwrap_err(),
+        store.check_schema().await.unwrap_err(),
+    ];
+    for err in errors {
+        match err {
+            Error::Schema(message) => {
+                assert!(message.contains("eventsourcing-admin migrate"), "{message}");
+                assert!(message.contains(schema.name()), "{message}");
+            }
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+    }
+    assert!(!schema_exists(&schema).await, "no DDL ran");
+    let status = store.status().await.unwrap();
+    assert_eq!(status.pending.len(), 3);
+    assert_eq!(status.events, None);
+
+    // After the migration the same store (and its pooled connections) works.
+    let report = store.migrate().await.unwrap();
+    assert_eq!(report.applied.len(), 3);
+    store.append(vec![event(id, 1)]).await.unwrap();
+    assert_eq!(store.stream_version(id).await.unwrap(), 1);
+}
+
+fn admin(schema: &TestSchema, args: &[&str], vars: &[(&str, &str)]) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_eventsourcing-admin"))
+        .args(args)
+        .env("DATABASE_URL", eventsourcing_postgres::testing::url())
+        .env("POSTGRES_SCHEMA", schema.name())
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test]
+async fn the_admin_command_migrates_and_reports_status() {
+    let schema = TestSchema::new().await;
+    let (ok, out) = admin(&schema, &["status"], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("pending     1  events"), "{out}");
+    assert!(out.contains("no events table"), "{out}");
+
+    let (ok, out) = admin(&schema, &["init_event_store"], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("applied migration 1 (events)"), "{out}");
+    assert!(out.contains("applied migration 3 (tracking)"), "{out}");
+
+    let (ok, out) = admin(&schema, &["migrate"], &[]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("up to date (3 migrations already applied)"),
+        "{out}"
+    );
+
+    let (ok, out) = admin(&schema, &["status"], &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("checksum ok"), "{out}");
+    assert!(out.contains("events: 0"), "{out}");
+
+    let (ok, out) = admin(&schema, &["frobnicate"], &[]);
+    assert!(!ok);
+    assert!(out.contains("usage"), "{out}");
+    let (ok, out) = admin(&schema, &["--help"], &[]);
+    assert!(ok && out.contains("init_event_store"), "{out}");
+}
+
+#[tokio::test]
+async fn the_admin_command_reads_the_application_prefix() {
+    let schema = TestSchema::new().await;
+    let other = TestSchema::new().await;
+    // The plain POSTGRES_SCHEMA names `other`; the prefixed one wins with --app.
+    let (ok, out) = admin(
+        &other,
+        &["--app", "widgets", "migrate"],
+        &[("WIDGETS_POSTGRES_SCHEMA", schema.name())],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains(schema.name()), "{out}");
+    assert!(schema_exists(&schema).await);
+    assert!(!schema_exists(&other).await);
+
+    let (ok, out) = admin(
+        &schema,
+        &["status"],
+        &[("POSTGRES_PORT", "x"), ("DATABASE_URL", "")],
+    );
+    assert!(!ok);
+    assert!(
+        out.contains("POSTGRES_"),
+        "a settings error names the variable: {out}"
+    );
+}
