@@ -2,9 +2,7 @@ use std::{borrow::Cow, fmt, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{Env, Error, EventStore, Metadata, NewEvent, Position, StoredEvent, Uuid};
-use rusqlite::{
-    types::Type, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
-};
+use rusqlite::{types::Type, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::{
@@ -496,6 +494,12 @@ fn write(
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
     for (stream_id, first) in &plan.firsts {
+        // A stream that starts at version 1 needs no lookup: if it has events, its version 1
+        // exists and the insert below breaks the unique index (most saves that start at 1 create
+        // an aggregate, so this saves a query per creation).
+        if *first == 1 {
+            continue;
+        }
         let actual = current_version(&tx, stream_id).map_err(err)?;
         if *first != actual + 1 {
             return Err(Error::Conflict {
@@ -518,9 +522,12 @@ fn write(
                 row.metadata,
             ]);
             if let Err(e) = inserted {
-                // Cannot happen after the check above (one writer, write lock held); kept so a
-                // duplicate version is still a conflict, never a raw constraint error.
-                if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
+                // A version that exists already: the stream was created by another save. (For
+                // streams checked above it cannot happen: one writer, write lock held.)
+                let unique = e
+                    .sqlite_error()
+                    .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE);
+                if unique {
                     let actual = current_version(&tx, &row.stream_id).map_err(err)?;
                     return Err(Error::Conflict {
                         stream_id: row.stream_id,
