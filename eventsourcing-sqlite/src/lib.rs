@@ -46,8 +46,8 @@
 //! |---|---|---|---|
 //! | `events` | `position` (rowid) | – | `read_log` (`position > ?`) |
 //! | | | `UNIQUE (stream_id, version)` | `load`, `stream_version`, the conflict check of `append` |
-//! | `snapshots` | `(stream_id, version)` | – | [`SqliteStore::load_snapshot`] |
-//! | `tracking` | `name` | – | [`SqliteStore::tracking_position`] |
+//! | `snapshots` | `(stream_id, version)` | – | `load_snapshot`, the pruning of `save_snapshot` |
+//! | `tracking` | `name` | – | `tracking_position`, the check of `append_tracked` |
 //!
 //! # Features
 //! | feature | what |
@@ -66,7 +66,7 @@ pub use config::{
     ParseSynchronousError, SqliteConfig, Synchronous, DEFAULT_DBNAME, DEFAULT_LOCK_TIMEOUT,
     DEFAULT_READERS,
 };
-pub use store::{AlreadyProcessed, Snapshot, SqliteStore};
+pub use store::SqliteStore;
 
 /// The driver, re-exported so that code downcasting an
 /// [`Error::Store`](eventsourcing_core::Error) to [`rusqlite::Error`] uses the same version.

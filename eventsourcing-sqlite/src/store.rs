@@ -1,7 +1,10 @@
 use std::{borrow::Cow, fmt, sync::Arc};
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Env, Error, EventStore, Metadata, NewEvent, Position, StoredEvent, Uuid};
+use eventsourcing_core::{
+    ChangeNotifier, Changes, Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot,
+    StoredEvent, Tracking, Uuid,
+};
 use rusqlite::{types::Type, Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -55,6 +58,8 @@ pub struct SqliteStore {
 struct Inner {
     config: SqliteConfig,
     dbname: Arc<str>,
+    /// Woken after each commit that wrote events through this store.
+    notifier: ChangeNotifier,
     workers: Workers,
 }
 
@@ -66,41 +71,8 @@ impl fmt::Debug for SqliteStore {
     }
 }
 
-/// A snapshot of an aggregate's state at a version, as stored in the `snapshots` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
-    /// The aggregate id.
-    pub stream_id: Uuid,
-    /// The version of the last event folded into the state.
-    pub version: u64,
-    /// When the snapshot was taken (microsecond precision).
-    pub timestamp: DateTime<Utc>,
-    /// The aggregate type name.
-    pub state_type: String,
-    /// The fingerprint of the state's shape (`Aggregate::STATE_FINGERPRINT`).
-    pub fingerprint: u64,
-    /// The encoded state.
-    pub payload: Vec<u8>,
-}
-
-/// A consumer tried to record a position at or before the one it already recorded: the upstream
-/// events were processed already. Returned inside [`Error::Store`]; find it with
-/// `err.source().and_then(|e| e.downcast_ref::<AlreadyProcessed>())`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "tracking `{name}` is already at {recorded:?}, not before {attempted:?}: already processed"
-)]
-pub struct AlreadyProcessed {
-    /// The tracking name.
-    pub name: String,
-    /// The position already recorded.
-    pub recorded: Position,
-    /// The position this save tried to record.
-    pub attempted: Position,
-}
-
 /// An event ready for the INSERT: everything converted before it reaches the writer thread.
-struct Row7 {
+struct EventRow {
     stream_id: Uuid,
     version: i64,
     timestamp: i64,
@@ -113,7 +85,24 @@ struct Row7 {
 /// The streams of a save with the version each must start at.
 struct Plan {
     firsts: Vec<(Uuid, u64)>,
-    rows: Vec<Row7>,
+    rows: Vec<EventRow>,
+}
+
+/// A tracking position ready for the INSERT.
+struct TrackingRow {
+    tracking: Tracking,
+    commit: i64,
+    seq: i64,
+}
+
+impl TrackingRow {
+    fn new(tracking: Tracking) -> Result<Self, Error> {
+        Ok(TrackingRow {
+            commit: to_i64("tracking position commit", tracking.position.commit)?,
+            seq: to_i64("tracking position seq", tracking.position.seq)?,
+            tracking,
+        })
+    }
 }
 
 impl SqliteStore {
@@ -151,6 +140,7 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 config,
                 dbname: dbname.into(),
+                notifier: ChangeNotifier::new(),
                 workers,
             }),
         })
@@ -187,104 +177,20 @@ impl SqliteStore {
             .await
     }
 
-    /// Stores a snapshot, replacing one of the same stream and version.
-    pub async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
-        let version = to_i64("snapshot version", snapshot.version)?;
-        self.on_writer(move |conn, dbname| {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO snapshots \
-                 (stream_id, version, timestamp, state_type, fingerprint, payload) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(rusqlite::params![
-                    snapshot.stream_id.as_bytes(),
-                    version,
-                    snapshot.timestamp.timestamp_micros(),
-                    snapshot.state_type,
-                    i64::from_ne_bytes(snapshot.fingerprint.to_ne_bytes()),
-                    snapshot.payload,
-                ])
-            })
-            .map_err(|e| sql_error(dbname, e))?;
-            Ok(())
-        })
-        .await
-    }
-
-    /// The newest snapshot of a stream at or below `at_most` (any version if `None`).
-    pub async fn load_snapshot(
-        &self,
-        stream_id: Uuid,
-        at_most: Option<u64>,
-    ) -> Result<Option<Snapshot>, Error> {
-        let at_most = clamp_i64(at_most.unwrap_or(u64::MAX));
-        self.on_reader(move |conn, dbname| {
-            conn.prepare_cached(
-                "SELECT version, timestamp, state_type, fingerprint, payload FROM snapshots \
-                 WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(rusqlite::params![stream_id.as_bytes(), at_most], |row| {
-                    Ok(Snapshot {
-                        stream_id,
-                        version: get_u64(row, 0)?,
-                        timestamp: micros_to_time(row.get(1)?, 1)?,
-                        state_type: row.get(2)?,
-                        fingerprint: u64::from_ne_bytes(row.get::<_, i64>(3)?.to_ne_bytes()),
-                        payload: row.get(4)?,
-                    })
-                })
-                .optional()
-            })
-            .map_err(|e| sql_error(dbname, e))
-        })
-        .await
-    }
-
-    /// The upstream position the consumer `name` recorded last, if any.
-    pub async fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error> {
-        let name = name.to_owned();
-        self.on_reader(move |conn, dbname| {
-            read_tracking(conn, &name).map_err(|e| sql_error(dbname, e))
-        })
-        .await
-    }
-
-    /// Appends `events` (possibly none) and records that the consumer `name` has processed the
-    /// upstream log up to `position`, in one transaction: either both are written or neither.
-    ///
-    /// Fails with [`Error::Conflict`] like [`append`](EventStore::append), and with an
-    /// [`AlreadyProcessed`] inside [`Error::Store`] if `name` is already at `position` or later
-    /// (the upstream events were processed before, perhaps by another instance).
-    pub async fn append_tracked(
+    /// One save on the writer thread; wakes subscribers once it has committed events.
+    async fn save(
         &self,
         events: Vec<NewEvent>,
-        name: &str,
-        position: Position,
+        tracking: Option<TrackingRow>,
     ) -> Result<(), Error> {
         let plan = plan(events)?;
-        let name = name.to_owned();
-        let commit = to_i64("position commit", position.commit)?;
-        let seq = to_i64("position seq", position.seq)?;
+        let notifier = self.inner.notifier.clone();
         self.on_writer(move |conn, dbname| {
-            write(conn, dbname, &plan, |tx| {
-                if let Some(recorded) = read_tracking(tx, &name)? {
-                    if recorded >= position {
-                        return Ok(Some(Error::Store(Box::new(AlreadyProcessed {
-                            name: name.clone(),
-                            recorded,
-                            attempted: position,
-                        }))));
-                    }
-                }
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO tracking (name, position_commit, position_seq) \
-                     VALUES (?1, ?2, ?3)",
-                )?
-                .execute(rusqlite::params![name, commit, seq])?;
-                Ok(None)
-            })
+            write(conn, dbname, &plan, tracking.as_ref())?;
+            if !plan.rows.is_empty() {
+                notifier.notify();
+            }
+            Ok(())
         })
         .await
     }
@@ -334,9 +240,7 @@ impl EventStore for SqliteStore {
         if events.is_empty() {
             return Ok(());
         }
-        let plan = plan(events)?;
-        self.on_writer(move |conn, dbname| write(conn, dbname, &plan, |_| Ok(None)))
-            .await
+        self.save(events, None).await
     }
 
     async fn load(
@@ -395,6 +299,99 @@ impl EventStore for SqliteStore {
                 .map_err(|e| sql_error(dbname, e))
         })
         .await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
+        let version = to_i64("snapshot version", snapshot.version)?;
+        self.on_writer(move |conn, dbname| {
+            let err = |e| sql_error(dbname, e);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(err)?;
+            tx.prepare_cached(
+                "INSERT OR REPLACE INTO snapshots \
+                 (stream_id, version, timestamp, state_type, fingerprint, payload) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(rusqlite::params![
+                    snapshot.stream_id.as_bytes(),
+                    version,
+                    snapshot.timestamp.timestamp_micros(),
+                    snapshot.state_type,
+                    i64::from_ne_bytes(snapshot.fingerprint.to_ne_bytes()),
+                    snapshot.payload,
+                ])
+            })
+            .map_err(err)?;
+            if let Some(keep) = keep {
+                // Everything older than the keep-th newest; nothing while there are fewer.
+                tx.prepare_cached(
+                    "DELETE FROM snapshots WHERE stream_id = ?1 AND version < \
+                     (SELECT version FROM snapshots WHERE stream_id = ?1 \
+                      ORDER BY version DESC LIMIT 1 OFFSET ?2)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(rusqlite::params![
+                        snapshot.stream_id.as_bytes(),
+                        i64::from(keep.max(1)) - 1
+                    ])
+                })
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>, Error> {
+        let at_or_below = clamp_i64(at_or_below.unwrap_or(u64::MAX));
+        self.on_reader(move |conn, dbname| {
+            conn.prepare_cached(
+                "SELECT version, timestamp, state_type, fingerprint, payload FROM snapshots \
+                 WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    rusqlite::params![stream_id.as_bytes(), at_or_below],
+                    |row| {
+                        Ok(Snapshot {
+                            stream_id,
+                            version: get_u64(row, 0)?,
+                            timestamp: micros_to_time(row.get(1)?, 1)?,
+                            state_type: row.get(2)?,
+                            fingerprint: u64::from_ne_bytes(row.get::<_, i64>(3)?.to_ne_bytes()),
+                            payload: row.get(4)?,
+                        })
+                    },
+                )
+                .optional()
+            })
+            .map_err(|e| sql_error(dbname, e))
+        })
+        .await
+    }
+
+    async fn append_tracked(&self, events: Vec<NewEvent>, tracking: Tracking) -> Result<(), Error> {
+        self.save(events, Some(TrackingRow::new(tracking)?)).await
+    }
+
+    async fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error> {
+        let name = name.to_owned();
+        self.on_reader(move |conn, dbname| {
+            read_tracking(conn, &name).map_err(|e| sql_error(dbname, e))
+        })
+        .await
+    }
+
+    /// Woken after every save through this store (and its clones). Saves by another process, or
+    /// another `SqliteStore` on the same file, wake nobody: subscribers find them by polling.
+    fn changes(&self) -> Changes {
+        self.inner.notifier.subscribe()
     }
 }
 
@@ -460,7 +457,7 @@ fn plan(events: Vec<NewEvent>) -> Result<Plan, Error> {
         } else {
             Some(serde_json::to_string(&event.metadata).map_err(Error::store)?)
         };
-        rows.push(Row7 {
+        rows.push(EventRow {
             stream_id: event.stream_id,
             version: to_i64("event version", event.version)?,
             timestamp: event.timestamp.timestamp_micros(),
@@ -479,20 +476,32 @@ fn plan(events: Vec<NewEvent>) -> Result<Plan, Error> {
     })
 }
 
-/// One save: checks every stream's current version, inserts every event, runs `extra` (which may
-/// veto with an error), commits. Any error rolls everything back.
+/// One save: checks the tracking position and every stream's current version, inserts every
+/// event, records the tracking position, commits. Any error rolls everything back.
 fn write(
     conn: &mut Connection,
     dbname: &str,
     plan: &Plan,
-    extra: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<Option<Error>>,
+    tracking: Option<&TrackingRow>,
 ) -> Result<(), Error> {
     let err = |e| sql_error(dbname, e);
-    // IMMEDIATE takes the write lock first, so no other process can write between the version
-    // check and the insert.
+    // IMMEDIATE takes the write lock first, so no other process can write between the checks
+    // and the inserts.
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
+    if let Some(row) = tracking {
+        let t = &row.tracking;
+        if let Some(recorded) = read_tracking(&tx, &t.name).map_err(err)? {
+            if recorded >= t.position {
+                return Err(Error::AlreadyProcessed {
+                    name: t.name.clone(),
+                    recorded,
+                    attempted: t.position,
+                });
+            }
+        }
+    }
     for (stream_id, first) in &plan.firsts {
         // A stream that starts at version 1 needs no lookup: if it has events, its version 1
         // exists and the insert below breaks the unique index (most saves that start at 1 create
@@ -539,8 +548,15 @@ fn write(
             }
         }
     }
-    if let Some(veto) = extra(&tx).map_err(err)? {
-        return Err(veto);
+    if let Some(row) = tracking {
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO tracking (name, position_commit, position_seq) \
+             VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(rusqlite::params![row.tracking.name, row.commit, row.seq])
+        })
+        .map_err(err)?;
     }
     tx.commit().map_err(err)
 }

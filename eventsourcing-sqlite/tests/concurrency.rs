@@ -1,6 +1,6 @@
 //! Writers and a tailing reader at the same time: the tail sees every event exactly once, in
 //! position order.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

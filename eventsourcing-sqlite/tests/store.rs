@@ -1,11 +1,13 @@
 //! The `EventStore` contract on SQLite, each test run on a file and on `:memory:`.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::time::Duration;
+
 use common::{at_micros, event, events};
-use eventsourcing_core::{Error, EventStore, Metadata, Position, Uuid};
-use eventsourcing_sqlite::{AlreadyProcessed, Snapshot, SqliteStore};
+use eventsourcing_core::{Error, EventStore, Metadata, Position, Snapshot, Tracking, Uuid};
+use eventsourcing_sqlite::SqliteStore;
 
 /// Runs `async fn $name(store: SqliteStore)` on a fresh in-memory store and on a fresh file.
 macro_rules! on_memory_and_file {
@@ -36,7 +38,9 @@ on_memory_and_file!(
     read_log_accepts_any_position_ordering_lexicographically,
     empty_save_is_a_no_op,
     snapshots_newest_at_or_below_a_version,
+    saving_a_snapshot_keeps_only_the_newest,
     tracking_is_written_with_the_events_or_not_at_all,
+    saves_wake_subscribers,
 );
 
 async fn append_then_load_round_trips_every_field(store: SqliteStore) {
@@ -274,7 +278,7 @@ async fn snapshots_newest_at_or_below_a_version(store: SqliteStore) {
         payload: format!("state at {version}").into_bytes(),
     };
     for version in [10, 20, 30] {
-        store.save_snapshot(snapshot(version)).await.unwrap();
+        store.save_snapshot(snapshot(version), None).await.unwrap();
     }
     assert_eq!(
         store.load_snapshot(stream, None).await.unwrap(),
@@ -293,53 +297,129 @@ async fn snapshots_newest_at_or_below_a_version(store: SqliteStore) {
         store.load_snapshot(Uuid::new_v4(), None).await.unwrap(),
         None
     );
+
+    // The same version again replaces it.
+    let mut again = snapshot(30);
+    again.payload = b"rewritten".to_vec();
+    store.save_snapshot(again.clone(), None).await.unwrap();
+    assert_eq!(
+        store.load_snapshot(stream, None).await.unwrap(),
+        Some(again)
+    );
+}
+
+async fn saving_a_snapshot_keeps_only_the_newest(store: SqliteStore) {
+    let (stream, other) = (Uuid::new_v4(), Uuid::new_v4());
+    let snapshot = |stream_id: Uuid, version: u64| Snapshot {
+        stream_id,
+        version,
+        timestamp: at_micros(0),
+        state_type: "Widget".into(),
+        fingerprint: 7,
+        payload: Vec::new(),
+    };
+    store.save_snapshot(snapshot(other, 1), None).await.unwrap();
+    for version in 1..=5 {
+        store
+            .save_snapshot(snapshot(stream, version), Some(2))
+            .await
+            .unwrap();
+    }
+    let kept = |at: u64| {
+        let store = store.clone();
+        async move {
+            store
+                .load_snapshot(stream, Some(at))
+                .await
+                .unwrap()
+                .map(|s| s.version)
+        }
+    };
+    assert_eq!(kept(5).await, Some(5));
+    assert_eq!(kept(4).await, Some(4));
+    assert_eq!(kept(3).await, None, "older ones are pruned");
+    // Other streams are untouched; keep = 1 leaves only the newest.
+    assert!(store.load_snapshot(other, None).await.unwrap().is_some());
+    store
+        .save_snapshot(snapshot(stream, 6), Some(1))
+        .await
+        .unwrap();
+    assert_eq!(kept(5).await, None);
+    assert_eq!(kept(6).await, Some(6));
 }
 
 async fn tracking_is_written_with_the_events_or_not_at_all(store: SqliteStore) {
     let stream = Uuid::new_v4();
-    let upstream = |n: u64| Position { commit: n, seq: n };
+    let upstream = |commit: u64, seq: u64| Position { commit, seq };
+    let tracking = |position| Tracking {
+        name: "projection".into(),
+        position,
+    };
     assert_eq!(store.tracking_position("projection").await.unwrap(), None);
     store
-        .append_tracked(events(stream, 1, 2), "projection", upstream(5))
+        .append_tracked(events(stream, 1, 2), tracking(upstream(5, 50)))
         .await
         .unwrap();
     assert_eq!(
         store.tracking_position("projection").await.unwrap(),
-        Some(upstream(5))
+        Some(upstream(5, 50)),
+        "both parts of the position are kept"
     );
 
     // Processing the same upstream position again is refused, and its events are not written.
     let err = store
-        .append_tracked(events(stream, 3, 3), "projection", upstream(5))
+        .append_tracked(events(stream, 3, 3), tracking(upstream(5, 50)))
         .await
         .unwrap_err();
-    let already = std::error::Error::source(&err)
-        .and_then(|e| e.downcast_ref::<AlreadyProcessed>())
-        .unwrap_or_else(|| panic!("expected AlreadyProcessed, got {err:?}"));
-    assert_eq!(already.recorded, upstream(5));
+    match err {
+        Error::AlreadyProcessed {
+            name,
+            recorded,
+            attempted,
+        } => {
+            assert_eq!(name, "projection");
+            assert_eq!((recorded, attempted), (upstream(5, 50), upstream(5, 50)));
+        }
+        other => panic!("expected AlreadyProcessed, got {other:?}"),
+    }
     assert_eq!(store.stream_version(stream).await.unwrap(), 2);
 
     // A conflict leaves the tracking position where it was.
     let err = store
-        .append_tracked(events(stream, 2, 2), "projection", upstream(6))
+        .append_tracked(events(stream, 2, 2), tracking(upstream(6, 1)))
         .await
         .unwrap_err();
-    assert!(err.is_conflict());
+    assert!(err.is_conflict(), "{err:?}");
     assert_eq!(
         store.tracking_position("projection").await.unwrap(),
-        Some(upstream(5))
+        Some(upstream(5, 50))
     );
 
-    // No events, only progress.
+    // No events, only progress; other names are independent.
     store
-        .append_tracked(Vec::new(), "projection", upstream(9))
+        .append_tracked(Vec::new(), tracking(upstream(9, 0)))
         .await
         .unwrap();
     assert_eq!(
         store.tracking_position("projection").await.unwrap(),
-        Some(upstream(9))
+        Some(upstream(9, 0))
     );
     assert_eq!(store.tracking_position("other").await.unwrap(), None);
+}
+
+async fn saves_wake_subscribers(store: SqliteStore) {
+    let mut changes = store.changes();
+    assert!(changes.is_live());
+    changes.mark_seen();
+    let woken = tokio::spawn(async move {
+        // Long enough that only a notification ends the wait in time.
+        changes.wait(Duration::from_secs(30)).await;
+    });
+    store.append(events(Uuid::new_v4(), 1, 1)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), woken)
+        .await
+        .expect("no wake-up after a save")
+        .unwrap();
 }
 
 #[tokio::test]
