@@ -43,3 +43,20 @@ pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64, Error> {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub(crate) struct BadValue(pub(crate) String);
+
+/// The database could not be opened or set up (path, permissions, a file that is not a
+/// database, ...). The driver's error is its source.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot open SQLite database `{dbname}`: {source}")]
+pub(crate) struct CannotOpen {
+    pub(crate) dbname: String,
+    #[source]
+    pub(crate) source: rusqlite::Error,
+}
+
+pub(crate) fn cannot_open(dbname: &str, source: rusqlite::Error) -> Error {
+    Error::Store(Box::new(CannotOpen {
+        dbname: dbname.to_owned(),
+        source,
+    }))
+}

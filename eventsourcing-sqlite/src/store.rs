@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 
 use crate::{
     config::SqliteConfig,
-    error::{sql_error, stopped, to_i64, BadValue},
+    error::{cannot_open, sql_error, stopped, to_i64, BadValue},
     schema,
     worker::{Job, Workers},
 };
@@ -403,7 +403,7 @@ enum Role {
 
 fn connect(config: &SqliteConfig, role: Role) -> Result<Connection, Error> {
     let dbname = config.dbname();
-    let err = |e| sql_error(dbname, e);
+    let err = |e| cannot_open(dbname, e);
     // The default flags: read-write, create, `file:` URIs, no mutex (each connection has one
     // thread).
     let conn = Connection::open_with_flags(dbname, OpenFlags::default()).map_err(err)?;

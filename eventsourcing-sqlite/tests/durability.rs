@@ -87,3 +87,52 @@ fn open_blocking_works_outside_a_runtime() {
         assert_eq!(store.read_log(Position::START, 10).await.unwrap().len(), 1);
     });
 }
+
+#[tokio::test]
+async fn a_lock_held_by_another_connection_is_waited_for_then_reported() {
+    use std::time::{Duration, Instant};
+
+    use eventsourcing_sqlite::rusqlite::{Connection, ErrorCode};
+
+    let guard = TempGuard::new();
+    let config = guard.config().lock_timeout(Duration::from_millis(200));
+    let store = SqliteStore::open(config).await.unwrap();
+    let stream = Uuid::new_v4();
+    let other = Connection::open(guard.path()).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let started = Instant::now();
+    let err = store.append(events(stream, 1, 1)).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
+    let driver = std::error::Error::source(&err)
+        .and_then(|e| e.downcast_ref::<eventsourcing_sqlite::rusqlite::Error>())
+        .unwrap_or_else(|| panic!("expected a rusqlite error, got {err:?}"));
+    assert_eq!(driver.sqlite_error_code(), Some(ErrorCode::DatabaseBusy));
+    // Reads do not wait for writers.
+    assert_eq!(store.stream_version(stream).await.unwrap(), 0);
+
+    // Released within the timeout, the save waits and goes through.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    store.append(events(stream, 1, 1)).await.unwrap();
+    releaser.join().unwrap();
+    assert_eq!(store.stream_version(stream).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn an_unopenable_path_names_the_database() {
+    let guard = TempGuard::new();
+    let missing_dir = guard.path().join("no-such-dir").join("events.db");
+    let dbname = missing_dir.to_string_lossy().into_owned();
+    let err = SqliteStore::open(eventsourcing_sqlite::SqliteConfig::new(dbname.clone()))
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&dbname), "{message}");
+    assert!(
+        matches!(err, eventsourcing_core::Error::Store(_)),
+        "{err:?}"
+    );
+}
