@@ -24,15 +24,26 @@
 //! - **Durability.** A save is acknowledged after it commits. File databases use write-ahead
 //!   logging; with the default [`Synchronous::Full`] each commit is synced to disk, so an
 //!   acknowledged save survives a crash of the process and a power loss. With
-//!   [`Synchronous::Normal`] it survives a crash of the process (a test aborts a process in the
-//!   middle of saves and checks it) but the last saves before a power loss may be lost. A save
-//!   interrupted by a crash is never half-written.
+//!   [`Synchronous::Normal`] it survives a crash of the process but the last saves before a power
+//!   loss may be lost. A save interrupted by a crash is never half-written. (`tests/crash.rs`
+//!   aborts, and kills, a process in the middle of concurrent saves under both levels, then checks
+//!   both promises on the reopened file.)
+//! - **Tracking.** [`append_tracked`](eventsourcing_core::EventStore::append_tracked) writes a
+//!   consumer's events and its upstream position in the same transaction, and refuses a position
+//!   it has already recorded.
 //! - **The notification log.** SQLite has one writer at a time, so the global `position` (the
 //!   rowid of the `events` table) is assigned in commit order: a reader that asks for the events
 //!   after the last position it saw never skips one. Positions are never reused. An event's
 //!   [`Position`](eventsourcing_core::Position) has `commit == seq == position`.
 //! - **Timestamps** are stored as microseconds since the epoch (UTC) and read back exactly at
 //!   that precision.
+//!
+//! # Costs
+//! Each call is handed to a connection thread and its result handed back: tens of microseconds
+//! on top of SQLite's own work. Next to the `fsync` of a commit under [`Synchronous::Full`] that
+//! is small; under [`Synchronous::Normal`], where a commit costs about as much, it is not. The
+//! benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares the store with
+//! rusqlite doing the same SQL on the same file.
 //!
 //! # Schema
 //! Versioned migrations (SQL files in `migrations/`, embedded in the binary) create the

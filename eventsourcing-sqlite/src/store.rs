@@ -36,8 +36,9 @@ const INSERT_EVENT: &str = "INSERT INTO events \
 
 /// The SQLite event store: a file database (or an in-memory one) that needs no server.
 ///
-/// Cheap to clone; clones share the connections. Dropping the last clone finishes the queued
-/// work and closes the database.
+/// Cheap to clone; clones share the connections. Dropping the last clone lets the queued work
+/// finish, closes the connections and waits for their threads, so the file is closed (and can be
+/// deleted or reopened) once the drop returns.
 ///
 /// # Connections and threads
 /// A file database has one writer connection and [`readers`](SqliteConfig::readers) reader
@@ -50,6 +51,11 @@ const INSERT_EVENT: &str = "INSERT INTO events \
 ///
 /// Cancelling an [`append`](EventStore::append) future once polled does not cancel the save: it
 /// may still commit.
+///
+/// # Notifications
+/// [`changes`](EventStore::changes) wakes subscribers after every save through this store and
+/// its clones. Saves by another process, or by another `SqliteStore` on the same file, wake
+/// nobody; subscribers see them at their next poll.
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
@@ -388,8 +394,8 @@ impl EventStore for SqliteStore {
         .await
     }
 
-    /// Woken after every save through this store (and its clones). Saves by another process, or
-    /// another `SqliteStore` on the same file, wake nobody: subscribers find them by polling.
+    /// Woken after every save through this store (and its clones); see
+    /// [Notifications](SqliteStore#notifications).
     fn changes(&self) -> Changes {
         self.inner.notifier.subscribe()
     }
