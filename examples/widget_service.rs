@@ -1,6 +1,12 @@
-//! The seed's widget service: a `WidgetRegistryEndpoint` created, renamed, reloaded and printed.
+//! The seed's widget service: a `WidgetRegistryEndpoint` registered, renamed, reloaded and
+//! printed. Durable by default: run it twice and the second run finds what the first saved.
 //!
 //! Run with: `cargo run --example widget_service`
+//!
+//! Reads `PERSISTENCE_MODULE` (`eventsourcing.sqlite` by default, `eventsourcing.postgres`,
+//! `eventsourcing.popo`), then that store's settings (`SQLITE_DBNAME`, default
+//! `eventsourcing.db` in the working directory; `POSTGRES_HOST`, ... for PostgreSQL), each first
+//! as `WIDGETS_<NAME>`.
 
 use eventsourcing::prelude::*;
 
@@ -31,43 +37,64 @@ impl WidgetRegistryEndpoint {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), eventsourcing::Error> {
-    let app = Application::new(MemoryStore::new());
+async fn main() {
+    if let Err(e) = run().await {
+        eprintln!("widget_service: {e}");
+        std::process::exit(1);
+    }
+}
 
-    let mut endpoint = WidgetRegistryEndpoint::create(
-        "https://example.com".into(),
-        "Test Endpoint".into(),
-        "tenant-123".into(),
-    );
-    app.save(&mut endpoint).await?;
-    println!(
-        "registered {} ({}) at version {}",
-        endpoint.name,
-        endpoint.id(),
-        endpoint.version()
-    );
+async fn run() -> Result<(), eventsourcing::Error> {
+    let app = eventsourcing::application_from_env(Some("widgets")).await?;
+    println!("store: {:?}", app.store().kind());
+
+    // One endpoint per URL: the id is derived from it, so every run finds the same aggregate.
+    let url = "https://example.com";
+    let id = eventsourcing::id_from_name(url);
+    if app.repository().exists(id).await? {
+        let earlier: WidgetRegistryEndpoint = app.repository().get(id).await?;
+        println!(
+            "found {:?} saved by an earlier run, at version {} (last modified {})",
+            earlier.name,
+            earlier.version(),
+            earlier.modified_on()
+        );
+    } else {
+        let endpoint = WidgetRegistryEndpoint::create_with_id(
+            id,
+            url.into(),
+            "Test Endpoint".into(),
+            "tenant-123".into(),
+        );
+        let endpoint = app.create(endpoint).await?;
+        println!(
+            "registered {:?} as {id} (version {})",
+            endpoint.name,
+            endpoint.version()
+        );
+    }
 
     let renamed: WidgetRegistryEndpoint = app
-        .update(endpoint.id(), |e: &mut WidgetRegistryEndpoint| {
-            e.update_name("Updated Name".into());
+        .update(id, |e: &mut WidgetRegistryEndpoint| {
+            let next = format!("Updated Name {}", e.version());
+            e.update_name(next);
             Ok::<_, std::convert::Infallible>(())
         })
         .await?;
     println!(
-        "renamed to {:?} at version {}",
+        "renamed to {:?} (version {})",
         renamed.name,
         renamed.version()
     );
 
-    let loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await?;
+    let loaded: WidgetRegistryEndpoint = app.repository().get(id).await?;
     println!(
-        "reloaded: url={} name={:?} tenant={} version={} created={} modified={}",
+        "reloaded: url={} name={:?} tenant={} version={} created={}",
         loaded.url,
         loaded.name,
         loaded.tenant_id,
         loaded.version(),
-        loaded.created_on(),
-        loaded.modified_on()
+        loaded.created_on()
     );
     Ok(())
 }

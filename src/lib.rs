@@ -57,6 +57,9 @@
 
 pub use eventsourcing_core::*;
 
+mod any_store;
+pub use any_store::{application_from_env, AnyStore, StoreKind, ACCEPTED, PERSISTENCE_MODULE};
+
 #[cfg(feature = "derive")]
 pub use eventsourcing_derive::{event, events, Aggregate};
 

@@ -1,0 +1,259 @@
+//! Choosing the store from the environment, as the Python library's `PERSISTENCE_MODULE` does.
+
+use std::{fmt, future::Future};
+
+use eventsourcing_core::{
+    Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, Position,
+    Snapshot, StoredEvent, Tracking, Uuid,
+};
+
+/// The variable that chooses the store.
+pub const PERSISTENCE_MODULE: &str = "PERSISTENCE_MODULE";
+
+/// The values `PERSISTENCE_MODULE` accepts, by store.
+pub const ACCEPTED: &[(&str, &[&str])] = &[
+    ("memory", &["eventsourcing.popo", "popo", "memory"]),
+    ("sqlite", &["eventsourcing.sqlite", "sqlite"]),
+    (
+        "postgres",
+        &["eventsourcing.postgres", "postgres", "postgresql"],
+    ),
+];
+
+/// Which store `PERSISTENCE_MODULE` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// In memory (`eventsourcing.popo`, `popo`, `memory`).
+    Memory,
+    /// SQLite (`eventsourcing.sqlite`, `sqlite`): the default.
+    Sqlite,
+    /// PostgreSQL (`eventsourcing.postgres`, `postgres`, `postgresql`).
+    Postgres,
+}
+
+impl StoreKind {
+    /// Reads `PERSISTENCE_MODULE` (after `<APP>_PERSISTENCE_MODULE`); SQLite when unset.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let Some((var, value)) = env.lookup(&[PERSISTENCE_MODULE]) else {
+            return Ok(StoreKind::Sqlite);
+        };
+        let wanted = value.trim().to_ascii_lowercase();
+        let kind = ACCEPTED
+            .iter()
+            .find(|(_, names)| names.contains(&wanted.as_str()))
+            .map(|(kind, _)| *kind);
+        match kind {
+            Some("memory") => Ok(StoreKind::Memory),
+            Some("sqlite") => Ok(StoreKind::Sqlite),
+            Some("postgres") => Ok(StoreKind::Postgres),
+            _ => {
+                let accepted: Vec<&str> = ACCEPTED
+                    .iter()
+                    .flat_map(|(_, n)| n.iter().copied())
+                    .collect();
+                Err(ConfigError::new(
+                    var,
+                    format!(
+                        "unknown store `{}`; accepted: {}",
+                        value.trim(),
+                        accepted.join(", ")
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// Any of the stores, chosen at run time.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// In memory.
+    Memory(MemoryStore),
+    /// SQLite.
+    #[cfg(feature = "sqlite")]
+    Sqlite(eventsourcing_sqlite::SqliteStore),
+    /// PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(eventsourcing_postgres::PostgresStore),
+}
+
+impl fmt::Debug for AnyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AnyStore::Memory(s) => f.debug_tuple("Memory").field(s).finish(),
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(s) => f.debug_tuple("Sqlite").field(s).finish(),
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(s) => f.debug_tuple("Postgres").field(s).finish(),
+        }
+    }
+}
+
+impl AnyStore {
+    /// Opens the store `PERSISTENCE_MODULE` names, configured from the same environment.
+    /// With nothing set: a SQLite file in the working directory (`SQLITE_DBNAME`, default
+    /// `eventsourcing.db`).
+    pub async fn from_env(env: &Env) -> Result<Self, Error> {
+        match StoreKind::from_env(env)? {
+            StoreKind::Memory => Ok(AnyStore::Memory(MemoryStore::new())),
+            #[cfg(feature = "sqlite")]
+            StoreKind::Sqlite => Ok(AnyStore::Sqlite(
+                eventsourcing_sqlite::SqliteStore::from_env(env).await?,
+            )),
+            #[cfg(feature = "postgres")]
+            StoreKind::Postgres => Ok(AnyStore::Postgres(
+                eventsourcing_postgres::PostgresStore::from_env(env).await?,
+            )),
+            #[allow(unreachable_patterns)]
+            other => Err(Error::Config(ConfigError::new(
+                PERSISTENCE_MODULE,
+                format!("the {other:?} store is not compiled in (enable its cargo feature)"),
+            ))),
+        }
+    }
+
+    /// Which store this is.
+    pub fn kind(&self) -> StoreKind {
+        match self {
+            AnyStore::Memory(_) => StoreKind::Memory,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite(_) => StoreKind::Sqlite,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres(_) => StoreKind::Postgres,
+        }
+    }
+}
+
+/// An application on the store the environment names: `PERSISTENCE_MODULE`, read with the
+/// application-name prefix first (`WIDGETS_PERSISTENCE_MODULE` wins when `app_name` is
+/// `"widgets"`), like every other setting.
+pub async fn application_from_env(app_name: Option<&str>) -> Result<Application<AnyStore>, Error> {
+    let mut env = Env::from_process();
+    if let Some(name) = app_name {
+        env = env.with_app_name(name);
+    }
+    Ok(Application::new(AnyStore::from_env(&env).await?))
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $call,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($s) => $call,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $call,
+        }
+    };
+}
+
+impl EventStore for AnyStore {
+    fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send {
+        async move { dispatch!(self, s => s.append(events).await) }
+    }
+
+    fn load(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        async move { dispatch!(self, s => s.load(stream_id, after_version, up_to).await) }
+    }
+
+    fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
+        async move { dispatch!(self, s => s.stream_version(stream_id).await) }
+    }
+
+    fn read_log(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        async move { dispatch!(self, s => s.read_log(after, limit).await) }
+    }
+
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+        keep: Option<u32>,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        async move { dispatch!(self, s => s.save_snapshot(snapshot, keep).await) }
+    }
+
+    fn load_snapshot(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        async move { dispatch!(self, s => s.load_snapshot(stream_id, at_or_below).await) }
+    }
+
+    fn append_tracked(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        async move { dispatch!(self, s => s.append_tracked(events, tracking).await) }
+    }
+
+    fn tracking_position(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        async move { dispatch!(self, s => s.tracking_position(name).await) }
+    }
+
+    fn changes(&self) -> Changes {
+        dispatch!(self, s => s.changes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn python_names_and_short_names_are_accepted() {
+        for (value, kind) in [
+            ("eventsourcing.popo", StoreKind::Memory),
+            ("memory", StoreKind::Memory),
+            ("eventsourcing.sqlite", StoreKind::Sqlite),
+            ("SQLITE", StoreKind::Sqlite),
+            ("eventsourcing.postgres", StoreKind::Postgres),
+            ("postgresql", StoreKind::Postgres),
+        ] {
+            let env = Env::from_map([(PERSISTENCE_MODULE, value)]);
+            assert_eq!(StoreKind::from_env(&env).unwrap(), kind, "{value}");
+        }
+        assert_eq!(
+            StoreKind::from_env(&Env::from_map::<&str, &str>([])).unwrap(),
+            StoreKind::Sqlite
+        );
+    }
+
+    #[test]
+    fn prefixed_setting_wins() {
+        let env = Env::from_map([
+            ("PERSISTENCE_MODULE", "eventsourcing.postgres"),
+            ("WIDGETS_PERSISTENCE_MODULE", "eventsourcing.popo"),
+        ])
+        .with_app_name("widgets");
+        assert_eq!(StoreKind::from_env(&env).unwrap(), StoreKind::Memory);
+    }
+
+    #[test]
+    fn unknown_value_lists_the_accepted_ones() {
+        let env = Env::from_map([(PERSISTENCE_MODULE, "eventsourcing.mongo")]);
+        let err = StoreKind::from_env(&env).unwrap_err().to_string();
+        assert!(err.contains("PERSISTENCE_MODULE"), "{err}");
+        assert!(err.contains("`eventsourcing.mongo`"), "{err}");
+        for (_, names) in ACCEPTED {
+            for name in *names {
+                assert!(err.contains(name), "{err} lacks {name}");
+            }
+        }
+    }
+}
