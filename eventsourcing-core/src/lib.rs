@@ -49,7 +49,10 @@ pub use config::{ConfigError, Env};
 pub use error::{BoxError, Error};
 pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
-pub use process::{spawn_process, Outbox, Process, ProcessHandle, RunOptions};
+pub use process::{
+    backoff, spawn_process, Outbox, PositionCell, Process, ProcessHandle, RunOptions, RunnerHandle,
+    StopSignal,
+};
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 pub use subscription::{read_log_stream, Subscription};

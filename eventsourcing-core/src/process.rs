@@ -108,21 +108,76 @@ impl Default for RunOptions {
     }
 }
 
-/// A running process application.
+/// A running projection or process application.
 #[derive(Debug)]
-pub struct ProcessHandle {
+pub struct RunnerHandle {
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), Error>>,
-    position: Arc<Mutex<Position>>,
+    position: PositionCell,
 }
 
-impl ProcessHandle {
-    /// The position of the last upstream event fully processed.
-    pub fn position(&self) -> Position {
-        *self.position.lock().unwrap_or_else(PoisonError::into_inner)
+/// The handle of a running process application.
+pub type ProcessHandle = RunnerHandle;
+
+/// Tells a runner to stop between two events.
+#[derive(Debug, Clone)]
+pub struct StopSignal(watch::Receiver<bool>);
+
+impl StopSignal {
+    /// Resolves once a stop was asked for (at once if it already was).
+    pub async fn stopped(&mut self) {
+        // An error means the handle is gone: nobody can ask any more, so never resolve.
+        if self.0.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
-    /// Whether the runner has stopped (by [`stop`](Self::stop) or an error).
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        *self.0.borrow()
+    }
+}
+
+/// Where a runner has got to, shared with its handle.
+#[derive(Debug, Clone, Default)]
+pub struct PositionCell(Arc<Mutex<Position>>);
+
+impl PositionCell {
+    /// The position of the last event fully processed.
+    pub fn get(&self) -> Position {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records progress.
+    pub fn set(&self, position: Position) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = position;
+    }
+}
+
+impl RunnerHandle {
+    /// Spawns a runner: `run` gets the stop signal to watch between events and the cell to
+    /// record its progress in.
+    pub fn spawn<F, Fut>(run: F) -> Self
+    where
+        F: FnOnce(StopSignal, PositionCell) -> Fut,
+        Fut: Future<Output = Result<(), Error>> + Send + 'static,
+    {
+        let (stop, stop_rx) = watch::channel(false);
+        let position = PositionCell::default();
+        let task = tokio::spawn(run(StopSignal(stop_rx), position.clone()));
+        RunnerHandle {
+            stop,
+            task,
+            position,
+        }
+    }
+
+    /// The position of the last event fully processed.
+    pub fn position(&self) -> Position {
+        self.position.get()
+    }
+
+    /// Whether the runner has ended (by [`stop`](Self::stop) or an error).
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
     }
@@ -137,12 +192,12 @@ impl ProcessHandle {
     pub async fn join(self) -> Result<(), Error> {
         match self.task.await {
             Ok(result) => result,
-            Err(e) => Err(Error::store(format!("process runner task failed: {e}"))),
+            Err(e) => Err(Error::store(format!("runner task failed: {e}"))),
         }
     }
 
-    /// Aborts the runner wherever it is. Safe: an event's saves and its tracking position commit
-    /// together, so a restart neither loses nor repeats anything.
+    /// Aborts the runner wherever it is. Safe: each event's effects and its tracking position
+    /// commit together, so a restart neither loses nor repeats anything.
     pub fn abort(&self) {
         self.task.abort();
     }
@@ -154,28 +209,16 @@ pub fn spawn_process<P, U, S, C>(
     upstream: U,
     downstream: Application<S, C>,
     options: RunOptions,
-) -> ProcessHandle
+) -> RunnerHandle
 where
     P: Process,
     U: EventStore + Clone,
     S: EventStore,
     C: Codec,
 {
-    let (stop, stop_rx) = watch::channel(false);
-    let position = Arc::new(Mutex::new(Position::START));
-    let task = tokio::spawn(run(
-        process,
-        upstream,
-        downstream,
-        options,
-        stop_rx,
-        Arc::clone(&position),
-    ));
-    ProcessHandle {
-        stop,
-        task,
-        position,
-    }
+    RunnerHandle::spawn(move |stop, position| {
+        run(process, upstream, downstream, options, stop, position)
+    })
 }
 
 async fn run<P, U, S, C>(
@@ -183,8 +226,8 @@ async fn run<P, U, S, C>(
     upstream: U,
     downstream: Application<S, C>,
     options: RunOptions,
-    mut stop: watch::Receiver<bool>,
-    shared_position: Arc<Mutex<Position>>,
+    mut stop: StopSignal,
+    shared_position: PositionCell,
 ) -> Result<(), Error>
 where
     P: Process,
@@ -198,9 +241,7 @@ where
         .tracking_position(&name)
         .await?
         .unwrap_or(Position::START);
-    *shared_position
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner) = start;
+    shared_position.set(start);
     let mut subscription = Subscription::new(upstream, start)
         .page_size(options.page_size)
         .poll_interval(options.poll_interval);
@@ -211,7 +252,7 @@ where
     loop {
         let next = tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => return Ok(()),
+            _ = stop.stopped() => return Ok(()),
             next = subscription.next() => next,
         };
         let event = match next {
@@ -228,9 +269,7 @@ where
             Err(e) => return Err(e),
         };
         handle_one(&mut process, &name, &event, &downstream, options).await?;
-        *shared_position
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = event.position;
+        shared_position.set(event.position);
     }
 }
 
@@ -279,7 +318,8 @@ async fn handle_one<P: Process, S: EventStore, C: Codec>(
     }
 }
 
-fn backoff(first: Duration, attempt: u32) -> Duration {
+/// The wait before retry `attempt` (1, 2, ...): `first`, doubling, at most 5 s.
+pub fn backoff(first: Duration, attempt: u32) -> Duration {
     let factor = 1u32 << attempt.min(16);
     first.saturating_mul(factor).min(Duration::from_secs(5))
 }
