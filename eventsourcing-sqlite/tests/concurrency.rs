@@ -1,5 +1,5 @@
-//! Writers and a tailing reader at the same time: the tail sees every event exactly once, in
-//! position order.
+//! Writers and tailing readers at the same time: the tail sees every event exactly once, in
+//! position order, and never part of a save.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -54,9 +54,47 @@ async fn tail_while_writing(store: SqliteStore) {
         }
     });
 
+    // Another reader takes everything it can see at once: every stream then ends at the end of
+    // a save, never in the middle of one (saves become visible whole).
+    let boundaries: Vec<u64> = (0..SAVES)
+        .scan(0, |total, save| {
+            *total += save % 3 + 1;
+            Some(*total)
+        })
+        .collect();
+    let whole = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut after = Position::START;
+            let mut last: HashMap<Uuid, u64> = HashMap::new();
+            let mut seen = 0;
+            while seen < total {
+                let batch = store.read_log(after, usize::MAX).await.unwrap();
+                for event in &batch {
+                    last.insert(event.stream_id, event.version);
+                }
+                for (stream, version) in &last {
+                    assert!(
+                        boundaries.contains(version),
+                        "stream {stream} seen up to version {version}, inside a save"
+                    );
+                }
+                seen += batch.len() as u64;
+                match batch.last() {
+                    Some(event) => after = event.position,
+                    None => tokio::task::yield_now().await,
+                }
+            }
+        }
+    });
+
     for writer in writers {
         writer.await.unwrap();
     }
+    tokio::time::timeout(Duration::from_secs(60), whole)
+        .await
+        .expect("the second reader never saw every event")
+        .unwrap();
     let seen = tokio::time::timeout(Duration::from_secs(60), tail)
         .await
         .expect("the tail never saw every event")
