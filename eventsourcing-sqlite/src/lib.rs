@@ -68,6 +68,7 @@
 mod config;
 mod error;
 mod schema;
+mod sql;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
