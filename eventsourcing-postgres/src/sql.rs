@@ -5,14 +5,21 @@ pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The columns every event query returns, in this order (see `row_to_event`).
+/// The columns of an event read from a known stream, in this order (see `store::decode_row`).
+const STREAM_COLUMNS: &str =
+    "version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
+
+/// The columns of an event read from the log: the stream id, then [`STREAM_COLUMNS`].
 const EVENT_COLUMNS: &str =
     "stream_id, version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
 
 /// The statements a pooled connection prepares (lazily, once each) and caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stmt {
-    Append,
+    AppendOne,
+    AppendOneNext,
+    AppendMany,
+    AppendManyGuarded,
     Load,
     StreamVersion,
     ReadLog,
@@ -24,7 +31,7 @@ pub(crate) enum Stmt {
 }
 
 impl Stmt {
-    pub(crate) const COUNT: usize = 9;
+    pub(crate) const COUNT: usize = 12;
 }
 
 /// The SQL text of each statement for one schema.
@@ -39,9 +46,12 @@ impl Sql {
         let snapshots = format!("{}.snapshots", quote_ident(schema));
         Sql {
             texts: [
-                append(&events),
+                append(&events, Shape::One),
+                append(&events, Shape::OneNext),
+                append(&events, Shape::Many),
+                append(&events, Shape::ManyGuarded),
                 format!(
-                    "SELECT {EVENT_COLUMNS} FROM {events} \
+                    "SELECT {STREAM_COLUMNS} FROM {events} \
                      WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
                 ),
                 format!("SELECT COALESCE(max(version), 0) FROM {events} WHERE stream_id = $1"),
@@ -82,29 +92,74 @@ impl Sql {
     }
 }
 
-/// The one statement of a save: every event of every stream in one INSERT, the rows passed as
-/// arrays and turned back into rows by `unnest`. Autocommitted, it is atomic on its own.
+/// The shape of a save, which picks its statement: the general one costs more server time than
+/// a plain `INSERT … VALUES`, and most saves are one event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One event, version 1: the primary key is the whole check.
+    One,
+    /// One event, version above 1: plus the guard that version - 1 exists.
+    OneNext,
+    /// Several events, every stream starting at version 1.
+    Many,
+    /// Several events, some stream starting above version 1.
+    ManyGuarded,
+}
+
+impl Shape {
+    pub(crate) fn stmt(self) -> Stmt {
+        match self {
+            Shape::One => Stmt::AppendOne,
+            Shape::OneNext => Stmt::AppendOneNext,
+            Shape::Many => Stmt::AppendMany,
+            Shape::ManyGuarded => Stmt::AppendManyGuarded,
+        }
+    }
+}
+
+const INSERT_COLUMNS: &str =
+    "(stream_id, version, timestamp, event_type, schema_version, payload, metadata)";
+
+/// The one statement of a save, autocommitted, so atomic on its own.
 ///
-/// The primary key rejects a version that exists. The `WHERE NOT EXISTS` guard rejects a first
-/// version that would leave a hole: for every stream whose first new version v is above 1
-/// ($8/$9), version v - 1 must exist. It is uncorrelated with the inserted rows, so PostgreSQL
-/// evaluates it once (an InitPlan): one primary-key probe per such stream. If it fails no row is
-/// inserted and the caller sees 0 rows affected.
-fn append(events: &str) -> String {
-    format!(
-        "INSERT INTO {events} \
-             (stream_id, version, timestamp, event_type, schema_version, payload, metadata) \
-         SELECT e.stream_id, e.version, e.timestamp, e.event_type, e.schema_version, e.payload, \
-                e.metadata \
-         FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::int4[], \
-                     $6::bytea[], $7::jsonb[]) \
-              AS e(stream_id, version, timestamp, event_type, schema_version, payload, metadata) \
-         WHERE NOT EXISTS ( \
-             SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS g(stream_id, version) \
+/// Several events travel as arrays turned back into rows by `unnest`: every event of every
+/// stream in one INSERT. The primary key rejects a version that exists. The guard rejects a
+/// first version that would leave a hole: for every stream whose first new version v is above
+/// 1, version v - 1 must exist (one primary-key probe per such stream). In the array form the
+/// guard is uncorrelated with the inserted rows, so PostgreSQL evaluates it once (an
+/// InitPlan). If it fails no row is inserted and the caller sees 0 rows affected.
+fn append(events: &str, shape: Shape) -> String {
+    match shape {
+        Shape::One => {
+            format!("INSERT INTO {events} {INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        }
+        Shape::OneNext => format!(
+            "INSERT INTO {events} {INSERT_COLUMNS} \
+             SELECT $1::uuid, $2::int8, $3::timestamptz, $4::text, $5::int4, $6::bytea, \
+                    $7::jsonb \
+             WHERE EXISTS (SELECT 1 FROM {events} p \
+                           WHERE p.stream_id = $1::uuid AND p.version = $2::int8 - 1)"
+        ),
+        Shape::Many => format!(
+            "INSERT INTO {events} {INSERT_COLUMNS} \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], \
+                                  $5::int4[], $6::bytea[], $7::jsonb[])"
+        ),
+        Shape::ManyGuarded => format!(
+            "INSERT INTO {events} {INSERT_COLUMNS} \
+             SELECT e.stream_id, e.version, e.timestamp, e.event_type, e.schema_version, \
+                    e.payload, e.metadata \
+             FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::int4[], \
+                         $6::bytea[], $7::jsonb[]) \
+                  AS e(stream_id, version, timestamp, event_type, schema_version, payload, \
+                       metadata) \
              WHERE NOT EXISTS ( \
-                 SELECT 1 FROM {events} p \
-                 WHERE p.stream_id = g.stream_id AND p.version = g.version - 1))"
-    )
+                 SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS g(stream_id, version) \
+                 WHERE NOT EXISTS ( \
+                     SELECT 1 FROM {events} p \
+                     WHERE p.stream_id = g.stream_id AND p.version = g.version - 1))"
+        ),
+    }
 }
 
 /// Writes (or replaces) a snapshot and prunes all but the newest `$7` of the stream, in one
@@ -136,8 +191,8 @@ fn save_snapshot(snapshots: &str) -> String {
 /// The append statement for a caller's own transaction ([`PostgresStore::append_in`]).
 ///
 /// [`PostgresStore::append_in`]: crate::PostgresStore::append_in
-pub(crate) fn append_text(schema: &str) -> String {
-    append(&format!("{}.events", quote_ident(schema)))
+pub(crate) fn append_text(schema: &str, shape: Shape) -> String {
+    append(&format!("{}.events", quote_ident(schema)), shape)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use eventsourcing_core::{
     Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot, StoredEvent,
 };
+use futures_util::TryStreamExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{
     error::SqlState,
@@ -28,7 +29,7 @@ use crate::{
     },
     migrate::{self, AppliedMigration, MigrationReport, MIGRATIONS},
     pool::{Connector, LogErrors, Manager, PgConn},
-    sql::{self, quote_ident, Sql, Stmt},
+    sql::{self, quote_ident, Shape, Sql, Stmt},
     xid::Xid8,
 };
 
@@ -135,6 +136,7 @@ impl PostgresStore {
             .connection_timeout(config.pool_timeout)
             .max_lifetime(config.recycle)
             .test_on_check_out(config.pre_ping)
+            .queue_strategy(bb8::QueueStrategy::Lifo)
             .error_sink(Box::new(LogErrors {
                 last_error: Arc::clone(&last_error),
             }))
@@ -258,7 +260,10 @@ impl PostgresStore {
             None => return Ok(()),
         };
         let schema = &self.inner.config.schema;
-        let result = tx.execute(&sql::append_text(schema), &batch.params()).await;
+        let shape = batch.shape();
+        let result = tx
+            .execute(&sql::append_text(schema, shape), &batch.params(shape))
+            .await;
         let hint = match result {
             Ok(n) if n as usize == events.len() => return Ok(()),
             Ok(0) => None,
@@ -350,8 +355,9 @@ impl PostgresStore {
             None => return Ok(()),
         };
         let mut conn = self.checkout().await?;
-        let stmt = self.statement(&mut conn, Stmt::Append).await?;
-        let result = conn.client.execute(&stmt, &batch.params()).await;
+        let shape = batch.shape();
+        let stmt = self.statement(&mut conn, shape.stmt()).await?;
+        let result = conn.client.execute(&stmt, &batch.params(shape)).await;
         let hint = match result {
             Ok(n) if n as usize == events.len() => return Ok(()),
             // The contiguity guard held every row back.
@@ -419,12 +425,20 @@ impl PostgresStore {
         }
         let mut conn = self.checkout().await?;
         let stmt = self.statement(&mut conn, Stmt::Load).await?;
+        let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
+        // Decode rows as they arrive rather than after the last one: the connection task
+        // reads the socket while this task converts.
         let rows = conn
             .client
-            .query(&stmt, &[&stream_id, &after, &up_to])
+            .query_raw(&stmt, params)
             .await
             .map_err(|e| self.error(e))?;
-        rows.iter().map(row_to_event).collect()
+        let mut rows = std::pin::pin!(rows);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
+            events.push(decode_row(&row, stream_id, 0)?);
+        }
+        Ok(events)
     }
 
     async fn write_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
@@ -521,13 +535,18 @@ impl PostgresStore {
         if events.len() >= limit {
             return Ok(events);
         }
-        // Committed events beyond the horizon belong to transactions up to the newest one
-        // committed now; wait (without holding a connection) until no older transaction runs.
+        // Events of transactions up to the newest committed one exist; if that one is beyond
+        // what this page returns, its events were held back (or committed since the page was
+        // read). Wait, without holding a connection, until no older transaction runs.
+        let returned = events.last().map_or(after.commit, |e| e.position.commit);
         let (horizon, newest) = self.log_head().await?;
         let newest = match newest {
-            Some(newest) if newest >= horizon && newest.0 > after.commit => newest,
+            Some(newest) if newest.0 > returned => newest,
             _ => return Ok(events),
         };
+        if horizon > newest {
+            return page().await;
+        }
         let deadline = tokio::time::Instant::now() + LOG_CATCH_UP;
         let mut pause = std::time::Duration::from_millis(1);
         loop {
@@ -700,18 +719,48 @@ impl<'a> Batch<'a> {
         Ok(Some(batch))
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 9] {
-        [
-            &self.stream_ids,
-            &self.versions,
-            &self.timestamps,
-            &self.event_types,
-            &self.schema_versions,
-            &self.payloads,
-            &self.metadata,
-            &self.guard_ids,
-            &self.guard_versions,
-        ]
+    fn shape(&self) -> Shape {
+        match (self.versions.len(), self.guard_ids.is_empty()) {
+            (1, true) => Shape::One,
+            (1, false) => Shape::OneNext,
+            (_, true) => Shape::Many,
+            (_, false) => Shape::ManyGuarded,
+        }
+    }
+
+    /// The parameters of the statement of `shape`: scalars for one event, arrays for several.
+    fn params(&self, shape: Shape) -> Vec<&(dyn ToSql + Sync)> {
+        match shape {
+            Shape::One | Shape::OneNext => vec![
+                &self.stream_ids[0],
+                &self.versions[0],
+                &self.timestamps[0],
+                &self.event_types[0],
+                &self.schema_versions[0],
+                &self.payloads[0],
+                &self.metadata[0],
+            ],
+            Shape::Many => vec![
+                &self.stream_ids,
+                &self.versions,
+                &self.timestamps,
+                &self.event_types,
+                &self.schema_versions,
+                &self.payloads,
+                &self.metadata,
+            ],
+            Shape::ManyGuarded => vec![
+                &self.stream_ids,
+                &self.versions,
+                &self.timestamps,
+                &self.event_types,
+                &self.schema_versions,
+                &self.payloads,
+                &self.metadata,
+                &self.guard_ids,
+                &self.guard_versions,
+            ],
+        }
     }
 }
 
@@ -758,11 +807,16 @@ fn position_params(after: Position) -> (Xid8, i64) {
 /// One row of `EVENT_COLUMNS`.
 fn row_to_event(row: &Row) -> Result<StoredEvent, Error> {
     let stream_id: Uuid = row.try_get(0).map_err(pg_error)?;
-    let version: i64 = row.try_get(1).map_err(pg_error)?;
-    let tx_id: Xid8 = row.try_get(2).map_err(pg_error)?;
-    let position: i64 = row.try_get(3).map_err(pg_error)?;
-    let schema_version: i32 = row.try_get(5).map_err(pg_error)?;
-    let metadata: Option<Json<Metadata>> = row.try_get(8).map_err(pg_error)?;
+    decode_row(row, stream_id, 1)
+}
+
+/// The `STREAM_COLUMNS` of a row, starting at column `at`.
+fn decode_row(row: &Row, stream_id: Uuid, at: usize) -> Result<StoredEvent, Error> {
+    let version: i64 = row.try_get(at).map_err(pg_error)?;
+    let tx_id: Xid8 = row.try_get(at + 1).map_err(pg_error)?;
+    let position: i64 = row.try_get(at + 2).map_err(pg_error)?;
+    let schema_version: i32 = row.try_get(at + 4).map_err(pg_error)?;
+    let metadata: Option<Json<Metadata>> = row.try_get(at + 7).map_err(pg_error)?;
     Ok(StoredEvent {
         stream_id,
         version: u64::try_from(version)
@@ -771,14 +825,14 @@ fn row_to_event(row: &Row) -> Result<StoredEvent, Error> {
             commit: tx_id.0,
             seq: position.max(0) as u64,
         },
-        event_type: row.try_get(4).map_err(pg_error)?,
+        event_type: row.try_get(at + 3).map_err(pg_error)?,
         schema_version: u32::try_from(schema_version).map_err(|_| {
             out_of_range(format!(
                 "stream {stream_id} version {version} has schema version {schema_version}"
             ))
         })?,
-        timestamp: row.try_get(6).map_err(pg_error)?,
-        payload: row.try_get(7).map_err(pg_error)?,
+        timestamp: row.try_get(at + 5).map_err(pg_error)?,
+        payload: row.try_get(at + 6).map_err(pg_error)?,
         metadata: metadata.map(|Json(m)| m).unwrap_or_default(),
     })
 }
