@@ -319,7 +319,8 @@ impl<S: EventStore, C: Codec> Application<S, C> {
     }
 
     /// Writes a snapshot of an aggregate at `version` (its current version when `None`) and
-    /// returns the version it was taken at, like the Python library's `take_snapshot`.
+    /// returns the version it was taken at, like the Python library's `take_snapshot`. Loads use
+    /// it when the type snapshots automatically or `IS_SNAPSHOTTING_ENABLED=y`.
     pub async fn take_snapshot<A: Aggregate>(
         &self,
         id: Uuid,
@@ -420,7 +421,7 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
         let app = self.app;
         let mut base: Option<A> = None;
         let mut stale = false;
-        if app.snapshotting.reads() {
+        if app.snapshotting.reads_for::<A>() {
             if let Some(snap) = app.inner.store.load_snapshot(id, version).await? {
                 match snapshot::restore::<A, C>(&app.inner.codec, &snap) {
                     Ok(a) => base = Some(a),

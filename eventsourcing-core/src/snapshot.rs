@@ -12,7 +12,7 @@ use crate::{
 ///
 /// | variable | default | meaning |
 /// |---|---|---|
-/// | `IS_SNAPSHOTTING_ENABLED` | unset: types with `#[aggregate(snapshot_every = N)]` snapshot | `n` turns snapshots off (none read, none written); `y` turns them on |
+/// | `IS_SNAPSHOTTING_ENABLED` | unset: types with `#[aggregate(snapshot_every = N)]` snapshot, and only their loads look for snapshots | `n`: none read, none written; `y`: every load looks for a snapshot (so `take_snapshot` helps any type) |
 /// | `SNAPSHOT_INTERVAL` | unset: each type's own `snapshot_every` | a snapshot whenever a save takes an aggregate across a multiple of N, for every type |
 /// | `MAX_SNAPSHOTS` | unset: keep all | keep the newest N snapshots per aggregate, pruned in the same write as a new one |
 ///
@@ -74,9 +74,14 @@ impl Snapshotting {
         self.keep
     }
 
-    /// Whether loads look for snapshots.
-    pub fn reads(&self) -> bool {
-        self.enabled != Some(false)
+    /// Whether loads of `A` look for snapshots: when `IS_SNAPSHOTTING_ENABLED=y`, or when `A`
+    /// snapshots automatically. Other loads skip the lookup (a round trip) entirely.
+    pub fn reads_for<A: Aggregate>(&self) -> bool {
+        match self.enabled {
+            Some(false) => false,
+            Some(true) => true,
+            None => self.interval_for::<A>().is_some(),
+        }
     }
 
     /// The interval for `A`, if it snapshots automatically.
@@ -193,16 +198,13 @@ mod tests {
         ]);
         let s = Snapshotting::from_env(&env).unwrap();
         assert_eq!(s, Snapshotting::every(10).keep(5));
-        assert!(s.reads());
 
         let off =
             Snapshotting::from_env(&Env::from_map([("IS_SNAPSHOTTING_ENABLED", "n")])).unwrap();
         assert_eq!(off, Snapshotting::disabled());
-        assert!(!off.reads());
 
         let unset = Snapshotting::from_env(&Env::from_map::<&str, &str>([])).unwrap();
         assert_eq!(unset, Snapshotting::default());
-        assert!(unset.reads());
     }
 
     #[test]

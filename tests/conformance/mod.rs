@@ -470,6 +470,7 @@ impl Endpoint {
 pub struct Counting<S> {
     inner: Arc<S>,
     loads: Arc<Mutex<Vec<(u64, usize)>>>,
+    snapshot_lookups: Arc<Mutex<usize>>,
 }
 
 impl<S> Clone for Counting<S> {
@@ -477,6 +478,7 @@ impl<S> Clone for Counting<S> {
         Counting {
             inner: Arc::clone(&self.inner),
             loads: Arc::clone(&self.loads),
+            snapshot_lookups: Arc::clone(&self.snapshot_lookups),
         }
     }
 }
@@ -486,7 +488,12 @@ impl<S> Counting<S> {
         Counting {
             inner: Arc::new(inner),
             loads: Arc::default(),
+            snapshot_lookups: Arc::default(),
         }
+    }
+    /// How many snapshot lookups were made so far, then forgets them.
+    pub fn take_snapshot_lookups(&self) -> usize {
+        std::mem::take(&mut *self.snapshot_lookups.lock().unwrap())
     }
     /// `(after_version, events returned)` of each load so far, then forgets them.
     pub fn take_loads(&self) -> Vec<(u64, usize)> {
@@ -505,7 +512,10 @@ impl<S: EventStore> EventStore for Counting<S> {
         up_to: Option<u64>,
     ) -> Result<Vec<StoredEvent>, Error> {
         let events = self.inner.load(stream_id, after_version, up_to).await?;
-        self.loads.lock().unwrap().push((after_version, events.len()));
+        self.loads
+            .lock()
+            .unwrap()
+            .push((after_version, events.len()));
         Ok(events)
     }
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
@@ -530,8 +540,39 @@ impl<S: EventStore> EventStore for Counting<S> {
         stream_id: Uuid,
         at_or_below: Option<u64>,
     ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
+        *self.snapshot_lookups.lock().unwrap() += 1;
         self.inner.load_snapshot(stream_id, at_or_below)
     }
+}
+
+/// Loads of a type that never snapshots skip the snapshot lookup; `IS_SNAPSHOTTING_ENABLED=y`
+/// makes every load look, so a manual `take_snapshot` helps any type.
+pub async fn snapshot_lookup_only_where_it_can_help<S: EventStore>(store: S) {
+    let store = Counting::new(store);
+    let app = Application::new(store.clone());
+    let mut counter = Counter::open();
+    for _ in 0..5 {
+        counter.add(2);
+    }
+    app.save(&mut counter).await.unwrap();
+    let _: Counter = app.repository().get(counter.id()).await.unwrap();
+    assert_eq!(store.take_snapshot_lookups(), 0, "Counter never snapshots");
+
+    let env = eventsourcing::Env::from_map([("IS_SNAPSHOTTING_ENABLED", "y")]);
+    let on =
+        Application::new(store.clone()).with_snapshotting(Snapshotting::from_env(&env).unwrap());
+    assert_eq!(
+        on.take_snapshot::<Counter>(counter.id(), None)
+            .await
+            .unwrap(),
+        6
+    );
+    store.take_snapshot_lookups();
+    store.take_loads();
+    let loaded: Counter = on.repository().get(counter.id()).await.unwrap();
+    assert_eq!(loaded.total, 10);
+    assert_eq!(store.take_snapshot_lookups(), 1);
+    assert_eq!(store.take_loads(), vec![(6, 0)]);
 }
 
 /// The seed's snapshot test, asserting what it only implies: the snapshot exists and the load
@@ -1343,6 +1384,7 @@ macro_rules! conformance_tests {
             old_event_payload_loads_through_its_upcast,
             payload_newer_than_the_code_is_a_clear_error,
             snapshots_equal_full_replay,
+            snapshot_lookup_only_where_it_can_help,
             tracking_is_atomic_with_events,
             log_stream_reads_everything_in_pages,
             subscription_catches_up_then_follows_live,
