@@ -1023,14 +1023,12 @@ pub async fn tracking_is_atomic_with_events<S: EventStore>(store: S) {
     assert_eq!(store.tracking_position("audit").await.unwrap(), None);
     let a = eventsourcing::new_id();
     let at = |seq| Position { commit: seq, seq };
+    let track = |name: &str, seq| Tracking {
+        name: name.into(),
+        position: at(seq),
+    };
     store
-        .append_tracked(
-            vec![raw_event(a, 1)],
-            Tracking {
-                name: "audit".into(),
-                position: at(5),
-            },
-        )
+        .append_tracked(vec![raw_event(a, 1)], track("audit", 5))
         .await
         .unwrap();
     assert_eq!(store.tracking_position("audit").await.unwrap(), Some(at(5)));
@@ -1038,13 +1036,7 @@ pub async fn tracking_is_atomic_with_events<S: EventStore>(store: S) {
 
     // A conflicting event: neither the event nor the new position is written.
     let err = store
-        .append_tracked(
-            vec![raw_event(a, 1)],
-            Tracking {
-                name: "audit".into(),
-                position: at(6),
-            },
-        )
+        .append_tracked(vec![raw_event(a, 1)], track("audit", 6))
         .await
         .unwrap_err();
     assert!(err.is_conflict(), "{err:?}");
@@ -1053,13 +1045,7 @@ pub async fn tracking_is_atomic_with_events<S: EventStore>(store: S) {
     // Already processed: nothing is written.
     let b = eventsourcing::new_id();
     let err = store
-        .append_tracked(
-            vec![raw_event(b, 1)],
-            Tracking {
-                name: "audit".into(),
-                position: at(5),
-            },
-        )
+        .append_tracked(vec![raw_event(b, 1)], track("audit", 5))
         .await
         .unwrap_err();
     assert!(matches!(err, Error::AlreadyProcessed { .. }), "{err:?}");
@@ -1067,23 +1053,11 @@ pub async fn tracking_is_atomic_with_events<S: EventStore>(store: S) {
 
     // Only a position (no events) moves the tracking on; other names are independent.
     store
-        .append_tracked(
-            vec![],
-            Tracking {
-                name: "audit".into(),
-                position: at(9),
-            },
-        )
+        .append_tracked(vec![], track("audit", 9))
         .await
         .unwrap();
     store
-        .append_tracked(
-            vec![],
-            Tracking {
-                name: "other".into(),
-                position: at(1),
-            },
-        )
+        .append_tracked(vec![], track("other", 1))
         .await
         .unwrap();
     assert_eq!(store.tracking_position("audit").await.unwrap(), Some(at(9)));
