@@ -30,5 +30,7 @@ CREATE INDEX events_log_idx ON {schema}.events (tx_id, position);
 
 -- Serves: read_by_time, `WHERE timestamp >= $1 AND timestamp < $2`. BRIN, not B-tree: events
 -- arrive in roughly timestamp order, so a block-range summary finds a time window at a tiny
--- fraction of a B-tree's size and insert cost.
-CREATE INDEX events_timestamp_brin ON {schema}.events USING brin (timestamp);
+-- fraction of a B-tree's size and insert cost. autosummarize: a filled block range is
+-- summarized by autovacuum right away (unsummarized ranges match every query).
+CREATE INDEX events_timestamp_brin ON {schema}.events USING brin (timestamp)
+    WITH (autosummarize = on);

@@ -295,13 +295,18 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         self.caught_up(after, limit, || async {
-            let mut conn = self.checkout().await?;
-            let stmt = self.statement(&mut conn, Stmt::ReadByTime).await?;
+            let conn = self.checkout().await?;
             let (commit, seq) = position_params(after);
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            // Not a cached statement: PostgreSQL would soon switch a cached one to a generic
+            // plan, which cannot weigh the window's width (BRIN range scan and sort, or the log
+            // index in order); a statement used once is planned for its own parameters.
             let rows = conn
                 .client
-                .query(&stmt, &[&from, &to, &commit, &seq, &limit])
+                .query(
+                    self.inner.sql.get(Stmt::ReadByTime),
+                    &[&from, &to, &commit, &seq, &limit],
+                )
                 .await
                 .map_err(|e| self.error(e))?;
             rows.iter().map(row_to_event).collect()
