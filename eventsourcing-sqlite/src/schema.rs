@@ -15,11 +15,18 @@ pub(crate) struct Migration {
 }
 
 /// Every migration, in order. Append new ones; never edit or reorder released ones.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "events, snapshots and tracking tables",
-    sql: include_str!("../migrations/0001_events_snapshots_tracking.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "events, snapshots and tracking tables",
+        sql: include_str!("../migrations/0001_events_snapshots_tracking.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "parked_events table of projections",
+        sql: include_str!("../migrations/0002_parked_events.sql"),
+    },
+];
 
 /// The table that records applied migrations.
 pub(crate) const MIGRATIONS_TABLE: &str = "eventsourcing_migrations";
@@ -180,7 +187,7 @@ mod tests {
     #[test]
     fn migrate_is_idempotent_on_a_connection() {
         let mut conn = Connection::open_in_memory().unwrap();
-        assert_eq!(migrate(&mut conn, "m").unwrap(), vec![1]);
+        assert_eq!(migrate(&mut conn, "m").unwrap(), vec![1, 2]);
         assert_eq!(migrate(&mut conn, "m").unwrap(), Vec::<u32>::new());
         check(&conn, "m").unwrap();
     }

@@ -45,7 +45,29 @@ async fn migrations_are_idempotent() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(recorded, 1);
+    assert_eq!(recorded, 2);
+}
+
+#[tokio::test]
+async fn a_database_of_the_first_release_gets_the_later_migrations() {
+    let guard = TempGuard::new();
+    drop(SqliteStore::open(guard.config()).await.unwrap());
+    // Back to what the first release left: migration 1 only.
+    let conn = Connection::open(guard.path()).unwrap();
+    conn.execute_batch(
+        "DROP TABLE parked_events; DELETE FROM eventsourcing_migrations WHERE version > 1",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(guard.config().create_table(false))
+        .await
+        .unwrap();
+    let message = schema_message(store.check_schema().await.unwrap_err());
+    assert!(message.contains("lacks migration 2"), "{message}");
+    assert_eq!(store.migrate().await.unwrap(), vec![2]);
+    store.check_schema().await.unwrap();
+    assert!(tables(&guard).contains(&"parked_events".to_owned()));
 }
 
 #[tokio::test]
@@ -111,7 +133,7 @@ async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migra
     assert_eq!(tables(&guard), Vec::<String>::new(), "no DDL was issued");
 
     // Migrating explicitly makes the same store usable.
-    assert_eq!(store.migrate().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
     store.check_schema().await.unwrap();
     store.append(events(stream, 1, 1)).await.unwrap();
     assert_eq!(store.stream_version(stream).await.unwrap(), 1);
@@ -120,6 +142,7 @@ async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migra
         [
             "events",
             "eventsourcing_migrations",
+            "parked_events",
             "snapshots",
             "sqlite_sequence",
             "tracking"
