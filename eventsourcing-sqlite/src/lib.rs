@@ -67,6 +67,7 @@
 
 mod config;
 mod error;
+mod projection;
 mod schema;
 mod sql;
 mod store;
@@ -78,6 +79,7 @@ pub use config::{
     ParseSynchronousError, SqliteConfig, Synchronous, DEFAULT_DBNAME, DEFAULT_LOCK_TIMEOUT,
     DEFAULT_READERS,
 };
+pub use projection::{spawn_projection, OnError, ParkedEvent, ProjectionOptions, SqliteProjection};
 pub use store::SqliteStore;
 
 /// The driver, re-exported so that code downcasting an

@@ -179,16 +179,38 @@ pub(crate) fn write(
         }
     }
     if let Some(row) = tracking {
-        tx.prepare_cached(
-            "INSERT OR REPLACE INTO tracking (name, position_commit, position_seq) \
-             VALUES (?1, ?2, ?3)",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(rusqlite::params![row.tracking.name, row.commit, row.seq])
-        })
-        .map_err(err)?;
+        write_tracking(&tx, &row.tracking.name, row.commit, row.seq).map_err(err)?;
     }
     tx.commit().map_err(err)
+}
+
+/// Records (or moves) a consumer's tracking position; the caller has checked it is newer.
+pub(crate) fn write_tracking(
+    conn: &Connection,
+    name: &str,
+    commit: i64,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO tracking (name, position_commit, position_seq) \
+         VALUES (?1, ?2, ?3)",
+    )?
+    .execute(rusqlite::params![name, commit, seq])
+    .map(|_| ())
+}
+
+/// The events after `after` in the log are those with `position > floor`; `None` when no
+/// event can come after it.
+///
+/// An event's position is (p, p). It comes after `after` when p > after.commit, or
+/// p == after.commit and p > after.seq.
+pub(crate) fn log_floor(after: Position) -> Option<i64> {
+    let floor = if after.seq < after.commit {
+        after.commit - 1
+    } else {
+        after.commit
+    };
+    i64::try_from(floor).ok().filter(|f| *f < i64::MAX)
 }
 
 pub(crate) fn current_version(conn: &Connection, stream_id: &Uuid) -> rusqlite::Result<u64> {

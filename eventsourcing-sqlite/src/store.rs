@@ -12,8 +12,8 @@ use crate::{
     error::{cannot_open, sql_error, stopped, to_i64},
     schema,
     sql::{
-        clamp_i64, current_version, get_u64, micros_to_time, plan, read_event, read_tracking,
-        write, TrackingRow, LOAD, READ_LOG,
+        clamp_i64, current_version, get_u64, log_floor, micros_to_time, plan, read_event,
+        read_tracking, write, TrackingRow, LOAD, READ_LOG,
     },
     worker::{Job, Workers},
 };
@@ -152,7 +152,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the writer connection's thread.
-    async fn on_writer<T: Send + 'static>(
+    pub(crate) async fn on_writer<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
@@ -165,7 +165,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the thread of the next free reader connection.
-    async fn on_reader<T: Send + 'static>(
+    pub(crate) async fn on_reader<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
@@ -235,17 +235,10 @@ impl EventStore for SqliteStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        // An event's position is (p, p). It comes after `after` when p > after.commit, or
-        // p == after.commit and p > after.seq.
-        let floor = if after.seq < after.commit {
-            after.commit - 1
-        } else {
-            after.commit
-        };
-        if floor >= i64::MAX as u64 {
+        let Some(floor) = log_floor(after) else {
             return Ok(Vec::new());
-        }
-        let (floor, limit) = (clamp_i64(floor), i64::try_from(limit).unwrap_or(i64::MAX));
+        };
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.on_reader(move |conn, dbname| {
             conn.prepare_cached(READ_LOG)
                 .and_then(|mut stmt| {
