@@ -38,16 +38,112 @@
 //! - **Timestamps** are stored as microseconds since the epoch (UTC) and read back exactly at
 //!   that precision.
 //!
+//! # Projections
+//! A [`SqliteProjection`] keeps a read model in tables of the store's own database;
+//! [`spawn_projection`] runs it: from its recorded position, through the log in pages, then live.
+//!
+//! ```no_run
+//! use eventsourcing_core::{BoxError, StoredEvent};
+//! use eventsourcing_sqlite::{
+//!     rusqlite::Transaction, spawn_projection, OnError, ProjectionOptions, SqliteProjection,
+//!     SqliteStore,
+//! };
+//!
+//! /// How many events each stream has.
+//! struct EventsPerStream;
+//!
+//! impl SqliteProjection for EventsPerStream {
+//!     fn name(&self) -> &str {
+//!         "events_per_stream"
+//!     }
+//!
+//!     fn setup(&mut self, tx: &Transaction<'_>) -> Result<(), BoxError> {
+//!         tx.execute_batch(
+//!             "CREATE TABLE IF NOT EXISTS events_per_stream \
+//!              (stream_id BLOB PRIMARY KEY, events INTEGER NOT NULL)",
+//!         )?;
+//!         Ok(())
+//!     }
+//!
+//!     fn handle(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), BoxError> {
+//!         tx.execute(
+//!             "INSERT INTO events_per_stream VALUES (?1, 1) \
+//!              ON CONFLICT (stream_id) DO UPDATE SET events = events + 1",
+//!             [event.stream_id.as_bytes()],
+//!         )?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # async fn demo(store: SqliteStore) -> Result<(), eventsourcing_core::Error> {
+//! let options = ProjectionOptions { on_error: OnError::Park, ..ProjectionOptions::default() };
+//! let runner = spawn_projection(store.clone(), EventsPerStream, options);
+//! // Meanwhile: read the model, watch the lag and the parked events.
+//! let streams: i64 = store
+//!     .query(|tx| tx.query_row("SELECT count(*) FROM events_per_stream", [], |r| r.get(0)))
+//!     .await?;
+//! let behind = store.projection_lag("events_per_stream").await?;
+//! let parked = store.parked("events_per_stream").await?;
+//! runner.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! - **Exactly once.** Each batch of events (at most
+//!   [`page_size`](ProjectionOptions::page_size)) is handled in one IMMEDIATE transaction on
+//!   the writer thread, and the same transaction records the projection's position in
+//!   `tracking`: the read model's rows and the position commit together, or neither. The
+//!   transaction first reads the recorded position, under the write lock, and skips the events
+//!   it covers. So a restarted runner, one started while an aborted runner's last batch was
+//!   still in flight, or a second runner of the same projection (in this process or another)
+//!   never applies an event twice: the loser of a race finds its events done, rolls back, and
+//!   moves on (the [`AlreadyProcessed`](eventsourcing_core::Error::AlreadyProcessed) rule of
+//!   [`append_tracked`](eventsourcing_core::EventStore::append_tracked)). A crash or an
+//!   [`abort`](eventsourcing_core::RunnerHandle::abort) loses only uncommitted batches, which
+//!   the next runner reads again. (`tests/projection.rs` aborts a runner three times in the
+//!   middle of a catch-up, and runs two at once, then compares the read model with the log.)
+//! - **Failures.** Each event is handled under a savepoint. When the handler returns an error
+//!   or panics, that event's writes are rolled back, and [`OnError`] decides:
+//!   [`Stop`](OnError::Stop) (the default) commits the batch's events before it and ends the
+//!   runner with [`Error::Handler`](eventsourcing_core::Error::Handler) naming the projection
+//!   and the event's type, stream, version and position; a restart tries that event again.
+//!   [`Park`](OnError::Park) records it in `parked_events`, in the transaction that moves the
+//!   position past it, and goes on; [`SqliteStore::parked`] lists those and
+//!   [`SqliteStore::unpark`] removes one once dealt with. No event is ever skipped silently.
+//!   `SQLITE_BUSY` and `SQLITE_LOCKED` (another process holding the write lock past the lock
+//!   timeout) are transient: the runner backs off (doubling from
+//!   [`backoff`](ProjectionOptions::backoff), at most 5 s) and retries, and ends with the error
+//!   after [`attempts`](ProjectionOptions::attempts) failures in a row.
+//! - **Live.** Caught up, the runner waits for a save through this store or its clones, which
+//!   wakes it at once, and polls every [`poll_interval`](ProjectionOptions::poll_interval) for
+//!   saves by other processes.
+//! - **Lag.** [`SqliteStore::projection_lag`] counts the events after the recorded position.
+//!   Events a projection filters out ([`SqliteProjection::event_types`]) count until its
+//!   position passes them; a run of them with nothing to handle is recorded once a page of it
+//!   has gone by, and when the runner stops, so a running projection may show fewer than a
+//!   page of them as lag.
+//! - **Costs.** The handler runs on the writer thread, so saves wait while a batch is handled:
+//!   keep handlers to SQL. Each batch is one commit (an `fsync` under [`Synchronous::Full`]);
+//!   catching up handles a page per commit, following live one commit per wake-up, covering
+//!   every event saved since the last.
+//! - **In-memory state.** Keep the read model in the database. After a failed commit the
+//!   runner hands the same events to `handle` again, so state kept in the projection value
+//!   itself can run ahead of the database.
+//!
 //! # Costs
 //! Each call is handed to a connection thread and its result handed back: tens of microseconds
-//! on top of SQLite's own work. Next to the `fsync` of a commit under [`Synchronous::Full`] that
-//! is small; under [`Synchronous::Normal`], where a commit costs about as much, it is not. The
-//! benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares the store with
-//! rusqlite doing the same SQL on the same file.
+//! on top of SQLite's own work (a load with a snapshot lookup pays it twice). Next to the
+//! `fsync` of a commit under [`Synchronous::Full`] that is small; under [`Synchronous::Normal`],
+//! where a commit costs about as much, it is not. Two things keep it off long reads: reader
+//! connections take work last in, first out, so consecutive reads find a warm page cache; and
+//! when `read_log` returns a full page, a reader reads the next page ahead while the caller
+//! works through the first (a full page of the log never changes, so what was read ahead is
+//! exactly what a read would return; at most one page ahead of each reader, and eight in all,
+//! are held). The benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares
+//! the store with rusqlite doing the same SQL on the same file.
 //!
 //! # Schema
 //! Versioned migrations (SQL files in `migrations/`, embedded in the binary) create the
-//! `events`, `snapshots` and `tracking` tables. Each is recorded with its SHA-256 checksum in
+//! `events`, `snapshots` and `tracking` tables (migration 1) and `parked_events` (migration 2). Each is recorded with its SHA-256 checksum in
 //! `eventsourcing_migrations`; [`SqliteStore::migrate`] applies the missing ones in one
 //! IMMEDIATE transaction and refuses a database whose applied migrations differ. Opening a store
 //! migrates unless `CREATE_TABLE=n`, in which case the store issues no DDL and a missing table
@@ -58,7 +154,10 @@
 //! | `events` | `position` (rowid) | – | `read_log` (`position > ?`) |
 //! | | | `UNIQUE (stream_id, version)` | `load`, `stream_version`, the conflict check of `append` |
 //! | `snapshots` | `(stream_id, version)` | – | `load_snapshot`, the pruning of `save_snapshot` |
-//! | `tracking` | `name` | – | `tracking_position`, the check of `append_tracked` |
+//! | `tracking` | `name` | – | `tracking_position`, the check of `append_tracked` and of each projection batch, `projection_lag` |
+//! | `parked_events` | `(name, position_commit, position_seq)` | – | `parked`, `unpark`; written by projections under [`OnError::Park`] |
+//!
+//! Projections' own tables live beside these; their names are the projections' business.
 //!
 //! # Features
 //! | feature | what |
@@ -68,6 +167,7 @@
 mod config;
 mod error;
 mod projection;
+mod read_ahead;
 mod schema;
 mod sql;
 mod store;

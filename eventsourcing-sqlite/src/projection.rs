@@ -207,7 +207,8 @@ impl SqliteStore {
     /// for reading the tables of projections. The transaction is rolled back afterwards, so
     /// nothing `f` might write is kept. `f` blocks that connection's thread while it runs.
     ///
-    /// Errors from `f` are returned as [`Error::Store`] holding the [`rusqlite::Error`].
+    /// Errors from `f` are returned as [`Error::Store`] holding the [`rusqlite::Error`]; a panic
+    /// in `f` as an [`Error::Store`] too.
     pub async fn query<T, F>(&self, f: F) -> Result<T, Error>
     where
         T: Send + 'static,
@@ -215,7 +216,13 @@ impl SqliteStore {
     {
         self.on_reader(move |conn, _| {
             let tx = conn.transaction().map_err(Error::store)?;
-            f(&tx).map_err(Error::store)
+            match std::panic::catch_unwind(AssertUnwindSafe(|| f(&tx))) {
+                Ok(result) => result.map_err(Error::store),
+                Err(panic) => Err(Error::store(format!(
+                    "the query panicked: {}",
+                    panic_message(&*panic)
+                ))),
+            }
         })
         .await
     }

@@ -10,10 +10,11 @@ use tokio::sync::oneshot;
 use crate::{
     config::SqliteConfig,
     error::{cannot_open, sql_error, stopped, to_i64},
+    read_ahead::{is_full, read_page, ReadAhead},
     schema,
     sql::{
         clamp_i64, current_version, get_u64, log_floor, micros_to_time, plan, read_event,
-        read_tracking, write, TrackingRow, LOAD, READ_LOG,
+        read_tracking, write, TrackingRow, LOAD,
     },
     worker::{Job, Workers},
 };
@@ -32,6 +33,10 @@ use crate::{
 /// waits for another one's lock inside this process (another process writing the same file is
 /// waited for up to the lock timeout). An in-memory database lives in a single connection (each
 /// connection to `:memory:` would be a separate database), whose thread serves reads and writes.
+/// A read goes to the reader that became idle last (its page cache is the warmest); a full page
+/// of [`read_log`](EventStore::read_log) has the next page read ahead (see
+/// [Costs](crate#costs)). A panic in one job (say, in a closure given to
+/// [`query`](SqliteStore::query)) fails that job only: the thread goes on serving.
 ///
 /// Cancelling an [`append`](EventStore::append) future once polled does not cancel the save: it
 /// may still commit.
@@ -51,6 +56,9 @@ struct Inner {
     /// Woken after each commit that wrote events through this store.
     notifier: ChangeNotifier,
     workers: Workers,
+    /// Pages of the log read ahead, for file databases; `None` for in-memory ones, whose one
+    /// thread also serves the saves.
+    read_ahead: Option<Arc<ReadAhead>>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -91,6 +99,7 @@ impl SqliteStore {
                 .map(|_| connect(&config, Role::Reader))
                 .collect::<Result<Vec<_>, _>>()?
         };
+        let read_ahead = (!readers.is_empty()).then(Arc::default);
         let workers = Workers::spawn(writer, readers, &dbname)?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
@@ -98,6 +107,7 @@ impl SqliteStore {
                 dbname: dbname.into(),
                 notifier: ChangeNotifier::new(),
                 workers,
+                read_ahead,
             }),
         })
     }
@@ -177,6 +187,24 @@ impl SqliteStore {
         rx.await.map_err(|_| stopped(&self.inner.dbname))?
     }
 
+    /// One page of the log on a reader.
+    async fn read_page(&self, floor: i64, limit: i64) -> Result<Vec<StoredEvent>, Error> {
+        self.on_reader(move |conn, dbname| read_page(conn, dbname, floor, limit))
+            .await
+    }
+
+    /// Starts reading the page after `floor` ahead, unless it already is.
+    fn read_ahead(&self, floor: i64, limit: i64) {
+        let Some(read_ahead) = &self.inner.read_ahead else {
+            return;
+        };
+        if let Some(job) = read_ahead.job(&self.inner.dbname, floor, limit) {
+            // If the readers are gone, the page's sender is dropped with the job, and the
+            // `read_log` that wants it reads (and fails) by itself.
+            let _ = self.inner.workers.read(job);
+        }
+    }
+
     fn job<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
@@ -239,15 +267,26 @@ impl EventStore for SqliteStore {
             return Ok(Vec::new());
         };
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.on_reader(move |conn, dbname| {
-            conn.prepare_cached(READ_LOG)
-                .and_then(|mut stmt| {
-                    stmt.query_map(rusqlite::params![floor, limit], read_event)?
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(|e| sql_error(dbname, e))
-        })
-        .await
+        let ahead = self
+            .inner
+            .read_ahead
+            .as_ref()
+            .and_then(|r| r.take(floor, limit));
+        let events = match ahead {
+            // Only a full page read ahead is certain to be what a read now would return: a
+            // shorter one may have missed events saved since.
+            Some(page) => match page.await {
+                Ok(Ok(events)) if is_full(&events, limit) => events,
+                _ => self.read_page(floor, limit).await?,
+            },
+            None => self.read_page(floor, limit).await?,
+        };
+        if is_full(&events, limit) {
+            if let Some(last) = events.last() {
+                self.read_ahead(clamp_i64(last.position.commit), limit);
+            }
+        }
+        Ok(events)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {

@@ -2,9 +2,11 @@
 //! runtime: each connection lives on its own thread and receives work over a channel.
 
 use std::{
+    collections::VecDeque,
+    panic::AssertUnwindSafe,
     sync::{
         mpsc::{self, Receiver, Sender},
-        Arc, Mutex, PoisonError,
+        Arc, Condvar, Mutex, MutexGuard, PoisonError,
     },
     thread::{self, JoinHandle},
 };
@@ -15,14 +17,106 @@ use rusqlite::Connection;
 /// Work for a connection thread. It sends its own result (through a oneshot channel).
 pub(crate) type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
 
-/// One writer thread, and either a pool of reader threads sharing one queue (file databases) or
-/// none, in which case reads go to the writer (in-memory databases, which live in one
-/// connection).
+/// One writer thread, and either a pool of reader threads (file databases) or none, in which
+/// case reads go to the writer (in-memory databases, which live in one connection).
 #[derive(Debug)]
 pub(crate) struct Workers {
     writer: Option<Sender<Job>>,
-    reader: Option<Sender<Job>>,
+    readers: Readers,
     threads: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+enum Readers {
+    /// Reads are queued for the writer thread.
+    Writer(Option<Sender<Job>>),
+    Pool(Arc<Pool>),
+}
+
+/// Reader threads that take work last-in, first-out: a job goes to the reader that became idle
+/// most recently, whose connection has the warmest page cache and whose thread most likely
+/// still runs. (With one shared queue, consecutive reads of a catch-up went round the readers
+/// in turn, each starting with a cold cache: about 1.5x slower than one connection.)
+struct Pool {
+    state: Mutex<PoolState>,
+    /// One per reader thread: wakes that reader only.
+    wake: Vec<Condvar>,
+}
+
+struct PoolState {
+    /// Idle readers, the most recently idle last.
+    idle: Vec<usize>,
+    /// The job handed to each reader.
+    slots: Vec<Option<Job>>,
+    /// Jobs that came while every reader was busy, in arrival order.
+    backlog: VecDeque<Job>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("readers", &self.wake.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        let mut state = self.lock();
+        if state.closed {
+            return Err(job);
+        }
+        match state.idle.pop() {
+            Some(reader) => {
+                state.slots[reader] = Some(job);
+                drop(state);
+                self.wake[reader].notify_one();
+            }
+            None => state.backlog.push_back(job),
+        }
+        Ok(())
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        for wake in &self.wake {
+            wake.notify_one();
+        }
+    }
+
+    /// The loop of reader thread `me`: its own jobs and the backlog, until the pool closes and
+    /// no work is left.
+    fn serve(&self, me: usize, mut conn: Connection) {
+        let mut state = self.lock();
+        loop {
+            let job = match state.slots[me].take() {
+                Some(job) => Some(job),
+                None => state.backlog.pop_front(),
+            };
+            if let Some(job) = job {
+                drop(state);
+                run(job, &mut conn);
+                state = self.lock();
+                continue;
+            }
+            if state.closed {
+                return;
+            }
+            state.idle.push(me);
+            while state.slots[me].is_none() && !state.closed {
+                state = self.wake[me]
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            // Closed while idle: no longer idle for anyone.
+            state.idle.retain(|r| *r != me);
+        }
+    }
 }
 
 impl Workers {
@@ -36,7 +130,7 @@ impl Workers {
         };
         let mut workers = Workers {
             writer: None,
-            reader: None,
+            readers: Readers::Writer(None),
             threads: Vec::with_capacity(readers.len() + 1),
         };
         // From here on, an early return drops `workers`, which stops the threads already started.
@@ -48,20 +142,27 @@ impl Workers {
             .map_err(spawn_failed)?;
         workers.threads.push(handle);
         if readers.is_empty() {
-            workers.reader = Some(tx);
-        } else {
-            drop(tx);
-            let (tx, rx) = mpsc::channel::<Job>();
-            workers.reader = Some(tx);
-            let rx = Arc::new(Mutex::new(rx));
-            for (i, conn) in readers.into_iter().enumerate() {
-                let rx = Arc::clone(&rx);
-                let handle = thread::Builder::new()
-                    .name(format!("sqlite-reader-{i}"))
-                    .spawn(move || serve_shared(conn, &rx))
-                    .map_err(spawn_failed)?;
-                workers.threads.push(handle);
-            }
+            workers.readers = Readers::Writer(Some(tx));
+            return Ok(workers);
+        }
+        drop(tx);
+        let pool = Arc::new(Pool {
+            state: Mutex::new(PoolState {
+                idle: Vec::with_capacity(readers.len()),
+                slots: readers.iter().map(|_| None).collect(),
+                backlog: VecDeque::new(),
+                closed: false,
+            }),
+            wake: readers.iter().map(|_| Condvar::new()).collect(),
+        });
+        workers.readers = Readers::Pool(Arc::clone(&pool));
+        for (i, conn) in readers.into_iter().enumerate() {
+            let pool = Arc::clone(&pool);
+            let handle = thread::Builder::new()
+                .name(format!("sqlite-reader-{i}"))
+                .spawn(move || pool.serve(i, conn))
+                .map_err(spawn_failed)?;
+            workers.threads.push(handle);
         }
         Ok(workers)
     }
@@ -71,9 +172,13 @@ impl Workers {
         send(self.writer.as_ref(), job)
     }
 
-    /// Queues a job for the next free reader connection; gives it back if they are gone.
+    /// Queues a job for the most recently idle reader connection; gives it back if they are
+    /// gone.
     pub(crate) fn read(&self, job: Job) -> Result<(), Job> {
-        send(self.reader.as_ref(), job)
+        match &self.readers {
+            Readers::Writer(writer) => send(writer.as_ref(), job),
+            Readers::Pool(pool) => pool.submit(job),
+        }
     }
 }
 
@@ -87,19 +192,14 @@ fn send(sender: Option<&Sender<Job>>, job: Job) -> Result<(), Job> {
 fn serve(mut conn: Connection, jobs: Receiver<Job>) {
     // Ends when every sender is dropped and the queue is drained; the connection then closes.
     while let Ok(job) = jobs.recv() {
-        job(&mut conn);
+        run(job, &mut conn);
     }
 }
 
-fn serve_shared(mut conn: Connection, jobs: &Mutex<Receiver<Job>>) {
-    loop {
-        // Hold the lock only while waiting: the next job goes to whichever reader is free.
-        let job = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
-        match job {
-            Ok(job) => job(&mut conn),
-            Err(_) => break,
-        }
-    }
+/// Runs a job; a panic in it ends that job only (its caller sees the reply channel closed),
+/// not the thread, which goes on serving the others.
+fn run(job: Job, conn: &mut Connection) {
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
 }
 
 impl Drop for Workers {
@@ -108,7 +208,10 @@ impl Drop for Workers {
         // connection (the last one to close checkpoints the write-ahead log). Waiting for them
         // means the file is closed when the store is gone, so it can be reopened or deleted.
         self.writer = None;
-        self.reader = None;
+        match &mut self.readers {
+            Readers::Writer(writer) => *writer = None,
+            Readers::Pool(pool) => pool.close(),
+        }
         let me = thread::current().id();
         for handle in self.threads.drain(..) {
             if handle.thread().id() != me {

@@ -35,6 +35,7 @@ on_memory_and_file!(
     a_conflict_in_one_stream_writes_no_stream,
     non_contiguous_versions_within_a_save_are_rejected,
     read_log_pages_in_position_order_without_gaps_or_repeats,
+    read_log_sees_what_was_saved_after_the_page_was_read_ahead,
     read_log_accepts_any_position_ordering_lexicographically,
     empty_save_is_a_no_op,
     snapshots_newest_at_or_below_a_version,
@@ -224,6 +225,39 @@ async fn read_log_pages_in_position_order_without_gaps_or_repeats(store: SqliteS
     assert_eq!(paged, all);
     assert!(store.read_log(after, 7).await.unwrap().is_empty());
     assert!(store.read_log(Position::START, 0).await.unwrap().is_empty());
+}
+
+/// A full page has the next one read ahead; a page read ahead before a save must not hide the
+/// events of that save.
+async fn read_log_sees_what_was_saved_after_the_page_was_read_ahead(store: SqliteStore) {
+    let stream = Uuid::new_v4();
+    store.append(events(stream, 1, 10)).await.unwrap();
+    let (mut after, mut version) = (Position::START, 10);
+    for round in 0..20 {
+        // Two full pages: the page after them is read ahead, perhaps before the save below.
+        for _ in 0..2 {
+            let page = store.read_log(after, 5).await.unwrap();
+            assert_eq!(page.len(), 5, "round {round}");
+            after = page[4].position;
+        }
+        store
+            .append(events(stream, version + 1, version + 3))
+            .await
+            .unwrap();
+        let page = store.read_log(after, 5).await.unwrap();
+        let versions: Vec<u64> = page.iter().map(|e| e.version).collect();
+        assert_eq!(
+            versions,
+            [version + 1, version + 2, version + 3],
+            "round {round}"
+        );
+        after = page[2].position;
+        store
+            .append(events(stream, version + 4, version + 13))
+            .await
+            .unwrap();
+        version += 13;
+    }
 }
 
 async fn read_log_accepts_any_position_ordering_lexicographically(store: SqliteStore) {
