@@ -137,7 +137,7 @@
 //! connections take work last in, first out, so consecutive reads find a warm page cache; and
 //! when `read_log` returns a full page, a reader reads the next page ahead while the caller
 //! works through the first (a full page of the log never changes, so what was read ahead is
-//! exactly what a read would return; at most one page ahead of each reader, and eight in all,
+//! exactly what a read would return; at most two pages ahead of each reader, and eight in all,
 //! are held). The benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares
 //! the store with rusqlite doing the same SQL on the same file.
 //!

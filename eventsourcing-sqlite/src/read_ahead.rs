@@ -4,10 +4,10 @@
 //! the one writer and never reused, so no event can later appear among or before the events of
 //! a page that already holds `limit` of them. When `read_log` returns a full page, the next one
 //! is therefore read at once on a reader thread, while the caller works through the first;
-//! and while the caller keeps asking for each page before it is ready, that reader goes on to
-//! the next page straight away. So a catch-up is limited by the reader's own speed rather than
-//! by two thread wake-ups per page, and memory stays bounded: at most one page is read ahead of
-//! what a caller has asked for, and at most [`PAGES`] pages are held for all callers.
+//! and while the caller keeps up (it has asked for the page before the one just read), that
+//! reader goes on to the next page straight away. So a catch-up is limited by the reader's own speed rather than
+//! by two thread wake-ups per page, and memory stays bounded: at most two pages are read ahead
+//! of what a caller has asked for, and at most [`PAGES`] pages are held for all callers.
 
 use std::{
     collections::VecDeque,
@@ -100,22 +100,24 @@ impl ReadAhead {
         limit: i64,
         mut tx: oneshot::Sender<Page>,
     ) {
+        // The page before this one: the caller has it when the chain starts.
+        let mut previous: Option<i64> = None;
         loop {
             let page = read_page(conn, dbname, floor, limit);
             let next = match &page {
                 Ok(events) if is_full(events, limit) => events.last().map(|e| e.position.commit),
                 _ => None,
             };
-            // Go on only if the caller has already asked for this page: it is keeping up, and
-            // will want the next one as soon as it has this one.
+            // Go on only if the caller has already asked for the page before this one: it is
+            // keeping up, and will want the next one soon after this one.
             let chained = next
                 .map(clamp_i64)
-                .filter(|_| !self.waiting(floor, limit))
+                .filter(|_| previous.is_none_or(|p| !self.waiting(p, limit)))
                 .and_then(|next| Some((next, self.register(next, limit)?)));
             // The caller may be gone: the page is simply dropped.
             let _ = tx.send(page);
             match chained {
-                Some((next, next_tx)) => (floor, tx) = (next, next_tx),
+                Some((next, next_tx)) => (previous, floor, tx) = (Some(floor), next, next_tx),
                 None => return,
             }
         }
