@@ -34,8 +34,9 @@
 //!   line's handler runs inside, so it flatters raw there a little).
 //! - `append_8_writers`: events per second, 8 tasks each appending single events to its own
 //!   aggregate, all at once. Raw: 8 threads doing `BEGIN IMMEDIATE`, the `INSERT`, `COMMIT` on
-//!   one connection behind a mutex (8 connections would wait for each other in SQLite's busy
-//!   handler, which sleeps for milliseconds: far slower). `append_8_writers_live_sub`: ours
+//!   one connection behind a mutex, as the store's one writer does (8 connections would instead
+//!   wait for each other in SQLite's busy handler, which sleeps in steps of milliseconds; not
+//!   measured here). `append_8_writers_live_sub`: ours
 //!   while a `Subscription` follows the log live; `append_8_writers_live_projection`: ours while
 //!   a projection with a no-op handler follows it live (its batches commit on the same writer);
 //!   raw as for `append_8_writers`.
