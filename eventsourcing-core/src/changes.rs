@@ -60,6 +60,15 @@ impl Changes {
         }
     }
 
+    /// Whether a notification came after the last [`mark_seen`](Self::mark_seen). Always true
+    /// for a handle without a notifier, whose holder must read to find out.
+    pub fn has_changed(&self) -> bool {
+        match &self.rx {
+            Some(rx) => rx.has_changed().unwrap_or(true),
+            None => true,
+        }
+    }
+
     /// Waits for a notification newer than the last [`mark_seen`](Self::mark_seen), or for
     /// `poll`, whichever comes first.
     pub async fn wait(&mut self, poll: Duration) {
