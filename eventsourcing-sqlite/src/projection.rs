@@ -180,8 +180,9 @@ impl SqliteStore {
     /// Events the projection filters out ([`SqliteProjection::event_types`]) count until its
     /// position passes them. A running projection records its position with each batch it
     /// handles; a run of events it filters out entirely is recorded once a page of them has
-    /// gone by, and when the runner stops, so meanwhile the lag counts them (fewer than
-    /// [`page_size`](ProjectionOptions::page_size)).
+    /// gone by, when it has caught up with the log, and when the runner stops. So the lag of a
+    /// caught-up projection is zero, and while it catches up the skipped events it has not yet
+    /// recorded (fewer than [`page_size`](ProjectionOptions::page_size)) still count.
     pub async fn projection_lag(&self, name: &str) -> Result<u64, Error> {
         let name = name.to_owned();
         self.on_reader(move |conn, dbname| {
@@ -625,6 +626,30 @@ async fn run<P: SqliteProjection>(
             Err(e) => return Err(e),
         };
         let Some(last) = events.last() else {
+            if recorded < after {
+                // Caught up with events it skipped: record them now, once, so that the lag of
+                // an idle projection reads zero.
+                let j = Arc::clone(&job);
+                let batch = Batch {
+                    events: Vec::new(),
+                    end: after,
+                };
+                let (p, applied) = on_writer(&store, projection, move |conn, db, p| {
+                    j.apply(conn, db, p, &batch)
+                })
+                .await?;
+                projection = p;
+                match applied.failure {
+                    None => {
+                        recorded = after;
+                        unrecorded = 0;
+                    }
+                    Some(Failure::Transient(e)) => {
+                        tracing::warn!(projection = %name, error = %e, "cannot record skipped events yet");
+                    }
+                    Some(Failure::Fatal(e)) => return Err(e),
+                }
+            }
             tokio::select! {
                 biased;
                 _ = stop.stopped() => break,

@@ -544,11 +544,12 @@ async fn projections_progress_independently_and_report_lag(store: SqliteStore) {
     assert_eq!(store.projection_lag("all").await.unwrap(), 0);
     assert_eq!(store.projection_lag("renames").await.unwrap(), 7);
 
-    // A running projection that skips a run of filtered-out events records them by a page.
+    // A running projection that skips a run of filtered-out events records them once it has
+    // caught up: its lag reaches zero while it runs, not only when it stops.
     let only = spawn_projection(store.clone(), renames(), options(5));
     wait_for(&only, last_position(&store).await).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while store.projection_lag("renames").await.unwrap() >= 5 {
+    while store.projection_lag("renames").await.unwrap() > 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "position not recorded"
