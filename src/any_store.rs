@@ -1,6 +1,6 @@
 //! Choosing the store from the environment, as the Python library's `PERSISTENCE_MODULE` does.
 
-use std::{fmt, future::Future};
+use std::fmt;
 
 use eventsourcing_core::{
     Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, Position,
@@ -149,60 +149,45 @@ macro_rules! dispatch {
 }
 
 impl EventStore for AnyStore {
-    fn append(&self, events: Vec<NewEvent>) -> impl Future<Output = Result<(), Error>> + Send {
-        async move { dispatch!(self, s => s.append(events).await) }
+    async fn append(&self, events: Vec<NewEvent>) -> Result<(), Error> {
+        dispatch!(self, s => s.append(events).await)
     }
 
-    fn load(
+    async fn load(
         &self,
         stream_id: Uuid,
         after_version: u64,
         up_to: Option<u64>,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        async move { dispatch!(self, s => s.load(stream_id, after_version, up_to).await) }
+    ) -> Result<Vec<StoredEvent>, Error> {
+        dispatch!(self, s => s.load(stream_id, after_version, up_to).await)
     }
 
-    fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
-        async move { dispatch!(self, s => s.stream_version(stream_id).await) }
+    async fn stream_version(&self, stream_id: Uuid) -> Result<u64, Error> {
+        dispatch!(self, s => s.stream_version(stream_id).await)
     }
 
-    fn read_log(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        async move { dispatch!(self, s => s.read_log(after, limit).await) }
+    async fn read_log(&self, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+        dispatch!(self, s => s.read_log(after, limit).await)
     }
 
-    fn save_snapshot(
-        &self,
-        snapshot: Snapshot,
-        keep: Option<u32>,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        async move { dispatch!(self, s => s.save_snapshot(snapshot, keep).await) }
+    async fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
+        dispatch!(self, s => s.save_snapshot(snapshot, keep).await)
     }
 
-    fn load_snapshot(
+    async fn load_snapshot(
         &self,
         stream_id: Uuid,
         at_or_below: Option<u64>,
-    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
-        async move { dispatch!(self, s => s.load_snapshot(stream_id, at_or_below).await) }
+    ) -> Result<Option<Snapshot>, Error> {
+        dispatch!(self, s => s.load_snapshot(stream_id, at_or_below).await)
     }
 
-    fn append_tracked(
-        &self,
-        events: Vec<NewEvent>,
-        tracking: Tracking,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        async move { dispatch!(self, s => s.append_tracked(events, tracking).await) }
+    async fn append_tracked(&self, events: Vec<NewEvent>, tracking: Tracking) -> Result<(), Error> {
+        dispatch!(self, s => s.append_tracked(events, tracking).await)
     }
 
-    fn tracking_position(
-        &self,
-        name: &str,
-    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
-        async move { dispatch!(self, s => s.tracking_position(name).await) }
+    async fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error> {
+        dispatch!(self, s => s.tracking_position(name).await)
     }
 
     fn changes(&self) -> Changes {
