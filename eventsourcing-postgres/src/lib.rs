@@ -140,6 +140,17 @@
 //! [`PostgresStore::append_in`] runs the same statements inside a caller's transaction, for
 //! writing events atomically with other rows.
 //!
+//! `append_tracked` (projections and process applications) is one statement too: a CTE takes
+//! the consumer's row in `tracking` only if the new position is after the recorded one
+//! (`ON CONFLICT DO UPDATE … WHERE`, which locks the row, so a concurrent runner of the same
+//! name waits and then sees the newer position), and inserts the events only if it did:
+//! events and position are written together or not at all, and a position already recorded
+//! is `Error::AlreadyProcessed`.
+//!
+//! `changes()` wakes this process's subscribers after every save through the store. Saves by
+//! other processes, and events written with `append_in`, are found by the subscribers' polling
+//! (there is no `NOTIFY`: inside the writing transaction it would serialize every commit).
+//!
 //! # Global order
 //!
 //! A `bigserial` position is taken at INSERT but becomes visible at COMMIT, so a reader that

@@ -28,10 +28,12 @@ pub(crate) enum Stmt {
     LogHead,
     SaveSnapshot,
     LoadSnapshot,
+    AppendTracked,
+    TrackingPosition,
 }
 
 impl Stmt {
-    pub(crate) const COUNT: usize = 12;
+    pub(crate) const COUNT: usize = 14;
 }
 
 /// The SQL text of each statement for one schema.
@@ -44,6 +46,7 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let events = format!("{}.events", quote_ident(schema));
         let snapshots = format!("{}.snapshots", quote_ident(schema));
+        let tracking = format!("{}.tracking", quote_ident(schema));
         Sql {
             texts: [
                 append(&events, Shape::One),
@@ -83,6 +86,8 @@ impl Sql {
                     "SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
                      WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1"
                 ),
+                append_tracked(&events, &tracking),
+                format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1"),
             ],
         }
     }
@@ -160,6 +165,42 @@ fn append(events: &str, shape: Shape) -> String {
                      WHERE p.stream_id = g.stream_id AND p.version = g.version - 1))"
         ),
     }
+}
+
+/// Events and a consumer's tracking position in one statement, both or neither.
+///
+/// `ok`: the guard (as in the `ManyGuarded` save). `tracked`: the tracking row is inserted, or
+/// moved forward only if the new position is after the recorded one; `ON CONFLICT DO UPDATE`
+/// locks the row, so a concurrent writer of the same name waits and then sees the newer
+/// position. `inserted`: the events, only if the position was taken. A stale version still
+/// fails the whole statement on the primary key. The result tells which case happened:
+/// `(ok, tracked, inserted)`.
+fn append_tracked(events: &str, tracking: &str) -> String {
+    format!(
+        "WITH ok AS ( \
+             SELECT NOT EXISTS ( \
+                 SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS g(stream_id, version) \
+                 WHERE NOT EXISTS ( \
+                     SELECT 1 FROM {events} p \
+                     WHERE p.stream_id = g.stream_id AND p.version = g.version - 1)) AS ok), \
+         tracked AS ( \
+             INSERT INTO {tracking} AS t (name, position_commit, position_seq) \
+             SELECT $10::text, $11::int8, $12::int8 WHERE (SELECT ok FROM ok) \
+             ON CONFLICT (name) DO UPDATE \
+                 SET position_commit = EXCLUDED.position_commit, \
+                     position_seq = EXCLUDED.position_seq, updated_at = now() \
+                 WHERE (t.position_commit, t.position_seq) \
+                       < (EXCLUDED.position_commit, EXCLUDED.position_seq) \
+             RETURNING 1), \
+         inserted AS ( \
+             INSERT INTO {events} {INSERT_COLUMNS} \
+             SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], \
+                                  $5::int4[], $6::bytea[], $7::jsonb[]) \
+             WHERE EXISTS (SELECT 1 FROM tracked) \
+             RETURNING 1) \
+         SELECT (SELECT ok FROM ok), (SELECT count(*) FROM tracked), \
+                (SELECT count(*) FROM inserted)"
+    )
 }
 
 /// Writes (or replaces) a snapshot and prunes all but the newest `$7` of the stream, in one

@@ -10,7 +10,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
-    Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot, StoredEvent,
+    ChangeNotifier, Changes, Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot,
+    StoredEvent, Tracking,
 };
 use futures_util::TryStreamExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -55,6 +56,8 @@ struct Inner {
     /// `POSTGRES_MAX_WAITING`: permits for the connections plus the callers allowed to wait.
     waiting: Option<Semaphore>,
     last_error: Arc<Mutex<Option<String>>>,
+    /// Wakes this process's subscribers after each save through this store.
+    notifier: ChangeNotifier,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -154,6 +157,7 @@ impl PostgresStore {
                 connector,
                 waiting,
                 last_error,
+                notifier: ChangeNotifier::new(),
             }),
         })
     }
@@ -364,7 +368,11 @@ impl PostgresStore {
         let stmt = self.statement(&mut conn, shape.stmt()).await?;
         let result = conn.client.execute(&stmt, &batch.params(shape)).await;
         let hint = match result {
-            Ok(n) if n as usize == events.len() => return Ok(()),
+            Ok(n) if n as usize == events.len() => {
+                drop(conn);
+                self.inner.notifier.notify();
+                return Ok(());
+            }
             // The contiguity guard held every row back.
             Ok(0) => None,
             Ok(n) => return Err(partial_insert(n, events.len())),
@@ -444,6 +452,82 @@ impl PostgresStore {
             events.push(decode_row(&row, stream_id, 0)?);
         }
         Ok(events)
+    }
+
+    async fn append_with_tracking(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> Result<(), Error> {
+        let batch = Batch::new(&events)?;
+        let empty = Batch::empty();
+        let batch = batch.as_ref().unwrap_or(&empty);
+        let (commit, seq) = tracking_params(tracking.position);
+        let mut conn = self.checkout().await?;
+        let stmt = self.statement(&mut conn, Stmt::AppendTracked).await?;
+        let mut params = batch.params(Shape::ManyGuarded);
+        params.extend([&tracking.name as &(dyn ToSql + Sync), &commit, &seq]);
+        let hint = match conn.client.query_one(&stmt, &params).await {
+            Ok(row) => {
+                let ok: bool = row.try_get(0).map_err(pg_error)?;
+                let tracked: i64 = row.try_get(1).map_err(pg_error)?;
+                let inserted: i64 = row.try_get(2).map_err(pg_error)?;
+                match (ok, tracked) {
+                    (true, 1) if inserted as usize == events.len() => {
+                        drop(conn);
+                        if !events.is_empty() {
+                            self.inner.notifier.notify();
+                        }
+                        return Ok(());
+                    }
+                    (true, 1) => return Err(partial_insert(inserted as u64, events.len())),
+                    (true, _) => {
+                        let recorded = self
+                            .recorded_position(&mut conn, &tracking.name)
+                            .await?
+                            .unwrap_or(Position::START);
+                        return Err(Error::AlreadyProcessed {
+                            name: tracking.name,
+                            recorded,
+                            attempted: tracking.position,
+                        });
+                    }
+                    (false, _) => None,
+                }
+            }
+            Err(e) => match conflicting_stream(&e) {
+                Some(hint) => hint,
+                None => return Err(self.error(e)),
+            },
+        };
+        Err(self.conflict(&mut conn, batch, hint).await)
+    }
+
+    async fn recorded_position(
+        &self,
+        conn: &mut PgConn,
+        name: &str,
+    ) -> Result<Option<Position>, Error> {
+        let stmt = self.statement(conn, Stmt::TrackingPosition).await?;
+        let row = conn
+            .client
+            .query_opt(&stmt, &[&name])
+            .await
+            .map_err(|e| self.error(e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let commit: i64 = row.try_get(0).map_err(pg_error)?;
+        let seq: i64 = row.try_get(1).map_err(pg_error)?;
+        Ok(Some(Position {
+            commit: commit.max(0) as u64,
+            seq: seq.max(0) as u64,
+        }))
+    }
+
+    async fn tracked_position(&self, name: &str) -> Result<Option<Position>, Error> {
+        let mut conn = self.checkout().await?;
+        self.recorded_position(&mut conn, name).await
     }
 
     async fn write_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
@@ -643,6 +727,28 @@ impl EventStore for PostgresStore {
     ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
         self.newest_snapshot(stream_id, at_or_below)
     }
+
+    fn append_tracked(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.append_with_tracking(events, tracking)
+    }
+
+    fn tracking_position(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        let name = name.to_owned();
+        async move { self.tracked_position(&name).await }
+    }
+
+    /// Woken after every save made through this store (and its clones) in this process. Saves
+    /// by other processes are found by the subscribers' polling.
+    fn changes(&self) -> Changes {
+        self.inner.notifier.subscribe()
+    }
 }
 
 /// The columns of one save, ready to bind.
@@ -724,6 +830,22 @@ impl<'a> Batch<'a> {
         Ok(Some(batch))
     }
 
+    /// A save of no events (a tracked append that only moves a position).
+    fn empty() -> Self {
+        Batch {
+            stream_ids: Vec::new(),
+            versions: Vec::new(),
+            timestamps: Vec::new(),
+            event_types: Vec::new(),
+            schema_versions: Vec::new(),
+            payloads: Vec::new(),
+            metadata: Vec::new(),
+            guard_ids: Vec::new(),
+            guard_versions: Vec::new(),
+            streams: Vec::new(),
+        }
+    }
+
     fn shape(&self) -> Shape {
         match (self.versions.len(), self.guard_ids.is_empty()) {
             (1, true) => Shape::One,
@@ -800,6 +922,14 @@ fn conflicting_stream(err: &tokio_postgres::Error) -> Option<Option<Uuid>> {
         Uuid::parse_str(rest[..end].trim()).ok()
     });
     Some(named)
+}
+
+/// A tracking position as the `tracking` table's two bigints.
+fn tracking_params(position: Position) -> (i64, i64) {
+    (
+        i64::try_from(position.commit).unwrap_or(i64::MAX),
+        i64::try_from(position.seq).unwrap_or(i64::MAX),
+    )
 }
 
 fn position_params(after: Position) -> (Xid8, i64) {

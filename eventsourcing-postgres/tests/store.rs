@@ -423,3 +423,54 @@ fn snapshot_with_time(
     s.timestamp = timestamp;
     s
 }
+
+#[tokio::test]
+async fn tracked_appends_are_exactly_once_under_concurrency() {
+    use eventsourcing_core::Tracking;
+    let (store, _schema) = fresh().await;
+    let at = |n: u64| Position { commit: n, seq: n };
+    // Two runners race to record the same positions with their events: each position (and its
+    // event) is written once, by one of them.
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut won = Vec::new();
+                for n in 1..=30u64 {
+                    let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, &n.to_be_bytes());
+                    let tracking = Tracking {
+                        name: "p".into(),
+                        position: at(n),
+                    };
+                    match store.append_tracked(vec![event(id, 1)], tracking).await {
+                        Ok(()) => won.push(n),
+                        Err(Error::AlreadyProcessed { recorded, .. }) => assert!(recorded >= at(n)),
+                        Err(e) if e.is_conflict() => {}
+                        Err(e) => panic!("{e:?}"),
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    for r in runners {
+        won.extend(r.await.unwrap());
+    }
+    won.sort_unstable();
+    won.dedup();
+    let events = store.read_log(Position::START, 1000).await.unwrap();
+    assert_eq!(events.len(), won.len(), "one event per accepted position");
+    assert_eq!(store.tracking_position("p").await.unwrap(), Some(at(30)));
+}
+
+#[tokio::test]
+async fn saves_wake_this_processs_subscribers() {
+    let (store, _schema) = fresh().await;
+    let mut changes = store.changes();
+    assert!(changes.is_live());
+    changes.mark_seen();
+    assert!(!changes.has_changed());
+    store.append(vec![event(Uuid::new_v4(), 1)]).await.unwrap();
+    assert!(changes.has_changed());
+}
