@@ -129,7 +129,9 @@
 //!
 //! The primary key rejects a version that already exists (a concurrent save got there first);
 //! the guard (one primary-key probe per continued stream, on the index page the insert touches
-//! anyway) rejects a first version that would leave a hole. Either way nothing is written and
+//! anyway) rejects a first version that would leave a hole. Measured on a 2-core machine with
+//! PostgreSQL 15, it adds about 13 µs of server time to a single-event save (141 → 155 µs with
+//! `synchronous_commit=off`, 383 → 395 µs with durable commits). Either way nothing is written and
 //! the error is [`Error::Conflict`](eventsourcing_core::Error::Conflict) naming the stream, the
 //! version the save expected and the one the stream is at (read after the failure). The
 //! statement per shape exists because the general `unnest` form costs the server about 20 % more
@@ -207,8 +209,10 @@
 
 mod config;
 mod error;
+mod live;
 mod migrate;
 mod pool;
+mod projection;
 mod sql;
 mod store;
 mod tls;
@@ -223,6 +227,9 @@ pub use config::{
     DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
 };
 pub use migrate::{AppliedMigration, MigrationReport};
+pub use projection::{
+    spawn_projection, OnError, ParkedEvent, PostgresProjection, ProjectionOptions,
+};
 pub use store::{PostgresStore, SchemaStatus, LOG_CATCH_UP};
 
 pub use bb8;

@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         description: "tracking",
         sql: include_str!("../migrations/0003_tracking.sql"),
     },
+    Migration {
+        version: 4,
+        description: "parked_events",
+        sql: include_str!("../migrations/0004_parked_events.sql"),
+    },
 ];
 
 /// The table recording the applied migrations.

@@ -30,10 +30,14 @@ pub(crate) enum Stmt {
     LoadSnapshot,
     AppendTracked,
     TrackingPosition,
+    InsertTracking,
+    LockTracking,
+    WriteTracking,
+    ParkEvent,
 }
 
 impl Stmt {
-    pub(crate) const COUNT: usize = 14;
+    pub(crate) const COUNT: usize = 18;
 }
 
 /// The SQL text of each statement for one schema.
@@ -88,6 +92,11 @@ impl Sql {
                 ),
                 append_tracked(&events, &tracking),
                 format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1"),
+                // The statements of projection batches (projection.rs).
+                crate::projection::insert_tracking_sql(schema),
+                crate::projection::lock_tracking_sql(schema),
+                crate::projection::write_tracking_sql(schema),
+                crate::projection::park_event_sql(schema),
             ],
         }
     }

@@ -10,8 +10,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
-    ChangeNotifier, Changes, Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot,
-    StoredEvent, Tracking,
+    Changes, Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking,
 };
 use futures_util::TryStreamExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -28,6 +27,7 @@ use crate::{
         is_missing_table, missing_tables, out_of_range, pg_error, query_error, PoolTimeout,
         TooManyWaiting,
     },
+    live::Live,
     migrate::{self, AppliedMigration, MigrationReport, MIGRATIONS},
     pool::{Connector, LogErrors, Manager, PgConn},
     sql::{self, quote_ident, Shape, Sql, Stmt},
@@ -56,8 +56,9 @@ struct Inner {
     /// `POSTGRES_MAX_WAITING`: permits for the connections plus the callers allowed to wait.
     waiting: Option<Semaphore>,
     last_error: Arc<Mutex<Option<String>>>,
-    /// Wakes this process's subscribers after each save through this store.
-    notifier: ChangeNotifier,
+    /// Wakes this process's subscribers after each save through this store, and other
+    /// processes' through `NOTIFY` (see `live.rs`).
+    live: Live,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -72,7 +73,7 @@ impl fmt::Debug for PostgresStore {
 }
 
 /// A checked-out connection (and, with `POSTGRES_MAX_WAITING`, its place in the queue).
-struct Checkout<'a> {
+pub(crate) struct Checkout<'a> {
     conn: bb8::PooledConnection<'a, Manager>,
     _permit: Option<SemaphorePermit<'a>>,
 }
@@ -153,11 +154,11 @@ impl PostgresStore {
             inner: Arc::new(Inner {
                 pool,
                 sql: Sql::new(&config.schema),
+                live: Live::new(&config, connector.clone()),
                 config,
                 connector,
                 waiting,
                 last_error,
-                notifier: ChangeNotifier::new(),
             }),
         })
     }
@@ -318,7 +319,7 @@ impl PostgresStore {
         .await
     }
 
-    async fn checkout(&self) -> Result<Checkout<'_>, Error> {
+    pub(crate) async fn checkout(&self) -> Result<Checkout<'_>, Error> {
         let permit = match &self.inner.waiting {
             Some(semaphore) => Some(semaphore.try_acquire().map_err(|_| {
                 Error::Store(Box::new(TooManyWaiting {
@@ -345,7 +346,7 @@ impl PostgresStore {
         })
     }
 
-    async fn statement(
+    pub(crate) async fn statement(
         &self,
         conn: &mut PgConn,
         stmt: Stmt,
@@ -354,8 +355,12 @@ impl PostgresStore {
             .await
     }
 
-    fn error(&self, err: tokio_postgres::Error) -> Error {
+    pub(crate) fn error(&self, err: tokio_postgres::Error) -> Error {
         query_error(err, &self.inner.config.schema)
+    }
+
+    pub(crate) fn live(&self) -> &Live {
+        &self.inner.live
     }
 
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
@@ -370,7 +375,7 @@ impl PostgresStore {
         let hint = match result {
             Ok(n) if n as usize == events.len() => {
                 drop(conn);
-                self.inner.notifier.notify();
+                self.inner.live.appended();
                 return Ok(());
             }
             // The contiguity guard held every row back.
@@ -476,7 +481,7 @@ impl PostgresStore {
                     (true, 1) if inserted as usize == events.len() => {
                         drop(conn);
                         if !events.is_empty() {
-                            self.inner.notifier.notify();
+                            self.inner.live.appended();
                         }
                         return Ok(());
                     }
@@ -744,10 +749,11 @@ impl EventStore for PostgresStore {
         async move { self.tracked_position(&name).await }
     }
 
-    /// Woken after every save made through this store (and its clones) in this process. Saves
-    /// by other processes are found by the subscribers' polling.
+    /// Woken at once after every save made through this store (and its clones), and by
+    /// `LISTEN` for saves by other store instances (started by the first call); see
+    /// [Live notifications](crate#live-notifications).
     fn changes(&self) -> Changes {
-        self.inner.notifier.subscribe()
+        self.inner.live.changes()
     }
 }
 
