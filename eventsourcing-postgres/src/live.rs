@@ -28,7 +28,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Notify};
 use tokio_postgres::AsyncMessage;
 
-use crate::{config::PostgresConfig, error::PgError, pool::Connector, sql::quote_ident};
+use crate::{
+    config::PostgresConfig, error::PgError, pool::Connector, sql::quote_ident, PostgresStore,
+};
 
 /// The first wait after a failure of the listener or the sender; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -122,11 +124,6 @@ impl Live {
         self.shared.kick.notify_one();
     }
 
-    /// Wakes this process's subscribers (without telling other processes).
-    pub(crate) fn wake_local(&self) {
-        self.notifier.notify();
-    }
-
     /// A handle woken by appends of this store (at once) and of other instances (through the
     /// listener, started by the first call).
     pub(crate) fn changes(&self) -> Changes {
@@ -163,6 +160,24 @@ impl Live {
                 runtime.spawn(listen(running, self.notifier.clone(), shutdown));
             }
         }
+    }
+}
+
+impl PostgresStore {
+    /// The PostgreSQL notification channel of this store's schema: `eventsourcing:<schema>`
+    /// (for a schema name longer than 49 bytes, `eventsourcing:` and a hash of it). After each
+    /// append the store sends a notification on it, whose payload identifies the sending store
+    /// instance; `LISTEN` on it to be woken by new events.
+    pub fn notify_channel(&self) -> &str {
+        self.live().channel()
+    }
+
+    /// Wakes subscribers at once, in this process and (through `NOTIFY`) in others, as an
+    /// append through the store does. Call it after committing a transaction in which
+    /// [`append_in`](Self::append_in) wrote events; otherwise subscribers find them at their
+    /// next poll.
+    pub fn announce_events(&self) {
+        self.live().appended();
     }
 }
 

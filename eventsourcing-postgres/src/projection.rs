@@ -560,11 +560,9 @@ async fn attempt<P: PostgresProjection>(
     let name = job.name.as_str();
     // One round trip: the row is created if missing, then locked until commit, so that no
     // other runner of this projection applies these events meanwhile.
-    let (_, row) = tokio::try_join!(
-        tx.execute(&insert, &[&name]),
-        tx.query_one(&lock, &[&name])
-    )
-    .map_err(db)?;
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
+    let (_, row) = tokio::try_join!(tx.execute(&insert, &params), tx.query_one(&lock, &params))
+        .map_err(db)?;
     let recorded = position_from_columns(
         row.try_get(0).map_err(|e| Failure::Fatal(pg_error(e)))?,
         row.try_get(1).map_err(|e| Failure::Fatal(pg_error(e)))?,

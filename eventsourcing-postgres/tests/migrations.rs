@@ -70,7 +70,8 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
         vec![
             (1, "events", Some(true)),
             (2, "snapshots", Some(true)),
-            (3, "tracking", Some(true))
+            (3, "tracking", Some(true)),
+            (4, "parked_events", Some(true))
         ]
     );
     assert!(status.pending.is_empty());
@@ -215,11 +216,12 @@ async fn the_admin_command_migrates_and_reports_status() {
     assert!(ok, "{out}");
     assert!(out.contains("applied migration 1 (events)"), "{out}");
     assert!(out.contains("applied migration 3 (tracking)"), "{out}");
+    assert!(out.contains("applied migration 4 (parked_events)"), "{out}");
 
     let (ok, out) = admin(&schema, &["migrate"], &[]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("up to date (3 migrations already applied)"),
+        out.contains("up to date (4 migrations already applied)"),
         "{out}"
     );
 
