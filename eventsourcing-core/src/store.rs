@@ -47,20 +47,14 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         snapshot: Snapshot,
         keep: Option<u32>,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        let _ = (snapshot, keep);
-        std::future::ready(Err(Error::store("this store does not keep snapshots")))
-    }
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// The newest snapshot of the stream at or below `at_or_below` (any version when `None`).
     fn load_snapshot(
         &self,
         stream_id: Uuid,
         at_or_below: Option<u64>,
-    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
-        let _ = (stream_id, at_or_below);
-        std::future::ready(Ok(None))
-    }
+    ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send;
 
     /// Appends `events` (possibly none) and records `tracking`, atomically: both or neither.
     ///
@@ -70,27 +64,17 @@ pub trait EventStore: Send + Sync + 'static {
         &self,
         events: Vec<NewEvent>,
         tracking: Tracking,
-    ) -> impl Future<Output = Result<(), Error>> + Send {
-        let _ = (events, tracking);
-        std::future::ready(Err(Error::store(
-            "this store does not record tracking positions",
-        )))
-    }
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// The position a consumer last recorded with [`append_tracked`](Self::append_tracked).
     fn tracking_position(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
-        let _ = name;
-        std::future::ready(Ok(None))
-    }
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send;
 
-    /// Wakes subscribers when new events may be readable. Stores that cannot tell return
+    /// Wakes subscribers when new events may be readable. A store that cannot tell returns
     /// [`Changes::none`], and subscribers fall back to polling.
-    fn changes(&self) -> Changes {
-        Changes::none()
-    }
+    fn changes(&self) -> Changes;
 }
 
 impl<S: EventStore> EventStore for std::sync::Arc<S> {

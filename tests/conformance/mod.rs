@@ -543,6 +543,22 @@ impl<S: EventStore> EventStore for Counting<S> {
         *self.snapshot_lookups.lock().unwrap() += 1;
         self.inner.load_snapshot(stream_id, at_or_below)
     }
+    fn append_tracked(
+        &self,
+        events: Vec<NewEvent>,
+        tracking: Tracking,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.inner.append_tracked(events, tracking)
+    }
+    fn tracking_position(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        self.inner.tracking_position(name)
+    }
+    fn changes(&self) -> eventsourcing::Changes {
+        self.inner.changes()
+    }
 }
 
 /// Loads of a type that never snapshots skip the snapshot lookup; `IS_SNAPSHOTTING_ENABLED=y`
