@@ -440,9 +440,12 @@ async fn setup<P: PostgresProjection>(
     let mut conn = store.checkout().await.map_err(Failure::of)?;
     let tx = conn.client.transaction().await.map_err(db)?;
     let key = format!("eventsourcing-projection-setup:{}", store.config().schema);
-    tx.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", &[&key])
-        .await
-        .map_err(db)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await
+    .map_err(db)?;
     let error = match AssertUnwindSafe(projection.setup(&tx)).catch_unwind().await {
         Ok(Ok(())) => return tx.commit().await.map_err(db),
         Ok(Err(e)) => e,
@@ -471,8 +474,7 @@ async fn apply<P: PostgresProjection>(
 ) -> Applied {
     let mut known = Known::default();
     loop {
-        let (index, error, recorded) = match attempt(store, job, projection, batch, &known).await
-        {
+        let (index, error, recorded) = match attempt(store, job, projection, batch, &known).await {
             Ok(Outcome::Done { position, stopped }) => {
                 let failure = match known.stop.take() {
                     Some((index, source)) if stopped => {
@@ -561,8 +563,8 @@ async fn attempt<P: PostgresProjection>(
     // One round trip: the row is created if missing, then locked until commit, so that no
     // other runner of this projection applies these events meanwhile.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
-    let (_, row) = tokio::try_join!(tx.execute(&insert, &params), tx.query_one(&lock, &params))
-        .map_err(db)?;
+    let (_, row) =
+        tokio::try_join!(tx.execute(&insert, &params), tx.query_one(&lock, &params)).map_err(db)?;
     let recorded = position_from_columns(
         row.try_get(0).map_err(|e| Failure::Fatal(pg_error(e)))?,
         row.try_get(1).map_err(|e| Failure::Fatal(pg_error(e)))?,

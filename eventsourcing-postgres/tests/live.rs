@@ -1,0 +1,188 @@
+//! Live notifications: appends are announced with `NOTIFY` on the schema's channel (outside the
+//! writing transaction); another store instance's subscribers are woken through `LISTEN`; the
+//! listener reconnects by itself after its connection is killed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use eventsourcing_core::{now, EventStore, Metadata, NewEvent, Position, Subscription};
+use eventsourcing_postgres::{
+    testing::{fresh, TestSchema},
+    tokio_postgres::{AsyncMessage, NoTls},
+};
+use uuid::Uuid;
+
+fn event(stream_id: Uuid, version: u64) -> NewEvent {
+    NewEvent {
+        stream_id,
+        version,
+        event_type: "Happened".into(),
+        schema_version: 1,
+        timestamp: now(),
+        payload: b"{}".to_vec(),
+        metadata: Metadata::default(),
+    }
+}
+
+/// A deadline to fail at instead of hanging.
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60)
+}
+
+/// A subscription that only a wake-up can move before the hour is up.
+fn hourly<S: EventStore>(store: S, after: Position) -> Subscription<S> {
+    Subscription::new(store, after).poll_interval(Duration::from_secs(3600))
+}
+
+/// The next event of a subscription, or a failure after a minute.
+async fn next<S: EventStore>(
+    subscription: &mut Subscription<S>,
+) -> eventsourcing_core::StoredEvent {
+    tokio::time::timeout_at(deadline(), subscription.next())
+        .await
+        .expect("the subscription was not woken")
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_listener_hears_each_append_on_the_schemas_channel() {
+    let (store, schema) = fresh().await;
+    assert_eq!(
+        store.notify_channel(),
+        format!("eventsourcing:{}", schema.name())
+    );
+    let (client, mut connection) = schema
+        .config()
+        .tokio_postgres_config()
+        .connect(NoTls)
+        .await
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = tx.send((n.channel().to_owned(), n.payload().to_owned()));
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN \"{}\"", store.notify_channel()))
+        .await
+        .unwrap();
+
+    let stream = Uuid::new_v4();
+    for version in 1..=3 {
+        store.append(vec![event(stream, version)]).await.unwrap();
+        let (channel, payload) = tokio::time::timeout_at(deadline(), rx.recv())
+            .await
+            .expect("no notification")
+            .unwrap();
+        assert_eq!(channel, store.notify_channel());
+        assert!(!payload.is_empty(), "the payload names the sending store");
+        // Coalesced: at most one notification is in flight, so drain what came meanwhile.
+        while rx.try_recv().is_ok() {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_schema_has_its_own_channel() {
+    let (a, _a) = fresh().await;
+    let (b, _b) = fresh().await;
+    assert_ne!(a.notify_channel(), b.notify_channel());
+}
+
+/// Two store instances on one schema (two processes, in effect): a save through one wakes a
+/// subscription on the other, whose poll interval is an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_by_another_instance_wakes_a_subscription() {
+    let (store, schema) = fresh().await;
+    let writer = schema.store().await;
+    let mut subscription = hourly(store.clone(), Position::START);
+    let stream = Uuid::new_v4();
+    for version in 1..=3 {
+        writer.append(vec![event(stream, version)]).await.unwrap();
+        let seen = next(&mut subscription).await;
+        assert_eq!((seen.stream_id, seen.version), (stream, version));
+    }
+}
+
+/// Events written in a caller's transaction with `append_in` are announced once the caller
+/// says they have committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_events_wakes_subscribers_after_append_in() {
+    let (store, schema) = fresh().await;
+    let writer = schema.store().await;
+    let mut local = hourly(writer.clone(), Position::START);
+    let mut remote = hourly(store.clone(), Position::START);
+    let stream = Uuid::new_v4();
+    let mut client = writer.dedicated_client().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    writer.append_in(&tx, vec![event(stream, 1)]).await.unwrap();
+    tx.commit().await.unwrap();
+    writer.announce_events();
+    assert_eq!(next(&mut local).await.stream_id, stream);
+    assert_eq!(next(&mut remote).await.stream_id, stream);
+}
+
+/// The listening backend, found by its `LISTEN` on the schema's channel.
+async fn listener_pids(schema: &TestSchema, channel: &str) -> Vec<i32> {
+    schema
+        .client()
+        .await
+        .unwrap()
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE query = $1 AND state = 'idle'",
+            &[&format!("LISTEN \"{channel}\"")],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_reconnects_after_its_connection_is_killed() {
+    let (store, schema) = fresh().await;
+    let writer = schema.store().await;
+    let mut subscription = hourly(store.clone(), Position::START);
+    let stream = Uuid::new_v4();
+    writer.append(vec![event(stream, 1)]).await.unwrap();
+    assert_eq!(next(&mut subscription).await.version, 1);
+
+    let channel = store.notify_channel().to_owned();
+    let killed = loop {
+        let pids = listener_pids(&schema, &channel).await;
+        if let [pid] = pids[..] {
+            break pid;
+        }
+        assert!(tokio::time::Instant::now() < deadline(), "{pids:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let terminated: bool = schema
+        .client()
+        .await
+        .unwrap()
+        .query_one("SELECT pg_terminate_backend($1)", &[&killed])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(terminated);
+
+    // A new backend listens again, by itself.
+    let limit = deadline();
+    loop {
+        let pids = listener_pids(&schema, &channel).await;
+        if !pids.is_empty() && !pids.contains(&killed) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < limit, "no new listener");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its reconnection woke the subscription once (events may have come meanwhile); a save
+    // after that is still heard.
+    for version in 2..=3 {
+        writer.append(vec![event(stream, version)]).await.unwrap();
+        assert_eq!(next(&mut subscription).await.version, version);
+    }
+}
