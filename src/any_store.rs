@@ -162,6 +162,15 @@ impl EventStore for AnyStore {
         dispatch!(self, s => s.load(stream_id, after_version, up_to).await)
     }
 
+    async fn load_for_replay(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        dispatch!(self, s => s.load_for_replay(stream_id, after_version, up_to).await)
+    }
+
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64, Error> {
         dispatch!(self, s => s.stream_version(stream_id).await)
     }

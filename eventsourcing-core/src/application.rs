@@ -433,7 +433,7 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
             }
         }
         let after = base.as_ref().map_or(0, |a| a.version());
-        let events = app.inner.store.load(id, after, version).await?;
+        let events = app.inner.store.load_for_replay(id, after, version).await?;
         let aggregate = replay::<A, C>(&app.inner.codec, id, base, events)?;
         let aggregate = match aggregate {
             Some(a) if version.is_none_or(|v| a.version() == v) => a,

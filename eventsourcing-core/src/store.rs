@@ -28,6 +28,18 @@ pub trait EventStore: Send + Sync + 'static {
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
 
+    /// The events of one stream for rebuilding an aggregate: like [`load`](Self::load), but a
+    /// store may leave `position` and `metadata` at their defaults, since replay reads neither.
+    /// Stores override it to read less; the default is `load`.
+    fn load_for_replay(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        self.load(stream_id, after_version, up_to)
+    }
+
     /// The stream's current version: 0 if it has no events.
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send;
 
@@ -88,6 +100,14 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         (**self).load(stream_id, after_version, up_to)
+    }
+    fn load_for_replay(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        (**self).load_for_replay(stream_id, after_version, up_to)
     }
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
         (**self).stream_version(stream_id)

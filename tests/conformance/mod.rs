@@ -415,6 +415,41 @@ pub async fn metadata_round_trips<S: EventStore>(store: S) {
     );
 }
 
+/// What a store returns for replay matches `load` in everything replay reads.
+pub async fn load_for_replay_matches_load<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut e = new_endpoint();
+    for i in 0..6 {
+        e.update_name(format!("n{i}"));
+    }
+    app.save_with_metadata(&mut e, &Metadata::default().with("k", "v"))
+        .await
+        .unwrap();
+    for (after, up_to) in [(0, None), (2, Some(5)), (7, None), (3, Some(3))] {
+        let full = app.store().load(e.id(), after, up_to).await.unwrap();
+        let lean = app
+            .store()
+            .load_for_replay(e.id(), after, up_to)
+            .await
+            .unwrap();
+        let key = |v: &[StoredEvent]| {
+            v.iter()
+                .map(|x| {
+                    (
+                        x.stream_id,
+                        x.version,
+                        x.event_type.clone(),
+                        x.schema_version,
+                        x.timestamp,
+                        x.payload.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(key(&lean), key(&full), "after {after}, up to {up_to:?}");
+    }
+}
+
 pub async fn non_contiguous_first_version_is_a_conflict<S: EventStore>(store: S) {
     let id = eventsourcing::new_id();
     let event = |version| NewEvent {
@@ -1366,6 +1401,7 @@ macro_rules! conformance_tests {
             read_log_pages_in_order,
             metadata_round_trips,
             non_contiguous_first_version_is_a_conflict,
+            load_for_replay_matches_load,
             seed_snapshot_test,
             snapshots_at_interval_and_get_at_uses_older_ones,
             max_snapshots_prunes_old_ones,
