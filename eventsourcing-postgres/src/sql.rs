@@ -9,6 +9,10 @@ pub(crate) fn quote_ident(name: &str) -> String {
 const STREAM_COLUMNS: &str =
     "version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
 
+/// The columns replay reads of a stream's event, in this order (see `store::decode_replay_row`):
+/// no position, no metadata.
+const REPLAY_COLUMNS: &str = "version, event_type, schema_version, timestamp, payload";
+
 /// The columns of an event read from the log: the stream id, then [`STREAM_COLUMNS`].
 const EVENT_COLUMNS: &str =
     "stream_id, version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
@@ -34,10 +38,11 @@ pub(crate) enum Stmt {
     LockTracking,
     WriteTracking,
     ParkEvent,
+    LoadReplay,
 }
 
 impl Stmt {
-    pub(crate) const COUNT: usize = 18;
+    pub(crate) const COUNT: usize = 19;
 }
 
 /// The SQL text of each statement for one schema.
@@ -97,6 +102,10 @@ impl Sql {
                 crate::projection::lock_tracking_sql(schema),
                 crate::projection::write_tracking_sql(schema),
                 crate::projection::park_event_sql(schema),
+                format!(
+                    "SELECT {REPLAY_COLUMNS} FROM {events} \
+                     WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+                ),
             ],
         }
     }

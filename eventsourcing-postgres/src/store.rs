@@ -459,6 +459,35 @@ impl PostgresStore {
         Ok(events)
     }
 
+    /// `load` without the columns replay never reads (position, metadata): less to send, less
+    /// to decode.
+    async fn load_replay_events(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+        let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+        if after >= up_to {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.checkout().await?;
+        let stmt = self.statement(&mut conn, Stmt::LoadReplay).await?;
+        let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
+        let rows = conn
+            .client
+            .query_raw(&stmt, params)
+            .await
+            .map_err(|e| self.error(e))?;
+        let mut rows = std::pin::pin!(rows);
+        let mut events = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
+            events.push(decode_replay_row(&row, stream_id)?);
+        }
+        Ok(events)
+    }
+
     async fn append_with_tracking(
         &self,
         events: Vec<NewEvent>,
@@ -703,6 +732,15 @@ impl EventStore for PostgresStore {
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         self.load_events(stream_id, after_version, up_to)
+    }
+
+    fn load_for_replay(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
+        self.load_replay_events(stream_id, after_version, up_to)
     }
 
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
@@ -952,6 +990,27 @@ fn row_to_event(row: &Row) -> Result<StoredEvent, Error> {
 }
 
 /// The `STREAM_COLUMNS` of a row, starting at column `at`.
+/// A row of `REPLAY_COLUMNS`: position and metadata stay at their defaults.
+fn decode_replay_row(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Error> {
+    let version: i64 = row.try_get(0).map_err(pg_error)?;
+    let schema_version: i32 = row.try_get(2).map_err(pg_error)?;
+    Ok(StoredEvent {
+        stream_id,
+        version: u64::try_from(version)
+            .map_err(|_| out_of_range(format!("stream {stream_id} has version {version}")))?,
+        position: Position::default(),
+        event_type: row.try_get(1).map_err(pg_error)?,
+        schema_version: u32::try_from(schema_version).map_err(|_| {
+            out_of_range(format!(
+                "stream {stream_id} version {version} has schema version {schema_version}"
+            ))
+        })?,
+        timestamp: row.try_get(3).map_err(pg_error)?,
+        payload: row.try_get(4).map_err(pg_error)?,
+        metadata: Metadata::default(),
+    })
+}
+
 fn decode_row(row: &Row, stream_id: Uuid, at: usize) -> Result<StoredEvent, Error> {
     let version: i64 = row.try_get(at).map_err(pg_error)?;
     let tx_id: Xid8 = row.try_get(at + 1).map_err(pg_error)?;
