@@ -98,7 +98,8 @@
 //! | `events_log_idx (tx_id, position)` | [`read_log`](eventsourcing_core::EventStore::read_log) (and `read_by_time`'s order) and the log-head check |
 //! | `events_timestamp_brin` (BRIN on `timestamp`, `autosummarize = on`) | [`PostgresStore::read_by_time`]: events recorded in a time window. BRIN because events arrive in about timestamp order: a summary per block range is kilobytes where a B-tree is gigabytes, and costs inserts almost nothing (measured: within noise of no index) |
 //! | `snapshots` primary key `(stream_id, version)` | the newest snapshot at or below a version (`ORDER BY version DESC LIMIT 1`) and pruning old ones |
-//! | `tracking` primary key `(name)` | a projection's stored position |
+//! | `tracking` primary key `(name)` | a projection's or process application's position: `tracking_position`, the check and upsert of `append_tracked`, the row each projection batch locks, [`PostgresStore::projection_lag`] |
+//! | `parked_events` primary key `(name, position_commit, position_seq)` | the events a projection parked ([`OnError::Park`]): [`PostgresStore::parked`] (`WHERE name = $1 ORDER BY` position) and [`PostgresStore::unpark`] |
 //! | `eventsourcing_migrations` primary key `(version)` | the applied migrations with their SHA-256 checksums |
 //!
 //! No index on `position` alone (no query reads by it) and no B-tree on `timestamp` (the BRIN
@@ -149,9 +150,8 @@
 //! events and position are written together or not at all, and a position already recorded
 //! is `Error::AlreadyProcessed`.
 //!
-//! `changes()` wakes this process's subscribers after every save through the store. Saves by
-//! other processes, and events written with `append_in`, are found by the subscribers' polling
-//! (there is no `NOTIFY`: inside the writing transaction it would serialize every commit).
+//! Subscribers are woken after each save without the save issuing `NOTIFY`: see
+//! [Live notifications](#live-notifications).
 //!
 //! # Global order
 //!
@@ -200,6 +200,131 @@
 //!   new id is larger than every stored one and saved reader positions stay valid.
 //! - Poolers: the order depends on no session state. In transaction mode, PgBouncer needs
 //!   `max_prepared_statements` (1.21+) for the prepared statements each connection caches.
+//!   `LISTEN` needs a session of its own: through a pooler in transaction mode the listener
+//!   hears nothing reliably and subscribers fall back to polling (see
+//!   [Live notifications](#live-notifications)).
+//! - Projection batches are transactions that hold an id while their handlers run: a slow
+//!   batch holds every log reader back like any other long transaction (see
+//!   [Projections](#projections)).
+//!
+//! # Tracking and exactly-once
+//!
+//! A consumer of the log (a projection, a process application) records how far it got in
+//! `tracking`, in the same transaction as its effects, so that a crash can neither lose an
+//! event nor apply one twice.
+//! [`append_tracked`](eventsourcing_core::EventStore::append_tracked) (what
+//! [`spawn_process`](eventsourcing_core::spawn_process) uses) writes a process application's
+//! new events and its position in one autocommitted statement, one round trip: a CTE moves the
+//! consumer's row only if the new position is after the recorded one (`ON CONFLICT DO UPDATE …
+//! WHERE`, which locks the row, so a concurrent runner of the same name waits, then sees the
+//! newer position) and only if the contiguity guard passes, and inserts the events only if the
+//! row moved. Both or neither are written: a stale stream version fails the whole statement on
+//! the primary key ([`Error::Conflict`](eventsourcing_core::Error::Conflict)), and a position
+//! already recorded is [`Error::AlreadyProcessed`](eventsourcing_core::Error::AlreadyProcessed)
+//! with nothing written, which tells a second instance of the process that the event is done.
+//! [`tracking_position`](eventsourcing_core::EventStore::tracking_position) reads the row.
+//! Projections lock the same row for each batch instead ([Projections](#projections)).
+//!
+//! # Live notifications
+//!
+//! [`changes`](eventsourcing_core::EventStore::changes) hands out a wake-up hint for
+//! subscribers ([`Subscription`](eventsourcing_core::Subscription), projections, process
+//! applications). Subscribers always re-read the log; the hint only saves them waiting for
+//! their poll interval, and the polling stays as the fallback, so a lost hint only delays an
+//! event.
+//!
+//! - **In process.** Each successful save through the store or its clones wakes its
+//!   subscribers at once, before `append` returns.
+//! - **Across processes.** The save does not issue `NOTIFY`: inside the writing transaction it
+//!   takes a database-wide lock at commit, so that notifications are queued in commit order,
+//!   and every writer's commit would wait for it. Instead the save only sets a flag, and a
+//!   background sender on a connection of its own (outside the pool, opened by the first save,
+//!   `synchronous_commit = off` since a notification is only a hint) sends
+//!   `SELECT pg_notify(channel, instance id)`, one at a time: every save that completes while
+//!   one is in flight is announced by the next. Writers never wait for it; under load it sends
+//!   about one notification per round trip, whatever the number of saves.
+//! - **Listening.** The first `changes()` call starts a listener on another connection of its
+//!   own, `LISTEN "eventsourcing:<schema>"` ([`PostgresStore::notify_channel`]; a long schema
+//!   name is hashed to fit PostgreSQL's 63 bytes), so tenants in different schemas do not wake
+//!   each other. It ignores its own instance's notifications (already delivered in process) and
+//!   wakes its subscribers for the others'. It checks its connection every 30 s by repeating
+//!   the `LISTEN`; after any failure (a restart, `pg_terminate_backend`, a network cut) it
+//!   reconnects with a backoff from 100 ms to 5 s, and once it listens again wakes its
+//!   subscribers, since events may have come meanwhile. Subscribers poll while it is down.
+//! - Both background tasks end when the last clone of the store is dropped. Events written with
+//!   [`PostgresStore::append_in`] commit in the caller's transaction, unseen by the store: call
+//!   [`PostgresStore::announce_events`] after the commit, or subscribers see them at their
+//!   next poll.
+//!
+//! # Projections
+//!
+//! A [`PostgresProjection`] keeps a read model in tables of the store's database;
+//! [`spawn_projection`] runs it from its recorded position, through the log in pages, then
+//! live.
+//!
+//! ```no_run
+//! # use eventsourcing_core::{BoxError, StoredEvent};
+//! # use eventsourcing_postgres::{tokio_postgres::Transaction, PostgresProjection};
+//! use eventsourcing_postgres::{spawn_projection, OnError, PostgresStore, ProjectionOptions};
+//! # struct EventsPerStream;
+//! # impl PostgresProjection for EventsPerStream {
+//! #     fn name(&self) -> &str { "events_per_stream" }
+//! #     async fn handle(&mut self, _: &Transaction<'_>, _: &StoredEvent) -> Result<(), BoxError> { Ok(()) }
+//! # }
+//!
+//! # async fn demo(store: PostgresStore) -> Result<(), eventsourcing_core::Error> {
+//! let options = ProjectionOptions { on_error: OnError::Park, ..ProjectionOptions::default() };
+//! let runner = spawn_projection(store.clone(), EventsPerStream, options);
+//! // Meanwhile: watch the lag and the parked events.
+//! let behind = store.projection_lag("events_per_stream").await?;
+//! let parked = store.parked("events_per_stream").await?;
+//! runner.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! - **Exactly once.** Each batch of events (at most
+//!   [`page_size`](ProjectionOptions::page_size)) is handled in one transaction on a pooled
+//!   connection, which first creates the projection's `tracking` row if it is missing and locks
+//!   it (`SELECT … FOR UPDATE`, pipelined with the insert: one round trip), skips the events the
+//!   recorded position covers, hands the others to the handler, and moves the position in the
+//!   same transaction: the read model's rows and the position commit together or not at all.
+//!   Two runners of one projection (in one process or several) therefore never apply an event
+//!   twice: the second waits for the first's batch, then finds its events done. A crash or an
+//!   [`abort`](eventsourcing_core::RunnerHandle::abort) loses only an uncommitted batch, which
+//!   the next runner reads again. (`tests/projection.rs` aborts a runner three times in the
+//!   middle of a catch-up, and runs two at once, then compares the read model with the log.)
+//! - **Failures.** When the handler returns an error or panics, the batch is rolled back, and
+//!   [`OnError`] decides: [`Stop`](OnError::Stop) (the default) runs the batch again up to the
+//!   failing event, commits that, and ends the runner with
+//!   [`Error::Handler`](eventsourcing_core::Error::Handler) naming the projection and the
+//!   event's type, stream, version and position; a restart tries that event again.
+//!   [`Park`](OnError::Park) runs the batch again with the event recorded in `parked_events`
+//!   instead of handled, in the transaction that moves the position past it;
+//!   [`PostgresStore::parked`] lists those and [`PostgresStore::unpark`] removes one once dealt
+//!   with. No event is ever skipped silently. The batch is re-run rather than protected by a
+//!   savepoint per event: savepoints would cost two round trips per event on every batch, and
+//!   more than 64 subtransactions in one transaction slow down every session's snapshots; the
+//!   price is that a failure hands the events before it to the handler a second time (their
+//!   writes were rolled back, so the read model still sees each once).
+//! - **Transient failures** — a lost connection, a pool timeout, a serialization failure, a
+//!   deadlock, a lock timeout, from the runner's own statements or from the handler's — roll the
+//!   batch back; the runner waits (doubling from [`backoff`](ProjectionOptions::backoff), at
+//!   most 5 s) and tries again, and ends with the error after
+//!   [`attempts`](ProjectionOptions::attempts) failures in a row.
+//! - **Live.** Caught up, the runner waits for a wake-up ([Live notifications](#live-notifications))
+//!   or its [`poll_interval`](ProjectionOptions::poll_interval), and reads once per wake-up.
+//! - **Lag.** [`PostgresStore::projection_lag`] counts the committed events after the recorded
+//!   position (one range scan of `events_log_idx`). Events a projection filters out
+//!   ([`PostgresProjection::event_types`]) count until its position passes them; a run of them
+//!   with nothing to handle is recorded once a page of it has gone by, when the runner has
+//!   caught up, and when it stops, so an idle, caught-up projection reports 0.
+//! - **Costs.** A batch's transaction holds a transaction id from its first statement to its
+//!   commit, and log readers do not read past a running transaction
+//!   ([Global order](#global-order)): a batch whose handlers take 100 ms delays every
+//!   subscriber by up to 100 ms. Keep handlers to SQL on the transaction, and lower
+//!   `page_size` if they are slow. The setups of runners on one schema take turns under an
+//!   advisory lock, so that instances starting together do not race on `CREATE TABLE IF NOT
+//!   EXISTS`.
 //!
 //! # Features
 //!
