@@ -186,3 +186,32 @@ async fn the_listener_reconnects_after_its_connection_is_killed() {
         assert_eq!(next(&mut subscription).await.version, version);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_ends_with_the_last_clone_of_the_store() {
+    let (store, schema) = fresh().await;
+    let channel = store.notify_channel().to_owned();
+    let clone = store.clone();
+    let changes = store.changes();
+    let limit = deadline();
+    while listener_pids(&schema, &channel).await.is_empty() {
+        assert!(tokio::time::Instant::now() < limit, "nobody listens");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    drop(store);
+    drop(changes);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !listener_pids(&schema, &channel).await.is_empty(),
+        "a clone still holds the store"
+    );
+    drop(clone);
+    let limit = deadline();
+    while !listener_pids(&schema, &channel).await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "the listener outlived the store"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
