@@ -156,6 +156,8 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         );
     }
 
+    append_1_snapshot_10(&app, saves).await?;
+
     for (figure, events) in [("load_10", 10), ("load_1000", 1000), ("load_10000", 10_000)] {
         let mut counter = counter_with(events);
         app.save(&mut counter).await?;
@@ -188,6 +190,41 @@ pub(crate) async fn run() -> Result<(), BoxError> {
     drop(app);
     drop(raw);
     drop(cleanup);
+    Ok(())
+}
+
+/// What snapshots cost the save path: one-event saves that go on one aggregate, so that every
+/// tenth save also writes a snapshot (after its events commit). Here `raw` is not a driver
+/// baseline but the same saves of ours without snapshots, so the ratio is the cost itself.
+async fn append_1_snapshot_10(
+    app: &Application<SqliteStore>,
+    saves: usize,
+) -> Result<(), BoxError> {
+    let with = app.clone().with_snapshotting(Snapshotting::every(10));
+    let without = app.clone().with_snapshotting(Snapshotting::disabled());
+    let (mut a, mut b) = (counter_with(1), counter_with(1));
+    with.save(&mut a).await?;
+    without.save(&mut b).await?;
+    let (mut ours, mut theirs) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..saves {
+        a.add(1, NOTE.to_owned());
+        let start = Instant::now();
+        with.save(&mut a).await?;
+        ours += start.elapsed();
+        b.add(1, NOTE.to_owned());
+        let start = Instant::now();
+        without.save(&mut b).await?;
+        theirs += start.elapsed();
+    }
+    if with.store().load_snapshot(a.id(), None).await?.is_none() {
+        return Err("append_1_snapshot_10 wrote no snapshot".into());
+    }
+    report(
+        "append_1_snapshot_10",
+        per_second(saves, ours),
+        per_second(saves, theirs),
+        "events/s",
+    );
     Ok(())
 }
 
