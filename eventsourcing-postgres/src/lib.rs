@@ -240,9 +240,11 @@
 //!   and every writer's commit would wait for it. Instead the save only sets a flag, and a
 //!   background sender on a connection of its own (outside the pool, opened by the first save,
 //!   `synchronous_commit = off` since a notification is only a hint) sends
-//!   `SELECT pg_notify(channel, instance id)`, one at a time: every save that completes while
-//!   one is in flight is announced by the next. Writers never wait for it; under load it sends
-//!   about one notification per round trip, whatever the number of saves.
+//!   `SELECT pg_notify(channel, instance id)`, one at a time and at most one per 10 ms: the
+//!   first save after a quiet spell is announced at once, and under load the saves of each
+//!   10 ms share one notification. Writers never wait for it, and announcing costs the server
+//!   at most 100 small transactions a second whatever the save rate (one per save cost every
+//!   save 10–20 % on a 2-core machine). Other processes hear of a save at most 10 ms late.
 //! - **Listening.** The first `changes()` call starts a listener on another connection of its
 //!   own, `LISTEN "eventsourcing:<schema>"` ([`PostgresStore::notify_channel`]; a long schema
 //!   name is hashed to fit PostgreSQL's 63 bytes), so tenants in different schemas do not wake
