@@ -34,6 +34,7 @@ mod error;
 mod event;
 mod memory;
 mod process;
+mod projection;
 mod snapshot;
 mod store;
 mod subscription;
@@ -53,6 +54,7 @@ pub use process::{
     backoff, spawn_process, Outbox, PositionCell, Process, ProcessHandle, RunOptions, RunnerHandle,
     StopSignal,
 };
+pub use projection::{OnError, ParkedEvent, ProjectionOptions};
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 pub use subscription::{read_log_stream, Subscription};

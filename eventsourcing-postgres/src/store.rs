@@ -436,13 +436,46 @@ impl PostgresStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> Result<Vec<StoredEvent>, Error> {
+        self.query_stream(Stmt::Load, stream_id, after_version, up_to, |row, id| {
+            decode_row(row, id, 0)
+        })
+        .await
+    }
+
+    /// `load` without the columns replay never reads (position, metadata): less to send, less
+    /// to decode.
+    async fn load_replay_events(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        self.query_stream(
+            Stmt::LoadReplay,
+            stream_id,
+            after_version,
+            up_to,
+            decode_replay_row,
+        )
+        .await
+    }
+
+    /// Runs a `(stream_id, after, up_to)` query of one stream's events and decodes its rows.
+    async fn query_stream(
+        &self,
+        stmt: Stmt,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        decode: fn(&Row, Uuid) -> Result<StoredEvent, Error>,
+    ) -> Result<Vec<StoredEvent>, Error> {
         let after = i64::try_from(after_version).unwrap_or(i64::MAX);
         let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
         if after >= up_to {
             return Ok(Vec::new());
         }
         let mut conn = self.checkout().await?;
-        let stmt = self.statement(&mut conn, Stmt::Load).await?;
+        let stmt = self.statement(&mut conn, stmt).await?;
         let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
         // Decode rows as they arrive rather than after the last one: the connection task
         // reads the socket while this task converts.
@@ -454,36 +487,7 @@ impl PostgresStore {
         let mut rows = std::pin::pin!(rows);
         let mut events = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
-            events.push(decode_row(&row, stream_id, 0)?);
-        }
-        Ok(events)
-    }
-
-    /// `load` without the columns replay never reads (position, metadata): less to send, less
-    /// to decode.
-    async fn load_replay_events(
-        &self,
-        stream_id: Uuid,
-        after_version: u64,
-        up_to: Option<u64>,
-    ) -> Result<Vec<StoredEvent>, Error> {
-        let after = i64::try_from(after_version).unwrap_or(i64::MAX);
-        let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
-        if after >= up_to {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.checkout().await?;
-        let stmt = self.statement(&mut conn, Stmt::LoadReplay).await?;
-        let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
-        let rows = conn
-            .client
-            .query_raw(&stmt, params)
-            .await
-            .map_err(|e| self.error(e))?;
-        let mut rows = std::pin::pin!(rows);
-        let mut events = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| self.error(e))? {
-            events.push(decode_replay_row(&row, stream_id)?);
+            events.push(decode(&row, stream_id)?);
         }
         Ok(events)
     }

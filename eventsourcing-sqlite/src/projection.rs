@@ -1,9 +1,9 @@
 //! Projections: read models kept in tables of the store's own database, written in the same
 //! transaction that records how far each projection has got.
 
-use std::{any::Any, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{any::Any, panic::AssertUnwindSafe, sync::Arc};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use eventsourcing_core::{
     backoff, BoxError, Changes, Error, EventStore, Position, PositionCell, RunnerHandle,
     StopSignal, StoredEvent, Uuid,
@@ -58,71 +58,7 @@ pub trait SqliteProjection: Send + 'static {
     fn handle(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), BoxError>;
 }
 
-/// What a projection runner does when [`SqliteProjection::handle`] fails on an event.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OnError {
-    /// Commit the events of the batch before the failing one, nothing of the failing one, and
-    /// end the runner with [`Error::Handler`] naming the projection and the event (type,
-    /// stream, version, position). A restart tries that event again. The default.
-    #[default]
-    Stop,
-    /// Record the event in the `parked_events` table (see [`SqliteStore::parked`]) in the
-    /// transaction that moves the position past it, and go on with the next event. Whatever the
-    /// handler wrote for it is rolled back.
-    Park,
-}
-
-/// How a projection runner reads, batches and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct ProjectionOptions {
-    /// Events read per query, and at most handled per transaction (default 500). Bigger pages
-    /// catch up faster (one commit per page); smaller ones hold the writer for less time.
-    pub page_size: usize,
-    /// How long to wait for a wake-up from a save before reading the log anyway (default 1 s).
-    /// Saves through this store (or its clones) wake the runner at once; saves by another
-    /// process are seen at the next poll.
-    pub poll_interval: Duration,
-    /// Consecutive attempts after a transient failure (`SQLITE_BUSY`, `SQLITE_LOCKED`) before
-    /// the runner ends with the error (default 10).
-    pub attempts: u32,
-    /// The first wait after a transient failure; it doubles up to 5 s (default 50 ms).
-    pub backoff: Duration,
-    /// What to do with an event the handler fails on (default [`OnError::Stop`]).
-    pub on_error: OnError,
-}
-
-impl Default for ProjectionOptions {
-    fn default() -> Self {
-        ProjectionOptions {
-            page_size: 500,
-            poll_interval: Duration::from_secs(1),
-            attempts: 10,
-            backoff: Duration::from_millis(50),
-            on_error: OnError::Stop,
-        }
-    }
-}
-
-/// An event a projection running with [`OnError::Park`] could not handle, as listed by
-/// [`SqliteStore::parked`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct ParkedEvent {
-    /// The projection's name.
-    pub name: String,
-    /// The event's place in the log (read it again with `read_log` from just before it).
-    pub position: Position,
-    /// The event's stream.
-    pub stream_id: Uuid,
-    /// The event's version in its stream.
-    pub version: u64,
-    /// The event's type.
-    pub event_type: String,
-    /// What the handler returned, with its sources joined by `": "`.
-    pub error: String,
-    /// When it was parked.
-    pub parked_at: DateTime<Utc>,
-}
+pub use eventsourcing_core::{OnError, ParkedEvent, ProjectionOptions};
 
 impl SqliteStore {
     /// The events the projection `name` parked, in log order (see [`OnError::Park`]).
