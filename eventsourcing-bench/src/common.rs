@@ -57,6 +57,25 @@ pub(crate) fn counter_with(events: usize) -> Counter {
     c
 }
 
+/// Saves a counter of `events` events in all, `batch` events per save, so that an application
+/// with snapshots every `batch` writes them as it goes. Returns its id.
+pub(crate) async fn saved_in_batches<S: EventStore>(
+    app: &Application<S>,
+    events: usize,
+    batch: u64,
+) -> Result<Uuid, eventsourcing::Error> {
+    let mut counter = counter_with(events.min(batch as usize));
+    app.save(&mut counter).await?;
+    while (counter.version() as usize) < events {
+        for _ in 0..batch {
+            let amount = counter.version() as i64;
+            counter.add(amount, NOTE.to_owned());
+        }
+        app.save(&mut counter).await?;
+    }
+    Ok(counter.id())
+}
+
 /// Prints one figure: `<figure> ours=<v> raw=<v> ratio=<ours/raw> unit=<unit>`.
 pub(crate) fn report(figure: &str, ours: f64, raw: f64, unit: &str) {
     let ratio = if raw == 0.0 { f64::NAN } else { ours / raw };

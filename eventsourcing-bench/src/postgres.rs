@@ -62,6 +62,7 @@ use tokio_postgres::{
     Client, NoTls, Statement,
 };
 
+use crate::common::saved_in_batches;
 use crate::{
     common::{
         counter_with, median_ms, per_second, report, AddedPayload, Counter, OpenedPayload, NOTE,
@@ -571,17 +572,7 @@ async fn load_snap(app: &Application<PostgresStore>, reader: &Reader) -> Result<
         ("load_snap_10000", 10_000),
         ("load_snap_100000", 100_000),
     ] {
-        // Saved SNAPSHOT_EVERY events at a time, so the application writes its snapshots.
-        let mut counter = counter_with(events.min(SNAPSHOT_EVERY as usize));
-        app.save(&mut counter).await?;
-        while (counter.version() as usize) < events {
-            for _ in 0..SNAPSHOT_EVERY {
-                let amount = counter.version() as i64;
-                counter.add(amount, NOTE.to_owned());
-            }
-            app.save(&mut counter).await?;
-        }
-        let id = counter.id();
+        let id = saved_in_batches(&app, events, SNAPSHOT_EVERY).await?;
         let loaded: Counter = app.repository().get(id).await?;
         let folded = reader.load_with_snapshot(id).await?;
         if (loaded.version(), loaded.total) != (folded.version, folded.total)
