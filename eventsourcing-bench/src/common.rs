@@ -76,6 +76,39 @@ pub(crate) async fn saved_in_batches<S: EventStore>(
     Ok(counter.id())
 }
 
+/// `writers` tasks, each appending `saves` single events to its own counter; the time until all
+/// are done.
+pub(crate) async fn ours_writers<S: EventStore>(
+    writers: usize,
+    app: &Application<S>,
+    saves: usize,
+) -> Result<std::time::Duration, Box<dyn std::error::Error>> {
+    let mut counters = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let mut counter = counter_with(1);
+        app.save(&mut counter).await?;
+        counters.push(counter);
+    }
+    let start = std::time::Instant::now();
+    let tasks: Vec<_> = counters
+        .into_iter()
+        .map(|mut counter| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                for i in 0..saves {
+                    counter.add(i as i64, NOTE.to_owned());
+                    app.save(&mut counter).await?;
+                }
+                Ok::<_, eventsourcing::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(start.elapsed())
+}
+
 /// Prints one figure: `<figure> ours=<v> raw=<v> ratio=<ours/raw> unit=<unit>`.
 pub(crate) fn report(figure: &str, ours: f64, raw: f64, unit: &str) {
     let ratio = if raw == 0.0 { f64::NAN } else { ours / raw };

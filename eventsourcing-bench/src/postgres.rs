@@ -62,7 +62,7 @@ use tokio_postgres::{
     Client, NoTls, Statement,
 };
 
-use crate::common::saved_in_batches;
+use crate::common::{ours_writers, saved_in_batches};
 use crate::{
     common::{
         counter_with, median_ms, per_second, report, AddedPayload, Counter, OpenedPayload, NOTE,
@@ -184,11 +184,11 @@ async fn figures(
     {
         // Each writer appends `per_writer` single events per round to its own aggregate.
         let per_writer = per_round;
-        ours_writers(app, per_writer / 5).await?;
+        ours_writers(WRITERS, app, per_writer / 5).await?;
         raw_writers(raws, per_writer / 5).await?;
         let (mut ours, mut theirs, mut with_sub) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let elapsed = ours_writers(app, per_writer).await?;
+            let elapsed = ours_writers(WRITERS, app, per_writer).await?;
             ours.push(per_second(per_writer * WRITERS, elapsed));
             let elapsed = raw_writers(raws, per_writer).await?;
             theirs.push(per_second(per_writer * WRITERS, elapsed));
@@ -201,7 +201,7 @@ async fn figures(
                     std::hint::black_box(event);
                 }
             });
-            let elapsed = ours_writers(app, per_writer).await?;
+            let elapsed = ours_writers(WRITERS, app, per_writer).await?;
             with_sub.push(per_second(per_writer * WRITERS, elapsed));
             follower.abort();
         }
@@ -264,38 +264,6 @@ async fn ours_append_next(
     for i in 0..saves {
         counter.add(i as i64, NOTE.to_owned());
         app.save(&mut *counter).await?;
-    }
-    Ok(start.elapsed())
-}
-
-/// `WRITERS` tasks, each appending `saves` single events to its own counter; the time until
-/// all are done.
-async fn ours_writers(
-    app: &Application<PostgresStore>,
-    saves: usize,
-) -> Result<Duration, BoxError> {
-    let mut counters = Vec::with_capacity(WRITERS);
-    for _ in 0..WRITERS {
-        let mut counter = counter_with(1);
-        app.save(&mut counter).await?;
-        counters.push(counter);
-    }
-    let start = Instant::now();
-    let tasks: Vec<_> = counters
-        .into_iter()
-        .map(|mut counter| {
-            let app = app.clone();
-            tokio::spawn(async move {
-                for i in 0..saves {
-                    counter.add(i as i64, NOTE.to_owned());
-                    app.save(&mut counter).await?;
-                }
-                Ok::<_, eventsourcing::Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
     }
     Ok(start.elapsed())
 }

@@ -63,7 +63,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 use serde::Deserialize;
 use tokio::sync::{mpsc, Notify};
 
-use crate::common::saved_in_batches;
+use crate::common::{ours_writers, saved_in_batches};
 use crate::{
     common::{
         counter_with, median_ms, per_second, report, AddedPayload, Counter, OpenedPayload, NOTE,
@@ -540,12 +540,15 @@ async fn append_8_writers(
     let total = per_writer * WRITERS;
     let raw = Arc::new(Mutex::new(Raw::open(dbname, synchronous)?));
     let store = app.store().clone();
-    ours_writers(app, per_writer / 5).await?;
+    ours_writers(WRITERS, app, per_writer / 5).await?;
     raw_writers(&raw, per_writer / 5).await?;
     let (mut ours, mut theirs, mut with_sub, mut with_projection) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..WRITER_ROUNDS {
-        ours.push(per_second(total, ours_writers(app, per_writer).await?));
+        ours.push(per_second(
+            total,
+            ours_writers(WRITERS, app, per_writer).await?,
+        ));
         theirs.push(per_second(total, raw_writers(&raw, per_writer).await?));
 
         let end = log_end(&store).await?;
@@ -555,7 +558,10 @@ async fn append_8_writers(
                 std::hint::black_box(event);
             }
         });
-        with_sub.push(per_second(total, ours_writers(app, per_writer).await?));
+        with_sub.push(per_second(
+            total,
+            ours_writers(WRITERS, app, per_writer).await?,
+        ));
         follower.abort();
 
         let name = format!("bench-8-writers-{round}");
@@ -570,7 +576,10 @@ async fn append_8_writers(
             )
             .await?;
         let runner = spawn_projection(store.clone(), NoOp(name), ProjectionOptions::default());
-        with_projection.push(per_second(total, ours_writers(app, per_writer).await?));
+        with_projection.push(per_second(
+            total,
+            ours_writers(WRITERS, app, per_writer).await?,
+        ));
         runner.stop().await?;
     }
     let theirs = median(theirs);
@@ -604,34 +613,6 @@ async fn log_end(store: &SqliteStore) -> Result<Position, BoxError> {
         commit: last,
         seq: last,
     })
-}
-
-/// `WRITERS` tasks, each appending `saves` single events to its own new aggregate.
-async fn ours_writers(app: &Application<SqliteStore>, saves: usize) -> Result<Duration, BoxError> {
-    let mut counters = Vec::with_capacity(WRITERS);
-    for _ in 0..WRITERS {
-        let mut counter = counter_with(1);
-        app.save(&mut counter).await?;
-        counters.push(counter);
-    }
-    let start = Instant::now();
-    let tasks: Vec<_> = counters
-        .into_iter()
-        .map(|mut counter| {
-            let app = app.clone();
-            tokio::spawn(async move {
-                for i in 0..saves {
-                    counter.add(i as i64, NOTE.to_owned());
-                    app.save(&mut counter).await?;
-                }
-                Ok::<_, eventsourcing::Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    Ok(start.elapsed())
 }
 
 /// `WRITERS` threads sharing one connection, each appending `saves` single events to its own
