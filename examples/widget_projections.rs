@@ -13,7 +13,7 @@ use std::time::Duration;
 use eventsourcing::prelude::*;
 use eventsourcing::sqlite::rusqlite::{self, Transaction};
 use eventsourcing::sqlite::{spawn_projection, ProjectionOptions, SqliteProjection, SqliteStore};
-use eventsourcing::{BoxError, Codec, Env, Outbox, Process, RunOptions, StoredEvent};
+use eventsourcing::{BoxError, Codec, Env, Outbox, Process, StoredEvent};
 
 #[derive(Aggregate, Debug, Serialize, Deserialize)]
 struct WidgetRegistryEndpoint {
@@ -170,8 +170,12 @@ async fn run() -> Result<(), BoxError> {
         EndpointsByTenant,
         ProjectionOptions::default(),
     );
-    let auditor =
-        eventsourcing::spawn_process(Auditor, store.clone(), app.clone(), RunOptions::default());
+    let auditor = eventsourcing::spawn_process(
+        Auditor,
+        store.clone(),
+        app.clone(),
+        ProjectionOptions::default(),
+    );
 
     // Some work: three endpoints of two tenants, one renamed twice.
     let run_tag = eventsourcing::new_id().simple().to_string()[..6].to_owned();

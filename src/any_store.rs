@@ -3,8 +3,8 @@
 use std::fmt;
 
 use eventsourcing_core::{
-    Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, Position,
-    Snapshot, StoredEvent, Tracking, Uuid,
+    Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, ParkedEvent,
+    Position, Snapshot, StoredEvent, Tracking, Uuid,
 };
 
 /// The variable that chooses the store.
@@ -197,6 +197,14 @@ impl EventStore for AnyStore {
 
     async fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error> {
         dispatch!(self, s => s.tracking_position(name).await)
+    }
+
+    async fn park(&self, parked: ParkedEvent) -> Result<(), Error> {
+        dispatch!(self, s => s.park(parked).await)
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+        dispatch!(self, s => s.parked(name).await)
     }
 
     fn changes(&self) -> Changes {

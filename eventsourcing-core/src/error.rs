@@ -101,9 +101,16 @@ pub enum Error {
     /// The store's tables do not exist (or are not at the expected schema version).
     #[error("{0}")]
     Schema(String),
-    /// The backend failed (connection, I/O, timeout, ...).
+    /// The backend failed (I/O, a constraint, a statement the server refused, ...).
     #[error("event store failure: {0}")]
     Store(#[source] BoxError),
+    /// The backend failed in a way worth retrying after a short wait: the connection was lost
+    /// or refused, the pool had none free in time, the database was busy or locked, the server
+    /// asked to retry (serialization failure, deadlock, lock timeout, shutdown). Nothing of the
+    /// operation was written, except for a commit whose acknowledgement was lost: see
+    /// [`is_transient`](Error::is_transient).
+    #[error("event store failure (worth retrying): {0}")]
+    Transient(#[source] BoxError),
 }
 
 fn not_found_message(id: &Uuid, version: Option<u64>) -> String {
@@ -122,6 +129,22 @@ impl Error {
     /// True for [`Error::Conflict`]: a concurrent save won, reload and retry.
     pub fn is_conflict(&self) -> bool {
         matches!(self, Error::Conflict { .. })
+    }
+
+    /// True for [`Error::Transient`]: the same call may succeed after a short wait.
+    ///
+    /// One case needs care: when the connection is lost while a save's commit is in flight,
+    /// the save may have been written even though the caller got an error. Retrying it then
+    /// gets [`Error::Conflict`] (the stream moved on) rather than writing it twice, because
+    /// every save names the versions it writes; reload the aggregate to see whether the save
+    /// took effect.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient(_))
+    }
+
+    /// Wraps a backend error worth retrying.
+    pub fn transient(err: impl Into<BoxError>) -> Self {
+        Error::Transient(err.into())
     }
 
     /// True for [`Error::NotFound`].

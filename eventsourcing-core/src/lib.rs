@@ -15,6 +15,8 @@
 //! | [`MemoryStore`] | `memory.rs` |
 //! | [`Application`], [`Repository`] | `application.rs` |
 //! | [`Process`], [`spawn_process`]: exactly-once process applications | `process.rs` |
+//! | the projection engine ([`engine`]): run loop, retries, failure policy | `engine.rs`, `batch.rs` |
+//! | [`RunnerHandle`]: a running projection or process | `runner.rs` |
 //! | [`Env`]: settings from the environment | `config.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Error`] | `error.rs` |
@@ -27,14 +29,17 @@
 
 mod aggregate;
 mod application;
+mod batch;
 mod changes;
 mod codec;
 mod config;
+pub mod engine;
 mod error;
 mod event;
 mod memory;
 mod process;
 mod projection;
+mod runner;
 mod snapshot;
 mod store;
 mod subscription;
@@ -48,13 +53,12 @@ pub use changes::{ChangeNotifier, Changes};
 pub use codec::{Codec, CodecError, JsonCodec};
 pub use config::{ConfigError, Env};
 pub use error::{BoxError, Error};
-pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
+pub use event::{stream_starts, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
-pub use process::{
-    backoff, spawn_process, Outbox, PositionCell, Process, ProcessHandle, RunOptions, RunnerHandle,
-    StopSignal,
-};
+pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
+pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};
+
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 pub use subscription::{read_log_stream, Subscription};

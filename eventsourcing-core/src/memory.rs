@@ -9,7 +9,8 @@ use uuid::Uuid;
 use crate::{
     changes::{ChangeNotifier, Changes},
     error::Error,
-    event::{NewEvent, Position, Snapshot, StoredEvent, Tracking},
+    event::{stream_starts, NewEvent, Position, Snapshot, StoredEvent, Tracking},
+    projection::ParkedEvent,
     store::EventStore,
 };
 
@@ -30,6 +31,7 @@ struct Inner {
     commits: u64,
     snapshots: HashMap<Uuid, BTreeMap<u64, Snapshot>>,
     tracking: HashMap<String, Position>,
+    parked: Vec<ParkedEvent>,
 }
 
 impl MemoryStore {
@@ -41,44 +43,18 @@ impl MemoryStore {
     fn append_sync(&self, events: Vec<NewEvent>, tracking: Option<Tracking>) -> Result<(), Error> {
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = &tracking {
-            if let Some(recorded) = inner.tracking.get(&t.name) {
-                if *recorded >= t.position {
-                    return Err(Error::AlreadyProcessed {
-                        name: t.name.clone(),
-                        recorded: *recorded,
-                        attempted: t.position,
-                    });
-                }
-            }
+            t.check_after(inner.tracking.get(&t.name).copied())?;
         }
         // Check every stream first so that a conflict writes nothing.
-        let mut next: HashMap<Uuid, u64> = HashMap::new();
-        for event in &events {
-            let expected = match next.get(&event.stream_id) {
-                Some(v) => *v,
-                None => {
-                    let current = inner
-                        .streams
-                        .get(&event.stream_id)
-                        .map_or(0, |s| s.len() as u64);
-                    if event.version != current + 1 {
-                        return Err(Error::Conflict {
-                            stream_id: event.stream_id,
-                            expected: event.version.saturating_sub(1),
-                            actual: current,
-                        });
-                    }
-                    current + 1
-                }
-            };
-            if event.version != expected {
+        for (stream_id, first) in stream_starts(&events)? {
+            let current = inner.streams.get(&stream_id).map_or(0, |s| s.len() as u64);
+            if first != current + 1 {
                 return Err(Error::Conflict {
-                    stream_id: event.stream_id,
-                    expected: expected - 1,
-                    actual: expected - 1,
+                    stream_id,
+                    expected: first.saturating_sub(1),
+                    actual: current,
                 });
             }
-            next.insert(event.stream_id, expected + 1);
         }
         if let Some(t) = tracking {
             inner.tracking.insert(t.name, t.position);
@@ -204,6 +180,32 @@ impl EventStore for MemoryStore {
     ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
         let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
         std::future::ready(Ok(inner.tracking.get(name).copied()))
+    }
+
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), Error>> + Send {
+        let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let tracking = Tracking {
+            name: parked.name.clone(),
+            position: parked.position,
+        };
+        let checked = tracking.check_after(inner.tracking.get(&tracking.name).copied());
+        if checked.is_ok() {
+            inner.tracking.insert(tracking.name, tracking.position);
+            inner.parked.push(parked);
+        }
+        std::future::ready(checked)
+    }
+
+    fn parked(&self, name: &str) -> impl Future<Output = Result<Vec<ParkedEvent>, Error>> + Send {
+        let inner = self.inner.read().unwrap_or_else(PoisonError::into_inner);
+        let mut parked: Vec<ParkedEvent> = inner
+            .parked
+            .iter()
+            .filter(|p| p.name == name)
+            .cloned()
+            .collect();
+        parked.sort_by_key(|p| p.position);
+        std::future::ready(Ok(parked))
     }
 
     fn changes(&self) -> Changes {

@@ -1,19 +1,18 @@
-use std::{
-    future::Future,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{error::Error as StdError, future::Future, sync::Arc};
 
-use tokio::{sync::watch, task::JoinHandle};
+use chrono::Utc;
 
 use crate::{
     application::{Application, Collector, Unsaved},
+    batch::{catch_panic_async, Batch, Known, Outcome, Step},
     codec::Codec,
+    engine::{spawn_runner, BatchTarget},
     error::{BoxError, Error},
     event::{Metadata, NewEvent, Position, StoredEvent, Tracking},
+    projection::{ParkedEvent, ProjectionOptions},
+    runner::RunnerHandle,
     snapshot::Snapshotting,
     store::EventStore,
-    subscription::Subscription,
 };
 
 /// A process application (the Python library's policy): reacts to one application's events by
@@ -33,9 +32,12 @@ pub trait Process: Send + 'static {
         None
     }
 
-    /// Reacts to one upstream event. Returning an error stops the process with
-    /// [`Error::Handler`] naming the event; the event is not skipped, and a restart tries it
-    /// again.
+    /// Reacts to one upstream event. An error (or a panic) is a failure of this event, and
+    /// [`ProjectionOptions::on_error`] decides what happens: under
+    /// [`OnError::Stop`](crate::OnError::Stop) the process stops with [`Error::Handler`] naming
+    /// the event (a restart tries it again); under [`OnError::Park`](crate::OnError::Park) the
+    /// event is recorded with [`EventStore::park`] in the downstream store and the process goes
+    /// on.
     fn handle<S: EventStore, C: Codec>(
         &mut self,
         event: &StoredEvent,
@@ -84,242 +86,180 @@ impl<'a, S: EventStore, C: Codec> Outbox<'a, S, C> {
     }
 }
 
-/// How a process runner reads and retries.
-#[derive(Debug, Clone, Copy)]
-pub struct RunOptions {
-    /// Events read per query.
-    pub page_size: usize,
-    /// How long to wait for a wake-up before reading again anyway.
-    pub poll_interval: Duration,
-    /// Attempts for one event when a concurrent save conflicts or the store fails.
-    pub attempts: u32,
-    /// The first backoff after a store failure; it doubles up to 5 s.
-    pub backoff: Duration,
-}
-
-impl Default for RunOptions {
-    fn default() -> Self {
-        RunOptions {
-            page_size: 500,
-            poll_interval: Duration::from_secs(1),
-            attempts: 10,
-            backoff: Duration::from_millis(50),
-        }
-    }
-}
-
-/// A running projection or process application.
-#[derive(Debug)]
-pub struct RunnerHandle {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), Error>>,
-    position: PositionCell,
-}
-
-/// The handle of a running process application.
-pub type ProcessHandle = RunnerHandle;
-
-/// Tells a runner to stop between two events.
-#[derive(Debug, Clone)]
-pub struct StopSignal(watch::Receiver<bool>);
-
-impl StopSignal {
-    /// Resolves once a stop was asked for (at once if it already was).
-    pub async fn stopped(&mut self) {
-        // An error means the handle is gone: nobody can ask any more, so never resolve.
-        if self.0.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
-
-    /// Whether a stop was asked for.
-    pub fn is_stopped(&self) -> bool {
-        *self.0.borrow()
-    }
-}
-
-/// Where a runner has got to, shared with its handle.
-#[derive(Debug, Clone, Default)]
-pub struct PositionCell(Arc<Mutex<Position>>);
-
-impl PositionCell {
-    /// The position of the last event fully processed.
-    pub fn get(&self) -> Position {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Records progress.
-    pub fn set(&self, position: Position) {
-        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = position;
-    }
-}
-
-impl RunnerHandle {
-    /// Spawns a runner: `run` gets the stop signal to watch between events and the cell to
-    /// record its progress in.
-    pub fn spawn<F, Fut>(run: F) -> Self
-    where
-        F: FnOnce(StopSignal, PositionCell) -> Fut,
-        Fut: Future<Output = Result<(), Error>> + Send + 'static,
-    {
-        let (stop, stop_rx) = watch::channel(false);
-        let position = PositionCell::default();
-        let task = tokio::spawn(run(StopSignal(stop_rx), position.clone()));
-        RunnerHandle {
-            stop,
-            task,
-            position,
-        }
-    }
-
-    /// The position of the last event fully processed.
-    pub fn position(&self) -> Position {
-        self.position.get()
-    }
-
-    /// Whether the runner has ended (by [`stop`](Self::stop) or an error).
-    pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
-    }
-
-    /// Stops after the event in hand, and returns how the runner ended.
-    pub async fn stop(self) -> Result<(), Error> {
-        let _ = self.stop.send(true);
-        self.join().await
-    }
-
-    /// Waits for the runner to end by itself (an error), without asking it to stop.
-    pub async fn join(self) -> Result<(), Error> {
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(Error::store(format!("runner task failed: {e}"))),
-        }
-    }
-
-    /// Aborts the runner wherever it is. Safe: each event's effects and its tracking position
-    /// commit together, so a restart neither loses nor repeats anything.
-    pub fn abort(&self) {
-        self.task.abort();
-    }
-}
-
 /// Starts `process`, reading `upstream`'s log and saving into `downstream`.
+///
+/// It runs on the same engine as the stores' projections: it reads pages of
+/// [`page_size`](ProjectionOptions::page_size) events, retries transient store failures with a
+/// backoff up to [`attempts`](ProjectionOptions::attempts) times, and follows the log live. Each
+/// handled event is one [`EventStore::append_tracked`]; a save that conflicts with a concurrent
+/// one runs the handler again on fresh state, up to `attempts` times. Two instances of one
+/// process may run at once: the tracked append lets only one record each event.
 pub fn spawn_process<P, U, S, C>(
     process: P,
     upstream: U,
     downstream: Application<S, C>,
-    options: RunOptions,
+    options: ProjectionOptions,
 ) -> RunnerHandle
-where
-    P: Process,
-    U: EventStore + Clone,
-    S: EventStore,
-    C: Codec,
-{
-    RunnerHandle::spawn(move |stop, position| {
-        run(process, upstream, downstream, options, stop, position)
-    })
-}
-
-async fn run<P, U, S, C>(
-    mut process: P,
-    upstream: U,
-    downstream: Application<S, C>,
-    options: RunOptions,
-    mut stop: StopSignal,
-    shared_position: PositionCell,
-) -> Result<(), Error>
 where
     P: Process,
     U: EventStore,
     S: EventStore,
     C: Codec,
 {
-    let name = process.name().to_owned();
-    let start = downstream
-        .store()
-        .tracking_position(&name)
-        .await?
-        .unwrap_or(Position::START);
-    shared_position.set(start);
-    let mut subscription = Subscription::new(upstream, start)
-        .page_size(options.page_size)
-        .poll_interval(options.poll_interval);
-    if let Some(types) = process.event_types() {
-        subscription = subscription.event_types(types);
-    }
-    let mut failures = 0u32;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = stop.stopped() => return Ok(()),
-            next = subscription.next() => next,
-        };
-        let event = match next {
-            Ok(event) => {
-                failures = 0;
-                event
-            }
-            Err(e) if failures + 1 < options.attempts => {
-                failures += 1;
-                tracing::warn!(process = %name, error = %e, "reading the log failed; retrying");
-                tokio::time::sleep(backoff(options.backoff, failures)).await;
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        handle_one(&mut process, &name, &event, &downstream, options).await?;
-        shared_position.set(event.position);
-    }
+    let target = ProcessTarget {
+        name: process.name().to_owned(),
+        process,
+        downstream,
+        attempts: options.attempts.max(1),
+    };
+    spawn_runner(upstream, target, options)
 }
 
-async fn handle_one<P: Process, S: EventStore, C: Codec>(
-    process: &mut P,
-    name: &str,
-    event: &StoredEvent,
-    downstream: &Application<S, C>,
-    options: RunOptions,
-) -> Result<(), Error> {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let mut out = Outbox::new(downstream, event);
-        process
-            .handle(event, &mut out)
-            .await
-            .map_err(|source| Error::Handler {
-                name: name.to_owned(),
-                stream_id: event.stream_id,
-                version: event.version,
-                event_type: event.event_type.clone(),
-                position: event.position,
-                source,
-            })?;
-        let tracking = Tracking {
-            name: name.to_owned(),
-            position: event.position,
-        };
-        match downstream
-            .store()
-            .append_tracked(out.events, tracking)
-            .await
-        {
-            Ok(()) => return Ok(()),
-            // Another instance recorded it first: it is done, exactly once.
-            Err(Error::AlreadyProcessed { .. }) => return Ok(()),
-            // A concurrent save changed an aggregate the handler used: run it again on fresh state.
-            Err(e) if e.is_conflict() && attempt < options.attempts => {}
-            Err(Error::Store(e)) if attempt < options.attempts => {
-                tracing::warn!(process = %name, error = %e, "saving failed; retrying");
-                tokio::time::sleep(backoff(options.backoff, attempt)).await;
+/// The downstream side of a process application.
+struct ProcessTarget<P, S, C> {
+    name: String,
+    process: P,
+    downstream: Application<S, C>,
+    attempts: u32,
+}
+
+/// How handling one event failed.
+enum Failed {
+    Handler(BoxError),
+    Store(Error),
+}
+
+impl<P: Process, S: EventStore, C: Codec> ProcessTarget<P, S, C> {
+    fn tracking(&self, position: Position) -> Tracking {
+        Tracking {
+            name: self.name.clone(),
+            position,
+        }
+    }
+
+    /// Handles one event and saves what it produced with the event's position; on a conflict
+    /// with a concurrent save, handles it again on fresh state.
+    async fn handle(&mut self, event: &StoredEvent) -> Result<(), Failed> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut out = Outbox::new(&self.downstream, event);
+            catch_panic_async(self.process.handle(event, &mut out))
+                .await
+                .map_err(Failed::Handler)?;
+            let events = out.events;
+            match self
+                .downstream
+                .store()
+                .append_tracked(events, self.tracking(event.position))
+                .await
+            {
+                // Another instance recorded it first: it is done, exactly once.
+                Ok(()) | Err(Error::AlreadyProcessed { .. }) => return Ok(()),
+                Err(e) if e.is_conflict() && attempt < self.attempts => {}
+                Err(e) => return Err(Failed::Store(e)),
             }
-            Err(e) => return Err(e),
         }
     }
 }
 
-/// The wait before retry `attempt` (1, 2, ...): `first`, doubling, at most 5 s.
-pub fn backoff(first: Duration, attempt: u32) -> Duration {
-    let factor = 1u32 << attempt.min(16);
-    first.saturating_mul(factor).min(Duration::from_secs(5))
+/// Parks `event` for process `name` in the downstream store (its position moves past it).
+async fn park<S: EventStore>(
+    store: &S,
+    name: &str,
+    event: &StoredEvent,
+    error: &str,
+) -> Result<(), Error> {
+    let parked = ParkedEvent {
+        name: name.to_owned(),
+        position: event.position,
+        stream_id: event.stream_id,
+        version: event.version,
+        event_type: event.event_type.clone(),
+        error: error.to_owned(),
+        parked_at: Utc::now(),
+    };
+    match store.park(parked).await {
+        Ok(()) | Err(Error::AlreadyProcessed { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+impl<P: Process, S: EventStore, C: Codec> BatchTarget for ProcessTarget<P, S, C> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn event_types(&self) -> Option<Vec<String>> {
+        self.process.event_types()
+    }
+
+    async fn setup(&mut self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    fn tracking_position(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        self.downstream.store().tracking_position(&self.name)
+    }
+
+    /// Each event commits on its own (its saves with its position), so a failure keeps the
+    /// events before it; the next attempt reads the new position and skips them.
+    async fn attempt(&mut self, batch: &Arc<Batch>, known: &Known) -> Result<Outcome, Error> {
+        let recorded = self
+            .downstream
+            .store()
+            .tracking_position(&self.name)
+            .await?;
+        let plan = batch.plan(recorded, known);
+        let mut position = recorded;
+        for step in plan.steps {
+            match step {
+                Step::Handle { index, event } => match self.handle(event).await {
+                    Ok(()) => {}
+                    Err(Failed::Handler(error)) => {
+                        return Ok(Outcome::Failed {
+                            index,
+                            error,
+                            recorded: position,
+                        })
+                    }
+                    Err(Failed::Store(e)) => return Err(e),
+                },
+                Step::Park { event, error } => {
+                    park(self.downstream.store(), &self.name, event, error).await?
+                }
+            }
+            position = Some(event_position(&step));
+        }
+        if let Some(end) = plan.record.filter(|end| position.is_none_or(|p| p < *end)) {
+            // The batch ends with events it does not handle: record that it is past them.
+            match self
+                .downstream
+                .store()
+                .append_tracked(Vec::new(), self.tracking(end))
+                .await
+            {
+                Ok(()) | Err(Error::AlreadyProcessed { .. }) => position = Some(end),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Outcome::Done {
+            position,
+            stopped: plan.stopped,
+        })
+    }
+
+    fn is_transient(&self, _: &(dyn StdError + 'static)) -> bool {
+        // Store errors say so themselves (`Error::is_transient`); a handler's own errors are
+        // its failures.
+        false
+    }
+}
+
+fn event_position(step: &Step<'_>) -> Position {
+    match step {
+        Step::Handle { event, .. } | Step::Park { event, .. } => event.position,
+    }
 }

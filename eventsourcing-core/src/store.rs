@@ -6,6 +6,7 @@ use crate::{
     changes::Changes,
     error::Error,
     event::{NewEvent, Position, Snapshot, StoredEvent, Tracking},
+    projection::ParkedEvent,
 };
 
 /// The one seam between the runtime and a storage backend.
@@ -84,6 +85,18 @@ pub trait EventStore: Send + Sync + 'static {
         name: &str,
     ) -> impl Future<Output = Result<Option<Position>, Error>> + Send;
 
+    /// Records that consumer `parked.name` could not handle the event at `parked.position`,
+    /// and moves the consumer's tracking position to it, atomically: both or neither.
+    ///
+    /// Fails with [`Error::AlreadyProcessed`] (writing nothing) when the consumer has already
+    /// recorded that position or a later one. Process applications park this way under
+    /// [`OnError::Park`](crate::OnError::Park); projections park inside their own batch
+    /// transaction.
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The events consumer `name` parked, in log order.
+    fn parked(&self, name: &str) -> impl Future<Output = Result<Vec<ParkedEvent>, Error>> + Send;
+
     /// Wakes subscribers when new events may be readable. A store that cannot tell returns
     /// [`Changes::none`], and subscribers fall back to polling.
     fn changes(&self) -> Changes;
@@ -145,6 +158,12 @@ impl<S: EventStore> EventStore for std::sync::Arc<S> {
         name: &str,
     ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
         (**self).tracking_position(name)
+    }
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), Error>> + Send {
+        (**self).park(parked)
+    }
+    fn parked(&self, name: &str) -> impl Future<Output = Result<Vec<ParkedEvent>, Error>> + Send {
+        (**self).parked(name)
     }
     fn changes(&self) -> Changes {
         (**self).changes()

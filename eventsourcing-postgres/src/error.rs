@@ -8,7 +8,41 @@ use tokio_postgres::error::SqlState;
 /// A driver error as [`Error::Store`]. Its message includes the server's (tokio-postgres shows
 /// only "db error"); the `tokio_postgres::Error` is its `source()`, for the SQLSTATE.
 pub(crate) fn pg_error(err: tokio_postgres::Error) -> Error {
+    if is_transient(&err) {
+        return Error::Transient(Box::new(PgError(err)));
+    }
     Error::Store(Box::new(PgError(err)))
+}
+
+/// Whether an error (one link of a chain) is worth retrying after a backoff: the connection or
+/// the pool failed, or the server asks to retry (serialization failure, deadlock, lock timeout,
+/// shutdown).
+pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<ConnectError>()
+        || error.is::<PoolTimeout>()
+        || error.is::<TooManyWaiting>()
+        || error.is::<std::io::Error>()
+    {
+        return true;
+    }
+    error
+        .downcast_ref::<tokio_postgres::Error>()
+        .is_some_and(|pg| pg.is_closed() || pg.code().is_some_and(transient_code))
+}
+
+fn transient_code(code: &SqlState) -> bool {
+    const RETRY: [SqlState; 8] = [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    ];
+    // Class 08: connection exceptions.
+    RETRY.contains(code) || code.code().starts_with("08")
 }
 
 /// A tokio-postgres error whose `Display` includes its cause.
@@ -137,4 +171,21 @@ impl std::error::Error for OutOfRange {}
 
 pub(crate) fn out_of_range(message: impl Into<String>) -> Error {
     Error::Store(Box::new(OutOfRange(message.into())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_recognised() {
+        assert!(is_transient(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        )));
+        let bug: Box<dyn std::error::Error> = "a handler bug".into();
+        assert!(!is_transient(&*bug));
+        assert!(transient_code(&SqlState::T_R_DEADLOCK_DETECTED));
+        assert!(transient_code(&SqlState::CONNECTION_FAILURE));
+        assert!(!transient_code(&SqlState::UNIQUE_VIOLATION));
+    }
 }

@@ -1,17 +1,16 @@
 //! Projections: read models kept in tables of the store's database, written in the same
 //! transaction that records how far each projection has got.
 
-use std::{any::Any, future::Future, panic::AssertUnwindSafe};
+use std::{error::Error as StdError, future::Future, sync::Arc};
 
 use eventsourcing_core::{
-    backoff, BoxError, Changes, Error, EventStore, Position, PositionCell, RunnerHandle,
-    StopSignal, StoredEvent,
+    engine::{catch_panic_async, spawn_runner, Batch, BatchTarget, Known, Outcome, Step},
+    BoxError, Error, EventStore, Position, RunnerHandle, StoredEvent,
 };
-use futures_util::FutureExt;
-use tokio_postgres::{error::SqlState, Transaction};
+use tokio_postgres::Transaction;
 
 use crate::{
-    error::{out_of_range, pg_error, ConnectError, PoolTimeout, TooManyWaiting},
+    error::{is_transient, out_of_range, pg_error},
     sql::{quote_ident, Stmt},
     store::PostgresStore,
 };
@@ -166,8 +165,8 @@ fn position_from_columns(commit: i64, seq: i64) -> Position {
 }
 
 impl PostgresStore {
-    /// The events the projection `name` parked, in log order (see [`OnError::Park`]).
-    pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+    /// The events the consumer `name` parked, in log order (see [`OnError::Park`]).
+    pub(crate) async fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
         let conn = self.checkout().await?;
         let rows = conn
             .client
@@ -202,6 +201,50 @@ impl PostgresStore {
                 })
             })
             .collect()
+    }
+
+    /// Parks an event for a consumer and moves its tracking position to it, in one
+    /// transaction ([`EventStore::park`]).
+    pub(crate) async fn park_event(&self, parked: ParkedEvent) -> Result<(), Error> {
+        let db = |e| self.error(e);
+        let mut conn = self.checkout().await?;
+        let insert = self.statement(&mut conn, Stmt::InsertTracking).await?;
+        let lock = self.statement(&mut conn, Stmt::LockTracking).await?;
+        let write = self.statement(&mut conn, Stmt::WriteTracking).await?;
+        let park = self.statement(&mut conn, Stmt::ParkEvent).await?;
+        let tx = conn.client.transaction().await.map_err(db)?;
+        let name = parked.name.as_str();
+        tx.execute(&insert, &[&name]).await.map_err(db)?;
+        let row = tx.query_one(&lock, &[&name]).await.map_err(db)?;
+        let recorded = position_from_columns(
+            row.try_get(0).map_err(pg_error)?,
+            row.try_get(1).map_err(pg_error)?,
+        );
+        let tracking = eventsourcing_core::Tracking {
+            name: parked.name.clone(),
+            position: parked.position,
+        };
+        tracking.check_after((recorded != Position::START).then_some(recorded))?;
+        let (commit, seq) = position_columns(parked.position)?;
+        let version = i64::try_from(parked.version).unwrap_or(i64::MAX);
+        tx.execute(
+            &park,
+            &[
+                &name,
+                &commit,
+                &seq,
+                &parked.stream_id,
+                &version,
+                &parked.event_type,
+                &parked.error,
+            ],
+        )
+        .await
+        .map_err(db)?;
+        tx.execute(&write, &[&name, &commit, &seq])
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)
     }
 
     /// Removes a parked event once an operator has dealt with it; false if there was none at
@@ -263,7 +306,9 @@ impl PostgresStore {
 /// Starts `projection` on `store`: it resumes after its tracking position, catches up in pages
 /// (one transaction per page), then follows the log live, woken by every append through `store`
 /// or its clones, by the store's `LISTEN` for appends by other processes, and by polling every
-/// [`poll_interval`](ProjectionOptions::poll_interval).
+/// [`poll_interval`](ProjectionOptions::poll_interval). The loop, retries and failure policy
+/// are core's projection engine ([`eventsourcing_core::engine`]); this crate supplies the batch
+/// transaction.
 ///
 /// Several projections run independently, each with its own name and position. Two runners
 /// of the same projection (in one process or several) may run at once: each batch locks the
@@ -280,586 +325,156 @@ pub fn spawn_projection<P: PostgresProjection>(
     projection: P,
     options: ProjectionOptions,
 ) -> RunnerHandle {
-    // Subscribed before the runner starts, so an append right after this call wakes it.
-    let changes = store.changes();
-    RunnerHandle::spawn(move |stop, position| {
-        run(store, projection, options, changes, stop, position)
-    })
-}
-
-/// A page of the log for one transaction.
-struct Batch {
-    /// Every event read, the filtered-out ones too: they move the position on.
-    events: Vec<StoredEvent>,
-    /// The position to record when every event is done: the last event's, or (for a batch
-    /// with no events) the position the runner has skipped to.
-    end: Position,
-}
-
-/// What a batch left behind.
-struct Applied {
-    /// The tracking position after the batch: what it committed, or what was already recorded
-    /// (by this runner earlier or by another one) if it committed nothing; `None` if unknown.
-    position: Option<Position>,
-    failure: Option<Failure>,
-}
-
-enum Failure {
-    /// A lost connection, a serialization failure, ...: try again after a backoff.
-    Transient(Error),
-    /// Ends the runner: a handler failure under [`OnError::Stop`], or a store failure.
-    Fatal(Error),
-}
-
-impl Failure {
-    fn of(error: Error) -> Self {
-        if is_transient_error(&error) {
-            Failure::Transient(error)
-        } else {
-            Failure::Fatal(error)
-        }
-    }
-}
-
-/// What one runner knows of its projection.
-struct Job {
-    name: String,
-    types: Option<Vec<String>>,
-    on_error: OnError,
-}
-
-impl Job {
-    fn wants(&self, event: &StoredEvent) -> bool {
-        self.types
-            .as_deref()
-            .is_none_or(|types| types.contains(&event.event_type))
-    }
-}
-
-/// The handler failures found so far in one batch, by index: the batch is then run again,
-/// stopping before the failing event, or parking the failing events.
-#[derive(Default)]
-struct Known {
-    stop: Option<(usize, BoxError)>,
-    parked: Vec<(usize, String)>,
-}
-
-/// How one attempt at a batch ended.
-enum Outcome {
-    /// Committed (or nothing to commit).
-    Done {
-        position: Option<Position>,
-        /// It ended before `Known::stop`.
-        stopped: bool,
-    },
-    /// The handler failed on the event at `index`; everything was rolled back.
-    Failed {
-        index: usize,
-        error: BoxError,
-        recorded: Option<Position>,
-    },
-}
-
-/// The projection's `setup`, in its own transaction, under a lock that makes the setups of all
-/// runners on the schema take turns: concurrent `CREATE TABLE IF NOT EXISTS` of one table can
-/// fail in PostgreSQL with a unique violation in its catalog.
-async fn setup<P: PostgresProjection>(
-    store: &PostgresStore,
-    job: &Job,
-    projection: &mut P,
-) -> Result<(), Failure> {
-    let db = |e| Failure::of(store.error(e));
-    let mut conn = store.checkout().await.map_err(Failure::of)?;
-    let tx = conn.client.transaction().await.map_err(db)?;
-    let key = format!("eventsourcing-projection-setup:{}", store.config().schema);
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&key],
-    )
-    .await
-    .map_err(db)?;
-    let error = match AssertUnwindSafe(projection.setup(&tx)).catch_unwind().await {
-        Ok(Ok(())) => return tx.commit().await.map_err(db),
-        Ok(Err(e)) => e,
-        Err(panic) => format!("it panicked: {}", panic_message(&*panic)).into(),
+    let target = Target {
+        name: projection.name().to_owned(),
+        store: store.clone(),
+        projection,
     };
-    rollback(tx).await;
-    if is_transient(&*error) {
-        return Err(Failure::Transient(Error::Store(error)));
-    }
-    Err(Failure::Fatal(Error::store(format!(
-        "the setup of projection `{}` failed: {}",
-        job.name,
-        error_chain(&*error)
-    ))))
+    spawn_runner(store, target, options)
 }
 
-/// Applies a batch: attempts it, and after a handler failure attempts it again knowing the
-/// failure (stopping before the event, or parking it), until an attempt commits. The first
-/// attempt uses no savepoints, so a batch that fails nowhere costs no round trips for them and
-/// no subtransactions (more than 64 in one transaction slow down every session's snapshots).
-async fn apply<P: PostgresProjection>(
-    store: &PostgresStore,
-    job: &Job,
-    projection: &mut P,
-    batch: &Batch,
-) -> Applied {
-    let mut known = Known::default();
-    loop {
-        let (index, error, recorded) = match attempt(store, job, projection, batch, &known).await {
-            Ok(Outcome::Done { position, stopped }) => {
-                let failure = match known.stop.take() {
-                    Some((index, source)) if stopped => {
-                        let event = &batch.events[index];
-                        Some(Failure::Fatal(Error::Handler {
-                            name: job.name.clone(),
-                            stream_id: event.stream_id,
-                            version: event.version,
-                            event_type: event.event_type.clone(),
-                            position: event.position,
-                            source,
-                        }))
-                    }
-                    // Another runner got past the failing event meanwhile.
-                    _ => None,
-                };
-                return Applied { position, failure };
-            }
-            Ok(Outcome::Failed {
-                index,
-                error,
-                recorded,
-            }) => (index, error, recorded),
-            Err(failure) => {
-                return Applied {
-                    position: None,
-                    failure: Some(failure),
-                }
-            }
-        };
-        if is_transient(&*error) {
-            return Applied {
-                position: recorded,
-                failure: Some(Failure::Transient(Error::Store(error))),
-            };
-        }
-        match job.on_error {
-            OnError::Stop => known.stop = Some((index, error)),
-            OnError::Park => {
-                let event = &batch.events[index];
-                let error = error_chain(&*error);
-                tracing::warn!(
-                    projection = %job.name,
-                    stream_id = %event.stream_id,
-                    version = event.version,
-                    event_type = %event.event_type,
-                    position = ?event.position,
-                    error = %error,
-                    "projection parked an event it cannot handle"
-                );
-                known.parked.push((index, error));
+/// This store's side of a projection runner.
+struct Target<P> {
+    name: String,
+    store: PostgresStore,
+    projection: P,
+}
+
+impl<P: PostgresProjection> BatchTarget for Target<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn event_types(&self) -> Option<Vec<String>> {
+        self.projection.event_types()
+    }
+
+    /// The projection's `setup`, in its own transaction, under a lock that makes the setups of
+    /// all runners on the schema take turns: concurrent `CREATE TABLE IF NOT EXISTS` of one
+    /// table can fail in PostgreSQL with a unique violation in its catalog.
+    async fn setup(&mut self) -> Result<(), BoxError> {
+        let store = &self.store;
+        let db = |e| BoxError::from(store.error(e));
+        let mut conn = store.checkout().await?;
+        let tx = conn.client.transaction().await.map_err(db)?;
+        let key = format!("eventsourcing-projection-setup:{}", store.config().schema);
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await
+        .map_err(db)?;
+        match catch_panic_async(self.projection.setup(&tx)).await {
+            Ok(()) => tx.commit().await.map_err(db),
+            Err(e) => {
+                rollback(tx).await;
+                Err(e)
             }
         }
     }
+
+    fn tracking_position(
+        &mut self,
+    ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
+        self.store.tracking_position(&self.name)
+    }
+
+    async fn attempt(&mut self, batch: &Arc<Batch>, known: &Known) -> Result<Outcome, Error> {
+        attempt(&self.store, &self.name, &mut self.projection, batch, known).await
+    }
+
+    fn is_transient(&self, error: &(dyn StdError + 'static)) -> bool {
+        is_transient(error)
+    }
 }
 
-/// One transaction over the batch: locks the tracking row, skips what it covers, hands each
-/// wanted event to the handler (parking or stopping where `known` says), records the position,
-/// commits. Any failure rolls everything back.
+/// One transaction over the batch: creates and locks the tracking row, runs the plan's steps,
+/// records the position, commits. A handler failure rolls everything back.
 async fn attempt<P: PostgresProjection>(
     store: &PostgresStore,
-    job: &Job,
+    name: &str,
     projection: &mut P,
     batch: &Batch,
     known: &Known,
-) -> Result<Outcome, Failure> {
-    let db = |e| Failure::of(store.error(e));
-    let mut conn = store.checkout().await.map_err(Failure::of)?;
-    let insert = store.statement(&mut conn, Stmt::InsertTracking).await;
-    let insert = insert.map_err(Failure::of)?;
-    let lock = store.statement(&mut conn, Stmt::LockTracking).await;
-    let lock = lock.map_err(Failure::of)?;
-    let write = store.statement(&mut conn, Stmt::WriteTracking).await;
-    let write = write.map_err(Failure::of)?;
+) -> Result<Outcome, Error> {
+    let db = |e| store.error(e);
+    let mut conn = store.checkout().await?;
+    let insert = store.statement(&mut conn, Stmt::InsertTracking).await?;
+    let lock = store.statement(&mut conn, Stmt::LockTracking).await?;
+    let write = store.statement(&mut conn, Stmt::WriteTracking).await?;
     let park = match known.parked.is_empty() {
         true => None,
-        false => Some(
-            store
-                .statement(&mut conn, Stmt::ParkEvent)
-                .await
-                .map_err(Failure::of)?,
-        ),
+        false => Some(store.statement(&mut conn, Stmt::ParkEvent).await?),
     };
     let tx = conn.client.transaction().await.map_err(db)?;
-    let name = job.name.as_str();
     // One round trip: the row is created if missing, then locked until commit, so that no
     // other runner of this projection applies these events meanwhile.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
     let (_, row) =
         tokio::try_join!(tx.execute(&insert, &params), tx.query_one(&lock, &params)).map_err(db)?;
     let recorded = position_from_columns(
-        row.try_get(0).map_err(|e| Failure::Fatal(pg_error(e)))?,
-        row.try_get(1).map_err(|e| Failure::Fatal(pg_error(e)))?,
+        row.try_get(0).map_err(pg_error)?,
+        row.try_get(1).map_err(pg_error)?,
     );
     let recorded = (recorded != Position::START).then_some(recorded);
-    if recorded.is_some_and(|r| r >= batch.end) {
-        // Error::AlreadyProcessed: another runner did all of it.
-        tracing::debug!(projection = %job.name, ?recorded, "batch already processed");
+    let plan = batch.plan(recorded, known);
+    for step in &plan.steps {
+        match *step {
+            Step::Handle { index, event } => {
+                if let Err(error) = catch_panic_async(projection.handle(&tx, event)).await {
+                    rollback(tx).await;
+                    return Ok(Outcome::Failed {
+                        index,
+                        error,
+                        recorded,
+                    });
+                }
+            }
+            Step::Park { event, error } => {
+                let Some(park) = &park else {
+                    return Err(Error::store("a park step without a prepared statement"));
+                };
+                let (commit, seq) = position_columns(event.position)?;
+                let version = i64::try_from(event.version).unwrap_or(i64::MAX);
+                tx.execute(
+                    park,
+                    &[
+                        &name,
+                        &commit,
+                        &seq,
+                        &event.stream_id,
+                        &version,
+                        &event.event_type,
+                        &error,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+            }
+        }
+    }
+    let Some(position) = plan.record else {
+        // Nothing to keep: the batch was applied already, or fails at its first new event.
         rollback(tx).await;
         return Ok(Outcome::Done {
             position: recorded,
-            stopped: false,
+            stopped: plan.stopped,
         });
-    }
-    let mut done = None;
-    let mut stopped = false;
-    for (index, event) in batch.events.iter().enumerate() {
-        if recorded.is_some_and(|r| event.position <= r) {
-            continue;
-        }
-        if known.stop.as_ref().is_some_and(|(i, _)| *i == index) {
-            stopped = true;
-            break;
-        }
-        if !job.wants(event) {
-            done = Some(event.position);
-            continue;
-        }
-        let parked = known.parked.iter().find(|(i, _)| *i == index);
-        if let (Some(park), Some((_, error))) = (&park, parked) {
-            let (commit, seq) = position_columns(event.position).map_err(Failure::Fatal)?;
-            let version = i64::try_from(event.version).unwrap_or(i64::MAX);
-            tx.execute(
-                park,
-                &[
-                    &name,
-                    &commit,
-                    &seq,
-                    &event.stream_id,
-                    &version,
-                    &event.event_type,
-                    error,
-                ],
-            )
-            .await
-            .map_err(db)?;
-            done = Some(event.position);
-            continue;
-        }
-        let error = match AssertUnwindSafe(projection.handle(&tx, event))
-            .catch_unwind()
-            .await
-        {
-            Ok(Ok(())) => {
-                done = Some(event.position);
-                continue;
-            }
-            Ok(Err(e)) => e,
-            Err(panic) => format!("the handler panicked: {}", panic_message(&*panic)).into(),
-        };
-        rollback(tx).await;
-        return Ok(Outcome::Failed {
-            index,
-            error,
-            recorded,
-        });
-    }
-    let position = if stopped { done } else { Some(batch.end) };
-    match position {
-        Some(position) if recorded.is_none_or(|r| position > r) => {
-            let (commit, seq) = position_columns(position).map_err(Failure::Fatal)?;
-            tx.execute(&write, &[&name, &commit, &seq])
-                .await
-                .map_err(db)?;
-            tx.commit().await.map_err(db)?;
-            Ok(Outcome::Done {
-                position: Some(position),
-                stopped,
-            })
-        }
-        _ => {
-            // Nothing to keep: the failure was at the first event after the recorded position.
-            rollback(tx).await;
-            Ok(Outcome::Done {
-                position: recorded,
-                stopped,
-            })
-        }
-    }
+    };
+    let (commit, seq) = position_columns(position)?;
+    tx.execute(&write, &[&name, &commit, &seq])
+        .await
+        .map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(Outcome::Done {
+        position: Some(position),
+        stopped: plan.stopped,
+    })
 }
 
 /// Rolls back now rather than when the connection is next used, releasing the tracking lock.
 async fn rollback(tx: Transaction<'_>) {
     if let Err(e) = tx.rollback().await {
         tracing::debug!(error = %e, "rolling back a projection batch failed");
-    }
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        // Some messages (this crate's store errors) already include their sources'.
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
-        }
-        source = e.source();
-    }
-    text
-}
-
-/// Whether an error is worth retrying after a backoff: the connection or the pool failed, or
-/// the server asks to retry (serialization failure, deadlock, lock timeout, shutdown).
-fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<ConnectError>()
-            || e.is::<PoolTimeout>()
-            || e.is::<TooManyWaiting>()
-            || e.is::<std::io::Error>()
-        {
-            return true;
-        }
-        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
-            if pg.is_closed() {
-                return true;
-            }
-            if let Some(code) = pg.code() {
-                return transient_code(code);
-            }
-        }
-        next = e.source();
-    }
-    false
-}
-
-fn transient_code(code: &SqlState) -> bool {
-    const RETRY: [SqlState; 8] = [
-        SqlState::T_R_SERIALIZATION_FAILURE,
-        SqlState::T_R_DEADLOCK_DETECTED,
-        SqlState::LOCK_NOT_AVAILABLE,
-        SqlState::ADMIN_SHUTDOWN,
-        SqlState::CRASH_SHUTDOWN,
-        SqlState::CANNOT_CONNECT_NOW,
-        SqlState::TOO_MANY_CONNECTIONS,
-        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-    ];
-    // Class 08: connection exceptions.
-    RETRY.contains(code) || code.code().starts_with("08")
-}
-
-fn is_transient_error(error: &Error) -> bool {
-    matches!(error, Error::Store(e) if is_transient(&**e))
-}
-
-/// Counts consecutive transient failures and waits between retries.
-struct Retries {
-    failures: u32,
-    options: ProjectionOptions,
-}
-
-impl Retries {
-    /// Waits before the next attempt: `Ok(true)` to go on, `Ok(false)` if a stop came first,
-    /// the error itself once the attempts are used up.
-    async fn pause(
-        &mut self,
-        stop: &mut StopSignal,
-        name: &str,
-        error: Error,
-    ) -> Result<bool, Error> {
-        self.failures += 1;
-        if self.failures >= self.options.attempts.max(1) {
-            return Err(error);
-        }
-        tracing::warn!(projection = name, attempt = self.failures, error = %error, "transient failure; retrying");
-        tokio::select! {
-            biased;
-            _ = stop.stopped() => Ok(false),
-            _ = tokio::time::sleep(backoff(self.options.backoff, self.failures)) => Ok(true),
-        }
-    }
-}
-
-/// Records the position the runner has skipped to (filtered-out events), so that the lag reads
-/// right.
-async fn record_skipped<P: PostgresProjection>(
-    store: &PostgresStore,
-    job: &Job,
-    projection: &mut P,
-    after: Position,
-) -> Applied {
-    let batch = Batch {
-        events: Vec::new(),
-        end: after,
-    };
-    apply(store, job, projection, &batch).await
-}
-
-async fn run<P: PostgresProjection>(
-    store: PostgresStore,
-    mut projection: P,
-    options: ProjectionOptions,
-    mut changes: Changes,
-    mut stop: StopSignal,
-    cell: PositionCell,
-) -> Result<(), Error> {
-    let job = Job {
-        name: projection.name().to_owned(),
-        types: projection.event_types(),
-        on_error: options.on_error,
-    };
-    let page = options.page_size.max(1);
-    let mut retries = Retries {
-        failures: 0,
-        options,
-    };
-
-    loop {
-        match setup(&store, &job, &mut projection).await {
-            Ok(()) => break,
-            Err(Failure::Transient(e)) => {
-                if !retries.pause(&mut stop, &job.name, e).await? {
-                    return Ok(());
-                }
-            }
-            Err(Failure::Fatal(e)) => return Err(e),
-        }
-    }
-    let mut after = loop {
-        match store.tracking_position(&job.name).await {
-            Ok(position) => break position.unwrap_or(Position::START),
-            Err(e) if is_transient_error(&e) => {
-                if !retries.pause(&mut stop, &job.name, e).await? {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    retries.failures = 0;
-    cell.set(after);
-    // What the tracking row holds; `after` runs ahead of it over events filtered out.
-    let mut recorded = after;
-    let mut unrecorded = 0usize;
-    // The last read returned less than a page: until woken (or polled), nothing new is known.
-    let mut caught_up = false;
-
-    while !stop.is_stopped() {
-        let events = if caught_up && changes.is_live() && !changes.has_changed() {
-            // Nothing was appended since the last read: skip reading (one read per append,
-            // not two).
-            Vec::new()
-        } else {
-            // Before reading: an append committing during the read then wakes the wait below.
-            changes.mark_seen();
-            match store.read_log(after, page).await {
-                Ok(events) => events,
-                Err(e) if is_transient_error(&e) => {
-                    if !retries.pause(&mut stop, &job.name, e).await? {
-                        break;
-                    }
-                    continue;
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        caught_up = events.len() < page;
-        let Some(last) = events.last() else {
-            if recorded < after {
-                // Caught up with events it skipped: record them now, once, so that the lag of
-                // an idle projection reads zero.
-                let applied = record_skipped(&store, &job, &mut projection, after).await;
-                match applied.failure {
-                    None => {
-                        recorded = after;
-                        unrecorded = 0;
-                    }
-                    Some(Failure::Transient(e)) => {
-                        tracing::warn!(projection = %job.name, error = %e, "cannot record skipped events yet");
-                    }
-                    Some(Failure::Fatal(e)) => return Err(e),
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = stop.stopped() => break,
-                _ = changes.wait(options.poll_interval) => {
-                    caught_up = false;
-                    continue;
-                }
-            }
-        };
-        let end = last.position;
-        if !events.iter().any(|e| job.wants(e)) && unrecorded + events.len() < page {
-            // Nothing to handle: move on without a transaction; the position is recorded with
-            // a later batch, after a page of such events, once caught up, or at stop.
-            unrecorded += events.len();
-            after = end;
-            cell.set(after);
-            continue;
-        }
-        let batch = Batch { events, end };
-        let applied = apply(&store, &job, &mut projection, &batch).await;
-        if let Some(position) = applied.position {
-            if position > recorded {
-                recorded = position;
-                unrecorded = 0;
-            }
-            if position > after {
-                after = position;
-                cell.set(after);
-            }
-        }
-        match applied.failure {
-            None => retries.failures = 0,
-            Some(Failure::Transient(e)) => {
-                // Read the same events again.
-                caught_up = false;
-                if !retries.pause(&mut stop, &job.name, e).await? {
-                    break;
-                }
-            }
-            Some(Failure::Fatal(e)) => return Err(e),
-        }
-    }
-
-    if recorded < after {
-        // Record the events skipped since the last batch, so the lag reads right.
-        let applied = record_skipped(&store, &job, &mut projection, after).await;
-        match applied.failure {
-            None => {}
-            // A restart reads those events again and skips them again: nothing is lost.
-            Some(Failure::Transient(e)) => {
-                tracing::warn!(projection = %job.name, error = %e, "cannot record the position at stop");
-            }
-            Some(Failure::Fatal(e)) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transient_errors_are_found_in_the_chain() {
-        assert!(is_transient(&std::io::Error::from(
-            std::io::ErrorKind::ConnectionReset
-        )));
-        assert!(!is_transient(&*BoxError::from("a handler bug")));
-        assert!(transient_code(&SqlState::T_R_DEADLOCK_DETECTED));
-        assert!(transient_code(&SqlState::CONNECTION_FAILURE));
-        assert!(!transient_code(&SqlState::UNIQUE_VIOLATION));
     }
 }

@@ -10,7 +10,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
-    Changes, Env, Error, EventStore, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking,
+    Changes, Env, Error, EventStore, Metadata, NewEvent, ParkedEvent, Position, Snapshot,
+    StoredEvent, Tracking,
 };
 use futures_util::TryStreamExt;
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -322,15 +323,15 @@ impl PostgresStore {
     pub(crate) async fn checkout(&self) -> Result<Checkout<'_>, Error> {
         let permit = match &self.inner.waiting {
             Some(semaphore) => Some(semaphore.try_acquire().map_err(|_| {
-                Error::Store(Box::new(TooManyWaiting {
+                Error::Transient(Box::new(TooManyWaiting {
                     max_waiting: self.inner.config.max_waiting.unwrap_or_default(),
                 }))
             })?),
             None => None,
         };
         let conn = self.inner.pool.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => Error::Store(Box::new(e)),
-            bb8::RunError::TimedOut => Error::Store(Box::new(PoolTimeout {
+            bb8::RunError::User(e) => Error::Transient(Box::new(e)),
+            bb8::RunError::TimedOut => Error::Transient(Box::new(PoolTimeout {
                 waited: self.inner.config.pool_timeout,
                 last_error: self
                     .inner
@@ -789,6 +790,15 @@ impl EventStore for PostgresStore {
     ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
         let name = name.to_owned();
         async move { self.tracked_position(&name).await }
+    }
+
+    fn park(&self, parked: ParkedEvent) -> impl Future<Output = Result<(), Error>> + Send {
+        self.park_event(parked)
+    }
+
+    fn parked(&self, name: &str) -> impl Future<Output = Result<Vec<ParkedEvent>, Error>> + Send {
+        let name = name.to_owned();
+        async move { self.parked_events(&name).await }
     }
 
     /// Woken at once after every save made through this store (and its clones), and by

@@ -744,8 +744,12 @@ async fn a_locked_tracking_row_is_retried_then_given_up_on() {
         },
     );
     let err = impatient.join().await.unwrap_err();
-    let Error::Store(source) = &err else {
-        panic!("expected a store error, got {err:?}");
+    assert!(
+        err.is_transient(),
+        "a lock timeout is worth retrying: {err:?}"
+    );
+    let Error::Transient(source) = &err else {
+        panic!("expected a transient store error, got {err:?}");
     };
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&**source);
     let mut code = None;

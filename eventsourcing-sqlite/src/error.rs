@@ -1,15 +1,28 @@
 use eventsourcing_core::Error;
 
 /// Turns a driver error into the runtime's error: a missing table becomes [`Error::Schema`]
-/// telling how to create it, everything else is an [`Error::Store`] holding the
-/// [`rusqlite::Error`] (downcast it for the SQLite error code).
+/// telling how to create it, a busy or locked database an [`Error::Transient`], everything else
+/// an [`Error::Store`]; both hold the [`rusqlite::Error`] (downcast it for the SQLite error
+/// code).
 pub(crate) fn sql_error(dbname: &str, err: rusqlite::Error) -> Error {
     if let rusqlite::Error::SqliteFailure(_, Some(message)) = &err {
         if message.starts_with("no such table") {
             return missing_schema(dbname, message);
         }
     }
+    if is_busy(&err) {
+        return Error::Transient(Box::new(err));
+    }
     Error::Store(Box::new(err))
+}
+
+/// `SQLITE_BUSY` or `SQLITE_LOCKED`: another connection holds the lock past the busy timeout;
+/// worth retrying.
+pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
+    matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 pub(crate) fn missing_schema(dbname: &str, detail: &str) -> Error {

@@ -1,17 +1,16 @@
 //! Projections: read models kept in tables of the store's own database, written in the same
 //! transaction that records how far each projection has got.
 
-use std::{any::Any, panic::AssertUnwindSafe, sync::Arc};
+use std::{error::Error as StdError, sync::Arc};
 
-use chrono::Utc;
 use eventsourcing_core::{
-    backoff, BoxError, Changes, Error, EventStore, Position, PositionCell, RunnerHandle,
-    StopSignal, StoredEvent, Uuid,
+    engine::{catch_panic, spawn_runner, Batch, BatchTarget, Known, Outcome, Step},
+    BoxError, Error, Position, RunnerHandle, StoredEvent, Uuid,
 };
-use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::{
-    error::{sql_error, to_i64},
+    error::{is_busy, sql_error, to_i64},
     sql::{clamp_i64, get_u64, log_floor, micros_to_time, read_tracking, write_tracking},
     store::SqliteStore,
 };
@@ -61,8 +60,8 @@ pub trait SqliteProjection: Send + 'static {
 pub use eventsourcing_core::{OnError, ParkedEvent, ProjectionOptions};
 
 impl SqliteStore {
-    /// The events the projection `name` parked, in log order (see [`OnError::Park`]).
-    pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+    /// The events the consumer `name` parked, in log order (see [`OnError::Park`]).
+    pub(crate) async fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
         let name = name.to_owned();
         self.on_reader(move |conn, dbname| {
             conn.prepare_cached(
@@ -153,13 +152,27 @@ impl SqliteStore {
     {
         self.on_reader(move |conn, _| {
             let tx = conn.transaction().map_err(Error::store)?;
-            match std::panic::catch_unwind(AssertUnwindSafe(|| f(&tx))) {
-                Ok(result) => result.map_err(Error::store),
-                Err(panic) => Err(Error::store(format!(
-                    "the query panicked: {}",
-                    panic_message(&*panic)
-                ))),
-            }
+            catch_panic(|| f(&tx).map_err(BoxError::from)).map_err(Error::Store)
+        })
+        .await
+    }
+
+    /// Parks an event for a consumer and moves its tracking position to it, in one
+    /// transaction ([`EventStore::park`](eventsourcing_core::EventStore::park)).
+    pub(crate) async fn park_event(&self, parked: ParkedEvent) -> Result<(), Error> {
+        self.on_writer(move |conn, dbname| {
+            let db = |e| sql_error(dbname, e);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            let tracking = eventsourcing_core::Tracking {
+                name: parked.name.clone(),
+                position: parked.position,
+            };
+            tracking.check_after(read_tracking(&tx, &parked.name).map_err(db)?)?;
+            park(&tx, &parked).map_err(db)?;
+            record(&tx, &parked.name, parked.position)?;
+            tx.commit().map_err(db)
         })
         .await
     }
@@ -168,12 +181,13 @@ impl SqliteStore {
 /// Starts `projection` on `store`: it resumes after its tracking position, catches up in pages
 /// (one transaction per page), then follows the log live, woken by every save through `store`
 /// or its clones and polling every [`poll_interval`](ProjectionOptions::poll_interval) for
-/// saves by other processes.
+/// saves by other processes. The loop, retries and failure policy are core's projection
+/// engine ([`eventsourcing_core::engine`]); this crate supplies the batch transaction.
 ///
 /// Several projections run independently, each with its own name and position. Two runners
-/// of the same projection (in one process or several) may run at once: each batch checks the
-/// recorded position inside its transaction and skips what the other has already applied, so
-/// no event is applied twice.
+/// of the same projection (in one process or several) may run at once: each batch reads the
+/// recorded position inside its IMMEDIATE transaction (under SQLite's write lock) and skips
+/// what the other has already applied, so no event is applied twice.
 ///
 /// The handle's [`stop`](RunnerHandle::stop) ends the runner between batches and returns
 /// `Ok(())`, or the error it ended with: [`Error::Handler`] under [`OnError::Stop`], or a store
@@ -185,206 +199,160 @@ pub fn spawn_projection<P: SqliteProjection>(
     projection: P,
     options: ProjectionOptions,
 ) -> RunnerHandle {
-    // Subscribed before the runner starts, so a save right after this call wakes it.
-    let changes = store.changes();
-    RunnerHandle::spawn(move |stop, position| {
-        run(store, projection, options, changes, stop, position)
+    let target = Target {
+        name: projection.name().into(),
+        types: projection.event_types(),
+        store: store.clone(),
+        projection: Some(projection),
+    };
+    spawn_runner(store, target, options)
+}
+
+/// This store's side of a projection runner. The projection moves to the writer thread for
+/// each transaction and comes back with the result.
+struct Target<P> {
+    name: Arc<str>,
+    types: Option<Vec<String>>,
+    store: SqliteStore,
+    projection: Option<P>,
+}
+
+impl<P: SqliteProjection> Target<P> {
+    /// Runs `f` on the writer thread with the projection, and takes the projection back.
+    async fn on_writer<T, F>(&mut self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &str, &mut P) -> Result<T, Error> + Send + 'static,
+    {
+        let Some(mut projection) = self.projection.take() else {
+            // Only after the writer thread died with the projection on it.
+            return Err(Error::store(format!(
+                "projection `{}` was lost with the SQLite writer thread",
+                self.name
+            )));
+        };
+        let (projection, out) = self
+            .store
+            .on_writer(move |conn, dbname| {
+                let out = f(conn, dbname, &mut projection);
+                Ok((projection, out))
+            })
+            .await?;
+        self.projection = Some(projection);
+        out
+    }
+}
+
+impl<P: SqliteProjection> BatchTarget for Target<P> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn event_types(&self) -> Option<Vec<String>> {
+        self.types.clone()
+    }
+
+    /// The projection's `setup`, in its own IMMEDIATE transaction.
+    async fn setup(&mut self) -> Result<(), BoxError> {
+        self.on_writer(|conn, dbname, projection| {
+            let db = |e| sql_error(dbname, e);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db)?;
+            catch_panic(|| projection.setup(&tx)).map_err(Error::Store)?;
+            tx.commit().map_err(db)
+        })
+        .await
+        .map_err(|e| match e {
+            // The projection's own error, unwrapped so the engine names it as such.
+            Error::Store(source) => source,
+            other => other.into(),
+        })
+    }
+
+    async fn tracking_position(&mut self) -> Result<Option<Position>, Error> {
+        eventsourcing_core::EventStore::tracking_position(&self.store, &self.name).await
+    }
+
+    async fn attempt(&mut self, batch: &Arc<Batch>, known: &Known) -> Result<Outcome, Error> {
+        let name = Arc::clone(&self.name);
+        let batch = Arc::clone(batch);
+        let known = known.clone();
+        self.on_writer(move |conn, dbname, projection| {
+            attempt(conn, dbname, projection, &name, &batch, &known)
+        })
+        .await
+    }
+
+    fn is_transient(&self, error: &(dyn StdError + 'static)) -> bool {
+        error.downcast_ref::<rusqlite::Error>().is_some_and(is_busy)
+    }
+}
+
+/// One attempt at a batch in one IMMEDIATE transaction: the tracking position is read under
+/// SQLite's write lock, so no other runner can move it until this commits.
+fn attempt<P: SqliteProjection>(
+    conn: &mut Connection,
+    dbname: &str,
+    projection: &mut P,
+    name: &str,
+    batch: &Batch,
+    known: &Known,
+) -> Result<Outcome, Error> {
+    let db = |e| sql_error(dbname, e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db)?;
+    let recorded = read_tracking(&tx, name).map_err(db)?;
+    let plan = batch.plan(recorded, known);
+    for step in &plan.steps {
+        match *step {
+            Step::Handle { index, event } => {
+                if let Err(error) = catch_panic(|| projection.handle(&tx, event)) {
+                    // Dropping the transaction rolls it back.
+                    return Ok(Outcome::Failed {
+                        index,
+                        error,
+                        recorded,
+                    });
+                }
+            }
+            Step::Park { event, error } => {
+                let parked = ParkedEvent {
+                    name: name.to_owned(),
+                    position: event.position,
+                    stream_id: event.stream_id,
+                    version: event.version,
+                    event_type: event.event_type.clone(),
+                    error: error.to_owned(),
+                    parked_at: chrono::Utc::now(),
+                };
+                park(&tx, &parked).map_err(db)?;
+            }
+        }
+    }
+    let Some(position) = plan.record else {
+        return Ok(Outcome::Done {
+            position: recorded,
+            stopped: plan.stopped,
+        });
+    };
+    record(&tx, name, position)?;
+    tx.commit().map_err(db)?;
+    Ok(Outcome::Done {
+        position: Some(position),
+        stopped: plan.stopped,
     })
 }
 
-/// A page of the log on its way to the writer thread.
-struct Batch {
-    /// Every event read, the filtered-out ones too: they move the position on.
-    events: Vec<StoredEvent>,
-    /// The position to record when every event is done: the last event's, or (for a batch
-    /// with no events) the position the runner has skipped to.
-    end: Position,
+/// Moves the consumer's tracking row to `position` in `tx`.
+fn record(tx: &Transaction<'_>, name: &str, position: Position) -> Result<(), Error> {
+    let commit = to_i64("position commit", position.commit)?;
+    let seq = to_i64("position seq", position.seq)?;
+    write_tracking(tx, name, commit, seq).map_err(Error::store)
 }
 
-/// What a batch left behind.
-struct Applied {
-    /// The tracking position after the job: what it committed, or what was already recorded
-    /// (by this runner earlier or by another one) if it committed nothing.
-    position: Option<Position>,
-    failure: Option<Failure>,
-}
-
-enum Failure {
-    /// `SQLITE_BUSY` or `SQLITE_LOCKED`: try again after a backoff.
-    Transient(Error),
-    /// Ends the runner: a handler failure under [`OnError::Stop`], or a store failure.
-    Fatal(Error),
-}
-
-/// Shared by the jobs of one runner.
-struct Job {
-    name: Arc<str>,
-    types: Option<Arc<[String]>>,
-    on_error: OnError,
-}
-
-const SAVEPOINT: &str = "SAVEPOINT eventsourcing_projection_event";
-const RELEASE: &str = "RELEASE eventsourcing_projection_event";
-const ROLLBACK_TO: &str = "ROLLBACK TO eventsourcing_projection_event";
-
-impl Job {
-    fn wants(&self, event: &StoredEvent) -> bool {
-        self.types
-            .as_deref()
-            .is_none_or(|types| types.contains(&event.event_type))
-    }
-
-    /// The projection's `setup`, in its own transaction.
-    fn setup<P: SqliteProjection>(
-        &self,
-        conn: &mut Connection,
-        dbname: &str,
-        projection: &mut P,
-    ) -> Result<(), Failure> {
-        let db = |e| db_failure(dbname, e);
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(db)?;
-        match catch_panic(|| projection.setup(&tx)) {
-            Ok(()) => tx.commit().map_err(db),
-            Err(e) if is_transient(&e) => Err(Failure::Transient(Error::Store(e))),
-            Err(e) => Err(Failure::Fatal(Error::store(format!(
-                "the setup of projection `{}` failed: {}",
-                self.name,
-                error_chain(&*e)
-            )))),
-        }
-    }
-
-    /// One batch in one IMMEDIATE transaction: skips what the recorded position covers,
-    /// handles each wanted event under a savepoint, records the position, commits.
-    fn apply<P: SqliteProjection>(
-        &self,
-        conn: &mut Connection,
-        dbname: &str,
-        projection: &mut P,
-        batch: &Batch,
-    ) -> Applied {
-        let failed = |position, e| Applied {
-            position,
-            failure: Some(db_failure(dbname, e)),
-        };
-        let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => return failed(None, e),
-        };
-        // Read under the write lock: no other runner can move it until this commits.
-        let recorded = match read_tracking(&tx, &self.name) {
-            Ok(recorded) => recorded,
-            Err(e) => return failed(None, e),
-        };
-        if recorded.is_some_and(|r| r >= batch.end) {
-            // Error::AlreadyProcessed: another runner did all of it. Roll back, move on.
-            tracing::debug!(projection = %self.name, ?recorded, "batch already processed");
-            return Applied {
-                position: recorded,
-                failure: None,
-            };
-        }
-        let mut done = None;
-        let mut failure = None;
-        for event in &batch.events {
-            if recorded.is_some_and(|r| event.position <= r) {
-                continue;
-            }
-            if !self.wants(event) {
-                done = Some(event.position);
-                continue;
-            }
-            if let Err(e) = tx.prepare_cached(SAVEPOINT).and_then(|mut s| s.execute([])) {
-                return failed(recorded, e);
-            }
-            let handled = catch_panic(|| projection.handle(&tx, event));
-            let undo = match &handled {
-                Ok(()) => tx.prepare_cached(RELEASE).and_then(|mut s| s.execute([])),
-                Err(_) => tx
-                    .prepare_cached(ROLLBACK_TO)
-                    .and_then(|mut s| s.execute([]))
-                    .and_then(|_| tx.prepare_cached(RELEASE)?.execute([])),
-            };
-            if let Err(e) = undo {
-                return failed(recorded, e);
-            }
-            let Err(source) = handled else {
-                done = Some(event.position);
-                continue;
-            };
-            if is_transient(&source) {
-                failure = Some(Failure::Transient(Error::Store(source)));
-                break;
-            }
-            match self.on_error {
-                OnError::Stop => {
-                    failure = Some(Failure::Fatal(Error::Handler {
-                        name: self.name.to_string(),
-                        stream_id: event.stream_id,
-                        version: event.version,
-                        event_type: event.event_type.clone(),
-                        position: event.position,
-                        source,
-                    }));
-                    break;
-                }
-                OnError::Park => {
-                    let error = error_chain(&*source);
-                    tracing::warn!(
-                        projection = %self.name,
-                        stream_id = %event.stream_id,
-                        version = event.version,
-                        event_type = %event.event_type,
-                        position = ?event.position,
-                        error = %error,
-                        "projection parked an event it cannot handle"
-                    );
-                    if let Err(e) = park(&tx, &self.name, event, &error) {
-                        return failed(recorded, e);
-                    }
-                    done = Some(event.position);
-                }
-            }
-        }
-        if failure.is_none() {
-            done = Some(batch.end);
-        }
-        let Some(position) = done else {
-            // Nothing to keep: the failure was at the first event after the recorded position.
-            return Applied {
-                position: recorded,
-                failure,
-            };
-        };
-        let written = to_i64("position commit", position.commit)
-            .and_then(|commit| Ok((commit, to_i64("position seq", position.seq)?)));
-        let (commit, seq) = match written {
-            Ok(parts) => parts,
-            Err(e) => {
-                return Applied {
-                    position: recorded,
-                    failure: Some(Failure::Fatal(e)),
-                }
-            }
-        };
-        if let Err(e) = write_tracking(&tx, &self.name, commit, seq).and_then(|()| tx.commit()) {
-            return failed(recorded, e);
-        }
-        Applied {
-            position: Some(position),
-            failure,
-        }
-    }
-}
-
-fn park(
-    tx: &Transaction<'_>,
-    name: &str,
-    event: &StoredEvent,
-    error: &str,
-) -> rusqlite::Result<()> {
+fn park(tx: &Transaction<'_>, parked: &ParkedEvent) -> rusqlite::Result<()> {
     // Positions and versions read back from SQLite always fit.
     let int = clamp_i64;
     tx.prepare_cached(
@@ -392,263 +360,14 @@ fn park(
          version, event_type, error, parked_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(rusqlite::params![
-        name,
-        int(event.position.commit),
-        int(event.position.seq),
-        event.stream_id.as_bytes(),
-        int(event.version),
-        event.event_type,
-        error,
-        Utc::now().timestamp_micros(),
+        parked.name,
+        int(parked.position.commit),
+        int(parked.position.seq),
+        parked.stream_id.as_bytes(),
+        int(parked.version),
+        parked.event_type,
+        parked.error,
+        parked.parked_at.timestamp_micros(),
     ])
     .map(|_| ())
-}
-
-/// Runs user code; a panic becomes an error instead of killing the writer thread.
-fn catch_panic(f: impl FnOnce() -> Result<(), BoxError>) -> Result<(), BoxError> {
-    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
-        Err(format!("the handler panicked: {}", panic_message(&*panic)).into())
-    })
-}
-
-fn panic_message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(no message)")
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
-}
-
-fn busy(error: &rusqlite::Error) -> bool {
-    matches!(
-        error.sqlite_error_code(),
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
-    )
-}
-
-fn is_transient(error: &BoxError) -> bool {
-    error.downcast_ref::<rusqlite::Error>().is_some_and(busy)
-}
-
-fn is_transient_store(error: &Error) -> bool {
-    matches!(error, Error::Store(e) if is_transient(e))
-}
-
-fn db_failure(dbname: &str, error: rusqlite::Error) -> Failure {
-    if busy(&error) {
-        Failure::Transient(sql_error(dbname, error))
-    } else {
-        Failure::Fatal(sql_error(dbname, error))
-    }
-}
-
-/// Runs `f` on the writer thread with the projection, and hands the projection back.
-async fn on_writer<P, T, F>(store: &SqliteStore, mut projection: P, f: F) -> Result<(P, T), Error>
-where
-    P: SqliteProjection,
-    T: Send + 'static,
-    F: FnOnce(&mut Connection, &str, &mut P) -> T + Send + 'static,
-{
-    store
-        .on_writer(move |conn, dbname| {
-            let out = f(conn, dbname, &mut projection);
-            Ok((projection, out))
-        })
-        .await
-}
-
-/// Counts consecutive transient failures and waits between retries.
-struct Retries {
-    failures: u32,
-    options: ProjectionOptions,
-}
-
-impl Retries {
-    /// Waits before the next attempt: `Ok(true)` to go on, `Ok(false)` if a stop came first,
-    /// the error itself once the attempts are used up.
-    async fn pause(
-        &mut self,
-        stop: &mut StopSignal,
-        name: &str,
-        error: Error,
-    ) -> Result<bool, Error> {
-        self.failures += 1;
-        if self.failures >= self.options.attempts.max(1) {
-            return Err(error);
-        }
-        tracing::warn!(projection = name, attempt = self.failures, error = %error, "transient failure; retrying");
-        tokio::select! {
-            biased;
-            _ = stop.stopped() => Ok(false),
-            _ = tokio::time::sleep(backoff(self.options.backoff, self.failures)) => Ok(true),
-        }
-    }
-}
-
-async fn run<P: SqliteProjection>(
-    store: SqliteStore,
-    mut projection: P,
-    options: ProjectionOptions,
-    mut changes: Changes,
-    mut stop: StopSignal,
-    cell: PositionCell,
-) -> Result<(), Error> {
-    let job = Arc::new(Job {
-        name: projection.name().into(),
-        types: projection.event_types().map(Into::into),
-        on_error: options.on_error,
-    });
-    let name = Arc::clone(&job.name);
-    let page = options.page_size.max(1);
-    let mut retries = Retries {
-        failures: 0,
-        options,
-    };
-
-    loop {
-        let j = Arc::clone(&job);
-        let (p, result) =
-            on_writer(&store, projection, move |conn, db, p| j.setup(conn, db, p)).await?;
-        projection = p;
-        match result {
-            Ok(()) => break,
-            Err(Failure::Transient(e)) => {
-                if !retries.pause(&mut stop, &name, e).await? {
-                    return Ok(());
-                }
-            }
-            Err(Failure::Fatal(e)) => return Err(e),
-        }
-    }
-    let mut after = loop {
-        match store.tracking_position(&name).await {
-            Ok(position) => break position.unwrap_or(Position::START),
-            Err(e) if is_transient_store(&e) => {
-                if !retries.pause(&mut stop, &name, e).await? {
-                    return Ok(());
-                }
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    retries.failures = 0;
-    cell.set(after);
-    // What the tracking row holds; `after` runs ahead of it over events filtered out.
-    let mut recorded = after;
-    let mut unrecorded = 0usize;
-
-    while !stop.is_stopped() {
-        // Before reading: a save committing during the read then wakes the wait below.
-        changes.mark_seen();
-        let events = match store.read_log(after, page).await {
-            Ok(events) => events,
-            Err(e) if is_transient_store(&e) => {
-                if !retries.pause(&mut stop, &name, e).await? {
-                    break;
-                }
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        let Some(last) = events.last() else {
-            if recorded < after {
-                // Caught up with events it skipped: record them now, once, so that the lag of
-                // an idle projection reads zero.
-                let j = Arc::clone(&job);
-                let batch = Batch {
-                    events: Vec::new(),
-                    end: after,
-                };
-                let (p, applied) = on_writer(&store, projection, move |conn, db, p| {
-                    j.apply(conn, db, p, &batch)
-                })
-                .await?;
-                projection = p;
-                match applied.failure {
-                    None => {
-                        recorded = after;
-                        unrecorded = 0;
-                    }
-                    Some(Failure::Transient(e)) => {
-                        tracing::warn!(projection = %name, error = %e, "cannot record skipped events yet");
-                    }
-                    Some(Failure::Fatal(e)) => return Err(e),
-                }
-            }
-            tokio::select! {
-                biased;
-                _ = stop.stopped() => break,
-                _ = changes.wait(options.poll_interval) => continue,
-            }
-        };
-        let end = last.position;
-        if !events.iter().any(|e| job.wants(e)) && unrecorded + events.len() < page {
-            // Nothing to handle: move on without a write (and without taking the writer from
-            // the saves); the position is recorded with a later batch, after a page of such
-            // events, or at stop.
-            unrecorded += events.len();
-            after = end;
-            cell.set(after);
-            continue;
-        }
-        let j = Arc::clone(&job);
-        let batch = Batch { events, end };
-        let (p, applied) = on_writer(&store, projection, move |conn, db, p| {
-            j.apply(conn, db, p, &batch)
-        })
-        .await?;
-        projection = p;
-        if let Some(position) = applied.position {
-            if position > recorded {
-                recorded = position;
-                unrecorded = 0;
-            }
-            if position > after {
-                after = position;
-                cell.set(after);
-            }
-        }
-        match applied.failure {
-            None => retries.failures = 0,
-            Some(Failure::Transient(e)) => {
-                if !retries.pause(&mut stop, &name, e).await? {
-                    break;
-                }
-            }
-            Some(Failure::Fatal(e)) => return Err(e),
-        }
-    }
-
-    if recorded < after {
-        // Record the events skipped since the last batch, so the lag reads right.
-        let j = Arc::clone(&job);
-        let batch = Batch {
-            events: Vec::new(),
-            end: after,
-        };
-        let (_, applied) = on_writer(&store, projection, move |conn, db, p| {
-            j.apply(conn, db, p, &batch)
-        })
-        .await?;
-        match applied.failure {
-            None => {}
-            // A restart reads those events again and skips them again: nothing is lost.
-            Some(Failure::Transient(e)) => {
-                tracing::warn!(projection = %name, error = %e, "cannot record the position at stop");
-            }
-            Some(Failure::Fatal(e)) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -1,8 +1,8 @@
 use std::{fmt, sync::Arc};
 
 use eventsourcing_core::{
-    ChangeNotifier, Changes, Env, Error, EventStore, NewEvent, Position, Snapshot, StoredEvent,
-    Tracking, Uuid,
+    ChangeNotifier, Changes, Env, Error, EventStore, NewEvent, ParkedEvent, Position, Snapshot,
+    StoredEvent, Tracking, Uuid,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -374,6 +374,14 @@ impl EventStore for SqliteStore {
             read_tracking(conn, &name).map_err(|e| sql_error(dbname, e))
         })
         .await
+    }
+
+    async fn park(&self, parked: ParkedEvent) -> Result<(), Error> {
+        self.park_event(parked).await
+    }
+
+    async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+        self.parked_events(name).await
     }
 
     /// Woken after every save through this store (and its clones); see

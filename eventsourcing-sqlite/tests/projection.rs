@@ -672,8 +672,12 @@ async fn a_locked_database_is_retried_then_given_up_on() {
         },
     );
     let err = impatient.join().await.unwrap_err();
-    let Error::Store(source) = &err else {
-        panic!("expected a store error, got {err:?}");
+    assert!(
+        err.is_transient(),
+        "a busy database is worth retrying: {err:?}"
+    );
+    let Error::Transient(source) = &err else {
+        panic!("expected a transient store error, got {err:?}");
     };
     let code = source
         .downcast_ref::<rusqlite::Error>()

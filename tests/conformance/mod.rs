@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use eventsourcing::prelude::*;
 use eventsourcing::{
     read_log_stream, spawn_process, BoxError, Codec, NewEvent, Outbox, Position, Process,
-    RunOptions, Snapshot, Snapshotting, StoredEvent, Subscription, Tracking,
+    ProjectionOptions, Snapshot, Snapshotting, StoredEvent, Subscription, Tracking,
 };
 use futures_util::StreamExt;
 use proptest::prelude::*;
@@ -590,6 +590,18 @@ impl<S: EventStore> EventStore for Counting<S> {
         name: &str,
     ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
         self.inner.tracking_position(name)
+    }
+    fn park(
+        &self,
+        parked: eventsourcing::ParkedEvent,
+    ) -> impl Future<Output = Result<(), Error>> + Send {
+        self.inner.park(parked)
+    }
+    fn parked(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Vec<eventsourcing::ParkedEvent>, Error>> + Send {
+        self.inner.parked(name)
     }
     fn changes(&self) -> eventsourcing::Changes {
         self.inner.changes()
@@ -1272,10 +1284,10 @@ async fn wait_until_processed(handle: &eventsourcing::ProcessHandle, end: Positi
 /// restarted. Every rename ends up in its audit log exactly once, in order.
 pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S) {
     let app = Application::new(store.clone());
-    let options = RunOptions {
+    let options = ProjectionOptions {
         poll_interval: std::time::Duration::from_millis(20),
         page_size: 16,
-        ..RunOptions::default()
+        ..ProjectionOptions::default()
     };
     let first = spawn_process(
         Auditor { fail_on: None },
@@ -1338,9 +1350,9 @@ pub async fn failing_handler_stops_and_restart_resumes<S: EventStore + Clone>(st
         endpoint.update_name(name.into());
     }
     app.save(&mut endpoint).await.unwrap();
-    let options = RunOptions {
+    let options = ProjectionOptions {
         poll_interval: std::time::Duration::from_millis(20),
-        ..RunOptions::default()
+        ..ProjectionOptions::default()
     };
 
     let failing = spawn_process(
