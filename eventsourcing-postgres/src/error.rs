@@ -1,4 +1,5 @@
-//! Turning driver and pool errors into [`eventsourcing_core::Error`].
+//! Turning driver and pool errors into [`eventsourcing_core::Error`], and telling which of them
+//! are worth retrying.
 
 use std::{fmt, time::Duration};
 
@@ -137,4 +138,63 @@ impl std::error::Error for OutOfRange {}
 
 pub(crate) fn out_of_range(message: impl Into<String>) -> Error {
     Error::Store(Box::new(OutOfRange(message.into())))
+}
+
+/// Whether an error is worth retrying after a backoff: the connection or the pool failed, or
+/// the server asks to retry (serialization failure, deadlock, lock timeout, shutdown).
+pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<ConnectError>()
+            || e.is::<PoolTimeout>()
+            || e.is::<TooManyWaiting>()
+            || e.is::<std::io::Error>()
+        {
+            return true;
+        }
+        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+            if pg.is_closed() {
+                return true;
+            }
+            if let Some(code) = pg.code() {
+                return transient_code(code);
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether a SQLSTATE asks the client to try again.
+pub(crate) fn transient_code(code: &SqlState) -> bool {
+    const RETRY: [SqlState; 8] = [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    ];
+    // Class 08: connection exceptions.
+    RETRY.contains(code) || code.code().starts_with("08")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_are_found_in_the_chain() {
+        assert!(is_transient(&std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset
+        )));
+        assert!(!is_transient(&*eventsourcing_core::BoxError::from(
+            "a handler bug"
+        )));
+        assert!(transient_code(&SqlState::T_R_DEADLOCK_DETECTED));
+        assert!(transient_code(&SqlState::CONNECTION_FAILURE));
+        assert!(!transient_code(&SqlState::UNIQUE_VIOLATION));
+    }
 }

@@ -8,10 +8,11 @@ use eventsourcing_core::{
     StopSignal, StoredEvent,
 };
 use futures_util::FutureExt;
-use tokio_postgres::{error::SqlState, Transaction};
+use tokio_postgres::Transaction;
 
 use crate::{
-    error::{out_of_range, pg_error, ConnectError, PoolTimeout, TooManyWaiting},
+    error::{is_transient, pg_error},
+    rows::{parked_event, position_columns, position_from_columns},
     sql::{quote_ident, Stmt},
     store::PostgresStore,
 };
@@ -104,67 +105,6 @@ pub trait PostgresProjection: Send + 'static {
 
 pub use eventsourcing_core::{OnError, ParkedEvent, ProjectionOptions};
 
-/// Inserts the tracking row of a projection that has none, at the start of the log; a batch
-/// that commits always moves it to a real position.
-pub(crate) fn insert_tracking_sql(schema: &str) -> String {
-    format!(
-        "INSERT INTO {}.tracking (name, position_commit, position_seq) VALUES ($1, 0, 0) \
-         ON CONFLICT (name) DO NOTHING",
-        quote_ident(schema)
-    )
-}
-
-/// Locks a projection's tracking row for the batch's transaction and reads it (after waiting
-/// for another runner's batch, its newest committed value).
-pub(crate) fn lock_tracking_sql(schema: &str) -> String {
-    format!(
-        "SELECT position_commit, position_seq FROM {}.tracking WHERE name = $1 FOR UPDATE",
-        quote_ident(schema)
-    )
-}
-
-/// Moves a locked tracking row.
-pub(crate) fn write_tracking_sql(schema: &str) -> String {
-    format!(
-        "UPDATE {}.tracking SET position_commit = $2, position_seq = $3, updated_at = now() \
-         WHERE name = $1",
-        quote_ident(schema)
-    )
-}
-
-/// Parks an event (again, if an operator unparked it and the position was rewound).
-pub(crate) fn park_event_sql(schema: &str) -> String {
-    format!(
-        "INSERT INTO {}.parked_events \
-             (name, position_commit, position_seq, stream_id, version, event_type, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (name, position_commit, position_seq) DO UPDATE SET \
-             stream_id = EXCLUDED.stream_id, version = EXCLUDED.version, \
-             event_type = EXCLUDED.event_type, error = EXCLUDED.error, parked_at = now()",
-        quote_ident(schema)
-    )
-}
-
-/// A position as the two `bigint` columns of `tracking` and `parked_events`.
-fn position_columns(position: Position) -> Result<(i64, i64), Error> {
-    let part = |value: u64, what: &str| {
-        i64::try_from(value).map_err(|_| {
-            out_of_range(format!(
-                "position {what} {value} is above PostgreSQL's bigint range"
-            ))
-        })
-    };
-    Ok((part(position.commit, "commit")?, part(position.seq, "seq")?))
-}
-
-/// The two `bigint` columns back as a position.
-fn position_from_columns(commit: i64, seq: i64) -> Position {
-    Position {
-        commit: commit.max(0) as u64,
-        seq: seq.max(0) as u64,
-    }
-}
-
 impl PostgresStore {
     /// The events the projection `name` parked, in log order (see [`OnError::Park`]).
     pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
@@ -183,25 +123,7 @@ impl PostgresStore {
             )
             .await
             .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(|row| {
-                let version: i64 = row.try_get(3).map_err(pg_error)?;
-                Ok(ParkedEvent {
-                    name: name.to_owned(),
-                    position: position_from_columns(
-                        row.try_get(0).map_err(pg_error)?,
-                        row.try_get(1).map_err(pg_error)?,
-                    ),
-                    stream_id: row.try_get(2).map_err(pg_error)?,
-                    version: u64::try_from(version).map_err(|_| {
-                        out_of_range(format!("a parked event has version {version}"))
-                    })?,
-                    event_type: row.try_get(4).map_err(pg_error)?,
-                    error: row.try_get(5).map_err(pg_error)?,
-                    parked_at: row.try_get(6).map_err(pg_error)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| parked_event(row, name)).collect()
     }
 
     /// Removes a parked event once an operator has dealt with it; false if there was none at
@@ -618,46 +540,6 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// Whether an error is worth retrying after a backoff: the connection or the pool failed, or
-/// the server asks to retry (serialization failure, deadlock, lock timeout, shutdown).
-fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(error);
-    while let Some(e) = next {
-        if e.is::<ConnectError>()
-            || e.is::<PoolTimeout>()
-            || e.is::<TooManyWaiting>()
-            || e.is::<std::io::Error>()
-        {
-            return true;
-        }
-        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
-            if pg.is_closed() {
-                return true;
-            }
-            if let Some(code) = pg.code() {
-                return transient_code(code);
-            }
-        }
-        next = e.source();
-    }
-    false
-}
-
-fn transient_code(code: &SqlState) -> bool {
-    const RETRY: [SqlState; 8] = [
-        SqlState::T_R_SERIALIZATION_FAILURE,
-        SqlState::T_R_DEADLOCK_DETECTED,
-        SqlState::LOCK_NOT_AVAILABLE,
-        SqlState::ADMIN_SHUTDOWN,
-        SqlState::CRASH_SHUTDOWN,
-        SqlState::CANNOT_CONNECT_NOW,
-        SqlState::TOO_MANY_CONNECTIONS,
-        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-    ];
-    // Class 08: connection exceptions.
-    RETRY.contains(code) || code.code().starts_with("08")
-}
-
 fn is_transient_error(error: &Error) -> bool {
     matches!(error, Error::Store(e) if is_transient(&**e))
 }
@@ -846,20 +728,4 @@ async fn run<P: PostgresProjection>(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transient_errors_are_found_in_the_chain() {
-        assert!(is_transient(&std::io::Error::from(
-            std::io::ErrorKind::ConnectionReset
-        )));
-        assert!(!is_transient(&*BoxError::from("a handler bug")));
-        assert!(transient_code(&SqlState::T_R_DEADLOCK_DETECTED));
-        assert!(transient_code(&SqlState::CONNECTION_FAILURE));
-        assert!(!transient_code(&SqlState::UNIQUE_VIOLATION));
-    }
 }
