@@ -62,7 +62,8 @@ impl Sql {
         }
     }
 
-    /// The text of `stmt`. Built on each call: a connection prepares each statement once.
+    /// The text of `stmt`, built on each call: a connection prepares each statement once, and
+    /// the two run unprepared (`read_by_time`, `append_in`) pay one `format!` beside a round trip.
     pub(crate) fn get(&self, stmt: Stmt) -> String {
         let Sql {
             events,
