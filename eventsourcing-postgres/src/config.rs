@@ -1,86 +1,54 @@
-//! Typed settings: builder, connection string and environment.
+//! The typed settings: [`PostgresConfig`], its builder and its defaults. Reading them from
+//! the environment is in `env.rs`, parsing connection strings in `conn_str.rs`.
 
-use std::{fmt, path::PathBuf, str::FromStr, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
-use eventsourcing_core::{ConfigError, Env};
+use eventsourcing_core::ConfigError;
 
-/// How the connection is encrypted and how the server's certificate is checked, as libpq's
-/// `sslmode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-#[non_exhaustive]
-pub enum SslMode {
-    /// Never encrypt.
-    Disable,
-    /// Encrypt if the server offers it, without checking its certificate (libpq's default).
-    #[default]
-    Prefer,
-    /// Always encrypt; do not check the certificate, unless a root certificate is given, in
-    /// which case behave like [`VerifyCa`](SslMode::VerifyCa) (as libpq does).
-    Require,
-    /// Always encrypt; the certificate must chain to a trusted root. The host name is not
-    /// checked.
-    VerifyCa,
-    /// Always encrypt; the certificate must chain to a trusted root and name the host.
-    VerifyFull,
-}
-
-impl SslMode {
-    /// The libpq spelling (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SslMode::Disable => "disable",
-            SslMode::Prefer => "prefer",
-            SslMode::Require => "require",
-            SslMode::VerifyCa => "verify-ca",
-            SslMode::VerifyFull => "verify-full",
-        }
-    }
-}
-
-impl fmt::Display for SslMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An `sslmode` value that is not one of the supported ones.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an sslmode (use disable, prefer, require, verify-ca or verify-full)")]
-pub struct UnknownSslMode(String);
-
-impl FromStr for SslMode {
-    type Err = UnknownSslMode;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "disable" => Ok(SslMode::Disable),
-            "prefer" => Ok(SslMode::Prefer),
-            "require" => Ok(SslMode::Require),
-            "verify-ca" | "verify_ca" => Ok(SslMode::VerifyCa),
-            "verify-full" | "verify_full" => Ok(SslMode::VerifyFull),
-            other => Err(UnknownSslMode(other.to_owned())),
-        }
-    }
-}
-
-/// Where the trusted root certificates come from for `verify-ca` / `verify-full`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RootCerts {
-    /// The Mozilla roots bundled by `webpki-roots` (libpq's `sslrootcert=system`).
-    System,
-    /// Exactly the certificates of this PEM file.
-    File(PathBuf),
-}
+use crate::tls::{RootCerts, SslMode};
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore): where the server is, how to reach it,
 /// the pool, the session timeouts and the schema.
 ///
 /// Build one with [`PostgresConfig::builder`], parse a connection string with
 /// [`str::parse`] (`key=value` pairs or a `postgres://` URL, as libpq and tokio-postgres accept),
-/// or read the environment with [`PostgresConfig::from_env`]. The crate documentation has the
-/// table of every setting, its environment variables, its default and what it does.
+/// or read the environment with [`PostgresConfig::from_env`]. The table below has every
+/// setting, its environment variables, its default and what it does.
 ///
 /// `Debug` never shows the password.
+///
+/// # Settings
+///
+/// [`PostgresConfig::from_env`] reads these variables. Each is first looked up with the
+/// application prefix when there is one (`WIDGETS_POSTGRES_HOST` before `POSTGRES_HOST`), then
+/// without; where several names are listed, all are tried in that order. A missing required
+/// value or a malformed one is a [`ConfigError`](eventsourcing_core::ConfigError) naming the
+/// variable. The builder method of each setting is given in the first column.
+///
+/// | setting (builder) | variables | default | meaning |
+/// |---|---|---|---|
+/// | connection string | `DATABASE_URL` | — | `postgres://` URL or libpq `key=value` pairs; gives whatever it contains, the variables below fill in the rest (libpq's rule) |
+/// | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated |
+/// | `port` | `POSTGRES_PORT` | 5432 | |
+/// | `user` | `POSTGRES_USER` | required | |
+/// | `password` | `POSTGRES_PASSWORD`, or `POSTGRES_PASSWORD_FILE` (a file holding it, Docker's convention; a trailing newline is dropped) | none (trust, peer or certificate authentication) | never shown by `Debug`, logs or errors; both variables set at the same prefix level is an error |
+/// | `dbname` | `POSTGRES_DBNAME`, `POSTGRES_DB` | required | |
+/// | `schema` | `POSTGRES_SCHEMA` | `public` | schema of all tables, used as given (quoted); created by the first migration if missing |
+/// | `ssl_mode` | `POSTGRES_SSLMODE` (`sslmode` in a connection string) | `prefer` | see [TLS](crate#tls) |
+/// | `ssl_root_cert` | `POSTGRES_SSLROOTCERT` (`sslrootcert`) | Mozilla roots | PEM file of trusted roots; `system` = the Mozilla roots |
+/// | `pool_size` | `POSTGRES_POOL_SIZE`, `POOL_SIZE` | 5 | bb8 `min_idle`: connections the pool keeps open and idle, ready for use. bb8 keeps this many *idle*, so under load it opens more (up to the maximum) rather than waiting |
+/// | `max_overflow` | `POSTGRES_MAX_OVERFLOW`, `POOL_MAX_OVERFLOW` | 10 | bb8 `max_size` = pool size + overflow: the most connections open at once. Connections above the pool size close after bb8's `idle_timeout` (10 min) unused |
+/// | `pool_timeout` | `POSTGRES_CONNECT_TIMEOUT`, `POOL_TIMEOUT` | 30 s | bb8 `connection_timeout`: how long an operation waits for a connection before failing (the error says why the last connection attempt failed); also tokio-postgres' `connect_timeout` for opening one |
+/// | `recycle` | `POSTGRES_CONN_MAX_AGE`, `POOL_RECYCLE` | 3600 s | bb8 `max_lifetime`: a connection older than this is closed and replaced; 0 = never |
+/// | `pre_ping` | `POSTGRES_PRE_PING`, `POOL_PRE_PING` | no | bb8 `test_on_check_out`: run an empty query on a connection before each use, costing one round trip per operation |
+/// | `max_waiting` | `POSTGRES_MAX_WAITING` | no limit | bb8 has no such knob. This crate enforces it in front of bb8 with a semaphore of pool maximum + this many permits: when it is exhausted an operation fails at once instead of queueing |
+/// | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed) |
+/// | `idle_in_transaction_session_timeout` | `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` | 5 s | the session's `idle_in_transaction_session_timeout`, set on every new connection; 0 = never. It also bounds how long a forgotten open transaction can hold the log back ([Global order](crate#global-order)) |
+/// | `create_table` | `CREATE_TABLE` | yes | [`PostgresStore::connect`](crate::PostgresStore::connect) applies pending migrations. With `n` nothing issues DDL at run time and a missing table is [`Error::Schema`](eventsourcing_core::Error::Schema) saying to run `eventsourcing-admin migrate` |
+///
+/// Yes/no values: `y`, `yes`, `t`, `true`, `on`, `1` / `n`, `no`, `f`, `false`, `off`, `0`.
+/// Durations are seconds. The Python library requires a password; here it is optional, since
+/// trust, peer and certificate authentication need none.
 #[derive(Clone)]
 pub struct PostgresConfig {
     pub(crate) pg: tokio_postgres::Config,
@@ -174,94 +142,6 @@ impl PostgresConfig {
         PostgresConfigBuilder {
             config: self.clone(),
         }
-    }
-
-    /// Reads the settings from the environment, the way the Python `eventsourcing` library and
-    /// the seed's `.env` name them (see the table in the crate documentation). With
-    /// `Env::from_process().with_app_name("widgets")`, `WIDGETS_POSTGRES_HOST` wins over
-    /// `POSTGRES_HOST`, and so on for every variable.
-    ///
-    /// `DATABASE_URL`, when set, gives the connection settings it contains; the `POSTGRES_*`
-    /// variables supply whatever it leaves out (libpq's rule: the connection string wins over
-    /// the environment).
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let mut config = match env.lookup(&[vars::DATABASE_URL]) {
-            Some((name, url)) => parse_conninfo(&url, &name)?,
-            None => PostgresConfig::default(),
-        };
-
-        if config.pg.get_hosts().is_empty() {
-            let (name, host) = required(env, vars::HOST, "DATABASE_URL")?;
-            check_not_blank(&name, &host)?;
-            config.pg.host(host.trim());
-        }
-        if config.pg.get_ports().is_empty() {
-            if let Some(port) = env.parse::<u16>(vars::PORT)? {
-                config.pg.port(port);
-            }
-        }
-        if config.pg.get_user().is_none() {
-            let (_, user) = required(env, vars::USER, "DATABASE_URL")?;
-            config.pg.user(user.trim());
-        }
-        if config.pg.get_dbname().is_none() {
-            let (_, dbname) = required(env, vars::DBNAME, "DATABASE_URL")?;
-            config.pg.dbname(dbname.trim());
-        }
-        if config.pg.get_password().is_none() {
-            if let Some(password) = password_from_env(env)? {
-                config.pg.password(password);
-            }
-        }
-        if let Some(mode) = env.parse::<SslMode>(vars::SSLMODE)? {
-            config.ssl_mode = mode;
-        }
-        if let Some((_, path)) = env.lookup(vars::SSLROOTCERT) {
-            config.root_certs = Some(root_certs(path.trim()));
-        }
-        if let Some((name, schema)) = env.lookup(vars::SCHEMA) {
-            config.schema = valid_schema(&name, schema.trim())?;
-        }
-        if let Some(size) = env.parse::<u32>(vars::POOL_SIZE)? {
-            config.pool_size = size;
-        }
-        if let Some(overflow) = env.parse::<u32>(vars::MAX_OVERFLOW)? {
-            config.max_overflow = overflow;
-        }
-        if let Some(timeout) = env.seconds(vars::POOL_TIMEOUT)? {
-            if timeout.is_zero() {
-                let (name, _) = env.lookup(vars::POOL_TIMEOUT).unwrap_or_default();
-                return Err(ConfigError::new(name, "must be more than 0 seconds"));
-            }
-            config.pool_timeout = timeout;
-            config.pg.connect_timeout(timeout);
-        }
-        if let Some(recycle) = env.seconds(vars::RECYCLE)? {
-            config.recycle = (!recycle.is_zero()).then_some(recycle);
-        }
-        if let Some(pre_ping) = env.flag(vars::PRE_PING)? {
-            config.pre_ping = pre_ping;
-        }
-        if let Some(max_waiting) = env.parse::<u32>(vars::MAX_WAITING)? {
-            config.max_waiting = Some(max_waiting);
-        }
-        if let Some(timeout) = env.seconds(vars::LOCK_TIMEOUT)? {
-            config.lock_timeout = timeout;
-        }
-        if let Some(timeout) = env.seconds(vars::IDLE_IN_TRANSACTION_SESSION_TIMEOUT)? {
-            config.idle_in_transaction_session_timeout = timeout;
-        }
-        if let Some(create) = env.flag(vars::CREATE_TABLE)? {
-            config.create_table = create;
-        }
-        if config.pool_size.saturating_add(config.max_overflow) == 0 {
-            let (name, _) = env.lookup(vars::POOL_SIZE).unwrap_or_default();
-            return Err(ConfigError::new(
-                name,
-                "the pool needs at least one connection (POSTGRES_POOL_SIZE + POSTGRES_MAX_OVERFLOW > 0)",
-            ));
-        }
-        Ok(config)
     }
 
     /// The hosts, comma-separated.
@@ -385,7 +265,8 @@ impl PostgresConfig {
             .collect()
     }
 
-    fn validate(self, names: &Names) -> Result<Self, ConfigError> {
+    /// Checks what every way of making a config must give; `names` name the settings in errors.
+    pub(crate) fn validate(self, names: &Names) -> Result<Self, ConfigError> {
         if self.pg.get_hosts().is_empty() {
             return Err(ConfigError::new(names.host, "a host is required"));
         }
@@ -411,18 +292,6 @@ impl PostgresConfig {
             ));
         }
         Ok(self)
-    }
-}
-
-impl FromStr for PostgresConfig {
-    type Err = ConfigError;
-
-    /// Parses `key=value` pairs (`host=localhost user=app dbname=widgets sslmode=verify-full`)
-    /// or a URL (`postgresql://app:secret@localhost:5432/widgets?sslmode=require`). Besides the
-    /// keys tokio-postgres knows, `sslmode` accepts `verify-ca` and `verify-full`, and
-    /// `sslrootcert` names a PEM file of trusted roots. Errors never show the string.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_conninfo(s, "connection string")?.validate(&Names::CONNECTION_STRING)
     }
 }
 
@@ -624,7 +493,7 @@ fn rebuild(
 }
 
 /// The setting names used in errors.
-struct Names {
+pub(crate) struct Names {
     host: &'static str,
     user: &'static str,
     dbname: &'static str,
@@ -633,120 +502,20 @@ struct Names {
 }
 
 impl Names {
-    const BUILDER: Names = Names {
+    pub(crate) const BUILDER: Names = Names {
         host: "host",
         user: "user",
         dbname: "dbname",
         pool_timeout: "pool_timeout",
         pool_size: "pool_size",
     };
-    const CONNECTION_STRING: Names = Names {
+    pub(crate) const CONNECTION_STRING: Names = Names {
         host: "connection string (host)",
         user: "connection string (user)",
         dbname: "connection string (dbname)",
         pool_timeout: "pool_timeout",
         pool_size: "pool_size",
     };
-}
-
-/// The environment variables, each with its aliases in precedence order.
-pub(crate) mod vars {
-    pub(crate) const DATABASE_URL: &str = "DATABASE_URL";
-    pub(crate) const HOST: &[&str] = &["POSTGRES_HOST"];
-    pub(crate) const PORT: &[&str] = &["POSTGRES_PORT"];
-    pub(crate) const USER: &[&str] = &["POSTGRES_USER"];
-    pub(crate) const PASSWORD: &[&str] = &["POSTGRES_PASSWORD"];
-    pub(crate) const PASSWORD_FILE: &[&str] = &["POSTGRES_PASSWORD_FILE"];
-    pub(crate) const DBNAME: &[&str] = &["POSTGRES_DBNAME", "POSTGRES_DB"];
-    pub(crate) const SCHEMA: &[&str] = &["POSTGRES_SCHEMA"];
-    pub(crate) const SSLMODE: &[&str] = &["POSTGRES_SSLMODE"];
-    pub(crate) const SSLROOTCERT: &[&str] = &["POSTGRES_SSLROOTCERT"];
-    pub(crate) const POOL_SIZE: &[&str] = &["POSTGRES_POOL_SIZE", "POOL_SIZE"];
-    pub(crate) const MAX_OVERFLOW: &[&str] = &["POSTGRES_MAX_OVERFLOW", "POOL_MAX_OVERFLOW"];
-    pub(crate) const POOL_TIMEOUT: &[&str] = &["POSTGRES_CONNECT_TIMEOUT", "POOL_TIMEOUT"];
-    pub(crate) const RECYCLE: &[&str] = &["POSTGRES_CONN_MAX_AGE", "POOL_RECYCLE"];
-    pub(crate) const PRE_PING: &[&str] = &["POSTGRES_PRE_PING", "POOL_PRE_PING"];
-    pub(crate) const MAX_WAITING: &[&str] = &["POSTGRES_MAX_WAITING"];
-    pub(crate) const LOCK_TIMEOUT: &[&str] = &["POSTGRES_LOCK_TIMEOUT"];
-    pub(crate) const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: &[&str] =
-        &["POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT"];
-    pub(crate) const CREATE_TABLE: &[&str] = &["CREATE_TABLE"];
-}
-
-fn required(env: &Env, keys: &[&str], alternative: &str) -> Result<(String, String), ConfigError> {
-    env.lookup(keys).ok_or_else(|| {
-        let looked: Vec<String> = env
-            .app_prefix()
-            .into_iter()
-            .flat_map(|p| keys.iter().map(move |k| format!("{p}_{k}")))
-            .chain(keys.iter().map(|k| (*k).to_owned()))
-            .collect();
-        ConfigError::new(
-            keys.first().copied().unwrap_or_default(),
-            format!(
-                "not set (looked for {}, and {alternative} does not give it)",
-                looked.join(", ")
-            ),
-        )
-    })
-}
-
-fn check_not_blank(name: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        return Err(ConfigError::new(name, "is empty"));
-    }
-    Ok(())
-}
-
-/// `POSTGRES_PASSWORD` or the contents of `POSTGRES_PASSWORD_FILE` (Docker's convention). Both
-/// set at the same precedence level is an error; an application-prefixed one wins over a plain
-/// one. Errors name the variable, never the value.
-fn password_from_env(env: &Env) -> Result<Option<String>, ConfigError> {
-    let password = env.lookup(vars::PASSWORD);
-    let file = env.lookup(vars::PASSWORD_FILE);
-    let prefixed = |name: &str| {
-        env.app_prefix().is_some_and(|p| {
-            name.len() > p.len() && name.starts_with(p) && name[p.len()..].starts_with('_')
-        })
-    };
-    let use_file = match (&password, &file) {
-        (Some((p, _)), Some((f, _))) => match (prefixed(p), prefixed(f)) {
-            (true, false) => false,
-            (false, true) => true,
-            _ => {
-                return Err(ConfigError::new(
-                    p.clone(),
-                    format!("both {p} and {f} are set; set only one"),
-                ))
-            }
-        },
-        (_, Some(_)) => true,
-        _ => false,
-    };
-    if use_file {
-        let Some((name, path)) = file else {
-            return Ok(None);
-        };
-        let path = path.trim();
-        let contents = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::new(name.clone(), format!("cannot read `{path}`: {e}")))?;
-        // Files written by editors and `echo` end with a newline that is not part of the
-        // password.
-        let secret = contents.trim_end_matches(['\r', '\n']);
-        if secret.is_empty() {
-            return Err(ConfigError::new(name, format!("`{path}` is empty")));
-        }
-        return Ok(Some(secret.to_owned()));
-    }
-    Ok(password.map(|(_, p)| p))
-}
-
-fn root_certs(value: &str) -> RootCerts {
-    if value.eq_ignore_ascii_case("system") {
-        RootCerts::System
-    } else {
-        RootCerts::File(PathBuf::from(value))
-    }
 }
 
 /// A schema name PostgreSQL accepts as a quoted identifier.
@@ -767,226 +536,4 @@ pub(crate) fn valid_schema(var: &str, schema: &str) -> Result<String, ConfigErro
         ));
     }
     Ok(schema.to_owned())
-}
-
-/// Parses a connection string: our own keys (`sslmode` with the verify modes, `sslrootcert`)
-/// are taken out, the rest goes to tokio-postgres. `var` names the source in errors; the
-/// string itself never appears in them (it may hold a password).
-pub(crate) fn parse_conninfo(s: &str, var: &str) -> Result<PostgresConfig, ConfigError> {
-    let s = s.trim();
-    let split = if s.starts_with("postgres://") || s.starts_with("postgresql://") {
-        split_url(s, var)?
-    } else {
-        split_key_values(s, var)?
-    };
-    let mut pg = tokio_postgres::Config::from_str(&split.rest)
-        .map_err(|e| ConfigError::new(var, sanitize_parse_error(&e.to_string())))?;
-    let mut config = PostgresConfig::default();
-    if pg.get_connect_timeout().is_none() {
-        pg.connect_timeout(DEFAULT_POOL_TIMEOUT);
-    }
-    config.pg = pg;
-    if let Some(mode) = split.sslmode {
-        config.ssl_mode = mode
-            .parse()
-            .map_err(|e: UnknownSslMode| ConfigError::new(var, format!("sslmode: {e}")))?;
-    }
-    config.root_certs = split.sslrootcert.as_deref().map(root_certs);
-    Ok(config)
-}
-
-/// tokio-postgres' "unexpected character ... got `x`" could show one character of a password.
-fn sanitize_parse_error(message: &str) -> String {
-    let message = match message.find(" but got") {
-        Some(at) => &message[..at],
-        None => message,
-    };
-    format!("malformed connection string: {message}")
-}
-
-struct Split {
-    rest: String,
-    sslmode: Option<String>,
-    sslrootcert: Option<String>,
-}
-
-fn split_url(url: &str, var: &str) -> Result<Split, ConfigError> {
-    let mut split = Split {
-        rest: String::new(),
-        sslmode: None,
-        sslrootcert: None,
-    };
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let mut kept = Vec::new();
-    for pair in query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |text: &str| {
-            percent_encoding::percent_decode_str(text)
-                .decode_utf8()
-                .map(|v| v.into_owned())
-                .map_err(|_| {
-                    ConfigError::new(var, "malformed connection string: invalid percent-encoding")
-                })
-        };
-        match decode(key)?.as_str() {
-            "sslmode" => split.sslmode = Some(decode(value)?),
-            "sslrootcert" => split.sslrootcert = Some(decode(value)?),
-            _ => kept.push(pair),
-        }
-    }
-    split.rest = if kept.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", kept.join("&"))
-    };
-    Ok(split)
-}
-
-/// libpq's `key = value` syntax: values may be single-quoted, and `\` escapes the next
-/// character.
-fn split_key_values(s: &str, var: &str) -> Result<Split, ConfigError> {
-    let mut split = Split {
-        rest: String::new(),
-        sslmode: None,
-        sslrootcert: None,
-    };
-    let malformed =
-        |what: &str| ConfigError::new(var, format!("malformed connection string: {what}"));
-    let mut kept: Vec<&str> = Vec::new();
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= bytes.len() {
-            break;
-        }
-        let start = i;
-        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let key = &s[start..i];
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i >= bytes.len() || bytes[i] != b'=' {
-            return Err(malformed(&format!("expected `=` after `{key}`")));
-        }
-        i += 1;
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let mut value = String::new();
-        if i < bytes.len() && bytes[i] == b'\'' {
-            i += 1;
-            loop {
-                match bytes.get(i) {
-                    None => return Err(malformed("unterminated quoted value")),
-                    Some(b'\'') => {
-                        i += 1;
-                        break;
-                    }
-                    Some(b'\\') if i + 1 < bytes.len() => {
-                        i += 1;
-                        let c = next_char(s, i);
-                        value.push(c);
-                        i += c.len_utf8();
-                    }
-                    Some(_) => {
-                        let c = next_char(s, i);
-                        value.push(c);
-                        i += c.len_utf8();
-                    }
-                }
-            }
-        } else {
-            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
-                if bytes[i] == b'\\' && i + 1 < bytes.len() {
-                    i += 1;
-                }
-                let c = next_char(s, i);
-                value.push(c);
-                i += c.len_utf8();
-            }
-        }
-        match key {
-            "sslmode" => split.sslmode = Some(value),
-            "sslrootcert" => split.sslrootcert = Some(value),
-            _ => kept.push(&s[start..i]),
-        }
-    }
-    split.rest = kept.join(" ");
-    Ok(split)
-}
-
-fn next_char(s: &str, at: usize) -> char {
-    s[at..].chars().next().unwrap_or('\0')
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn key_values_keep_quoted_values_and_take_out_our_keys() {
-        let config: PostgresConfig =
-            r"host=db.example user=app password='its \'secret\'' dbname = widgets sslmode=verify-full sslrootcert='/etc/my ca.pem'"
-                .parse()
-                .unwrap();
-        assert_eq!(config.host(), "db.example");
-        assert_eq!(config.user(), Some("app"));
-        assert_eq!(config.dbname(), Some("widgets"));
-        assert_eq!(config.ssl_mode(), SslMode::VerifyFull);
-        assert_eq!(
-            config.ssl_root_cert(),
-            Some(std::path::Path::new("/etc/my ca.pem"))
-        );
-        assert_eq!(config.pg.get_password(), Some(&b"its 'secret'"[..]));
-    }
-
-    #[test]
-    fn urls_take_out_our_keys_and_keep_the_rest() {
-        let config: PostgresConfig =
-            "postgresql://app:p%40ss@localhost:6543/widgets?sslmode=verify-ca&application_name=w&sslrootcert=%2Ftmp%2Fca.pem"
-                .parse()
-                .unwrap();
-        assert_eq!(config.port(), 6543);
-        assert_eq!(config.ssl_mode(), SslMode::VerifyCa);
-        assert_eq!(
-            config.ssl_root_cert(),
-            Some(std::path::Path::new("/tmp/ca.pem"))
-        );
-        assert_eq!(config.pg.get_application_name(), Some("w"));
-        assert_eq!(config.pg.get_password(), Some(&b"p@ss"[..]));
-    }
-
-    #[test]
-    fn malformed_strings_never_echo_the_password() {
-        for s in [
-            "postgresql://app:hunter2secret@localhost:notaport/widgets",
-            "host=x password=hunter2secret port=nope",
-            "host=x password='hunter2secret",
-        ] {
-            let err = s.parse::<PostgresConfig>().unwrap_err();
-            assert!(!err.to_string().contains("hunter2"), "{err}");
-            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
-        }
-    }
-
-    #[test]
-    fn missing_user_is_named() {
-        let err = "host=localhost dbname=x"
-            .parse::<PostgresConfig>()
-            .unwrap_err();
-        assert!(err.var.contains("user"), "{err}");
-    }
 }

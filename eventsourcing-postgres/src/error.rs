@@ -1,4 +1,5 @@
-//! Turning driver and pool errors into [`eventsourcing_core::Error`].
+//! Turning driver and pool errors into [`eventsourcing_core::Error`], and telling which of them
+//! are worth retrying.
 
 use std::{fmt, time::Duration};
 
@@ -12,37 +13,6 @@ pub(crate) fn pg_error(err: tokio_postgres::Error) -> Error {
         return Error::Transient(Box::new(PgError(err)));
     }
     Error::Store(Box::new(PgError(err)))
-}
-
-/// Whether an error (one link of a chain) is worth retrying after a backoff: the connection or
-/// the pool failed, or the server asks to retry (serialization failure, deadlock, lock timeout,
-/// shutdown).
-pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
-    if error.is::<ConnectError>()
-        || error.is::<PoolTimeout>()
-        || error.is::<TooManyWaiting>()
-        || error.is::<std::io::Error>()
-    {
-        return true;
-    }
-    error
-        .downcast_ref::<tokio_postgres::Error>()
-        .is_some_and(|pg| pg.is_closed() || pg.code().is_some_and(transient_code))
-}
-
-fn transient_code(code: &SqlState) -> bool {
-    const RETRY: [SqlState; 8] = [
-        SqlState::T_R_SERIALIZATION_FAILURE,
-        SqlState::T_R_DEADLOCK_DETECTED,
-        SqlState::LOCK_NOT_AVAILABLE,
-        SqlState::ADMIN_SHUTDOWN,
-        SqlState::CRASH_SHUTDOWN,
-        SqlState::CANNOT_CONNECT_NOW,
-        SqlState::TOO_MANY_CONNECTIONS,
-        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
-    ];
-    // Class 08: connection exceptions.
-    RETRY.contains(code) || code.code().starts_with("08")
 }
 
 /// A tokio-postgres error whose `Display` includes its cause.
@@ -173,17 +143,59 @@ pub(crate) fn out_of_range(message: impl Into<String>) -> Error {
     Error::Store(Box::new(OutOfRange(message.into())))
 }
 
+/// Whether an error is worth retrying after a backoff: the connection or the pool failed, or
+/// the server asks to retry (serialization failure, deadlock, lock timeout, shutdown).
+pub(crate) fn is_transient(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.is::<ConnectError>()
+            || e.is::<PoolTimeout>()
+            || e.is::<TooManyWaiting>()
+            || e.is::<std::io::Error>()
+        {
+            return true;
+        }
+        if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
+            if pg.is_closed() {
+                return true;
+            }
+            if let Some(code) = pg.code() {
+                return transient_code(code);
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// Whether a SQLSTATE asks the client to try again.
+pub(crate) fn transient_code(code: &SqlState) -> bool {
+    const RETRY: [SqlState; 8] = [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::TOO_MANY_CONNECTIONS,
+        SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    ];
+    // Class 08: connection exceptions.
+    RETRY.contains(code) || code.code().starts_with("08")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn transient_errors_are_recognised() {
+    fn transient_errors_are_found_in_the_chain() {
         assert!(is_transient(&std::io::Error::from(
             std::io::ErrorKind::ConnectionReset
         )));
-        let bug: Box<dyn std::error::Error> = "a handler bug".into();
-        assert!(!is_transient(&*bug));
+        assert!(!is_transient(&*eventsourcing_core::BoxError::from(
+            "a handler bug"
+        )));
         assert!(transient_code(&SqlState::T_R_DEADLOCK_DETECTED));
         assert!(transient_code(&SqlState::CONNECTION_FAILURE));
         assert!(!transient_code(&SqlState::UNIQUE_VIOLATION));

@@ -39,36 +39,8 @@
 //!
 //! # Settings
 //!
-//! [`PostgresConfig::from_env`] reads these variables. Each is first looked up with the
-//! application prefix when there is one (`WIDGETS_POSTGRES_HOST` before `POSTGRES_HOST`), then
-//! without; where several names are listed, all are tried in that order. A missing required
-//! value or a malformed one is a [`ConfigError`](eventsourcing_core::ConfigError) naming the
-//! variable. The builder method of each setting is given in the first column.
-//!
-//! | setting (builder) | variables | default | meaning |
-//! |---|---|---|---|
-//! | connection string | `DATABASE_URL` | — | `postgres://` URL or libpq `key=value` pairs; gives whatever it contains, the variables below fill in the rest (libpq's rule) |
-//! | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated |
-//! | `port` | `POSTGRES_PORT` | 5432 | |
-//! | `user` | `POSTGRES_USER` | required | |
-//! | `password` | `POSTGRES_PASSWORD`, or `POSTGRES_PASSWORD_FILE` (a file holding it, Docker's convention; a trailing newline is dropped) | none (trust, peer or certificate authentication) | never shown by `Debug`, logs or errors; both variables set at the same prefix level is an error |
-//! | `dbname` | `POSTGRES_DBNAME`, `POSTGRES_DB` | required | |
-//! | `schema` | `POSTGRES_SCHEMA` | `public` | schema of all tables, used as given (quoted); created by the first migration if missing |
-//! | `ssl_mode` | `POSTGRES_SSLMODE` (`sslmode` in a connection string) | `prefer` | see [TLS](#tls) |
-//! | `ssl_root_cert` | `POSTGRES_SSLROOTCERT` (`sslrootcert`) | Mozilla roots | PEM file of trusted roots; `system` = the Mozilla roots |
-//! | `pool_size` | `POSTGRES_POOL_SIZE`, `POOL_SIZE` | 5 | bb8 `min_idle`: connections the pool keeps open and idle, ready for use. bb8 keeps this many *idle*, so under load it opens more (up to the maximum) rather than waiting |
-//! | `max_overflow` | `POSTGRES_MAX_OVERFLOW`, `POOL_MAX_OVERFLOW` | 10 | bb8 `max_size` = pool size + overflow: the most connections open at once. Connections above the pool size close after bb8's `idle_timeout` (10 min) unused |
-//! | `pool_timeout` | `POSTGRES_CONNECT_TIMEOUT`, `POOL_TIMEOUT` | 30 s | bb8 `connection_timeout`: how long an operation waits for a connection before failing (the error says why the last connection attempt failed); also tokio-postgres' `connect_timeout` for opening one |
-//! | `recycle` | `POSTGRES_CONN_MAX_AGE`, `POOL_RECYCLE` | 3600 s | bb8 `max_lifetime`: a connection older than this is closed and replaced; 0 = never |
-//! | `pre_ping` | `POSTGRES_PRE_PING`, `POOL_PRE_PING` | no | bb8 `test_on_check_out`: run an empty query on a connection before each use, costing one round trip per operation |
-//! | `max_waiting` | `POSTGRES_MAX_WAITING` | no limit | bb8 has no such knob. This crate enforces it in front of bb8 with a semaphore of pool maximum + this many permits: when it is exhausted an operation fails at once instead of queueing |
-//! | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed) |
-//! | `idle_in_transaction_session_timeout` | `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` | 5 s | the session's `idle_in_transaction_session_timeout`, set on every new connection; 0 = never. It also bounds how long a forgotten open transaction can hold the log back ([Global order](#global-order)) |
-//! | `create_table` | `CREATE_TABLE` | yes | [`PostgresStore::connect`] applies pending migrations. With `n` nothing issues DDL at run time and a missing table is [`Error::Schema`](eventsourcing_core::Error::Schema) saying to run `eventsourcing-admin migrate` |
-//!
-//! Yes/no values: `y`, `yes`, `t`, `true`, `on`, `1` / `n`, `no`, `f`, `false`, `off`, `0`.
-//! Durations are seconds. The Python library requires a password; here it is optional, since
-//! trust, peer and certificate authentication need none.
+//! [`PostgresConfig`] lists every setting: its builder method, its environment variables (read
+//! by [`PostgresConfig::from_env`]), its default and what it does.
 //!
 //! # TLS
 //!
@@ -334,13 +306,39 @@
 //! |---|---|
 //! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards |
 
+// One job per module, and no module uses one that uses it back. Listed from the bottom up: each
+// may use only those above it.
+//
+// - `xid`, `sql`, `error`, `tls`: nothing of this crate (a type, statement texts, error
+//   conversions and what is transient, TLS modes and connectors)
+// - `config`: tls
+// - `conn_str`: config, tls
+// - `env`: config, conn_str, tls
+// - `rows`: error, xid
+// - `migrate`: error, sql
+// - `conn` (a connection and its prepared statements): error, sql
+// - `pool` (opening and handing out connections): config, conn, error, sql, tls
+// - `live`: config, error, pool, sql, tls
+// - `read`: error, pool, rows, sql, xid
+// - `append`: error, pool, read, rows, sql
+// - `status`: error, migrate, pool, sql
+// - `store` (`PostgresStore`): append, config, conn, live, migrate, pool, read, sql, status
+// - `projection`: error, rows, sql, store
+// - `testing`: config, pool, sql, store
+mod append;
 mod config;
+mod conn;
+mod conn_str;
+mod env;
 mod error;
 mod live;
 mod migrate;
 mod pool;
 mod projection;
+mod read;
+mod rows;
 mod sql;
+mod status;
 mod store;
 mod tls;
 mod xid;
@@ -349,15 +347,17 @@ mod xid;
 pub mod testing;
 
 pub use config::{
-    PostgresConfig, PostgresConfigBuilder, SslMode, UnknownSslMode,
-    DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT, DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE,
-    DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
+    PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+    DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
 };
 pub use migrate::{AppliedMigration, MigrationReport};
 pub use projection::{
     spawn_projection, OnError, ParkedEvent, PostgresProjection, ProjectionOptions,
 };
-pub use store::{PostgresStore, SchemaStatus, LOG_CATCH_UP};
+pub use read::LOG_CATCH_UP;
+pub use status::SchemaStatus;
+pub use store::PostgresStore;
+pub use tls::{SslMode, UnknownSslMode};
 
 pub use bb8;
 pub use tokio_postgres;

@@ -28,9 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{watch, Notify};
 use tokio_postgres::AsyncMessage;
 
-use crate::{
-    config::PostgresConfig, error::PgError, pool::Connector, sql::quote_ident, PostgresStore,
-};
+use crate::{config::PostgresConfig, error::PgError, pool::Connector, sql::quote_ident};
 
 /// The first wait after a failure of the listener or the sender; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
@@ -167,24 +165,6 @@ impl Live {
                 runtime.spawn(listen(running, self.notifier.clone(), shutdown));
             }
         }
-    }
-}
-
-impl PostgresStore {
-    /// The PostgreSQL notification channel of this store's schema: `eventsourcing:<schema>`
-    /// (for a schema name longer than 49 bytes, `eventsourcing:` and a hash of it). After each
-    /// append the store sends a notification on it, whose payload identifies the sending store
-    /// instance; `LISTEN` on it to be woken by new events.
-    pub fn notify_channel(&self) -> &str {
-        self.live().channel()
-    }
-
-    /// Wakes subscribers at once, in this process and (through `NOTIFY`) in others, as an
-    /// append through the store does. Call it after committing a transaction in which
-    /// [`append_in`](Self::append_in) wrote events; otherwise subscribers find them at their
-    /// next poll.
-    pub fn announce_events(&self) {
-        self.live().appended();
     }
 }
 
@@ -363,10 +343,11 @@ async fn listen_once(
     let lost = |error: String, listened| Ended::Lost { error, listened };
     // Its own connection rather than the pool's connector: notifications arrive through the
     // connection object, which the connector hands to a task that drops them.
-    let (tls, ssl_mode) = match crate::tls::connector(&shared.config) {
-        Ok(parts) => parts,
-        Err(e) => return lost(e.to_string(), false),
-    };
+    let (tls, ssl_mode) =
+        match crate::tls::connector(shared.config.ssl_mode, shared.config.root_certs.as_ref()) {
+            Ok(parts) => parts,
+            Err(e) => return lost(e.to_string(), false),
+        };
     let mut pg = shared.config.pg.clone();
     pg.ssl_mode(ssl_mode);
     let connected = tokio::select! {

@@ -1,18 +1,22 @@
-//! The bb8 connection manager: a tokio-postgres client plus its prepared statements.
+//! The pool: opening connections with the store's settings (the bb8 manager) and handing
+//! them out, with `POSTGRES_MAX_WAITING` enforced in front of bb8.
 
 use std::{
     fmt,
+    ops::{Deref, DerefMut},
     sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
 
 use eventsourcing_core::{ConfigError, Error};
+use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::{
     config::PostgresConfig,
-    error::{query_error, ConnectError},
+    conn::PgConn,
+    error::{query_error, ConnectError, PoolTimeout, TooManyWaiting},
     sql::{Sql, Stmt},
 };
 
@@ -38,7 +42,7 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     pub(crate) fn new(config: &PostgresConfig) -> Result<Self, ConfigError> {
-        let (tls, ssl_mode) = crate::tls::connector(config)?;
+        let (tls, ssl_mode) = crate::tls::connector(config.ssl_mode, config.root_certs.as_ref())?;
         let mut pg = config.pg.clone();
         pg.ssl_mode(ssl_mode);
         Ok(Connector {
@@ -86,49 +90,143 @@ fn millis(d: Duration) -> u128 {
     }
 }
 
-/// A pooled connection: the client and the statements it has prepared so far.
-pub(crate) struct PgConn {
-    pub(crate) client: Client,
-    statements: [Option<Statement>; Stmt::COUNT],
+/// The store's connections, and what an operation needs to use one: the statements of the
+/// schema and the schema's name for errors.
+pub(crate) struct Pool {
+    pool: bb8::Pool<Manager>,
+    sql: Sql,
+    schema: String,
+    /// `POSTGRES_MAX_WAITING`: permits for the connections plus the callers allowed to wait.
+    waiting: Option<Semaphore>,
+    max_waiting: u32,
+    pool_timeout: Duration,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
-impl PgConn {
-    pub(crate) fn from_client(client: Client) -> Self {
-        PgConn {
-            client,
-            statements: Default::default(),
+impl Pool {
+    /// The pool of `config`, starting with `first`, a connection already open. bb8 opens the
+    /// others in the background.
+    pub(crate) fn new(config: &PostgresConfig, connector: Connector, first: Client) -> Self {
+        let last_error = Arc::new(Mutex::new(None));
+        let manager = Manager {
+            connector,
+            last_error: Arc::clone(&last_error),
+        };
+        let max_size = config.max_connections();
+        let pool = bb8::Pool::builder()
+            .max_size(max_size)
+            .min_idle(Some(config.pool_size.min(max_size)))
+            .connection_timeout(config.pool_timeout)
+            .max_lifetime(config.recycle)
+            .test_on_check_out(config.pre_ping)
+            .queue_strategy(bb8::QueueStrategy::Lifo)
+            .error_sink(Box::new(LogErrors {
+                last_error: Arc::clone(&last_error),
+            }))
+            .build_unchecked(manager);
+        // Hand the connection we already have to the pool rather than dropping it.
+        let _ = pool.add(PgConn::from_client(first));
+        let waiting = config
+            .max_waiting
+            .map(|w| Semaphore::new((max_size as usize).saturating_add(w as usize)));
+        Pool {
+            pool,
+            sql: Sql::new(&config.schema),
+            schema: config.schema.clone(),
+            waiting,
+            max_waiting: config.max_waiting.unwrap_or_default(),
+            pool_timeout: config.pool_timeout,
+            last_error,
         }
     }
 
+    /// The pool's connections and their use.
+    pub(crate) fn state(&self) -> bb8::State {
+        self.pool.state()
+    }
+
+    /// The schema's statements.
+    pub(crate) fn sql(&self) -> &Sql {
+        &self.sql
+    }
+
+    /// The schema.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A driver error as the store reports it (a missing table says what to run).
+    pub(crate) fn error(&self, err: tokio_postgres::Error) -> Error {
+        query_error(err, &self.schema)
+    }
+
+    /// A connection, or at once an error if too many callers wait already, or after
+    /// `pool_timeout` an error saying why the last connection attempt failed.
+    pub(crate) async fn checkout(&self) -> Result<Checkout<'_>, Error> {
+        let permit = match &self.waiting {
+            Some(semaphore) => Some(semaphore.try_acquire().map_err(|_| {
+                Error::Transient(Box::new(TooManyWaiting {
+                    max_waiting: self.max_waiting,
+                }))
+            })?),
+            None => None,
+        };
+        let conn = self.pool.get().await.map_err(|e| match e {
+            bb8::RunError::User(e) => Error::Transient(Box::new(e)),
+            bb8::RunError::TimedOut => Error::Transient(Box::new(PoolTimeout {
+                waited: self.pool_timeout,
+                last_error: self
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            })),
+        })?;
+        Ok(Checkout {
+            conn,
+            _permit: permit,
+            pool: self,
+        })
+    }
+}
+
+/// A checked-out connection (and, with `POSTGRES_MAX_WAITING`, its place in the queue).
+pub(crate) struct Checkout<'a> {
+    conn: bb8::PooledConnection<'a, Manager>,
+    _permit: Option<SemaphorePermit<'a>>,
+    pool: &'a Pool,
+}
+
+impl Checkout<'_> {
     /// The prepared statement, preparing it on first use on this connection.
-    pub(crate) async fn statement(
-        &mut self,
-        stmt: Stmt,
-        sql: &Sql,
-        schema: &str,
-    ) -> Result<Statement, Error> {
-        if let Some(prepared) = &self.statements[stmt as usize] {
-            return Ok(prepared.clone());
-        }
-        let prepared = self
-            .client
-            .prepare(sql.get(stmt))
-            .await
-            .map_err(|e| query_error(e, schema))?;
-        self.statements[stmt as usize] = Some(prepared.clone());
-        Ok(prepared)
+    pub(crate) async fn statement(&mut self, stmt: Stmt) -> Result<Statement, Error> {
+        let pool = self.pool;
+        self.conn.prepared(stmt, &pool.sql, &pool.schema).await
+    }
+}
+
+impl Deref for Checkout<'_> {
+    type Target = PgConn;
+    fn deref(&self) -> &PgConn {
+        &self.conn
+    }
+}
+
+impl DerefMut for Checkout<'_> {
+    fn deref_mut(&mut self) -> &mut PgConn {
+        &mut self.conn
     }
 }
 
 /// The bb8 manager.
-pub(crate) struct Manager {
-    pub(crate) connector: Connector,
+struct Manager {
+    connector: Connector,
     /// The last connection failure, so that a pool timeout can say why.
-    pub(crate) last_error: Arc<Mutex<Option<String>>>,
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl Manager {
-    pub(crate) fn record_error(&self, message: String) {
+    fn record_error(&self, message: String) {
         *self
             .last_error
             .lock()
@@ -168,8 +266,8 @@ impl bb8::ManageConnection for Manager {
 
 /// Logs connection failures that happen in the background (bb8 replenishing the pool).
 #[derive(Debug, Clone)]
-pub(crate) struct LogErrors {
-    pub(crate) last_error: Arc<Mutex<Option<String>>>,
+struct LogErrors {
+    last_error: Arc<Mutex<Option<String>>>,
 }
 
 impl bb8::ErrorSink<ConnectError> for LogErrors {

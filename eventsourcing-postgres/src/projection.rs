@@ -10,7 +10,8 @@ use eventsourcing_core::{
 use tokio_postgres::Transaction;
 
 use crate::{
-    error::{is_transient, out_of_range, pg_error},
+    error::{is_transient, pg_error},
+    rows::{parked_event, position_columns, position_from_columns},
     sql::{quote_ident, Stmt},
     store::PostgresStore,
 };
@@ -103,70 +104,9 @@ pub trait PostgresProjection: Send + 'static {
 
 pub use eventsourcing_core::{OnError, ParkedEvent, ProjectionOptions};
 
-/// Inserts the tracking row of a projection that has none, at the start of the log; a batch
-/// that commits always moves it to a real position.
-pub(crate) fn insert_tracking_sql(schema: &str) -> String {
-    format!(
-        "INSERT INTO {}.tracking (name, position_commit, position_seq) VALUES ($1, 0, 0) \
-         ON CONFLICT (name) DO NOTHING",
-        quote_ident(schema)
-    )
-}
-
-/// Locks a projection's tracking row for the batch's transaction and reads it (after waiting
-/// for another runner's batch, its newest committed value).
-pub(crate) fn lock_tracking_sql(schema: &str) -> String {
-    format!(
-        "SELECT position_commit, position_seq FROM {}.tracking WHERE name = $1 FOR UPDATE",
-        quote_ident(schema)
-    )
-}
-
-/// Moves a locked tracking row.
-pub(crate) fn write_tracking_sql(schema: &str) -> String {
-    format!(
-        "UPDATE {}.tracking SET position_commit = $2, position_seq = $3, updated_at = now() \
-         WHERE name = $1",
-        quote_ident(schema)
-    )
-}
-
-/// Parks an event (again, if an operator unparked it and the position was rewound).
-pub(crate) fn park_event_sql(schema: &str) -> String {
-    format!(
-        "INSERT INTO {}.parked_events \
-             (name, position_commit, position_seq, stream_id, version, event_type, error) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (name, position_commit, position_seq) DO UPDATE SET \
-             stream_id = EXCLUDED.stream_id, version = EXCLUDED.version, \
-             event_type = EXCLUDED.event_type, error = EXCLUDED.error, parked_at = now()",
-        quote_ident(schema)
-    )
-}
-
-/// A position as the two `bigint` columns of `tracking` and `parked_events`.
-fn position_columns(position: Position) -> Result<(i64, i64), Error> {
-    let part = |value: u64, what: &str| {
-        i64::try_from(value).map_err(|_| {
-            out_of_range(format!(
-                "position {what} {value} is above PostgreSQL's bigint range"
-            ))
-        })
-    };
-    Ok((part(position.commit, "commit")?, part(position.seq, "seq")?))
-}
-
-/// The two `bigint` columns back as a position.
-fn position_from_columns(commit: i64, seq: i64) -> Position {
-    Position {
-        commit: commit.max(0) as u64,
-        seq: seq.max(0) as u64,
-    }
-}
-
 impl PostgresStore {
     /// The events the consumer `name` parked, in log order (see [`OnError::Park`]).
-    pub(crate) async fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+    pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
         let conn = self.checkout().await?;
         let rows = conn
             .client
@@ -182,25 +122,7 @@ impl PostgresStore {
             )
             .await
             .map_err(|e| self.error(e))?;
-        rows.iter()
-            .map(|row| {
-                let version: i64 = row.try_get(3).map_err(pg_error)?;
-                Ok(ParkedEvent {
-                    name: name.to_owned(),
-                    position: position_from_columns(
-                        row.try_get(0).map_err(pg_error)?,
-                        row.try_get(1).map_err(pg_error)?,
-                    ),
-                    stream_id: row.try_get(2).map_err(pg_error)?,
-                    version: u64::try_from(version).map_err(|_| {
-                        out_of_range(format!("a parked event has version {version}"))
-                    })?,
-                    event_type: row.try_get(4).map_err(pg_error)?,
-                    error: row.try_get(5).map_err(pg_error)?,
-                    parked_at: row.try_get(6).map_err(pg_error)?,
-                })
-            })
-            .collect()
+        rows.iter().map(|row| parked_event(row, name)).collect()
     }
 
     /// Parks an event for a consumer and moves its tracking position to it, in one

@@ -1,19 +1,20 @@
-//! The SQL of every statement, with the schema filled in once per store.
+//! The SQL text of every statement the store prepares, for one schema.
 
 /// `name` as a quoted identifier: `"name"` with inner quotes doubled.
 pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// The columns of an event read from a known stream, in this order (see `store::decode_row`).
+/// The columns of an event read from a known stream, in this order (see `rows::stream_event`).
 const STREAM_COLUMNS: &str =
     "version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
 
-/// The columns replay reads of a stream's event, in this order (see `store::decode_replay_row`):
+/// The columns replay reads of a stream's event, in this order (see `rows::replay_event`):
 /// no position, no metadata.
 const REPLAY_COLUMNS: &str = "version, event_type, schema_version, timestamp, payload";
 
-/// The columns of an event read from the log: the stream id, then [`STREAM_COLUMNS`].
+/// The columns of an event read from the log: the stream id, then [`STREAM_COLUMNS`] (see
+/// `rows::log_event`).
 const EVENT_COLUMNS: &str =
     "stream_id, version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
 
@@ -41,77 +42,88 @@ pub(crate) enum Stmt {
     LoadReplay,
 }
 
-impl Stmt {
-    pub(crate) const COUNT: usize = 19;
-}
-
-/// The SQL text of each statement for one schema.
+/// The statements of one schema: its tables' qualified names, quoted once.
 #[derive(Debug)]
 pub(crate) struct Sql {
-    texts: [String; Stmt::COUNT],
+    events: String,
+    snapshots: String,
+    tracking: String,
+    parked_events: String,
 }
 
 impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
-        let events = format!("{}.events", quote_ident(schema));
-        let snapshots = format!("{}.snapshots", quote_ident(schema));
-        let tracking = format!("{}.tracking", quote_ident(schema));
+        let table = |name: &str| format!("{}.{name}", quote_ident(schema));
         Sql {
-            texts: [
-                append(&events, Shape::One),
-                append(&events, Shape::OneNext),
-                append(&events, Shape::Many),
-                append(&events, Shape::ManyGuarded),
-                format!(
-                    "SELECT {STREAM_COLUMNS} FROM {events} \
-                     WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
-                ),
-                format!("SELECT COALESCE(max(version), 0) FROM {events} WHERE stream_id = $1"),
-                format!(
-                    "SELECT {EVENT_COLUMNS} FROM {events} \
-                     WHERE (tx_id, position) > ($1::xid8, $2::int8) \
-                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY tx_id, position LIMIT $3"
-                ),
-                format!(
-                    "SELECT {EVENT_COLUMNS} FROM {events} \
-                     WHERE timestamp >= $1 AND timestamp < $2 \
-                       AND (tx_id, position) > ($3::xid8, $4::int8) \
-                       AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY tx_id, position LIMIT $5"
-                ),
-                format!(
-                    "SELECT s.stream_id, \
-                            COALESCE((SELECT max(e.version) FROM {events} e \
-                                      WHERE e.stream_id = s.stream_id), 0) \
-                     FROM unnest($1::uuid[]) AS s(stream_id)"
-                ),
-                format!(
-                    "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
-                            (SELECT tx_id FROM {events} ORDER BY tx_id DESC LIMIT 1)"
-                ),
-                save_snapshot(&snapshots),
-                format!(
-                    "SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
-                     WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1"
-                ),
-                append_tracked(&events, &tracking),
-                format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1"),
-                // The statements of projection batches (projection.rs).
-                crate::projection::insert_tracking_sql(schema),
-                crate::projection::lock_tracking_sql(schema),
-                crate::projection::write_tracking_sql(schema),
-                crate::projection::park_event_sql(schema),
-                format!(
-                    "SELECT {REPLAY_COLUMNS} FROM {events} \
-                     WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
-                ),
-            ],
+            events: table("events"),
+            snapshots: table("snapshots"),
+            tracking: table("tracking"),
+            parked_events: table("parked_events"),
         }
     }
 
-    pub(crate) fn get(&self, stmt: Stmt) -> &str {
-        &self.texts[stmt as usize]
+    /// The text of `stmt`, built on each call: a connection prepares each statement once, and
+    /// the two run unprepared (`read_by_time`, `append_in`) pay one `format!` beside a round trip.
+    pub(crate) fn get(&self, stmt: Stmt) -> String {
+        let Sql {
+            events,
+            snapshots,
+            tracking,
+            parked_events,
+        } = self;
+        match stmt {
+            Stmt::AppendOne => append(events, Shape::One),
+            Stmt::AppendOneNext => append(events, Shape::OneNext),
+            Stmt::AppendMany => append(events, Shape::Many),
+            Stmt::AppendManyGuarded => append(events, Shape::ManyGuarded),
+            Stmt::Load => format!(
+                "SELECT {STREAM_COLUMNS} FROM {events} \
+                 WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+            ),
+            Stmt::LoadReplay => format!(
+                "SELECT {REPLAY_COLUMNS} FROM {events} \
+                 WHERE stream_id = $1 AND version > $2 AND version <= $3 ORDER BY version"
+            ),
+            Stmt::StreamVersion => {
+                format!("SELECT COALESCE(max(version), 0) FROM {events} WHERE stream_id = $1")
+            }
+            Stmt::ReadLog => format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} \
+                 WHERE (tx_id, position) > ($1::xid8, $2::int8) \
+                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx_id, position LIMIT $3"
+            ),
+            Stmt::ReadByTime => format!(
+                "SELECT {EVENT_COLUMNS} FROM {events} \
+                 WHERE timestamp >= $1 AND timestamp < $2 \
+                   AND (tx_id, position) > ($3::xid8, $4::int8) \
+                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY tx_id, position LIMIT $5"
+            ),
+            Stmt::StreamVersions => format!(
+                "SELECT s.stream_id, \
+                        COALESCE((SELECT max(e.version) FROM {events} e \
+                                  WHERE e.stream_id = s.stream_id), 0) \
+                 FROM unnest($1::uuid[]) AS s(stream_id)"
+            ),
+            Stmt::LogHead => format!(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot()), \
+                        (SELECT tx_id FROM {events} ORDER BY tx_id DESC LIMIT 1)"
+            ),
+            Stmt::SaveSnapshot => save_snapshot(snapshots),
+            Stmt::LoadSnapshot => format!(
+                "SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
+                 WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1"
+            ),
+            Stmt::AppendTracked => append_tracked(events, tracking),
+            Stmt::TrackingPosition => {
+                format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1")
+            }
+            Stmt::InsertTracking => insert_tracking(tracking),
+            Stmt::LockTracking => lock_tracking(tracking),
+            Stmt::WriteTracking => write_tracking(tracking),
+            Stmt::ParkEvent => park_event(parked_events),
+        }
     }
 }
 
@@ -247,11 +259,39 @@ fn save_snapshot(snapshots: &str) -> String {
     )
 }
 
-/// The append statement for a caller's own transaction ([`PostgresStore::append_in`]).
-///
-/// [`PostgresStore::append_in`]: crate::PostgresStore::append_in
-pub(crate) fn append_text(schema: &str, shape: Shape) -> String {
-    append(&format!("{}.events", quote_ident(schema)), shape)
+/// Inserts the tracking row of a projection that has none, at the start of the log; a batch
+/// that commits always moves it to a real position.
+fn insert_tracking(tracking: &str) -> String {
+    format!(
+        "INSERT INTO {tracking} (name, position_commit, position_seq) VALUES ($1, 0, 0) \
+         ON CONFLICT (name) DO NOTHING"
+    )
+}
+
+/// Locks a projection's tracking row for the batch's transaction and reads it (after waiting
+/// for another runner's batch, its newest committed value).
+fn lock_tracking(tracking: &str) -> String {
+    format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1 FOR UPDATE")
+}
+
+/// Moves a locked tracking row.
+fn write_tracking(tracking: &str) -> String {
+    format!(
+        "UPDATE {tracking} SET position_commit = $2, position_seq = $3, updated_at = now() \
+         WHERE name = $1"
+    )
+}
+
+/// Parks an event (again, if an operator unparked it and the position was rewound).
+fn park_event(parked_events: &str) -> String {
+    format!(
+        "INSERT INTO {parked_events} \
+             (name, position_commit, position_seq, stream_id, version, event_type, error) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (name, position_commit, position_seq) DO UPDATE SET \
+             stream_id = EXCLUDED.stream_id, version = EXCLUDED.version, \
+             event_type = EXCLUDED.event_type, error = EXCLUDED.error, parked_at = now()"
+    )
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@
 //! ```
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a fixture's failures are test failures
 
-use crate::{PostgresConfig, PostgresStore};
+use crate::{config::PostgresConfig, store::PostgresStore};
 
 /// The variable naming the test server.
 pub const URL_VAR: &str = "EVENTSOURCING_TEST_POSTGRES_URL";

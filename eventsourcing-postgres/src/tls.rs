@@ -1,6 +1,6 @@
-//! The rustls connector for each `sslmode`, on the `ring` provider.
+//! TLS: the `sslmode` values and the rustls connector for each, on the `ring` provider.
 
-use std::{fs::File, io::BufReader, sync::Arc};
+use std::{fmt, fs::File, io::BufReader, path::PathBuf, str::FromStr, sync::Arc};
 
 use eventsourcing_core::ConfigError;
 use rustls::{
@@ -14,11 +14,89 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::{PostgresConfig, RootCerts, SslMode};
+/// How the connection is encrypted and how the server's certificate is checked, as libpq's
+/// `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum SslMode {
+    /// Never encrypt.
+    Disable,
+    /// Encrypt if the server offers it, without checking its certificate (libpq's default).
+    #[default]
+    Prefer,
+    /// Always encrypt; do not check the certificate, unless a root certificate is given, in
+    /// which case behave like [`VerifyCa`](SslMode::VerifyCa) (as libpq does).
+    Require,
+    /// Always encrypt; the certificate must chain to a trusted root. The host name is not
+    /// checked.
+    VerifyCa,
+    /// Always encrypt; the certificate must chain to a trusted root and name the host.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An `sslmode` value that is not one of the supported ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an sslmode (use disable, prefer, require, verify-ca or verify-full)")]
+pub struct UnknownSslMode(String);
+
+impl FromStr for SslMode {
+    type Err = UnknownSslMode;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" | "verify_ca" => Ok(SslMode::VerifyCa),
+            "verify-full" | "verify_full" => Ok(SslMode::VerifyFull),
+            other => Err(UnknownSslMode(other.to_owned())),
+        }
+    }
+}
+
+/// Where the trusted root certificates come from for `verify-ca` / `verify-full`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RootCerts {
+    /// The Mozilla roots bundled by `webpki-roots` (libpq's `sslrootcert=system`).
+    System,
+    /// Exactly the certificates of this PEM file.
+    File(PathBuf),
+}
+
+impl RootCerts {
+    /// An `sslrootcert` value: `system` (any case) or a file path.
+    pub(crate) fn from_setting(value: &str) -> Self {
+        if value.eq_ignore_ascii_case("system") {
+            RootCerts::System
+        } else {
+            RootCerts::File(PathBuf::from(value))
+        }
+    }
+}
 
 /// The connector and the tokio-postgres `sslmode` for these settings.
 pub(crate) fn connector(
-    config: &PostgresConfig,
+    ssl_mode: SslMode,
+    root_certs: Option<&RootCerts>,
 ) -> Result<(MakeRustlsConnect, tokio_postgres::config::SslMode), ConfigError> {
     // The provider is passed explicitly rather than installed process-wide, so this crate works
     // whatever other rustls users in the same program install.
@@ -27,7 +105,7 @@ pub(crate) fn connector(
         .with_safe_default_protocol_versions()
         .map_err(|e| ConfigError::new("sslmode", format!("TLS setup failed: {e}")))?;
     // libpq: with a root certificate file, `require` verifies the chain like `verify-ca`.
-    let mode = match (config.ssl_mode, &config.root_certs) {
+    let mode = match (ssl_mode, root_certs) {
         (SslMode::Require, Some(RootCerts::File(_))) => SslMode::VerifyCa,
         (mode, _) => mode,
     };
@@ -37,17 +115,17 @@ pub(crate) fn connector(
             .with_custom_certificate_verifier(Arc::new(EncryptOnly { provider }))
             .with_no_client_auth(),
         SslMode::VerifyCa => {
-            let roots = roots(config)?;
+            let roots = roots(root_certs)?;
             let inner = WebPkiServerVerifier::builder_with_provider(roots, Arc::clone(&provider))
                 .build()
-                .map_err(|e| ConfigError::new(root_var(config), format!("{e}")))?;
+                .map_err(|e| ConfigError::new(root_var(root_certs), format!("{e}")))?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
                 .with_no_client_auth()
         }
         SslMode::VerifyFull => builder
-            .with_root_certificates(roots(config)?)
+            .with_root_certificates(roots(root_certs)?)
             .with_no_client_auth(),
     };
     let pg_mode = match mode {
@@ -60,15 +138,15 @@ pub(crate) fn connector(
     Ok((MakeRustlsConnect::new(client), pg_mode))
 }
 
-fn root_var(config: &PostgresConfig) -> &'static str {
-    match config.root_certs {
+fn root_var(root_certs: Option<&RootCerts>) -> &'static str {
+    match root_certs {
         Some(RootCerts::File(_)) => "sslrootcert",
         _ => "sslmode",
     }
 }
 
-fn roots(config: &PostgresConfig) -> Result<Arc<RootCertStore>, ConfigError> {
-    match &config.root_certs {
+fn roots(root_certs: Option<&RootCerts>) -> Result<Arc<RootCertStore>, ConfigError> {
+    match root_certs {
         None | Some(RootCerts::System) => Ok(Arc::new(RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         })),

@@ -61,7 +61,7 @@ pub use eventsourcing_core::{OnError, ParkedEvent, ProjectionOptions};
 
 impl SqliteStore {
     /// The events the consumer `name` parked, in log order (see [`OnError::Park`]).
-    pub(crate) async fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+    pub async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
         let name = name.to_owned();
         self.on_reader(move |conn, dbname| {
             conn.prepare_cached(

@@ -381,7 +381,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
-        self.parked_events(name).await
+        Self::parked(self, name).await
     }
 
     /// Woken after every save through this store (and its clones); see

@@ -1,0 +1,246 @@
+//! Connection strings: libpq's `key=value` pairs and `postgres://` URLs, as
+//! [`PostgresConfig`]'s [`FromStr`] and `DATABASE_URL` give them.
+
+use std::str::FromStr;
+
+use eventsourcing_core::ConfigError;
+
+use crate::{
+    config::{Names, PostgresConfig, DEFAULT_POOL_TIMEOUT},
+    tls::{RootCerts, UnknownSslMode},
+};
+
+impl FromStr for PostgresConfig {
+    type Err = ConfigError;
+
+    /// Parses `key=value` pairs (`host=localhost user=app dbname=widgets sslmode=verify-full`)
+    /// or a URL (`postgresql://app:secret@localhost:5432/widgets?sslmode=require`). Besides the
+    /// keys tokio-postgres knows, `sslmode` accepts `verify-ca` and `verify-full`, and
+    /// `sslrootcert` names a PEM file of trusted roots. Errors never show the string.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_conninfo(s, "connection string")?.validate(&Names::CONNECTION_STRING)
+    }
+}
+
+/// Parses a connection string: our own keys (`sslmode` with the verify modes, `sslrootcert`)
+/// are taken out, the rest goes to tokio-postgres. `var` names the source in errors; the
+/// string itself never appears in them (it may hold a password).
+pub(crate) fn parse_conninfo(s: &str, var: &str) -> Result<PostgresConfig, ConfigError> {
+    let s = s.trim();
+    let split = if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        split_url(s, var)?
+    } else {
+        split_key_values(s, var)?
+    };
+    let mut pg = tokio_postgres::Config::from_str(&split.rest)
+        .map_err(|e| ConfigError::new(var, sanitize_parse_error(&e.to_string())))?;
+    let mut config = PostgresConfig::default();
+    if pg.get_connect_timeout().is_none() {
+        pg.connect_timeout(DEFAULT_POOL_TIMEOUT);
+    }
+    config.pg = pg;
+    if let Some(mode) = split.sslmode {
+        config.ssl_mode = mode
+            .parse()
+            .map_err(|e: UnknownSslMode| ConfigError::new(var, format!("sslmode: {e}")))?;
+    }
+    config.root_certs = split.sslrootcert.as_deref().map(RootCerts::from_setting);
+    Ok(config)
+}
+
+/// tokio-postgres' "unexpected character ... got `x`" could show one character of a password.
+fn sanitize_parse_error(message: &str) -> String {
+    let message = match message.find(" but got") {
+        Some(at) => &message[..at],
+        None => message,
+    };
+    format!("malformed connection string: {message}")
+}
+
+struct Split {
+    rest: String,
+    sslmode: Option<String>,
+    sslrootcert: Option<String>,
+}
+
+fn split_url(url: &str, var: &str) -> Result<Split, ConfigError> {
+    let mut split = Split {
+        rest: String::new(),
+        sslmode: None,
+        sslrootcert: None,
+    };
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut kept = Vec::new();
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |text: &str| {
+            percent_encoding::percent_decode_str(text)
+                .decode_utf8()
+                .map(|v| v.into_owned())
+                .map_err(|_| {
+                    ConfigError::new(var, "malformed connection string: invalid percent-encoding")
+                })
+        };
+        match decode(key)?.as_str() {
+            "sslmode" => split.sslmode = Some(decode(value)?),
+            "sslrootcert" => split.sslrootcert = Some(decode(value)?),
+            _ => kept.push(pair),
+        }
+    }
+    split.rest = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    Ok(split)
+}
+
+/// libpq's `key = value` syntax: values may be single-quoted, and `\` escapes the next
+/// character.
+fn split_key_values(s: &str, var: &str) -> Result<Split, ConfigError> {
+    let mut split = Split {
+        rest: String::new(),
+        sslmode: None,
+        sslrootcert: None,
+    };
+    let malformed =
+        |what: &str| ConfigError::new(var, format!("malformed connection string: {what}"));
+    let mut kept: Vec<&str> = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= bytes.len() {
+            break;
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i] != b'=' && !bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = &s[start..i];
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= bytes.len() || bytes[i] != b'=' {
+            return Err(malformed(&format!("expected `=` after `{key}`")));
+        }
+        i += 1;
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let mut value = String::new();
+        if i < bytes.len() && bytes[i] == b'\'' {
+            i += 1;
+            loop {
+                match bytes.get(i) {
+                    None => return Err(malformed("unterminated quoted value")),
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(b'\\') if i + 1 < bytes.len() => {
+                        i += 1;
+                        let c = next_char(s, i);
+                        value.push(c);
+                        i += c.len_utf8();
+                    }
+                    Some(_) => {
+                        let c = next_char(s, i);
+                        value.push(c);
+                        i += c.len_utf8();
+                    }
+                }
+            }
+        } else {
+            while i < bytes.len() && !bytes[i].is_ascii_whitespace() {
+                if bytes[i] == b'\\' && i + 1 < bytes.len() {
+                    i += 1;
+                }
+                let c = next_char(s, i);
+                value.push(c);
+                i += c.len_utf8();
+            }
+        }
+        match key {
+            "sslmode" => split.sslmode = Some(value),
+            "sslrootcert" => split.sslrootcert = Some(value),
+            _ => kept.push(&s[start..i]),
+        }
+    }
+    split.rest = kept.join(" ");
+    Ok(split)
+}
+
+fn next_char(s: &str, at: usize) -> char {
+    s[at..].chars().next().unwrap_or('\0')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::tls::SslMode;
+
+    #[test]
+    fn key_values_keep_quoted_values_and_take_out_our_keys() {
+        let config: PostgresConfig =
+            r"host=db.example user=app password='its \'secret\'' dbname = widgets sslmode=verify-full sslrootcert='/etc/my ca.pem'"
+                .parse()
+                .unwrap();
+        assert_eq!(config.host(), "db.example");
+        assert_eq!(config.user(), Some("app"));
+        assert_eq!(config.dbname(), Some("widgets"));
+        assert_eq!(config.ssl_mode(), SslMode::VerifyFull);
+        assert_eq!(
+            config.ssl_root_cert(),
+            Some(std::path::Path::new("/etc/my ca.pem"))
+        );
+        assert_eq!(config.pg.get_password(), Some(&b"its 'secret'"[..]));
+    }
+
+    #[test]
+    fn urls_take_out_our_keys_and_keep_the_rest() {
+        let config: PostgresConfig =
+            "postgresql://app:p%40ss@localhost:6543/widgets?sslmode=verify-ca&application_name=w&sslrootcert=%2Ftmp%2Fca.pem"
+                .parse()
+                .unwrap();
+        assert_eq!(config.port(), 6543);
+        assert_eq!(config.ssl_mode(), SslMode::VerifyCa);
+        assert_eq!(
+            config.ssl_root_cert(),
+            Some(std::path::Path::new("/tmp/ca.pem"))
+        );
+        assert_eq!(config.pg.get_application_name(), Some("w"));
+        assert_eq!(config.pg.get_password(), Some(&b"p@ss"[..]));
+    }
+
+    #[test]
+    fn malformed_strings_never_echo_the_password() {
+        for s in [
+            "postgresql://app:hunter2secret@localhost:notaport/widgets",
+            "host=x password=hunter2secret port=nope",
+            "host=x password='hunter2secret",
+        ] {
+            let err = s.parse::<PostgresConfig>().unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+            assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn missing_user_is_named() {
+        let err = "host=localhost dbname=x"
+            .parse::<PostgresConfig>()
+            .unwrap_err();
+        assert!(err.var.contains("user"), "{err}");
+    }
+}

@@ -1,0 +1,297 @@
+//! Reads: a stream's events (all columns, or replay's few), its version, the log and its time
+//! windows, snapshots, and tracking positions.
+
+use std::{future::Future, time::Duration};
+
+use chrono::{DateTime, Utc};
+use eventsourcing_core::{Error, Position, Snapshot, StoredEvent};
+use futures_util::TryStreamExt;
+use tokio_postgres::{types::ToSql, Row};
+use uuid::Uuid;
+
+use crate::{
+    error::pg_error,
+    pool::{Checkout, Pool},
+    rows::{self, fingerprint_column, log_bound, position_from_columns, version_param},
+    sql::Stmt,
+    xid::Xid8,
+};
+
+/// How long `read_log` waits, at most, for the events that had committed when it was called but
+/// are held back behind an older running transaction.
+pub const LOG_CATCH_UP: Duration = Duration::from_secs(1);
+
+/// A stream's events after `after_version`, up to `up_to`.
+pub(crate) async fn load(
+    pool: &Pool,
+    stream_id: Uuid,
+    after_version: u64,
+    up_to: Option<u64>,
+) -> Result<Vec<StoredEvent>, Error> {
+    query_stream(
+        pool,
+        Stmt::Load,
+        stream_id,
+        after_version,
+        up_to,
+        rows::stream_event,
+    )
+    .await
+}
+
+/// `load` without the columns replay never reads (position, metadata): less to send, less to
+/// decode.
+pub(crate) async fn load_for_replay(
+    pool: &Pool,
+    stream_id: Uuid,
+    after_version: u64,
+    up_to: Option<u64>,
+) -> Result<Vec<StoredEvent>, Error> {
+    query_stream(
+        pool,
+        Stmt::LoadReplay,
+        stream_id,
+        after_version,
+        up_to,
+        rows::replay_event,
+    )
+    .await
+}
+
+/// Runs a `(stream_id, after, up_to)` query of one stream's events and decodes its rows.
+async fn query_stream(
+    pool: &Pool,
+    stmt: Stmt,
+    stream_id: Uuid,
+    after_version: u64,
+    up_to: Option<u64>,
+    decode: fn(&Row, Uuid) -> Result<StoredEvent, Error>,
+) -> Result<Vec<StoredEvent>, Error> {
+    let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+    let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    if after >= up_to {
+        return Ok(Vec::new());
+    }
+    let mut conn = pool.checkout().await?;
+    let stmt = conn.statement(stmt).await?;
+    let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
+    // Decode rows as they arrive rather than after the last one: the connection task
+    // reads the socket while this task converts.
+    let rows = conn
+        .client
+        .query_raw(&stmt, params)
+        .await
+        .map_err(|e| pool.error(e))?;
+    let mut rows = std::pin::pin!(rows);
+    let mut events = Vec::new();
+    while let Some(row) = rows.try_next().await.map_err(|e| pool.error(e))? {
+        events.push(decode(&row, stream_id)?);
+    }
+    Ok(events)
+}
+
+/// The stream's current version (0 if it has no events).
+pub(crate) async fn stream_version(pool: &Pool, stream_id: Uuid) -> Result<u64, Error> {
+    let mut conn = pool.checkout().await?;
+    let stmt = conn.statement(Stmt::StreamVersion).await?;
+    let row = conn
+        .client
+        .query_one(&stmt, &[&stream_id])
+        .await
+        .map_err(|e| pool.error(e))?;
+    Ok(row.try_get::<_, i64>(0).map_err(pg_error)?.max(0) as u64)
+}
+
+/// The log after `after`.
+pub(crate) async fn read_log(
+    pool: &Pool,
+    after: Position,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, Error> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    caught_up(pool, after, limit, || log_page(pool, after, limit)).await
+}
+
+/// Events recorded at `from <= timestamp < to`, in log order, after `after`, at most `limit`.
+pub(crate) async fn read_by_time(
+    pool: &Pool,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    after: Position,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, Error> {
+    if limit == 0 || from >= to {
+        return Ok(Vec::new());
+    }
+    caught_up(pool, after, limit, || async {
+        let conn = pool.checkout().await?;
+        let (commit, seq) = log_bound(after);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // Not a cached statement: PostgreSQL would soon switch a cached one to a generic
+        // plan, which cannot weigh the window's width (BRIN range scan and sort, or the log
+        // index in order); a statement used once is planned for its own parameters.
+        let rows = conn
+            .client
+            .query(
+                &pool.sql().get(Stmt::ReadByTime),
+                &[&from, &to, &commit, &seq, &limit],
+            )
+            .await
+            .map_err(|e| pool.error(e))?;
+        rows.iter().map(rows::log_event).collect()
+    })
+    .await
+}
+
+/// Runs a log query; a short page at the head of the log is completed, within
+/// [`LOG_CATCH_UP`], with the events that had committed when the call began but were held
+/// back behind an older transaction still running, so that a caller reads its own writes.
+async fn caught_up<F, Fut>(
+    pool: &Pool,
+    after: Position,
+    limit: usize,
+    page: F,
+) -> Result<Vec<StoredEvent>, Error>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<Vec<StoredEvent>, Error>>,
+{
+    let events = page().await?;
+    if events.len() >= limit {
+        return Ok(events);
+    }
+    // Events of transactions up to the newest committed one exist; if that one is beyond
+    // what this page returns, its events were held back (or committed since the page was
+    // read). Wait, without holding a connection, until no older transaction runs.
+    let returned = events.last().map_or(after.commit, |e| e.position.commit);
+    let (horizon, newest) = log_head(pool).await?;
+    let newest = match newest {
+        Some(newest) if newest.0 > returned => newest,
+        _ => return Ok(events),
+    };
+    if horizon > newest {
+        return page().await;
+    }
+    let deadline = tokio::time::Instant::now() + LOG_CATCH_UP;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        tokio::time::sleep(pause).await;
+        let (horizon, _) = log_head(pool).await?;
+        if horizon > newest {
+            return page().await;
+        }
+        if tokio::time::Instant::now() + pause >= deadline {
+            tracing::debug!(
+                horizon = horizon.0,
+                newest = newest.0,
+                "committed events are held back by an older running transaction"
+            );
+            // What is safe now: never past a running transaction.
+            return page().await;
+        }
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+    let mut conn = pool.checkout().await?;
+    let stmt = conn.statement(Stmt::ReadLog).await?;
+    let (commit, seq) = log_bound(after);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .client
+        .query(&stmt, &[&commit, &seq, &limit])
+        .await
+        .map_err(|e| pool.error(e))?;
+    rows.iter().map(rows::log_event).collect()
+}
+
+/// The horizon (oldest running transaction) and the newest committed event's transaction.
+async fn log_head(pool: &Pool) -> Result<(Xid8, Option<Xid8>), Error> {
+    let mut conn = pool.checkout().await?;
+    let stmt = conn.statement(Stmt::LogHead).await?;
+    let row = conn
+        .client
+        .query_one(&stmt, &[])
+        .await
+        .map_err(|e| pool.error(e))?;
+    Ok((
+        row.try_get(0).map_err(pg_error)?,
+        row.try_get(1).map_err(pg_error)?,
+    ))
+}
+
+/// Writes a snapshot and keeps the newest `keep` of its stream (all if `None`).
+pub(crate) async fn save_snapshot(
+    pool: &Pool,
+    snapshot: Snapshot,
+    keep: Option<u32>,
+) -> Result<(), Error> {
+    let version = version_param(snapshot.version)?;
+    let fingerprint = fingerprint_column(snapshot.fingerprint);
+    let keep: Option<i64> = keep.map(|k| i64::from(k.max(1)));
+    let mut conn = pool.checkout().await?;
+    let stmt = conn.statement(Stmt::SaveSnapshot).await?;
+    conn.client
+        .execute(
+            &stmt,
+            &[
+                &snapshot.stream_id,
+                &version,
+                &snapshot.timestamp,
+                &snapshot.state_type,
+                &fingerprint,
+                &snapshot.payload,
+                &keep,
+            ],
+        )
+        .await
+        .map_err(|e| pool.error(e))?;
+    Ok(())
+}
+
+/// The newest snapshot of the stream at or below a version.
+pub(crate) async fn load_snapshot(
+    pool: &Pool,
+    stream_id: Uuid,
+    at_or_below: Option<u64>,
+) -> Result<Option<Snapshot>, Error> {
+    let at_or_below = at_or_below.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    let mut conn = pool.checkout().await?;
+    let stmt = conn.statement(Stmt::LoadSnapshot).await?;
+    let row = conn
+        .client
+        .query_opt(&stmt, &[&stream_id, &at_or_below])
+        .await
+        .map_err(|e| pool.error(e))?;
+    row.map(|row| rows::snapshot(&row, stream_id)).transpose()
+}
+
+/// The position recorded under `name`, if any.
+pub(crate) async fn tracking_position(pool: &Pool, name: &str) -> Result<Option<Position>, Error> {
+    let mut conn = pool.checkout().await?;
+    recorded_position(&mut conn, pool, name).await
+}
+
+/// [`tracking_position`] on a connection already checked out.
+pub(crate) async fn recorded_position(
+    conn: &mut Checkout<'_>,
+    pool: &Pool,
+    name: &str,
+) -> Result<Option<Position>, Error> {
+    let stmt = conn.statement(Stmt::TrackingPosition).await?;
+    let row = conn
+        .client
+        .query_opt(&stmt, &[&name])
+        .await
+        .map_err(|e| pool.error(e))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    Ok(Some(position_from_columns(
+        row.try_get(0).map_err(pg_error)?,
+        row.try_get(1).map_err(pg_error)?,
+    )))
+}

@@ -1,0 +1,160 @@
+//! Rows to values and values to columns: events, snapshots, parked events, and the one place
+//! where a [`Position`] becomes columns and back.
+//!
+//! Stored values the core types cannot hold (a negative version, a schema version above
+//! `u32::MAX`) are errors naming the row, never panics.
+
+use eventsourcing_core::{Error, Metadata, ParkedEvent, Position, Snapshot, StoredEvent};
+use tokio_postgres::{types::Json, Row};
+use uuid::Uuid;
+
+use crate::{
+    error::{out_of_range, pg_error},
+    xid::Xid8,
+};
+
+/// A position as the two `bigint` columns of `tracking` and `parked_events`.
+pub(crate) fn position_columns(position: Position) -> Result<(i64, i64), Error> {
+    let part = |value: u64, what: &str| {
+        i64::try_from(value).map_err(|_| {
+            out_of_range(format!(
+                "position {what} {value} is above PostgreSQL's bigint range"
+            ))
+        })
+    };
+    Ok((part(position.commit, "commit")?, part(position.seq, "seq")?))
+}
+
+/// The two `bigint` columns of `tracking` and `parked_events` back as a position.
+pub(crate) fn position_from_columns(commit: i64, seq: i64) -> Position {
+    Position {
+        commit: commit.max(0) as u64,
+        seq: seq.max(0) as u64,
+    }
+}
+
+/// A position as a bound on the events table's `(tx_id, position)`. A bound past every
+/// storable position reads as the largest one: nothing lies beyond either.
+pub(crate) fn log_bound(after: Position) -> (Xid8, i64) {
+    (
+        Xid8(after.commit),
+        i64::try_from(after.seq).unwrap_or(i64::MAX),
+    )
+}
+
+/// An event's `(tx_id, position)` columns as its position.
+pub(crate) fn log_position(tx_id: Xid8, seq: i64) -> Position {
+    Position {
+        commit: tx_id.0,
+        seq: seq.max(0) as u64,
+    }
+}
+
+/// A version as a `bigint`. Version 0 goes to the guard as 0: version -1 never exists, so the
+/// save is held back and reported as a conflict, like any other first version that is not
+/// current + 1.
+pub(crate) fn version_param(version: u64) -> Result<i64, Error> {
+    i64::try_from(version).map_err(|_| {
+        out_of_range(format!(
+            "version {version} is above PostgreSQL's bigint range"
+        ))
+    })
+}
+
+/// A snapshot's fingerprint: 64 opaque bits, which `bigint` stores as they are.
+pub(crate) fn fingerprint_column(fingerprint: u64) -> i64 {
+    i64::from_ne_bytes(fingerprint.to_ne_bytes())
+}
+
+/// One row of `EVENT_COLUMNS` (the log).
+pub(crate) fn log_event(row: &Row) -> Result<StoredEvent, Error> {
+    let stream_id: Uuid = row.try_get(0).map_err(pg_error)?;
+    decode_event(row, stream_id, 1)
+}
+
+/// One row of `STREAM_COLUMNS` (a stream's events).
+pub(crate) fn stream_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Error> {
+    decode_event(row, stream_id, 0)
+}
+
+/// A row of `REPLAY_COLUMNS`: position and metadata stay at their defaults.
+pub(crate) fn replay_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Error> {
+    let version: i64 = row.try_get(0).map_err(pg_error)?;
+    let schema_version: i32 = row.try_get(2).map_err(pg_error)?;
+    Ok(StoredEvent {
+        stream_id,
+        version: u64::try_from(version)
+            .map_err(|_| out_of_range(format!("stream {stream_id} has version {version}")))?,
+        position: Position::default(),
+        event_type: row.try_get(1).map_err(pg_error)?,
+        schema_version: u32::try_from(schema_version).map_err(|_| {
+            out_of_range(format!(
+                "stream {stream_id} version {version} has schema version {schema_version}"
+            ))
+        })?,
+        timestamp: row.try_get(3).map_err(pg_error)?,
+        payload: row.try_get(4).map_err(pg_error)?,
+        metadata: Metadata::default(),
+    })
+}
+
+/// The `STREAM_COLUMNS` of a row, starting at column `at`.
+fn decode_event(row: &Row, stream_id: Uuid, at: usize) -> Result<StoredEvent, Error> {
+    let version: i64 = row.try_get(at).map_err(pg_error)?;
+    let tx_id: Xid8 = row.try_get(at + 1).map_err(pg_error)?;
+    let position: i64 = row.try_get(at + 2).map_err(pg_error)?;
+    let schema_version: i32 = row.try_get(at + 4).map_err(pg_error)?;
+    let metadata: Option<Json<Metadata>> = row.try_get(at + 7).map_err(pg_error)?;
+    Ok(StoredEvent {
+        stream_id,
+        version: u64::try_from(version)
+            .map_err(|_| out_of_range(format!("stream {stream_id} has version {version}")))?,
+        position: log_position(tx_id, position),
+        event_type: row.try_get(at + 3).map_err(pg_error)?,
+        schema_version: u32::try_from(schema_version).map_err(|_| {
+            out_of_range(format!(
+                "stream {stream_id} version {version} has schema version {schema_version}"
+            ))
+        })?,
+        timestamp: row.try_get(at + 5).map_err(pg_error)?,
+        payload: row.try_get(at + 6).map_err(pg_error)?,
+        metadata: metadata.map(|Json(m)| m).unwrap_or_default(),
+    })
+}
+
+/// A row of `version, timestamp, state_type, fingerprint, payload` from `snapshots`.
+pub(crate) fn snapshot(row: &Row, stream_id: Uuid) -> Result<Snapshot, Error> {
+    let version: i64 = row.try_get(0).map_err(pg_error)?;
+    let fingerprint: i64 = row.try_get(3).map_err(pg_error)?;
+    Ok(Snapshot {
+        stream_id,
+        version: u64::try_from(version).map_err(|_| {
+            out_of_range(format!(
+                "snapshot of stream {stream_id} has version {version}"
+            ))
+        })?,
+        timestamp: row.try_get(1).map_err(pg_error)?,
+        state_type: row.try_get(2).map_err(pg_error)?,
+        fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
+        payload: row.try_get(4).map_err(pg_error)?,
+    })
+}
+
+/// A row of `position_commit, position_seq, stream_id, version, event_type, error, parked_at`
+/// from `parked_events`, parked by the projection `name`.
+pub(crate) fn parked_event(row: &Row, name: &str) -> Result<ParkedEvent, Error> {
+    let version: i64 = row.try_get(3).map_err(pg_error)?;
+    Ok(ParkedEvent {
+        name: name.to_owned(),
+        position: position_from_columns(
+            row.try_get(0).map_err(pg_error)?,
+            row.try_get(1).map_err(pg_error)?,
+        ),
+        stream_id: row.try_get(2).map_err(pg_error)?,
+        version: u64::try_from(version)
+            .map_err(|_| out_of_range(format!("a parked event has version {version}")))?,
+        event_type: row.try_get(4).map_err(pg_error)?,
+        error: row.try_get(5).map_err(pg_error)?,
+        parked_at: row.try_get(6).map_err(pg_error)?,
+    })
+}
