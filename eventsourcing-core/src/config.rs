@@ -142,7 +142,8 @@ impl Env {
         }
     }
 
-    /// A duration in seconds (fractions allowed).
+    /// A duration in seconds (fractions allowed), from 0 to [`MAX_SECONDS`] (a year: longer
+    /// waits are a typo, and would overflow clocks and the databases' own timeout settings).
     pub fn seconds(&self, keys: &[&str]) -> Result<Option<Duration>, ConfigError> {
         match self.lookup(keys) {
             None => Ok(None),
@@ -150,17 +151,24 @@ impl Env {
                 .trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Some(Duration::from_secs_f64(s)))
+                .filter(|s| s.is_finite() && (0.0..=MAX_SECONDS).contains(s))
+                .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                .map(Some)
                 .ok_or_else(|| {
                     ConfigError::new(
                         name,
-                        format!("`{}` is not a number of seconds", value.trim()),
+                        format!(
+                            "`{}` is not a number of seconds from 0 to {MAX_SECONDS}",
+                            value.trim()
+                        ),
                     )
                 }),
         }
     }
 }
+
+/// The longest duration a setting in seconds may give: 365 days.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
 fn parse_flag(value: &str) -> Option<bool> {
     match value.trim().to_ascii_lowercase().as_str() {
@@ -213,5 +221,19 @@ mod tests {
             Some(Duration::from_millis(2500))
         );
         assert!(env.seconds(&["A"]).is_err());
+    }
+
+    #[test]
+    fn out_of_range_seconds_are_errors_naming_the_variable_not_panics() {
+        for bad in ["1e20", "1e300", "inf", "NaN", "-1", "-0.5", "31536001", "1e9"] {
+            let env = Env::from_map([("POOL_TIMEOUT", bad)]);
+            let err = env.seconds(&["POOL_TIMEOUT"]).unwrap_err().to_string();
+            assert!(err.contains("POOL_TIMEOUT") && err.contains(bad), "{bad}: {err}");
+        }
+        let env = Env::from_map([("T", "31536000")]);
+        assert_eq!(
+            env.seconds(&["T"]).unwrap(),
+            Some(Duration::from_secs(31_536_000))
+        );
     }
 }
