@@ -225,10 +225,15 @@ mod tests {
 
     #[test]
     fn out_of_range_seconds_are_errors_naming_the_variable_not_panics() {
-        for bad in ["1e20", "1e300", "inf", "NaN", "-1", "-0.5", "31536001", "1e9"] {
+        for bad in [
+            "1e20", "1e300", "inf", "NaN", "-1", "-0.5", "31536001", "1e9",
+        ] {
             let env = Env::from_map([("POOL_TIMEOUT", bad)]);
             let err = env.seconds(&["POOL_TIMEOUT"]).unwrap_err().to_string();
-            assert!(err.contains("POOL_TIMEOUT") && err.contains(bad), "{bad}: {err}");
+            assert!(
+                err.contains("POOL_TIMEOUT") && err.contains(bad),
+                "{bad}: {err}"
+            );
         }
         let env = Env::from_map([("T", "31536000")]);
         assert_eq!(

@@ -18,14 +18,24 @@ impl FromStr for PostgresConfig {
     /// keys tokio-postgres knows, `sslmode` accepts `verify-ca` and `verify-full`, and
     /// `sslrootcert` names a PEM file of trusted roots. Errors never show the string.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        parse_conninfo(s, "connection string")?.validate(&Names::CONNECTION_STRING)
+        parse_conninfo(s, "connection string")?
+            .config
+            .validate(&Names::CONNECTION_STRING)
     }
+}
+
+/// A parsed connection string, and which of our own keys it gave (they win over the
+/// environment's `POSTGRES_SSLMODE` / `POSTGRES_SSLROOTCERT`).
+pub(crate) struct Conninfo {
+    pub(crate) config: PostgresConfig,
+    pub(crate) gave_sslmode: bool,
+    pub(crate) gave_sslrootcert: bool,
 }
 
 /// Parses a connection string: our own keys (`sslmode` with the verify modes, `sslrootcert`)
 /// are taken out, the rest goes to tokio-postgres. `var` names the source in errors; the
 /// string itself never appears in them (it may hold a password).
-pub(crate) fn parse_conninfo(s: &str, var: &str) -> Result<PostgresConfig, ConfigError> {
+pub(crate) fn parse_conninfo(s: &str, var: &str) -> Result<Conninfo, ConfigError> {
     let s = s.trim();
     let split = if s.starts_with("postgres://") || s.starts_with("postgresql://") {
         split_url(s, var)?
@@ -39,13 +49,42 @@ pub(crate) fn parse_conninfo(s: &str, var: &str) -> Result<PostgresConfig, Confi
         pg.connect_timeout(DEFAULT_POOL_TIMEOUT);
     }
     config.pg = pg;
+    let gave_sslmode = split.sslmode.is_some();
     if let Some(mode) = split.sslmode {
         config.ssl_mode = mode
             .parse()
             .map_err(|e: UnknownSslMode| ConfigError::new(var, format!("sslmode: {e}")))?;
     }
+    let gave_sslrootcert = split.sslrootcert.is_some();
     config.root_certs = split.sslrootcert.as_deref().map(RootCerts::from_setting);
-    Ok(config)
+    Ok(Conninfo {
+        config,
+        gave_sslmode,
+        gave_sslrootcert,
+    })
+}
+
+/// A password may hold an unencoded `@` (`postgresql://app:p@ss@host/db`): as in the WHATWG
+/// URL standard, the user info ends at the LAST `@` of the authority, so the `@`s before it are
+/// percent-encoded here. Otherwise the rest of the password would be taken for the host, and
+/// shown wherever the host is (`Debug`, connection errors).
+fn encode_userinfo_ats(base: &str) -> String {
+    let Some(scheme_end) = base.find("://").map(|i| i + 3) else {
+        return base.to_owned();
+    };
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let authority = &base[scheme_end..authority_end];
+    match authority.rfind('@') {
+        Some(last) if authority[..last].contains('@') => format!(
+            "{}{}{}",
+            &base[..scheme_end],
+            authority[..last].replace('@', "%40"),
+            &base[scheme_end + last..]
+        ),
+        _ => base.to_owned(),
+    }
 }
 
 /// tokio-postgres' "unexpected character ... got `x`" could show one character of a password.
@@ -94,8 +133,9 @@ fn split_url(url: &str, var: &str) -> Result<Split, ConfigError> {
             _ => kept.push(pair),
         }
     }
+    let base = encode_userinfo_ats(base);
     split.rest = if kept.is_empty() {
-        base.to_owned()
+        base
     } else {
         format!("{base}?{}", kept.join("&"))
     };
@@ -221,6 +261,27 @@ mod tests {
         );
         assert_eq!(config.pg.get_application_name(), Some("w"));
         assert_eq!(config.pg.get_password(), Some(&b"p@ss"[..]));
+    }
+
+    #[test]
+    fn an_unencoded_at_in_the_password_stays_in_the_password() {
+        for (url, password) in [
+            ("postgresql://u:p@ss@db.example/widgets", "p@ss"),
+            (
+                "postgresql://u:a@b@c@db.example:5433/widgets?sslmode=disable",
+                "a@b@c",
+            ),
+            ("postgres://u:p@ss@db.example/d", "p@ss"),
+        ] {
+            let config: PostgresConfig = url.parse().unwrap();
+            assert_eq!(config.host(), "db.example", "{url}");
+            assert_eq!(config.pg.get_password(), Some(password.as_bytes()), "{url}");
+            let shown = format!("{config:?}");
+            assert!(
+                !shown.contains(password) && !shown.contains("ss@"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

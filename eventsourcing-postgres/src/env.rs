@@ -20,9 +20,12 @@ impl PostgresConfig {
     /// variables supply whatever it leaves out (libpq's rule: the connection string wins over
     /// the environment).
     pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let mut config = match env.lookup(&[vars::DATABASE_URL]) {
-            Some((name, url)) => parse_conninfo(&url, &name)?,
-            None => PostgresConfig::default(),
+        let (mut config, url_sslmode, url_sslrootcert) = match env.lookup(&[vars::DATABASE_URL]) {
+            Some((name, url)) => {
+                let given = parse_conninfo(&url, &name)?;
+                (given.config, given.gave_sslmode, given.gave_sslrootcert)
+            }
+            None => (PostgresConfig::default(), false, false),
         };
 
         if config.pg.get_hosts().is_empty() {
@@ -48,11 +51,23 @@ impl PostgresConfig {
                 config.pg.password(password);
             }
         }
+        // What the URL says wins: a leftover POSTGRES_SSLMODE=prefer must never weaken
+        // `?sslmode=verify-full`.
         if let Some(mode) = env.parse::<SslMode>(vars::SSLMODE)? {
-            config.ssl_mode = mode;
+            if !url_sslmode {
+                config.ssl_mode = mode;
+            } else if mode != config.ssl_mode {
+                tracing::warn!(
+                    url = ?config.ssl_mode,
+                    ignored = ?mode,
+                    "DATABASE_URL gives sslmode; POSTGRES_SSLMODE is ignored"
+                );
+            }
         }
         if let Some((_, path)) = env.lookup(vars::SSLROOTCERT) {
-            config.root_certs = Some(RootCerts::from_setting(path.trim()));
+            if !url_sslrootcert {
+                config.root_certs = Some(RootCerts::from_setting(path.trim()));
+            }
         }
         if let Some((name, schema)) = env.lookup(vars::SCHEMA) {
             config.schema = valid_schema(&name, schema.trim())?;

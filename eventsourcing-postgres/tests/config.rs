@@ -163,6 +163,44 @@ fn the_application_prefix_wins_for_every_name_and_alias() {
     assert!(!config.create_table());
 }
 
+/// A leftover `POSTGRES_SSLMODE` never weakens (or changes) the URL's `sslmode`, in either
+/// direction, and the URL's `sslrootcert` wins too; without one in the URL the variable applies.
+#[test]
+fn the_url_sslmode_wins_over_a_leftover_variable() {
+    for (url_mode, var_mode, expected) in [
+        ("verify-full", "prefer", SslMode::VerifyFull),
+        ("verify-full", "disable", SslMode::VerifyFull),
+        ("require", "verify-ca", SslMode::Require),
+        ("disable", "require", SslMode::Disable),
+    ] {
+        let env = Env::from_map([
+            (
+                "DATABASE_URL".to_owned(),
+                format!("postgresql://u:pw@db.example/d?sslmode={url_mode}&sslrootcert=%2Furl.pem"),
+            ),
+            ("POSTGRES_SSLMODE".to_owned(), var_mode.to_owned()),
+            ("POSTGRES_SSLROOTCERT".to_owned(), "/var.pem".to_owned()),
+        ]);
+        let config = PostgresConfig::from_env(&env).unwrap();
+        assert_eq!(config.ssl_mode(), expected, "{url_mode} vs {var_mode}");
+        assert_eq!(
+            config.ssl_root_cert(),
+            Some(std::path::Path::new("/url.pem"))
+        );
+    }
+    let env = Env::from_map([
+        ("DATABASE_URL", "postgresql://u:pw@db.example/d"),
+        ("POSTGRES_SSLMODE", "verify-full"),
+        ("POSTGRES_SSLROOTCERT", "/var.pem"),
+    ]);
+    let config = PostgresConfig::from_env(&env).unwrap();
+    assert_eq!(config.ssl_mode(), SslMode::VerifyFull);
+    assert_eq!(
+        config.ssl_root_cert(),
+        Some(std::path::Path::new("/var.pem"))
+    );
+}
+
 #[test]
 fn database_url_gives_what_it_contains_and_variables_fill_the_rest() {
     let env = Env::from_map([
