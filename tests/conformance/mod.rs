@@ -591,7 +591,7 @@ impl<S: EventStore> EventStore for Counting<S> {
     ) -> impl Future<Output = Result<Option<Position>, Error>> + Send {
         self.inner.tracking_position(name)
     }
-    fn changes(&self) -> eventsourcing::Changes {
+    fn changes(&self) -> eventsourcing::plumbing::Changes {
         self.inner.changes()
     }
 }
