@@ -32,6 +32,7 @@ impl Counter {
     }
 }
 
+/// A new, unsaved endpoint with the seed's values.
 pub(crate) fn new_endpoint() -> WidgetRegistryEndpoint {
     WidgetRegistryEndpoint::create(
         "https://example.com".into(),
@@ -40,6 +41,7 @@ pub(crate) fn new_endpoint() -> WidgetRegistryEndpoint {
     )
 }
 
+/// A `Counter` event to write straight to a store, bypassing the application.
 pub(crate) fn raw_event(stream_id: Uuid, version: u64) -> NewEvent {
     NewEvent {
         stream_id,
