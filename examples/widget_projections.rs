@@ -15,31 +15,11 @@ use eventsourcing::sqlite::rusqlite::{self, Transaction};
 use eventsourcing::sqlite::{spawn_projection, ProjectionOptions, SqliteProjection, SqliteStore};
 use eventsourcing::{BoxError, Codec, Env, Outbox, Process, StoredEvent};
 
-#[derive(Aggregate, Debug, Serialize, Deserialize)]
-struct WidgetRegistryEndpoint {
-    meta: Meta<Self>,
-    pub url: String,
-    pub name: String,
-    pub tenant_id: String,
-}
+// The seed's aggregate, `WidgetRegistryEndpoint`, is in `common/widget.rs`, shared with the tests.
+#[path = "common/widget.rs"]
+mod widget;
 
-#[events]
-impl WidgetRegistryEndpoint {
-    #[event("Registered")]
-    pub fn create(url: String, name: String, tenant_id: String) -> Self {
-        Self {
-            meta: Meta::default(),
-            url,
-            name,
-            tenant_id,
-        }
-    }
-
-    #[event("NameUpdated")]
-    pub fn update_name(&mut self, name: String) {
-        self.name = name;
-    }
-}
+use widget::{WidgetRegistryEndpoint, WidgetRegistryEndpointEvent};
 
 /// The read model: endpoints per tenant, in a table of the same database.
 struct EndpointsByTenant;

@@ -10,31 +10,11 @@
 
 use eventsourcing::prelude::*;
 
-#[derive(Aggregate, Debug, Serialize, Deserialize)]
-struct WidgetRegistryEndpoint {
-    meta: Meta<Self>,
-    pub url: String,
-    pub name: String,
-    pub tenant_id: String,
-}
+// The seed's aggregate, `WidgetRegistryEndpoint`, is in `common/widget.rs`, shared with the tests.
+#[path = "common/widget.rs"]
+mod widget;
 
-#[events]
-impl WidgetRegistryEndpoint {
-    #[event("Registered")]
-    pub fn create(url: String, name: String, tenant_id: String) -> Self {
-        Self {
-            meta: Meta::default(),
-            url,
-            name,
-            tenant_id,
-        }
-    }
-
-    #[event("NameUpdated")]
-    pub fn update_name(&mut self, name: String) {
-        self.name = name;
-    }
-}
+use widget::WidgetRegistryEndpoint;
 
 #[tokio::main]
 async fn main() {

@@ -9,6 +9,7 @@
 //! use eventsourcing::prelude::*;
 //!
 //! #[derive(Aggregate, Debug, Serialize, Deserialize)]
+//! #[serde(crate = "eventsourcing::serde")]
 //! pub struct WidgetRegistryEndpoint {
 //!     meta: Meta<Self>,
 //!     pub url: String,
@@ -47,6 +48,32 @@
 //! # }
 //! ```
 //!
+//! # Serde without a serde dependency
+//!
+//! The code the macros generate names serde through this crate, so `#[events]` needs nothing
+//! from your `Cargo.toml`. An aggregate's state is serialized too (for snapshots), by serde's
+//! own `#[derive(Serialize, Deserialize)]`, and that derive looks for a crate called `serde`:
+//! the line `#[serde(crate = "eventsourcing::serde")]` points it at the copy re-exported here
+//! instead. Put it on the aggregate and on every type of yours that an event argument or the
+//! state contains. With `serde` (feature `derive`) in your own dependencies the line is not
+//! needed.
+//!
+//! # What is where
+//!
+//! | you want | names |
+//! |---|---|
+//! | to write aggregates | [`Aggregate`], [`events`], [`event`], [`Meta`], [`id_from_name`], [`new_id`] |
+//! | to save and load them | [`Application`], [`Repository`], [`Retry`], [`Metadata`], [`Error`] |
+//! | to choose a store | [`MemoryStore`], [`sqlite`], [`postgres`], [`application_from_env`], [`AnyStore`] |
+//! | settings from the environment | [`Env`], [`Snapshotting`], [`ConfigError`] |
+//! | to read the log | [`Subscription`], [`read_log_stream`], [`StoredEvent`], [`Position`] |
+//! | process applications | [`Process`], [`Outbox`], [`spawn_process`], [`ProjectionOptions`] |
+//! | projections | [`ProjectionOptions`], [`OnError`], [`ParkedEvent`], and each store's `spawn_projection` |
+//! | another encoding | [`Codec`], [`JsonCodec`] |
+//! | to write a store or a runner | [`EventStore`] and the [`plumbing`] module |
+//!
+//! `use eventsourcing::prelude::*;` brings what a domain module needs.
+//!
 //! # Features
 //!
 //! | feature | default | what it adds |
@@ -55,10 +82,42 @@
 //! | `sqlite` | yes | [`sqlite`]: the embedded SQLite store |
 //! | `postgres` | yes | [`postgres`]: the PostgreSQL store |
 
-pub use eventsourcing_core::*;
+// Aggregates: the traits the macros implement, their bookkeeping, ids, and replay.
+pub use eventsourcing_core::{
+    id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventDecodeError, EventSourced,
+    Meta, Recorded, ID_NAMESPACE,
+};
 
+// Saving and loading.
+pub use eventsourcing_core::{Application, Repository, Retry, Unsaved};
+
+// What is stored: events, their metadata and place in the log, snapshots, consumer positions.
+pub use eventsourcing_core::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
+
+// Stores: the seam, the in-memory store, and the one chosen from the environment.
 mod any_store;
 pub use any_store::{application_from_env, AnyStore, StoreKind, ACCEPTED, PERSISTENCE_MODULE};
+pub use eventsourcing_core::{EventStore, MemoryStore};
+
+// Encoding.
+pub use eventsourcing_core::{Codec, CodecError, JsonCodec};
+
+// Settings.
+pub use eventsourcing_core::{
+    ConfigError, Env, Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL,
+};
+
+// Errors.
+pub use eventsourcing_core::{BoxError, Error};
+
+// Reading the log, process applications, projections.
+pub use eventsourcing_core::{
+    read_log_stream, spawn_process, OnError, Outbox, ParkedEvent, Process, ProcessHandle,
+    ProjectionOptions, RunnerHandle, Subscription,
+};
+
+// The crates that appear in this crate's API, so users need not match their versions.
+pub use eventsourcing_core::{chrono, serde, serde_json, uuid, Uuid};
 
 #[cfg(feature = "derive")]
 pub use eventsourcing_derive::{event, events, Aggregate};
@@ -71,6 +130,25 @@ pub use eventsourcing_sqlite as sqlite;
 #[cfg(feature = "postgres")]
 pub use eventsourcing_postgres as postgres;
 
+/// Building blocks for writing an [`EventStore`] or a runner (a projection or process loop):
+/// what the store crates use, and what an application never needs to name.
+///
+/// | name | what it is for |
+/// |---|---|
+/// | [`ChangeNotifier`](plumbing::ChangeNotifier), [`Changes`](plumbing::Changes) | a store wakes its subscribers; [`EventStore::changes`] returns the receiving side |
+/// | [`StopSignal`](plumbing::StopSignal), [`PositionCell`](plumbing::PositionCell) | what [`RunnerHandle::spawn`] hands a runner: when to stop, where to record progress |
+/// | [`backoff`](plumbing::backoff) | the wait before a runner's next retry |
+/// | [`Collector`](plumbing::Collector) | what [`Unsaved`] fills: the events and snapshots of one save |
+/// | [`SavedHook`](plumbing::SavedHook) | the type of the hook [`Application::on_saved`] stores |
+/// | [`engine`](plumbing::engine) | the one projection engine: a store implements [`BatchTarget`](plumbing::engine::BatchTarget) (its batch transaction) and starts runners with [`spawn_runner`](plumbing::engine::spawn_runner) |
+/// | [`stream_starts`](plumbing::stream_starts) | the contiguity check every store makes on a save |
+pub mod plumbing {
+    pub use eventsourcing_core::{
+        backoff, engine, stream_starts, ChangeNotifier, Changes, Collector, PositionCell,
+        SavedHook, StopSignal,
+    };
+}
+
 /// Everything a domain module needs: `use eventsourcing::prelude::*;`.
 pub mod prelude {
     pub use eventsourcing_core::{
@@ -80,6 +158,11 @@ pub mod prelude {
     pub use eventsourcing_derive::{event, events, Aggregate};
     pub use serde::{Deserialize, Serialize};
 }
+
+/// Support for the code the macros generate: it names serde and the recording functions through
+/// here, so a user's crate needs no dependency but this one. Not a public API.
+#[doc(hidden)]
+pub use eventsourcing_core::__private;
 
 /// The README's code blocks, compiled and run as doctests so they never drift.
 #[cfg(doctest)]

@@ -51,7 +51,7 @@ pub use aggregate::{
 pub use application::{Application, Collector, Repository, Retry, SavedHook, Unsaved};
 pub use changes::{ChangeNotifier, Changes};
 pub use codec::{Codec, CodecError, JsonCodec};
-pub use config::{ConfigError, Env};
+pub use config::{ConfigError, Env, MAX_SECONDS};
 pub use error::{BoxError, Error};
 pub use event::{stream_starts, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;

@@ -14,8 +14,18 @@ use proc_macro::TokenStream;
 
 /// Makes a struct with a `meta: Meta<Self>` field an event-sourced aggregate.
 ///
-/// Accepted attribute: `#[aggregate(name = "Widget")]`, the stored type name (default: the
-/// struct's name).
+/// Accepted attributes: `#[aggregate(name = "Widget")]`, the stored type name (default: the
+/// struct's name), and `#[aggregate(snapshot_every = 10)]`, a snapshot every that many events.
+///
+/// The struct also derives serde's `Serialize` and `Deserialize`, because snapshots store its
+/// state. The code generated here names serde through the facade, but serde's own derive looks
+/// for a crate called `serde`; a project without that dependency points it at the facade's copy:
+///
+/// ```text
+/// #[derive(Aggregate, Debug, Serialize, Deserialize)]
+/// #[serde(crate = "eventsourcing::serde")]
+/// struct WidgetRegistryEndpoint { meta: Meta<Self>, /* ... */ }
+/// ```
 #[proc_macro_derive(Aggregate, attributes(aggregate))]
 pub fn derive_aggregate(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

@@ -1,0 +1,201 @@
+//! Loading: what a save stored comes back the same, at any version, and a load that cannot
+//! succeed says why.
+
+use eventsourcing::prelude::*;
+use eventsourcing::{NewEvent, StoredEvent};
+
+use super::fixtures::new_endpoint;
+use super::widget::WidgetRegistryEndpoint;
+
+pub async fn save_and_load<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut endpoint = new_endpoint();
+    app.save(&mut endpoint).await.unwrap();
+    assert!(
+        endpoint.pending_events().is_empty(),
+        "save clears the pending events"
+    );
+
+    let loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await.unwrap();
+    assert_eq!(loaded.id(), endpoint.id());
+    assert_eq!(loaded.url, endpoint.url);
+    assert_eq!(loaded.name, endpoint.name);
+    assert_eq!(loaded.tenant_id, endpoint.tenant_id);
+    assert_eq!(loaded.version(), 1);
+    assert_eq!(
+        loaded.created_on(),
+        endpoint.created_on(),
+        "timestamps survive the store"
+    );
+    assert_eq!(loaded, endpoint);
+}
+
+pub async fn update_persists_after_reload<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut endpoint = new_endpoint();
+    app.save(&mut endpoint).await.unwrap();
+
+    let mut loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await.unwrap();
+    loaded.update_name("Updated Name".into());
+    app.save(&mut loaded).await.unwrap();
+
+    let reloaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await.unwrap();
+    assert_eq!(reloaded.name, "Updated Name");
+    assert_eq!(reloaded.version(), 2);
+    assert_eq!(reloaded.modified_on(), loaded.modified_on());
+    assert!(reloaded.modified_on() >= reloaded.created_on());
+}
+
+pub async fn fifteen_updates_then_reload<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut endpoint = new_endpoint();
+    for i in 0..15 {
+        endpoint.update_name(format!("Name {i}"));
+    }
+    assert_eq!(endpoint.pending_events().len(), 16);
+    app.save(&mut endpoint).await.unwrap();
+
+    let loaded: WidgetRegistryEndpoint = app.repository().get(endpoint.id()).await.unwrap();
+    assert_eq!(loaded.name, "Name 14");
+    assert_eq!(loaded.version(), 16);
+    assert_eq!(loaded, endpoint);
+}
+
+pub async fn get_at_returns_past_versions<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut endpoint = new_endpoint();
+    for i in 1..=4 {
+        endpoint.update_name(format!("Name {i}"));
+    }
+    app.save(&mut endpoint).await.unwrap();
+    let id = endpoint.id();
+    let first: WidgetRegistryEndpoint = app.repository().get_at(id, 1).await.unwrap();
+    assert_eq!(first.name, "Test Endpoint");
+    assert_eq!(first.version(), 1);
+    for v in 2..=5u64 {
+        let at: WidgetRegistryEndpoint = app.repository().get_at(id, v).await.unwrap();
+        assert_eq!(at.name, format!("Name {}", v - 1));
+        assert_eq!(at.version(), v);
+    }
+    let err = app
+        .repository()
+        .get_at::<WidgetRegistryEndpoint>(id, 6)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { id: i, version: Some(6) } if i == id),
+        "{err:?}"
+    );
+}
+
+pub async fn exists_and_not_found<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut endpoint = new_endpoint();
+    assert!(!app.repository().exists(endpoint.id()).await.unwrap());
+    app.save(&mut endpoint).await.unwrap();
+    assert!(app.repository().exists(endpoint.id()).await.unwrap());
+
+    let missing = eventsourcing::new_id();
+    assert!(!app.repository().exists(missing).await.unwrap());
+    let err = app
+        .repository()
+        .get::<WidgetRegistryEndpoint>(missing)
+        .await
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err:?}");
+    assert_eq!(err.to_string(), format!("aggregate {missing} not found"));
+}
+
+pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut endpoint = new_endpoint();
+    app.save(&mut endpoint).await.unwrap();
+    let id = endpoint.id();
+    // An event whose payload lacks a field, written straight to the store.
+    app.store()
+        .append(vec![NewEvent {
+            stream_id: id,
+            version: 2,
+            event_type: "NameUpdated".into(),
+            schema_version: 1,
+            timestamp: eventsourcing::now(),
+            payload: br#"{"nom":"x"}"#.to_vec(),
+            metadata: Metadata::default(),
+        }])
+        .await
+        .unwrap();
+    let err = app
+        .repository()
+        .get::<WidgetRegistryEndpoint>(id)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Decode { version: 2, .. }), "{err:?}");
+    assert!(msg.contains(&id.to_string()), "{msg}");
+    assert!(msg.contains("`NameUpdated`"), "{msg}");
+    assert!(msg.contains("version 2"), "{msg}");
+    assert!(msg.contains("missing field `name`"), "{msg}");
+
+    // An event type the aggregate does not know, on a stream of its own.
+    let mut other = new_endpoint();
+    app.save(&mut other).await.unwrap();
+    app.store()
+        .append(vec![NewEvent {
+            stream_id: other.id(),
+            version: 2,
+            event_type: "Exploded".into(),
+            schema_version: 1,
+            timestamp: eventsourcing::now(),
+            payload: b"{}".to_vec(),
+            metadata: Metadata::default(),
+        }])
+        .await
+        .unwrap();
+    let msg = app
+        .repository()
+        .get::<WidgetRegistryEndpoint>(other.id())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("`Exploded` is not an event of `WidgetRegistryEndpoint` (known: Registered, NameUpdated)"),
+        "{msg}"
+    );
+    let at_1: WidgetRegistryEndpoint = app.repository().get_at(other.id(), 1).await.unwrap();
+    assert_eq!(at_1.version(), 1, "earlier versions stay readable");
+}
+
+/// What a store returns for replay matches `load` in everything replay reads.
+pub async fn load_for_replay_matches_load<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let mut e = new_endpoint();
+    for i in 0..6 {
+        e.update_name(format!("n{i}"));
+    }
+    app.save_with_metadata(&mut e, &Metadata::default().with("k", "v"))
+        .await
+        .unwrap();
+    for (after, up_to) in [(0, None), (2, Some(5)), (7, None), (3, Some(3))] {
+        let full = app.store().load(e.id(), after, up_to).await.unwrap();
+        let lean = app
+            .store()
+            .load_for_replay(e.id(), after, up_to)
+            .await
+            .unwrap();
+        let key = |v: &[StoredEvent]| {
+            v.iter()
+                .map(|x| {
+                    (
+                        x.stream_id,
+                        x.version,
+                        x.event_type.clone(),
+                        x.schema_version,
+                        x.timestamp,
+                        x.payload.clone(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(key(&lean), key(&full), "after {after}, up to {up_to:?}");
+    }
+}

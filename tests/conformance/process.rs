@@ -1,0 +1,211 @@
+//! Process applications: exactly once across an abort, and a failing handler stops the runner.
+
+use eventsourcing::prelude::*;
+use eventsourcing::{
+    read_log_stream, spawn_process, BoxError, Codec, Outbox, Position, Process, ProjectionOptions,
+    StoredEvent,
+};
+use futures_util::StreamExt;
+
+use super::fixtures::new_endpoint;
+use super::widget::WidgetRegistryEndpointEvent;
+
+/// An audit log kept by a process application: one entry per rename of an endpoint.
+#[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditLog {
+    meta: Meta<Self>,
+    pub endpoint: Uuid,
+    pub entries: Vec<String>,
+}
+
+#[events]
+impl AuditLog {
+    #[event]
+    pub fn start(endpoint: Uuid) -> Self {
+        Self {
+            meta: Meta::default(),
+            endpoint,
+            entries: vec![],
+        }
+    }
+
+    #[event]
+    pub fn record(&mut self, entry: String) {
+        self.entries.push(entry);
+    }
+}
+
+pub struct Auditor {
+    pub fail_on: Option<String>,
+}
+
+impl Process for Auditor {
+    fn name(&self) -> &str {
+        "auditor"
+    }
+
+    fn event_types(&self) -> Option<Vec<String>> {
+        Some(vec!["NameUpdated".into()])
+    }
+
+    async fn handle<S: EventStore, C: Codec>(
+        &mut self,
+        event: &StoredEvent,
+        out: &mut Outbox<'_, S, C>,
+    ) -> Result<(), BoxError> {
+        let WidgetRegistryEndpointEvent::NameUpdated { name } =
+            event.decode::<WidgetRegistryEndpointEvent, _>(out.app().codec())?
+        else {
+            return Ok(());
+        };
+        if self.fail_on.as_deref() == Some(name.as_str()) {
+            return Err(format!("cannot audit the name {name:?}").into());
+        }
+        let log_id = eventsourcing::id_from_name(&format!("audit/{}", event.stream_id));
+        let mut log = match out.app().repository().get::<AuditLog>(log_id).await {
+            Ok(log) => log,
+            Err(e) if e.is_not_found() => AuditLog::start_with_id(log_id, event.stream_id),
+            Err(e) => return Err(e.into()),
+        };
+        log.record(name);
+        out.save(&mut log)?;
+        Ok(())
+    }
+}
+
+/// The position of the last `NameUpdated` in the log: the last event the auditor handles.
+async fn last_rename<S: EventStore>(store: &S) -> Position {
+    read_log_stream(store, Position::START, 1000)
+        .map(|e| e.unwrap())
+        .filter(|e| std::future::ready(e.event_type == "NameUpdated"))
+        .fold(Position::START, |a, e| async move { a.max(e.position) })
+        .await
+}
+
+async fn wait_until_processed(handle: &eventsourcing::ProcessHandle, end: Position) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while handle.position() < end {
+        assert!(!handle.is_finished(), "the process stopped early");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the process did not catch up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// 4 concurrent writers rename endpoints while the process runs; it is aborted in the middle and
+/// restarted. Every rename ends up in its audit log exactly once, in order.
+pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let options = ProjectionOptions {
+        poll_interval: std::time::Duration::from_millis(20),
+        page_size: 16,
+        ..ProjectionOptions::default()
+    };
+    let first = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let app = app.clone();
+        writers.push(tokio::spawn(async move {
+            let mut endpoint = new_endpoint();
+            app.save(&mut endpoint).await.unwrap();
+            for i in 0..30 {
+                endpoint.update_name(format!("w{w}-{i}"));
+                app.save(&mut endpoint).await.unwrap();
+            }
+            endpoint.id()
+        }));
+    }
+    // Abort somewhere in the middle of the work.
+    while first.position() == Position::START {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    first.abort();
+    let _ = first.join().await;
+    let mut ids = Vec::new();
+    for w in writers {
+        ids.push(w.await.unwrap());
+    }
+
+    let second = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let end = last_rename(&store).await;
+    wait_until_processed(&second, end).await;
+    second.stop().await.unwrap();
+
+    for (w, id) in ids.iter().enumerate() {
+        let log: AuditLog = app
+            .repository()
+            .get(eventsourcing::id_from_name(&format!("audit/{id}")))
+            .await
+            .unwrap();
+        let expected: Vec<String> = (0..30).map(|i| format!("w{w}-{i}")).collect();
+        assert_eq!(log.entries, expected, "audit log of writer {w}");
+    }
+}
+
+/// A handler that keeps failing stops the process with an error naming the event; a restart
+/// (with the handler fixed) resumes from that event, not after it.
+pub async fn failing_handler_stops_and_restart_resumes<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let mut endpoint = new_endpoint();
+    for name in ["a", "poison", "b"] {
+        endpoint.update_name(name.into());
+    }
+    app.save(&mut endpoint).await.unwrap();
+    let options = ProjectionOptions {
+        poll_interval: std::time::Duration::from_millis(20),
+        ..ProjectionOptions::default()
+    };
+
+    let failing = spawn_process(
+        Auditor {
+            fail_on: Some("poison".into()),
+        },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let err = failing.join().await.unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, Error::Handler { version: 3, .. }), "{err:?}");
+    for part in [
+        "`auditor`",
+        "`NameUpdated`",
+        &endpoint.id().to_string(),
+        "version 3",
+        "cannot audit the name \"poison\"",
+    ] {
+        assert!(msg.contains(part), "{msg} lacks {part}");
+    }
+    let log_id = eventsourcing::id_from_name(&format!("audit/{}", endpoint.id()));
+    let log: AuditLog = app.repository().get(log_id).await.unwrap();
+    assert_eq!(
+        log.entries,
+        vec!["a"],
+        "nothing after the failing event was processed"
+    );
+
+    let fixed = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let end = last_rename(&store).await;
+    wait_until_processed(&fixed, end).await;
+    fixed.stop().await.unwrap();
+    let log: AuditLog = app.repository().get(log_id).await.unwrap();
+    assert_eq!(log.entries, vec!["a", "poison", "b"]);
+}
