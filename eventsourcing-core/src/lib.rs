@@ -16,6 +16,7 @@
 //! | [`Application`], [`Repository`] | `application.rs` |
 //! | [`Process`], [`spawn_process`]: exactly-once process applications | `process.rs` |
 //! | [`Env`]: settings from the environment | `config.rs` |
+//! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Error`] | `error.rs` |
 //!
@@ -33,6 +34,7 @@ mod config;
 mod error;
 mod event;
 mod memory;
+mod migrate;
 mod process;
 mod projection;
 mod snapshot;
@@ -50,6 +52,10 @@ pub use config::{ConfigError, Env};
 pub use error::{BoxError, Error};
 pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
+pub use migrate::{
+    AppliedMigration, BlockingMigrator, MigrateError, Migration, MigrationPlan, MigrationReport,
+    MigrationState, MigrationStatus, Migrations, Migrator,
+};
 pub use process::{
     backoff, spawn_process, Outbox, PositionCell, Process, ProcessHandle, RunOptions, RunnerHandle,
     StopSignal,
