@@ -12,7 +12,7 @@ use rusqlite::{Connection, ErrorCode, Transaction, TransactionBehavior};
 
 use crate::{
     error::{sql_error, to_i64},
-    sql::{clamp_i64, get_u64, log_floor, micros_to_time, read_tracking, write_tracking},
+    rows::{clamp_i64, get_u64, log_floor, micros_to_time, read_tracking, write_tracking},
     store::SqliteStore,
 };
 
