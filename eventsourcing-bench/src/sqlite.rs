@@ -126,8 +126,13 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         .to_owned();
     eprintln!("sqlite: {dbname}, WAL, synchronous={synchronous}, {saves} saves per append figure");
 
-    let store =
-        SqliteStore::open(SqliteConfig::new(dbname.clone()).synchronous(synchronous)).await?;
+    let store = SqliteStore::open(
+        SqliteConfig::builder()
+            .dbname(dbname.clone())
+            .synchronous(synchronous)
+            .build(),
+    )
+    .await?;
     let app = Application::new(store);
     let mut raw = Raw::open(&dbname, synchronous)?;
 

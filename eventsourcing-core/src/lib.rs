@@ -18,6 +18,7 @@
 //! | the projection engine ([`engine`]): run loop, retries, failure policy | `engine.rs`, `batch.rs` |
 //! | [`RunnerHandle`]: a running projection or process | `runner.rs` |
 //! | [`Env`]: settings from the environment | `config.rs` |
+//! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Error`] | `error.rs` |
 //!
@@ -37,6 +38,7 @@ pub mod engine;
 mod error;
 mod event;
 mod memory;
+mod migrate;
 mod process;
 mod projection;
 mod runner;
@@ -55,6 +57,10 @@ pub use config::{ConfigError, Env, MAX_SECONDS};
 pub use error::{BoxError, Error};
 pub use event::{stream_starts, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
+pub use migrate::{
+    AppliedMigration, BlockingMigrator, MigrateError, Migration, MigrationPlan, MigrationReport,
+    MigrationState, MigrationStatus, Migrations, Migrator,
+};
 pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
 pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};

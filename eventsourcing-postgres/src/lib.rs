@@ -77,10 +77,13 @@
 //! No index on `position` alone (no query reads by it) and no B-tree on `timestamp` (the BRIN
 //! serves the only time query). `metadata` is `NULL` when a save has none.
 //!
-//! Migrations run in one transaction under `pg_advisory_xact_lock` keyed by the schema, so
-//! instances starting together apply each migration once. A migration whose recorded checksum
-//! differs from the embedded one stops with
-//! [`Error::Schema`](eventsourcing_core::Error::Schema). Run them with
+//! Migrations ([`MIGRATIONS`]) run under a session `pg_advisory_lock` keyed by the schema, each
+//! in its own transaction with the row recording it, so instances starting together apply each
+//! migration once. The engine is core's ([`Migrations`], shared with the SQLite store): a
+//! migration whose recorded checksum differs from the embedded one, or a version this release
+//! does not know (the database was migrated by a newer one), stops the run before it applies
+//! anything, with [`Error::Schema`](eventsourcing_core::Error::Schema) naming the version. Run
+//! them with
 //! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line:
 //!
 //! ```text
@@ -350,7 +353,11 @@ pub use config::{
     PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
 };
-pub use migrate::{AppliedMigration, MigrationReport};
+pub use eventsourcing_core::{
+    AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,
+    Migrations,
+};
+pub use migrate::MIGRATIONS;
 pub use projection::{
     spawn_projection, OnError, ParkedEvent, PostgresProjection, ProjectionOptions,
 };

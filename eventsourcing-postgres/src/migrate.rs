@@ -1,211 +1,172 @@
-//! Versioned SQL migrations, embedded in the crate and recorded with checksums.
+//! The PostgreSQL side of the migration engine of `eventsourcing_core`: the session advisory
+//! lock, the migrations table in the store's schema, and applying one migration in a
+//! transaction. What is pending, and whether the applied migrations fit this code, the engine
+//! ([`Migrations::run`]) decides.
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::Error;
-use sha2::{Digest, Sha256};
+use eventsourcing_core::{Error, Migration, Migrations, Migrator};
 use tokio_postgres::Client;
+
+pub(crate) use eventsourcing_core::{AppliedMigration, MigrationReport};
 
 use crate::{
     error::{pg_error, PgError},
     sql::quote_ident,
 };
 
-/// One embedded migration.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Migration {
-    pub(crate) version: i32,
-    pub(crate) description: &'static str,
-    sql: &'static str,
-}
-
-/// Every migration, in order. Never edit an applied one: add a new file instead (a changed
-/// checksum stops `migrate` with an error).
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        description: "events",
-        sql: include_str!("../migrations/0001_events.sql"),
-    },
-    Migration {
-        version: 2,
-        description: "snapshots",
-        sql: include_str!("../migrations/0002_snapshots.sql"),
-    },
-    Migration {
-        version: 3,
-        description: "tracking",
-        sql: include_str!("../migrations/0003_tracking.sql"),
-    },
-    Migration {
-        version: 4,
-        description: "parked_events",
-        sql: include_str!("../migrations/0004_parked_events.sql"),
-    },
-];
+/// The migrations of the PostgreSQL store, in order. `{schema}` in their SQL stands for the
+/// store's schema (quoted); the checksum is of the text with the placeholder. Never edit an
+/// applied one: add a new file instead.
+pub const MIGRATIONS: Migrations = Migrations::new(&[
+    Migration::new(1, "events", include_str!("../migrations/0001_events.sql")),
+    Migration::new(
+        2,
+        "snapshots",
+        include_str!("../migrations/0002_snapshots.sql"),
+    ),
+    Migration::new(
+        3,
+        "tracking",
+        include_str!("../migrations/0003_tracking.sql"),
+    ),
+    Migration::new(
+        4,
+        "parked_events",
+        include_str!("../migrations/0004_parked_events.sql"),
+    ),
+]);
 
 /// The table recording the applied migrations.
 pub(crate) const MIGRATIONS_TABLE: &str = "eventsourcing_migrations";
 
-impl Migration {
-    /// SHA-256 of the file as embedded (before the schema name is filled in), so the same
-    /// migration has the same checksum in every schema.
-    pub(crate) fn checksum(&self) -> Vec<u8> {
-        Sha256::digest(self.sql.as_bytes()).to_vec()
-    }
-
-    fn sql_for(&self, schema: &str) -> String {
-        self.sql.replace("{schema}", &quote_ident(schema))
-    }
-}
-
-/// What [`PostgresStore::migrate`](crate::PostgresStore::migrate) did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MigrationReport {
-    /// The schema migrated.
-    pub schema: String,
-    /// The migrations applied by this call, as `(version, description)`.
-    pub applied: Vec<(i32, &'static str)>,
-    /// The migrations that were already applied.
-    pub already_applied: usize,
-    /// Versions recorded in the database that this code does not know (applied by a newer
-    /// release). They are left alone.
-    pub unknown: Vec<i32>,
-}
-
-/// One row of the migrations table, as [`SchemaStatus`](crate::SchemaStatus) shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct AppliedMigration {
-    /// The migration's version.
-    pub version: i32,
-    /// Its description.
-    pub description: String,
-    /// When it was applied.
-    pub applied_at: DateTime<Utc>,
-    /// Whether the recorded checksum matches the migration embedded in this code (`None` if
-    /// this code does not know the version).
-    pub checksum_matches: Option<bool>,
-}
-
-/// Applies the pending migrations in one transaction, under a transaction-level advisory lock
-/// keyed by the schema name, so concurrent `migrate` calls (several instances starting at once)
-/// run one after the other and the later ones find nothing to do.
+/// Applies the pending migrations to `schema`, creating it if needed. Concurrent calls (several
+/// instances starting at once) take turns on an advisory lock keyed by the schema name, and the
+/// later ones find nothing to do.
 pub(crate) async fn migrate(client: &mut Client, schema: &str) -> Result<MigrationReport, Error> {
-    let tx = client.transaction().await.map_err(pg_error)?;
-    let report = match apply(&tx, schema).await {
-        Ok(report) => report,
-        Err(e) => {
-            // Dropping a transaction only queues its ROLLBACK; wait for it, so that the
-            // advisory lock is released now, not when the connection is next polled.
-            let _ = tx.rollback().await;
-            return Err(e);
-        }
+    let mut migrator = PgMigrator {
+        client,
+        schema,
+        quoted: quote_ident(schema),
+        target: format!("schema `{schema}`"),
     };
-    tx.commit().await.map_err(pg_error)?;
-    if !report.unknown.is_empty() {
-        tracing::warn!(
-            schema,
-            unknown = ?report.unknown,
-            "the database has migrations this code does not know (applied by a newer release)"
-        );
-    }
-    if !report.applied.is_empty() {
-        tracing::info!(schema, applied = ?report.applied, "applied migrations");
-    }
-    Ok(report)
+    MIGRATIONS.run(&mut migrator).await
 }
 
-async fn apply(
-    tx: &tokio_postgres::Transaction<'_>,
-    schema: &str,
-) -> Result<MigrationReport, Error> {
-    let quoted = quote_ident(schema);
-    tx.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&lock_key(schema)],
-    )
-    .await
-    .map_err(pg_error)?;
-    // CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the database even when the
-    // schema exists: look first, so a role without it can still migrate an existing schema.
-    let exists: bool = tx
-        .query_one(
-            "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
-            &[&schema],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    if !exists {
-        tx.batch_execute(&format!("CREATE SCHEMA {quoted}"))
+struct PgMigrator<'a> {
+    client: &'a mut Client,
+    schema: &'a str,
+    quoted: String,
+    target: String,
+}
+
+impl Migrator for PgMigrator<'_> {
+    fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// A session-level lock: held across the transactions of the migrations, released by
+    /// `unlock` (or when the connection closes). The key is the one the transaction-level lock
+    /// of earlier releases took, so a rolling upgrade still migrates one instance at a time.
+    async fn lock(&mut self) -> Result<(), Error> {
+        self.client
+            .execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 0))",
+                &[&lock_key(self.schema)],
+            )
             .await
-            .map_err(pg_error)?;
+            .map(drop)
+            .map_err(pg_error)
     }
-    tx.batch_execute(&format!(
-        "CREATE TABLE IF NOT EXISTS {quoted}.{MIGRATIONS_TABLE} (
-             version     integer     PRIMARY KEY,
-             description text        NOT NULL,
-             checksum    bytea       NOT NULL,
-             applied_at  timestamptz NOT NULL DEFAULT now()
-         )"
-    ))
-    .await
-    .map_err(pg_error)?;
-    let rows = tx
-        .query(
-            &format!("SELECT version, checksum FROM {quoted}.{MIGRATIONS_TABLE} ORDER BY version"),
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    let mut report = MigrationReport {
-        schema: schema.to_owned(),
-        applied: Vec::new(),
-        already_applied: 0,
-        unknown: Vec::new(),
-    };
-    let mut applied = Vec::with_capacity(rows.len());
-    for row in rows {
-        let version: i32 = row.get(0);
-        let checksum: Vec<u8> = row.get(1);
-        match MIGRATIONS.iter().find(|m| m.version == version) {
-            Some(m) if m.checksum() != checksum => {
-                return Err(Error::Schema(format!(
-                    "migration {version} ({}) in schema `{schema}` was applied with checksum {} \
-                     but this code embeds checksum {}: an applied migration must never change; \
-                     restore the original migration file or migrate into a fresh schema",
-                    m.description,
-                    hex(&checksum),
-                    hex(&m.checksum())
-                )));
-            }
-            Some(_) => report.already_applied += 1,
-            None => report.unknown.push(version),
+
+    async fn ensure_table(&mut self) -> Result<(), Error> {
+        // CREATE SCHEMA IF NOT EXISTS checks the CREATE privilege on the database even when the
+        // schema exists: look first, so a role without it can still migrate an existing schema.
+        let exists: bool = self
+            .client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)",
+                &[&self.schema],
+            )
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        let quoted = &self.quoted;
+        if !exists {
+            self.client
+                .batch_execute(&format!("CREATE SCHEMA {quoted}"))
+                .await
+                .map_err(pg_error)?;
         }
-        applied.push(version);
+        self.client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {quoted}.{MIGRATIONS_TABLE} (
+                     version     integer     PRIMARY KEY,
+                     description text        NOT NULL,
+                     checksum    bytea       NOT NULL,
+                     applied_at  timestamptz NOT NULL DEFAULT now()
+                 )"
+            ))
+            .await
+            .map_err(pg_error)
     }
-    for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        tx.batch_execute(&m.sql_for(schema)).await.map_err(|e| {
+
+    async fn list_applied(&mut self) -> Result<Vec<AppliedMigration>, Error> {
+        list(self.client, &self.quoted).await
+    }
+
+    async fn apply(&mut self, migration: &Migration) -> Result<(), Error> {
+        let version = i32::try_from(migration.version).map_err(|_| {
             Error::Schema(format!(
-                "migration {} ({}) failed in schema `{schema}`: {}",
-                m.version,
-                m.description,
-                PgError(e)
+                "migration {} does not fit the integer version column",
+                migration.version
             ))
         })?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {quoted}.{MIGRATIONS_TABLE} (version, description, checksum) \
-                 VALUES ($1, $2, $3)"
-            ),
-            &[&m.version, &m.description, &m.checksum()],
-        )
-        .await
-        .map_err(pg_error)?;
-        report.applied.push((m.version, m.description));
+        let failed = |e| {
+            Error::Schema(format!(
+                "migration {} ({}) failed in {}: {}",
+                migration.version,
+                migration.description,
+                self.target,
+                PgError(e)
+            ))
+        };
+        let tx = self.client.transaction().await.map_err(pg_error)?;
+        let sql = migration.sql.replace("{schema}", &self.quoted);
+        let result = async {
+            tx.batch_execute(&sql).await.map_err(failed)?;
+            tx.execute(
+                &format!(
+                    "INSERT INTO {}.{MIGRATIONS_TABLE} (version, description, checksum) \
+                     VALUES ($1, $2, $3)",
+                    self.quoted
+                ),
+                &[&version, &migration.description, &migration.checksum()],
+            )
+            .await
+            .map_err(pg_error)
+        }
+        .await;
+        match result {
+            Ok(_) => tx.commit().await.map_err(pg_error),
+            Err(e) => {
+                // Dropping a transaction only queues its ROLLBACK; wait for it, so the
+                // connection is clean for `unlock` and for the pool.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
-    Ok(report)
+
+    async fn unlock(&mut self) -> Result<(), Error> {
+        self.client
+            .execute(
+                "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+                &[&lock_key(self.schema)],
+            )
+            .await
+            .map(drop)
+            .map_err(pg_error)
+    }
 }
 
 /// The applied migrations, or `None` if the migrations table does not exist.
@@ -213,49 +174,55 @@ pub(crate) async fn applied(
     client: &Client,
     schema: &str,
 ) -> Result<Option<Vec<AppliedMigration>>, Error> {
-    let table = format!("{}.{MIGRATIONS_TABLE}", quote_ident(schema));
+    let quoted = quote_ident(schema);
     let exists: bool = client
-        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+        .query_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[&format!("{quoted}.{MIGRATIONS_TABLE}")],
+        )
         .await
         .map_err(pg_error)?
         .get(0);
     if !exists {
         return Ok(None);
     }
+    list(client, &quoted).await.map(Some)
+}
+
+async fn list(client: &Client, quoted: &str) -> Result<Vec<AppliedMigration>, Error> {
     let rows = client
         .query(
             &format!(
-                "SELECT version, description, checksum, applied_at FROM {table} ORDER BY version"
+                "SELECT version, description, checksum, applied_at \
+                 FROM {quoted}.{MIGRATIONS_TABLE} ORDER BY version"
             ),
             &[],
         )
         .await
         .map_err(pg_error)?;
-    Ok(Some(
-        rows.into_iter()
-            .map(|row| {
-                let version: i32 = row.get(0);
-                let checksum: Vec<u8> = row.get(2);
-                AppliedMigration {
-                    version,
-                    description: row.get(1),
-                    applied_at: row.get(3),
-                    checksum_matches: MIGRATIONS
-                        .iter()
-                        .find(|m| m.version == version)
-                        .map(|m| m.checksum() == checksum),
-                }
-            })
-            .collect(),
-    ))
+    rows.into_iter()
+        .map(|row| {
+            let version: i32 = row.try_get(0).map_err(pg_error)?;
+            let version = u32::try_from(version).map_err(|_| {
+                Error::Schema(format!(
+                    "{quoted}.{MIGRATIONS_TABLE} records version {version}, which no release has"
+                ))
+            })?;
+            let description: String = row.try_get(1).map_err(pg_error)?;
+            let checksum: Vec<u8> = row.try_get(2).map_err(pg_error)?;
+            let applied_at: DateTime<Utc> = row.try_get(3).map_err(pg_error)?;
+            Ok(AppliedMigration::new(
+                version,
+                description,
+                checksum,
+                applied_at,
+            ))
+        })
+        .collect()
 }
 
 fn lock_key(schema: &str) -> String {
     format!("eventsourcing-migrate:{schema}")
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -264,13 +231,31 @@ mod tests {
 
     #[test]
     fn versions_ascend_and_every_file_uses_the_schema_placeholder() {
-        for pair in MIGRATIONS.windows(2) {
-            assert!(pair[0].version < pair[1].version);
-        }
-        for m in MIGRATIONS {
+        let versions: Vec<u32> = MIGRATIONS.iter().map(|m| m.version).collect();
+        assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+        for m in MIGRATIONS.iter() {
             assert!(m.sql.contains("{schema}."), "migration {}", m.version);
-            assert!(!m.sql_for("x").contains("{schema}"));
-            assert_eq!(m.checksum().len(), 32);
+        }
+    }
+
+    /// The checksums the releases before the shared engine recorded (SHA-256 of each file as
+    /// embedded): every existing database must still verify.
+    #[test]
+    fn the_recorded_checksums_of_earlier_releases_still_verify() {
+        let released = [
+            "c1e9fcf1356fad91d498b2899edf1aeebae3af7486078df9696de173443d16a1",
+            "34b0736b9b78b37fb8a437b2bdeb719d34f1dd8cabb527cee2a3e6a912624000",
+            "dd7878ec882601d38d178fd0a654adc8d0083751c74c410503ed0673b2d30c6e",
+            "d46674199dd523e0c44b4fbb044b7d3fb7b5476561a9d167b83e83c9dfdfd262",
+        ];
+        assert_eq!(MIGRATIONS.iter().count(), released.len());
+        for (m, hex) in MIGRATIONS.iter().zip(released) {
+            let recorded: Vec<u8> = (0..hex.len())
+                .step_by(2)
+                .filter_map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
+                .collect();
+            assert_eq!(m.checksum(), recorded, "migration {}", m.version);
+            assert!(m.matches(&recorded));
         }
     }
 }

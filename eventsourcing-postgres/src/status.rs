@@ -19,7 +19,7 @@ pub struct SchemaStatus {
     /// The migrations recorded in the schema (empty if it has no migrations table).
     pub applied: Vec<AppliedMigration>,
     /// Migrations this code has that are not applied, as `(version, description)`.
-    pub pending: Vec<(i32, &'static str)>,
+    pub pending: Vec<(u32, &'static str)>,
     /// The number of events, if the events table exists.
     pub events: Option<i64>,
     /// True if the newest event's transaction id is not below the server's next transaction id:

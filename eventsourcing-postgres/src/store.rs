@@ -5,8 +5,8 @@ use std::{fmt, future::Future, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
-    Changes, Env, Error, EventStore, NewEvent, ParkedEvent, Position, Snapshot, StoredEvent,
-    Tracking,
+    Changes, Env, Error, EventStore, MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot,
+    StoredEvent, Tracking,
 };
 use uuid::Uuid;
 
@@ -100,6 +100,16 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<MigrationReport, Error> {
         let mut client = self.dedicated_client().await?;
         migrate::migrate(&mut client, &self.inner.config.schema).await
+    }
+
+    /// Every migration this code knows and every one the schema records, each with its state
+    /// (applied, pending, changed since it was applied, or unknown to this code), as on SQLite.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, Error> {
+        let conn = self.checkout().await?;
+        let applied = migrate::applied(&conn.client, &self.inner.config.schema)
+            .await?
+            .unwrap_or_default();
+        Ok(migrate::MIGRATIONS.status(&applied))
     }
 
     /// The applied and pending migrations, the number of events and the log-order check.

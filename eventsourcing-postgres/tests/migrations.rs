@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use eventsourcing_core::{now, Error, EventStore, Metadata, NewEvent, Position};
-use eventsourcing_postgres::{testing::TestSchema, PostgresStore};
+use eventsourcing_postgres::{testing::TestSchema, MigrationState, PostgresStore, MIGRATIONS};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -51,8 +51,7 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
 
     let report = store.migrate().await.unwrap();
     assert!(report.applied.is_empty(), "{report:?}");
-    assert_eq!(report.already_applied, FILES.len());
-    assert!(report.unknown.is_empty());
+    assert_eq!(report.already_applied, [1, 2, 3, 4]);
     // A second store on the same schema migrates nothing either and sees the same tables.
     let again = schema.store().await;
     let id = Uuid::new_v4();
@@ -62,19 +61,31 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
     let status = store.status().await.unwrap();
     assert_eq!(status.schema, schema.name());
     assert_eq!(
-        status
-            .applied
+        MIGRATIONS
+            .status(&status.applied)
             .iter()
-            .map(|m| (m.version, m.description.as_str(), m.checksum_matches))
+            .map(|m| (m.version, m.description.as_str(), m.state))
             .collect::<Vec<_>>(),
         vec![
-            (1, "events", Some(true)),
-            (2, "snapshots", Some(true)),
-            (3, "tracking", Some(true)),
-            (4, "parked_events", Some(true))
+            (1, "events", MigrationState::Applied),
+            (2, "snapshots", MigrationState::Applied),
+            (3, "tracking", MigrationState::Applied),
+            (4, "parked_events", MigrationState::Applied)
         ]
     );
     assert!(status.pending.is_empty());
+    let states: Vec<_> = store
+        .migration_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.version, m.state))
+        .collect();
+    assert_eq!(
+        states,
+        [1, 2, 3, 4].map(|v| (v, MigrationState::Applied)),
+        "the same status as SQLite's migration_status"
+    );
     assert_eq!(status.events, Some(1));
     assert!(!status.log_ahead_of_server);
     store.check_schema().await.unwrap();
@@ -115,10 +126,102 @@ async fn checksums_are_recorded_and_a_changed_migration_is_refused() {
         other => panic!("expected a schema error, got {other:?}"),
     }
     let status = store.status().await.unwrap();
-    assert_eq!(status.applied[1].checksum_matches, Some(false));
+    assert_eq!(
+        MIGRATIONS.status(&status.applied)[1].state,
+        MigrationState::ChecksumMismatch
+    );
     // And connecting with CREATE_TABLE=y refuses too.
     let err = PostgresStore::connect(schema.config()).await.unwrap_err();
     assert!(matches!(err, Error::Schema(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn checksums_recorded_from_a_crlf_checkout_still_verify() {
+    // The first release hashed each file as checked out; from a checkout with Windows line
+    // endings that is the hash of the CRLF text.
+    let schema = TestSchema::new().await;
+    let store = schema.store().await;
+    let client = schema.client().await.unwrap();
+    let table = format!("\"{}\".eventsourcing_migrations", schema.name());
+    for (version, file) in (1..).zip(FILES) {
+        let crlf = Sha256::digest(file.replace('\n', "\r\n").as_bytes()).to_vec();
+        client
+            .execute(
+                &format!("UPDATE {table} SET checksum = $1 WHERE version = $2"),
+                &[&crlf, &version],
+            )
+            .await
+            .unwrap();
+    }
+    let report = store.migrate().await.unwrap();
+    assert!(report.applied.is_empty(), "{report:?}");
+    let status = store.status().await.unwrap();
+    assert!(MIGRATIONS
+        .status(&status.applied)
+        .iter()
+        .all(|m| m.state == MigrationState::Applied));
+}
+
+#[tokio::test]
+async fn a_database_migrated_by_a_newer_release_is_refused() {
+    let schema = TestSchema::new().await;
+    let store = schema.store().await;
+    let client = schema.client().await.unwrap();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO \"{}\".eventsourcing_migrations (version, description, checksum) \
+                 VALUES (999, 'future', '\\x00')",
+                schema.name()
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    for err in [
+        store.migrate().await.unwrap_err(),
+        PostgresStore::connect(schema.config()).await.unwrap_err(),
+    ] {
+        match err {
+            Error::Schema(message) => {
+                assert!(message.contains("migration 999 (future)"), "{message}");
+                assert!(message.contains("newer release"), "{message}");
+                assert!(message.contains(schema.name()), "{message}");
+            }
+            other => panic!("expected a schema error, got {other:?}"),
+        }
+    }
+    let status = store.status().await.unwrap();
+    assert_eq!(
+        MIGRATIONS.status(&status.applied).last().map(|m| m.state),
+        Some(MigrationState::Unknown)
+    );
+}
+
+#[tokio::test]
+async fn the_pooled_connection_that_migrated_holds_no_lock() {
+    let schema = TestSchema::new().await;
+    // `connect` migrates on its first connection, then hands it to the pool.
+    let store = schema.store().await;
+    let client = schema.client().await.unwrap();
+    let key = format!("eventsourcing-migrate:{}", schema.name());
+    let free: bool = client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(free, "the migration lock is still held");
+    client
+        .execute(
+            "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .await
+        .unwrap();
+    store.stream_version(Uuid::new_v4()).await.unwrap();
 }
 
 #[tokio::test]
@@ -183,7 +286,8 @@ async fn without_create_table_nothing_issues_ddl_and_missing_tables_say_what_to_
 
     // After the migration the same store (and its pooled connections) works.
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied.len(), FILES.len());
+    assert_eq!(report.applied_versions(), [1, 2, 3, 4]);
+    assert!(report.already_applied.is_empty());
     store.append(vec![event(id, 1)]).await.unwrap();
     assert_eq!(store.stream_version(id).await.unwrap(), 1);
 }

@@ -1,9 +1,9 @@
+//! The settings of a [`SqliteStore`](crate::SqliteStore) and their builder.
+
 use std::{fmt, str::FromStr, time::Duration};
 
-use eventsourcing_core::{ConfigError, Env};
-
-/// The database name used by [`SqliteConfig::from_env`] when `SQLITE_DBNAME` is not set: a file
-/// in the working directory.
+/// The database name when none is given (and `SQLITE_DBNAME` is not set): a file in the working
+/// directory.
 pub const DEFAULT_DBNAME: &str = "eventsourcing.db";
 
 /// How long a connection waits for another one's lock before failing with "database is locked",
@@ -11,7 +11,7 @@ pub const DEFAULT_DBNAME: &str = "eventsourcing.db";
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The number of reader connections of a file database, unless set with
-/// [`SqliteConfig::readers`].
+/// [`SqliteConfigBuilder::readers`].
 pub const DEFAULT_READERS: usize = 4;
 
 /// When SQLite makes a commit durable (its `synchronous` pragma), for file databases.
@@ -71,6 +71,9 @@ impl FromStr for Synchronous {
 
 /// How to open a [`SqliteStore`](crate::SqliteStore): built in code or read from the environment.
 ///
+/// Build one with [`SqliteConfig::builder`] (or [`SqliteConfig::new`] for a database with every
+/// other setting at its default), or read the environment with [`SqliteConfig::from_env`]:
+///
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `SQLITE_DBNAME` | `eventsourcing.db` ([`DEFAULT_DBNAME`]) | a file path, `:memory:`, or a `file:` URI |
@@ -78,20 +81,24 @@ impl FromStr for Synchronous {
 /// | `SQLITE_SYNCHRONOUS` | `full` | `full`, `normal` or `extra`: see [`Synchronous`] |
 /// | `CREATE_TABLE` | `y` | `y`: apply the migrations when opening; `n`: issue no DDL (run [`SqliteStore::migrate`](crate::SqliteStore::migrate) yourself) |
 ///
-/// Every variable is first looked up with the application prefix of the [`Env`]
-/// (`WIDGETS_SQLITE_DBNAME` before `SQLITE_DBNAME`, see [`Env::with_app_name`]). A malformed value
-/// is a [`ConfigError`] naming the variable. The number of reader connections has no variable:
-/// set it with [`readers`](Self::readers).
+/// Every variable is first looked up with the application prefix of the [`Env`](eventsourcing_core::Env)
+/// (`WIDGETS_SQLITE_DBNAME` before `SQLITE_DBNAME`, see
+/// [`Env::with_app_name`](eventsourcing_core::Env::with_app_name)). A malformed value is a
+/// [`ConfigError`](eventsourcing_core::ConfigError) naming the variable. The number of reader
+/// connections has no variable: set it with [`readers`](SqliteConfigBuilder::readers).
 ///
 /// ```
 /// use std::time::Duration;
 /// use eventsourcing_sqlite::{SqliteConfig, Synchronous};
 ///
-/// let config = SqliteConfig::new("widgets.db")
+/// let config = SqliteConfig::builder()
+///     .dbname("widgets.db")
 ///     .lock_timeout(Duration::from_secs(10))
 ///     .synchronous(Synchronous::Normal)
-///     .create_table(false);
+///     .create_table(false)
+///     .build();
 /// assert_eq!(config.dbname(), "widgets.db");
+/// assert_eq!(config.lock_timeout(), Duration::from_secs(10));
 /// assert!(!config.is_memory());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,17 +110,38 @@ pub struct SqliteConfig {
     readers: usize,
 }
 
-impl SqliteConfig {
-    /// A database at `dbname`: a file path (created if missing), `:memory:`, or a `file:` URI
-    /// (<https://sqlite.org/uri.html>). Every other setting has its default.
-    pub fn new(dbname: impl Into<String>) -> Self {
+impl Default for SqliteConfig {
+    fn default() -> Self {
         SqliteConfig {
-            dbname: dbname.into(),
+            dbname: DEFAULT_DBNAME.to_owned(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             synchronous: Synchronous::default(),
             create_table: true,
             readers: DEFAULT_READERS,
         }
+    }
+}
+
+impl SqliteConfig {
+    /// A builder with every default (the database [`DEFAULT_DBNAME`] unless
+    /// [`dbname`](SqliteConfigBuilder::dbname) says otherwise).
+    pub fn builder() -> SqliteConfigBuilder {
+        SqliteConfigBuilder {
+            config: SqliteConfig::default(),
+        }
+    }
+
+    /// A builder starting from these settings (to change a few of them).
+    pub fn to_builder(&self) -> SqliteConfigBuilder {
+        SqliteConfigBuilder {
+            config: self.clone(),
+        }
+    }
+
+    /// The database `dbname` (see [`SqliteConfigBuilder::dbname`]) with every other setting at
+    /// its default.
+    pub fn new(dbname: impl Into<String>) -> Self {
+        SqliteConfig::builder().dbname(dbname).build()
     }
 
     /// A private in-memory database (`:memory:`), gone when the store is dropped.
@@ -121,75 +149,28 @@ impl SqliteConfig {
         SqliteConfig::new(":memory:")
     }
 
-    /// Reads the settings in the table above from `env`.
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let mut config = SqliteConfig::new(
-            env.string(&["SQLITE_DBNAME"])
-                .unwrap_or_else(|| DEFAULT_DBNAME.to_owned()),
-        );
-        if let Some(timeout) = env.seconds(&["SQLITE_LOCK_TIMEOUT"])? {
-            config.lock_timeout = timeout;
-        }
-        if let Some(synchronous) = env.parse::<Synchronous>(&["SQLITE_SYNCHRONOUS"])? {
-            config.synchronous = synchronous;
-        }
-        if let Some(create) = env.flag(&["CREATE_TABLE"])? {
-            config.create_table = create;
-        }
-        Ok(config)
-    }
-
     /// The database name (a path, `:memory:` or a `file:` URI).
     pub fn dbname(&self) -> &str {
         &self.dbname
     }
 
-    /// How long to wait for a lock held by another connection (another process, or another
-    /// store on the same file). Default 5 s.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.lock_timeout = timeout;
-        self
-    }
-
-    /// When a commit is durable. Default [`Synchronous::Full`].
-    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.synchronous = synchronous;
-        self
-    }
-
-    /// Whether opening the store applies the migrations (creating the tables). Default `true`.
-    /// With `false` the store issues no DDL; a missing table is an
-    /// [`Error::Schema`](eventsourcing_core::Error::Schema) telling to run
-    /// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
-    pub fn create_table(mut self, create: bool) -> Self {
-        self.create_table = create;
-        self
-    }
-
-    /// The number of reader connections (and threads) of a file database; at least 1. Default 4.
-    /// An in-memory database has a single connection that serves reads and writes.
-    pub fn readers(mut self, readers: usize) -> Self {
-        self.readers = readers.max(1);
-        self
-    }
-
-    /// The configured lock timeout.
-    pub fn get_lock_timeout(&self) -> Duration {
+    /// How long a connection waits for a lock held by another one.
+    pub fn lock_timeout(&self) -> Duration {
         self.lock_timeout
     }
 
-    /// The configured durability level.
-    pub fn get_synchronous(&self) -> Synchronous {
+    /// When a commit is durable.
+    pub fn synchronous(&self) -> Synchronous {
         self.synchronous
     }
 
-    /// Whether opening applies the migrations.
-    pub fn get_create_table(&self) -> bool {
+    /// Whether opening the store applies the migrations.
+    pub fn create_table(&self) -> bool {
         self.create_table
     }
 
-    /// The configured number of reader connections.
-    pub fn get_readers(&self) -> usize {
+    /// The number of reader connections of a file database.
+    pub fn readers(&self) -> usize {
         self.readers
     }
 
@@ -207,5 +188,55 @@ impl SqliteConfig {
                 path == ":memory:" || query.split('&').any(|kv| kv == "mode=memory")
             }
         }
+    }
+}
+
+/// Builds a [`SqliteConfig`]; every setting not given keeps its default. Every value is valid,
+/// so [`build`](Self::build) cannot fail.
+#[derive(Debug, Clone)]
+pub struct SqliteConfigBuilder {
+    config: SqliteConfig,
+}
+
+impl SqliteConfigBuilder {
+    /// The database: a file path (created if missing), `:memory:`, or a `file:` URI
+    /// (<https://sqlite.org/uri.html>). Default [`DEFAULT_DBNAME`].
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.config.dbname = dbname.into();
+        self
+    }
+
+    /// How long to wait for a lock held by another connection (another process, or another
+    /// store on the same file). Default 5 s.
+    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
+        self.config.lock_timeout = timeout;
+        self
+    }
+
+    /// When a commit is durable. Default [`Synchronous::Full`].
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.config.synchronous = synchronous;
+        self
+    }
+
+    /// Whether opening the store applies the migrations (creating the tables). Default `true`.
+    /// With `false` the store issues no DDL; a missing table is an
+    /// [`Error::Schema`](eventsourcing_core::Error::Schema) telling to run
+    /// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
+    pub fn create_table(mut self, create: bool) -> Self {
+        self.config.create_table = create;
+        self
+    }
+
+    /// The number of reader connections (and threads) of a file database; at least 1. Default 4.
+    /// An in-memory database has a single connection that serves reads and writes.
+    pub fn readers(mut self, readers: usize) -> Self {
+        self.config.readers = readers.max(1);
+        self
+    }
+
+    /// The settings.
+    pub fn build(self) -> SqliteConfig {
+        self.config
     }
 }

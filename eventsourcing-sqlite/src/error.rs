@@ -1,35 +1,39 @@
+//! Turning driver errors into [`eventsourcing_core::Error`], and telling which are worth
+//! retrying.
+
 use eventsourcing_core::Error;
 
 /// Turns a driver error into the runtime's error: a missing table becomes [`Error::Schema`]
-/// telling how to create it, a busy or locked database an [`Error::Transient`], everything else
-/// an [`Error::Store`]; both hold the [`rusqlite::Error`] (downcast it for the SQLite error
-/// code).
+/// telling how to create it, everything else is an [`Error::Store`] holding the
+/// [`rusqlite::Error`] (downcast it for the SQLite error code).
 pub(crate) fn sql_error(dbname: &str, err: rusqlite::Error) -> Error {
     if let rusqlite::Error::SqliteFailure(_, Some(message)) = &err {
         if message.starts_with("no such table") {
             return missing_schema(dbname, message);
         }
     }
-    if is_busy(&err) {
+    if is_transient(&err) {
         return Error::Transient(Box::new(err));
     }
     Error::Store(Box::new(err))
 }
 
-/// `SQLITE_BUSY` or `SQLITE_LOCKED`: another connection holds the lock past the busy timeout;
-/// worth retrying.
-pub(crate) fn is_busy(error: &rusqlite::Error) -> bool {
-    matches!(
-        error.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
-}
-
+/// [`Error::Schema`] saying the tables are missing and how to create them.
 pub(crate) fn missing_schema(dbname: &str, detail: &str) -> Error {
     Error::Schema(format!(
         "the event store tables are missing from SQLite database `{dbname}` ({detail}): \
          call `SqliteStore::migrate()` once, or open the store with CREATE_TABLE=y"
     ))
+}
+
+/// Whether a driver error is worth retrying: `SQLITE_BUSY` (another connection held the lock
+/// past the lock timeout) or `SQLITE_LOCKED` (a conflict inside a shared-cache connection). The
+/// same work may succeed once the other side is done.
+pub(crate) fn is_transient(err: &rusqlite::Error) -> bool {
+    matches!(
+        err.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
 }
 
 /// A background thread of the store is gone (it can only stop when the store is dropped, or if
@@ -48,6 +52,7 @@ pub(crate) fn out_of_range(what: &str, value: u64) -> Error {
     ))
 }
 
+/// A `u64` for a SQLite integer column, or an error naming `what` if it does not fit.
 pub(crate) fn to_i64(what: &str, value: u64) -> Result<i64, Error> {
     i64::try_from(value).map_err(|_| out_of_range(what, value))
 }

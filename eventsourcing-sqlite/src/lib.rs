@@ -8,7 +8,7 @@
 //! // From SQLITE_DBNAME, SQLITE_LOCK_TIMEOUT, SQLITE_SYNCHRONOUS and CREATE_TABLE ...
 //! let store = SqliteStore::from_env(&Env::from_process().with_app_name("widgets")).await?;
 //! // ... or built in code.
-//! let store = SqliteStore::open(SqliteConfig::new("widgets.db")).await?;
+//! let store = SqliteStore::open(SqliteConfig::builder().dbname("widgets.db").build()).await?;
 //! let first_page = store.read_log(Position::START, 100).await?;
 //! # Ok(()) }
 //! ```
@@ -142,11 +142,16 @@
 //! the store with rusqlite doing the same SQL on the same file.
 //!
 //! # Schema
-//! Versioned migrations (SQL files in `migrations/`, embedded in the binary) create the
-//! `events`, `snapshots` and `tracking` tables (migration 1) and `parked_events` (migration 2). Each is recorded with its SHA-256 checksum in
-//! `eventsourcing_migrations`; [`SqliteStore::migrate`] applies the missing ones in one
-//! IMMEDIATE transaction and refuses a database whose applied migrations differ. Opening a store
-//! migrates unless `CREATE_TABLE=n`, in which case the store issues no DDL and a missing table
+//! Versioned migrations ([`MIGRATIONS`]: SQL files in `migrations/`, embedded in the binary)
+//! create the `events`, `snapshots` and `tracking` tables (migration 1) and `parked_events`
+//! (migration 2). Each is recorded with its SHA-256 checksum in `eventsourcing_migrations`.
+//! [`SqliteStore::migrate`] runs core's engine ([`Migrations`], shared with the PostgreSQL
+//! store) inside one IMMEDIATE transaction, which keeps other processes out, applying each
+//! missing migration under a savepoint of its own; it refuses a database whose applied
+//! migrations differ from the embedded ones or include one this release does not know, and
+//! returns a [`MigrationReport`]. [`SqliteStore::migration_status`] lists where each migration
+//! stands. Opening a store migrates unless `CREATE_TABLE=n`, in which case the store issues no
+//! DDL and a missing table
 //! is an [`Error::Schema`](eventsourcing_core::Error) that names `SqliteStore::migrate()`.
 //!
 //! | table | key | index | serves |
@@ -164,11 +169,15 @@
 //! |---|---|
 //! | `testing` | the `testing` module: stores on temporary files for test suites (not for production) |
 
+mod append;
 mod config;
+mod env;
 mod error;
+mod migrate;
 mod projection;
+mod read;
 mod read_ahead;
-mod schema;
+mod rows;
 mod sql;
 mod store;
 #[cfg(feature = "testing")]
@@ -176,9 +185,14 @@ pub mod testing;
 mod worker;
 
 pub use config::{
-    ParseSynchronousError, SqliteConfig, Synchronous, DEFAULT_DBNAME, DEFAULT_LOCK_TIMEOUT,
-    DEFAULT_READERS,
+    ParseSynchronousError, SqliteConfig, SqliteConfigBuilder, Synchronous, DEFAULT_DBNAME,
+    DEFAULT_LOCK_TIMEOUT, DEFAULT_READERS,
 };
+pub use eventsourcing_core::{
+    AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,
+    Migrations,
+};
+pub use migrate::MIGRATIONS;
 pub use projection::{spawn_projection, OnError, ParkedEvent, ProjectionOptions, SqliteProjection};
 pub use store::SqliteStore;
 

@@ -10,8 +10,8 @@ use eventsourcing_core::{
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
 use crate::{
-    error::{is_busy, sql_error, to_i64},
-    sql::{clamp_i64, get_u64, log_floor, micros_to_time, read_tracking, write_tracking},
+    error::{is_transient, sql_error, to_i64},
+    rows::{clamp_i64, get_u64, log_floor, micros_to_time, read_tracking, write_tracking},
     store::SqliteStore,
 };
 
@@ -285,7 +285,9 @@ impl<P: SqliteProjection> BatchTarget for Target<P> {
     }
 
     fn is_transient(&self, error: &(dyn StdError + 'static)) -> bool {
-        error.downcast_ref::<rusqlite::Error>().is_some_and(is_busy)
+        error
+            .downcast_ref::<rusqlite::Error>()
+            .is_some_and(is_transient)
     }
 }
 

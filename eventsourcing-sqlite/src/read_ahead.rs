@@ -18,11 +18,7 @@ use eventsourcing_core::{Error, StoredEvent};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::{
-    error::sql_error,
-    sql::{clamp_i64, read_event, READ_LOG},
-    worker::Job,
-};
+use crate::{read::read_page, rows::clamp_i64, worker::Job};
 
 /// Pages read ahead and not yet asked for, at most (the oldest are dropped).
 pub(crate) const PAGES: usize = 8;
@@ -127,19 +123,4 @@ impl ReadAhead {
 /// Whether a page holds `limit` events: then it is final.
 pub(crate) fn is_full(events: &[StoredEvent], limit: i64) -> bool {
     i64::try_from(events.len()).is_ok_and(|n| n == limit)
-}
-
-/// One page of the log: the events with `position > floor`, at most `limit`.
-pub(crate) fn read_page(
-    conn: &mut Connection,
-    dbname: &str,
-    floor: i64,
-    limit: i64,
-) -> Result<Vec<StoredEvent>, Error> {
-    conn.prepare_cached(READ_LOG)
-        .and_then(|mut stmt| {
-            stmt.query_map(rusqlite::params![floor, limit], read_event)?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(|e| sql_error(dbname, e))
 }

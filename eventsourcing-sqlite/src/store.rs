@@ -1,21 +1,20 @@
 use std::{fmt, sync::Arc};
 
 use eventsourcing_core::{
-    ChangeNotifier, Changes, Env, Error, EventStore, NewEvent, ParkedEvent, Position, Snapshot,
-    StoredEvent, Tracking, Uuid,
+    ChangeNotifier, Changes, Env, Error, EventStore, MigrationReport, MigrationStatus, NewEvent,
+    ParkedEvent, Position, Snapshot, StoredEvent, Tracking, Uuid,
 };
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::{
+    append::{plan, save_snapshot, write, TrackingRow},
     config::SqliteConfig,
-    error::{cannot_open, sql_error, stopped, to_i64},
-    read_ahead::{is_full, read_page, ReadAhead},
-    schema,
-    sql::{
-        clamp_i64, current_version, get_u64, log_floor, micros_to_time, plan, read_event,
-        read_tracking, write, TrackingRow, LOAD,
-    },
+    error::{cannot_open, sql_error, stopped},
+    migrate,
+    read::{current_version, load, load_snapshot, read_page},
+    read_ahead::{is_full, ReadAhead},
+    rows::{clamp_i64, log_floor, read_tracking},
     worker::{Job, Workers},
 };
 
@@ -89,13 +88,13 @@ impl SqliteStore {
     pub fn open_blocking(config: SqliteConfig) -> Result<Self, Error> {
         let dbname = config.dbname().to_owned();
         let mut writer = connect(&config, Role::Writer)?;
-        if config.get_create_table() {
-            schema::migrate(&mut writer, &dbname)?;
+        if config.create_table() {
+            migrate::migrate(&mut writer, &dbname)?;
         }
         let readers = if config.is_memory() {
             Vec::new()
         } else {
-            (0..config.get_readers())
+            (0..config.readers())
                 .map(|_| connect(&config, Role::Reader))
                 .collect::<Result<Vec<_>, _>>()?
         };
@@ -128,18 +127,26 @@ impl SqliteStore {
         &self.inner.config
     }
 
-    /// Applies the embedded migrations the database lacks, in one IMMEDIATE transaction, and
-    /// returns their versions (empty if it was up to date). Safe to call any number of times,
-    /// from several processes. Fails with [`Error::Schema`] if an applied migration differs from
-    /// the embedded one (checksum mismatch) or the database was migrated by a newer release.
-    pub async fn migrate(&self) -> Result<Vec<u32>, Error> {
-        self.on_writer(schema::migrate).await
+    /// Applies the embedded migrations ([`MIGRATIONS`](crate::MIGRATIONS)) the database lacks,
+    /// holding the write lock from start to end, and reports what it applied and what was
+    /// applied before. Safe to call any number of times, from several processes. Fails with
+    /// [`Error::Schema`], before applying anything, if an applied migration differs from the
+    /// embedded one (checksum mismatch) or the database was migrated by a newer release.
+    pub async fn migrate(&self) -> Result<MigrationReport, Error> {
+        self.on_writer(migrate::migrate).await
     }
 
     /// Checks, without writing, that every migration has been applied unchanged: an
     /// [`Error::Schema`] says what is missing otherwise.
     pub async fn check_schema(&self) -> Result<(), Error> {
-        self.on_reader(|conn, dbname| schema::check(conn, dbname))
+        self.on_reader(|conn, dbname| migrate::check(conn, dbname))
+            .await
+    }
+
+    /// Every migration of this code and of the database, by version: applied, pending, applied
+    /// with another checksum, or unknown to this code. Writes nothing.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, Error> {
+        self.on_reader(|conn, dbname| migrate::status(conn, dbname))
             .await
     }
 
@@ -238,18 +245,8 @@ impl EventStore for SqliteStore {
             return Ok(Vec::new());
         }
         let (after, up_to) = (clamp_i64(after_version), clamp_i64(up_to));
-        self.on_reader(move |conn, dbname| {
-            conn.prepare_cached(LOAD)
-                .and_then(|mut stmt| {
-                    stmt.query_map(
-                        rusqlite::params![stream_id.as_bytes(), after, up_to],
-                        read_event,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()
-                })
-                .map_err(|e| sql_error(dbname, e))
-        })
-        .await
+        self.on_reader(move |conn, dbname| load(conn, dbname, stream_id, after, up_to))
+            .await
     }
 
     async fn stream_version(&self, stream_id: Uuid) -> Result<u64, Error> {
@@ -290,46 +287,8 @@ impl EventStore for SqliteStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
-        let version = to_i64("snapshot version", snapshot.version)?;
-        self.on_writer(move |conn, dbname| {
-            let err = |e| sql_error(dbname, e);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO snapshots \
-                 (stream_id, version, timestamp, state_type, fingerprint, payload) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(rusqlite::params![
-                    snapshot.stream_id.as_bytes(),
-                    version,
-                    snapshot.timestamp.timestamp_micros(),
-                    snapshot.state_type,
-                    i64::from_ne_bytes(snapshot.fingerprint.to_ne_bytes()),
-                    snapshot.payload,
-                ])
-            })
-            .map_err(err)?;
-            if let Some(keep) = keep {
-                // Everything older than the keep-th newest; nothing while there are fewer.
-                tx.prepare_cached(
-                    "DELETE FROM snapshots WHERE stream_id = ?1 AND version < \
-                     (SELECT version FROM snapshots WHERE stream_id = ?1 \
-                      ORDER BY version DESC LIMIT 1 OFFSET ?2)",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(rusqlite::params![
-                        snapshot.stream_id.as_bytes(),
-                        i64::from(keep.max(1)) - 1
-                    ])
-                })
-                .map_err(err)?;
-            }
-            tx.commit().map_err(err)
-        })
-        .await
+        self.on_writer(move |conn, dbname| save_snapshot(conn, dbname, &snapshot, keep))
+            .await
     }
 
     async fn load_snapshot(
@@ -338,30 +297,8 @@ impl EventStore for SqliteStore {
         at_or_below: Option<u64>,
     ) -> Result<Option<Snapshot>, Error> {
         let at_or_below = clamp_i64(at_or_below.unwrap_or(u64::MAX));
-        self.on_reader(move |conn, dbname| {
-            conn.prepare_cached(
-                "SELECT version, timestamp, state_type, fingerprint, payload FROM snapshots \
-                 WHERE stream_id = ?1 AND version <= ?2 ORDER BY version DESC LIMIT 1",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    rusqlite::params![stream_id.as_bytes(), at_or_below],
-                    |row| {
-                        Ok(Snapshot {
-                            stream_id,
-                            version: get_u64(row, 0)?,
-                            timestamp: micros_to_time(row.get(1)?, 1)?,
-                            state_type: row.get(2)?,
-                            fingerprint: u64::from_ne_bytes(row.get::<_, i64>(3)?.to_ne_bytes()),
-                            payload: row.get(4)?,
-                        })
-                    },
-                )
-                .optional()
-            })
-            .map_err(|e| sql_error(dbname, e))
-        })
-        .await
+        self.on_reader(move |conn, dbname| load_snapshot(conn, dbname, stream_id, at_or_below))
+            .await
     }
 
     async fn append_tracked(&self, events: Vec<NewEvent>, tracking: Tracking) -> Result<(), Error> {
@@ -403,7 +340,7 @@ fn connect(config: &SqliteConfig, role: Role) -> Result<Connection, Error> {
     // The default flags: read-write, create, `file:` URIs, no mutex (each connection has one
     // thread).
     let conn = Connection::open_with_flags(dbname, OpenFlags::default()).map_err(err)?;
-    conn.busy_timeout(config.get_lock_timeout()).map_err(err)?;
+    conn.busy_timeout(config.lock_timeout()).map_err(err)?;
     if !config.is_memory() {
         if role == Role::Writer {
             // Persistent in the file: readers opened afterwards use WAL too.
@@ -417,7 +354,7 @@ fn connect(config: &SqliteConfig, role: Role) -> Result<Connection, Error> {
                 )));
             }
         }
-        conn.pragma_update(None, "synchronous", config.get_synchronous().pragma_value())
+        conn.pragma_update(None, "synchronous", config.synchronous().pragma_value())
             .map_err(err)?;
         if role == Role::Reader {
             conn.pragma_update(None, "query_only", true).map_err(err)?;

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{SqliteConfig, SqliteStore};
+use crate::{SqliteConfig, SqliteConfigBuilder, SqliteStore};
 
 /// A temporary directory holding one database file (and its `-wal` and `-shm` files); deletes
 /// them all when dropped. Drop the stores using it first.
@@ -43,6 +43,12 @@ impl TempGuard {
     /// A configuration for the database file, with every other setting at its default.
     pub fn config(&self) -> SqliteConfig {
         SqliteConfig::new(self.dbname())
+    }
+
+    /// A builder for the database file, to change other settings:
+    /// `guard.builder().create_table(false).build()`.
+    pub fn builder(&self) -> SqliteConfigBuilder {
+        SqliteConfig::builder().dbname(self.dbname())
     }
 }
 

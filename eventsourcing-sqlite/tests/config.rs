@@ -10,9 +10,9 @@ use eventsourcing_sqlite::{SqliteConfig, SqliteStore, Synchronous, DEFAULT_DBNAM
 fn defaults_with_nothing_set() {
     let config = SqliteConfig::from_env(&Env::from_map([("UNRELATED", "x")])).unwrap();
     assert_eq!(config.dbname(), DEFAULT_DBNAME);
-    assert_eq!(config.get_lock_timeout(), Duration::from_secs(5));
-    assert_eq!(config.get_synchronous(), Synchronous::Full);
-    assert!(config.get_create_table());
+    assert_eq!(config.lock_timeout(), Duration::from_secs(5));
+    assert_eq!(config.synchronous(), Synchronous::Full);
+    assert!(config.create_table());
     assert!(!config.is_memory());
 }
 
@@ -26,9 +26,9 @@ fn every_variable_is_read() {
     ]);
     let config = SqliteConfig::from_env(&env).unwrap();
     assert!(config.is_memory());
-    assert_eq!(config.get_lock_timeout(), Duration::from_millis(2500));
-    assert_eq!(config.get_synchronous(), Synchronous::Normal);
-    assert!(!config.get_create_table());
+    assert_eq!(config.lock_timeout(), Duration::from_millis(2500));
+    assert_eq!(config.synchronous(), Synchronous::Normal);
+    assert!(!config.create_table());
 }
 
 #[test]
@@ -42,7 +42,7 @@ fn the_application_prefix_wins() {
     .with_app_name("widgets");
     let config = SqliteConfig::from_env(&env).unwrap();
     assert_eq!(config.dbname(), "widgets.db");
-    assert!(!config.get_create_table());
+    assert!(!config.create_table());
 }
 
 #[test]

@@ -58,7 +58,10 @@ fn crash_child() {
         .build()
         .unwrap();
     runtime.block_on(async move {
-        let config = SqliteConfig::new(db).synchronous(synchronous);
+        let config = SqliteConfig::builder()
+            .dbname(db)
+            .synchronous(synchronous)
+            .build();
         let store = SqliteStore::open(config).await.unwrap();
         let next_batch = Arc::new(AtomicU64::new(0));
         let tasks: Vec<_> = (0..TASKS)

@@ -31,7 +31,7 @@ async fn two_open_stores_on_one_file_see_each_other_and_conflict() {
     let guard = TempGuard::new();
     let stream = Uuid::new_v4();
     let a = SqliteStore::open(guard.config()).await.unwrap();
-    let b = SqliteStore::open(guard.config().synchronous(Synchronous::Normal))
+    let b = SqliteStore::open(guard.builder().synchronous(Synchronous::Normal).build())
         .await
         .unwrap();
     a.append(events(stream, 1, 2)).await.unwrap();
@@ -95,7 +95,10 @@ async fn a_lock_held_by_another_connection_is_waited_for_then_reported() {
     use eventsourcing_sqlite::rusqlite::{Connection, ErrorCode};
 
     let guard = TempGuard::new();
-    let config = guard.config().lock_timeout(Duration::from_millis(200));
+    let config = guard
+        .builder()
+        .lock_timeout(Duration::from_millis(200))
+        .build();
     let store = SqliteStore::open(config).await.unwrap();
     let stream = Uuid::new_v4();
     let other = Connection::open(guard.path()).unwrap();

@@ -633,7 +633,7 @@ async fn a_failing_setup_ends_the_runner_naming_the_projection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_is_retried_then_given_up_on() {
     let guard = eventsourcing_sqlite::testing::TempGuard::new();
-    let store = SqliteStore::open(guard.config().lock_timeout(Duration::ZERO))
+    let store = SqliteStore::open(guard.builder().lock_timeout(Duration::ZERO).build())
         .await
         .unwrap();
     store.append(events(Uuid::new_v4(), 1, 20)).await.unwrap();

@@ -5,7 +5,9 @@ mod common;
 
 use common::events;
 use eventsourcing_core::{Error, EventStore, Position, Uuid};
-use eventsourcing_sqlite::{rusqlite::Connection, testing::TempGuard, SqliteStore};
+use eventsourcing_sqlite::{
+    rusqlite::Connection, testing::TempGuard, MigrationState, MigrationStatus, SqliteStore,
+};
 
 fn schema_message(err: Error) -> String {
     match err {
@@ -29,8 +31,11 @@ fn tables(guard: &TempGuard) -> Vec<String> {
 async fn migrations_are_idempotent() {
     let guard = TempGuard::new();
     let store = SqliteStore::open(guard.config()).await.unwrap();
-    assert_eq!(store.migrate().await.unwrap(), Vec::<u32>::new());
-    assert_eq!(store.migrate().await.unwrap(), Vec::<u32>::new());
+    for _ in 0..2 {
+        let report = store.migrate().await.unwrap();
+        assert!(report.applied.is_empty(), "{report:?}");
+        assert_eq!(report.already_applied, [1, 2]);
+    }
     store.check_schema().await.unwrap();
     drop(store);
     // Reopening migrates again: nothing to do, and the data is untouched.
@@ -60,12 +65,14 @@ async fn a_database_of_the_first_release_gets_the_later_migrations() {
     .unwrap();
     drop(conn);
 
-    let store = SqliteStore::open(guard.config().create_table(false))
+    let store = SqliteStore::open(guard.builder().create_table(false).build())
         .await
         .unwrap();
     let message = schema_message(store.check_schema().await.unwrap_err());
     assert!(message.contains("lacks migration 2"), "{message}");
-    assert_eq!(store.migrate().await.unwrap(), vec![2]);
+    let report = store.migrate().await.unwrap();
+    assert_eq!(report.applied_versions(), [2]);
+    assert_eq!(report.already_applied, [1]);
     store.check_schema().await.unwrap();
     assert!(tables(&guard).contains(&"parked_events".to_owned()));
 }
@@ -87,7 +94,7 @@ async fn an_edited_migration_is_refused() {
     assert!(message.contains("checksum 00ff"), "{message}");
 
     // Without CREATE_TABLE the store opens, but checking or migrating reports the same problem.
-    let store = SqliteStore::open(guard.config().create_table(false))
+    let store = SqliteStore::open(guard.builder().create_table(false).build())
         .await
         .unwrap();
     assert!(schema_message(store.migrate().await.unwrap_err()).contains("checksum"));
@@ -115,7 +122,7 @@ async fn a_database_from_a_newer_release_is_refused() {
 #[tokio::test]
 async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migrate() {
     let guard = TempGuard::new();
-    let store = SqliteStore::open(guard.config().create_table(false))
+    let store = SqliteStore::open(guard.builder().create_table(false).build())
         .await
         .unwrap();
     let stream = Uuid::new_v4();
@@ -133,7 +140,7 @@ async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migra
     assert_eq!(tables(&guard), Vec::<String>::new(), "no DDL was issued");
 
     // Migrating explicitly makes the same store usable.
-    assert_eq!(store.migrate().await.unwrap(), vec![1, 2]);
+    assert_eq!(store.migrate().await.unwrap().applied_versions(), [1, 2]);
     store.check_schema().await.unwrap();
     store.append(events(stream, 1, 1)).await.unwrap();
     assert_eq!(store.stream_version(stream).await.unwrap(), 1);
@@ -152,7 +159,10 @@ async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migra
 
 #[tokio::test]
 async fn without_create_table_in_memory_the_error_says_how_to_migrate() {
-    let config = eventsourcing_sqlite::SqliteConfig::memory().create_table(false);
+    let config = eventsourcing_sqlite::SqliteConfig::memory()
+        .to_builder()
+        .create_table(false)
+        .build();
     let store = SqliteStore::open(config).await.unwrap();
     let message = schema_message(store.stream_version(Uuid::new_v4()).await.unwrap_err());
     assert!(message.contains("SqliteStore::migrate()"), "{message}");
@@ -170,4 +180,50 @@ async fn two_stores_migrating_the_same_file_at_once_both_succeed() {
     let (a, b) = (a.unwrap(), b.unwrap());
     a.check_schema().await.unwrap();
     b.check_schema().await.unwrap();
+}
+
+#[tokio::test]
+async fn migration_status_tells_where_each_migration_stands() {
+    let guard = TempGuard::new();
+    let store = SqliteStore::open(guard.builder().create_table(false).build())
+        .await
+        .unwrap();
+    let states = |status: Vec<MigrationStatus>| {
+        status
+            .into_iter()
+            .map(|m| (m.version, m.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        states(store.migration_status().await.unwrap()),
+        [(1, MigrationState::Pending), (2, MigrationState::Pending)]
+    );
+    store.migrate().await.unwrap();
+    let status = store.migration_status().await.unwrap();
+    assert!(status.iter().all(|m| m.applied_at.is_some()));
+    assert_eq!(
+        states(status),
+        [(1, MigrationState::Applied), (2, MigrationState::Applied)]
+    );
+
+    let conn = Connection::open(guard.path()).unwrap();
+    conn.execute_batch(
+        "UPDATE eventsourcing_migrations SET checksum = x'00' WHERE version = 2;
+         INSERT INTO eventsourcing_migrations VALUES (7, 'future', x'00', 0);",
+    )
+    .unwrap();
+    drop(conn);
+    let status = store.migration_status().await.unwrap();
+    assert_eq!(status[2].description, "future");
+    assert_eq!(
+        states(status),
+        [
+            (1, MigrationState::Applied),
+            (2, MigrationState::ChecksumMismatch),
+            (7, MigrationState::Unknown)
+        ]
+    );
+    // The lowest misfit stops a run before it applies anything.
+    let message = schema_message(store.migrate().await.unwrap_err());
+    assert!(message.contains("migration 2 ("), "{message}");
 }

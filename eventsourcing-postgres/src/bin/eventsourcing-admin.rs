@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use eventsourcing_core::Env;
-use eventsourcing_postgres::{PostgresConfig, PostgresStore};
+use eventsourcing_postgres::{MigrationState, PostgresConfig, PostgresStore, MIGRATIONS};
 
 const USAGE: &str = "\
 usage: eventsourcing-admin [--app NAME] <command>
@@ -107,16 +107,13 @@ async fn run(app: Option<String>, command: Command) -> Result<(), eventsourcing_
             if report.applied.is_empty() {
                 println!(
                     "{target}: up to date ({} migrations already applied)",
-                    report.already_applied
+                    report.already_applied.len()
                 );
             }
-            for (version, description) in &report.applied {
-                println!("{target}: applied migration {version} ({description})");
-            }
-            if !report.unknown.is_empty() {
+            for m in &report.applied {
                 println!(
-                    "warning: the database has migrations this release does not know: {:?}",
-                    report.unknown
+                    "{target}: applied migration {} ({})",
+                    m.version, m.description
                 );
             }
         }
@@ -126,21 +123,24 @@ async fn run(app: Option<String>, command: Command) -> Result<(), eventsourcing_
             if status.applied.is_empty() {
                 println!("  no migrations applied");
             }
-            for m in &status.applied {
-                let checksum = match m.checksum_matches {
-                    Some(true) => "checksum ok",
-                    Some(false) => "CHECKSUM DIFFERS from this release",
-                    None => "unknown to this release",
+            for m in MIGRATIONS.status(&status.applied) {
+                let checksum = match m.state {
+                    MigrationState::Pending => {
+                        println!("  pending  {:>4}  {}", m.version, m.description);
+                        continue;
+                    }
+                    MigrationState::Applied => "checksum ok",
+                    MigrationState::ChecksumMismatch => "CHECKSUM DIFFERS from this release",
+                    _ => "unknown to this release",
                 };
+                let applied_at = m
+                    .applied_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_default();
                 println!(
-                    "  applied  {:>4}  {:<12} {}  {checksum}",
-                    m.version,
-                    m.description,
-                    m.applied_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    "  applied  {:>4}  {:<12} {applied_at}  {checksum}",
+                    m.version, m.description,
                 );
-            }
-            for (version, description) in &status.pending {
-                println!("  pending  {version:>4}  {description}");
             }
             match status.events {
                 Some(n) => println!("  events: {n}"),

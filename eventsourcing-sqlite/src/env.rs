@@ -1,0 +1,25 @@
+//! Reading a [`SqliteConfig`] from the environment (the table on [`SqliteConfig`]).
+
+use eventsourcing_core::{ConfigError, Env};
+
+use crate::config::{SqliteConfig, Synchronous, DEFAULT_DBNAME};
+
+impl SqliteConfig {
+    /// Reads the settings in the table above from `env`.
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let mut builder = SqliteConfig::builder().dbname(
+            env.string(&["SQLITE_DBNAME"])
+                .unwrap_or_else(|| DEFAULT_DBNAME.to_owned()),
+        );
+        if let Some(timeout) = env.seconds(&["SQLITE_LOCK_TIMEOUT"])? {
+            builder = builder.lock_timeout(timeout);
+        }
+        if let Some(synchronous) = env.parse::<Synchronous>(&["SQLITE_SYNCHRONOUS"])? {
+            builder = builder.synchronous(synchronous);
+        }
+        if let Some(create) = env.flag(&["CREATE_TABLE"])? {
+            builder = builder.create_table(create);
+        }
+        Ok(builder.build())
+    }
+}

@@ -1,0 +1,107 @@
+//! Rows to values and back: decoding events, integers and timestamps, and the one place a
+//! [`Position`] becomes columns (and columns a `Position`), for the log and for tracking.
+//!
+//! SQLite integers are signed 64-bit; the runtime's versions and positions are `u64`. Values
+//! this crate wrote always fit; a value that does not is reported, never wrapped.
+
+use chrono::{DateTime, Utc};
+use eventsourcing_core::{Error, Metadata, Position, StoredEvent, Uuid};
+use rusqlite::{types::Type, Connection, OptionalExtension, Row};
+
+use crate::{
+    error::{to_i64, BadValue},
+    sql::{READ_TRACKING, WRITE_TRACKING},
+};
+
+/// An event read with the columns of `sql::select_events!`.
+pub(crate) fn read_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
+    let position = get_u64(row, 0)?;
+    let stream_id = Uuid::from_bytes(row.get::<_, [u8; 16]>(1)?);
+    let metadata = match row.get_ref(7)?.as_str_or_null()? {
+        None => Metadata::default(),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e)))?,
+    };
+    Ok(StoredEvent {
+        stream_id,
+        version: get_u64(row, 2)?,
+        position: Position {
+            commit: position,
+            seq: position,
+        },
+        event_type: row.get(4)?,
+        schema_version: row.get(5)?,
+        timestamp: micros_to_time(row.get(3)?, 3)?,
+        payload: row.get(6)?,
+        metadata,
+    })
+}
+
+/// A timestamp stored as microseconds since the epoch (UTC), read from `column`.
+pub(crate) fn micros_to_time(micros: i64, column: usize) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            Type::Integer,
+            Box::new(BadValue(format!("timestamp {micros} µs is out of range"))),
+        )
+    })
+}
+
+/// A non-negative integer column (rusqlite reads `u64` only with its `fallible_uint` feature).
+pub(crate) fn get_u64(row: &Row<'_>, column: usize) -> rusqlite::Result<u64> {
+    let value: i64 = row.get(column)?;
+    u64::try_from(value).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(column, value))
+}
+
+/// A bound for a query (`version <= ?`), where anything past `i64::MAX` means "no bound".
+pub(crate) fn clamp_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The events after `after` in the log are those with `position > floor`; `None` when no
+/// event can come after it.
+///
+/// An event's position is (p, p). It comes after `after` when p > after.commit, or
+/// p == after.commit and p > after.seq.
+pub(crate) fn log_floor(after: Position) -> Option<i64> {
+    let floor = if after.seq < after.commit {
+        after.commit - 1
+    } else {
+        after.commit
+    };
+    i64::try_from(floor).ok().filter(|f| *f < i64::MAX)
+}
+
+/// A position as its `(position_commit, position_seq)` columns.
+pub(crate) fn position_columns(position: Position) -> Result<(i64, i64), Error> {
+    Ok((
+        to_i64("position commit", position.commit)?,
+        to_i64("position seq", position.seq)?,
+    ))
+}
+
+/// The position a consumer recorded in `tracking`, if any.
+pub(crate) fn read_tracking(conn: &Connection, name: &str) -> rusqlite::Result<Option<Position>> {
+    conn.prepare_cached(READ_TRACKING)?
+        .query_row([name], |row| {
+            Ok(Position {
+                commit: get_u64(row, 0)?,
+                seq: get_u64(row, 1)?,
+            })
+        })
+        .optional()
+}
+
+/// Records (or moves) a consumer's tracking position, given as [`position_columns`]; the caller
+/// has checked it is newer.
+pub(crate) fn write_tracking(
+    conn: &Connection,
+    name: &str,
+    commit: i64,
+    seq: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(WRITE_TRACKING)?
+        .execute(rusqlite::params![name, commit, seq])
+        .map(|_| ())
+}
