@@ -25,13 +25,6 @@ use crate::{
 
 /// A store's side of a projection or process-application runner.
 pub trait BatchTarget: Send + 'static {
-    /// The name the consumer's tracking position (and its parked events) are recorded under.
-    fn name(&self) -> &str;
-
-    /// The event types the consumer handles; `None` for all. Other events only move its
-    /// position on.
-    fn event_types(&self) -> Option<Vec<String>>;
-
     /// Prepares the consumer (its read model's tables), in a transaction of its own. Called
     /// once each time a runner starts, and again after a transient failure.
     fn setup(&mut self) -> impl Future<Output = Result<(), BoxError>> + Send;
@@ -57,9 +50,34 @@ pub trait BatchTarget: Send + 'static {
     fn is_transient(&self, error: &(dyn StdError + 'static)) -> bool;
 }
 
-/// Starts a runner that reads `source`'s log and applies it through `target`. Must be called
-/// within a Tokio runtime.
-pub fn spawn_runner<S, T>(source: S, target: T, options: ProjectionOptions) -> RunnerHandle
+/// Who a runner runs for.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    /// The name the consumer's tracking position (and its parked events) are recorded under.
+    pub name: String,
+    /// The event types the consumer handles; `None` for all. Other events only move its
+    /// position on.
+    pub types: Option<Vec<String>>,
+}
+
+impl Consumer {
+    /// A consumer named `name` handling `types` (`None`: all).
+    pub fn new(name: &str, types: Option<Vec<String>>) -> Self {
+        Consumer {
+            name: name.to_owned(),
+            types,
+        }
+    }
+}
+
+/// Starts a runner that reads `source`'s log and applies it through `target` for `consumer`.
+/// Must be called within a Tokio runtime.
+pub fn spawn_runner<S, T>(
+    source: S,
+    consumer: Consumer,
+    target: T,
+    options: ProjectionOptions,
+) -> RunnerHandle
 where
     S: EventStore,
     T: BatchTarget,
@@ -67,7 +85,7 @@ where
     // Subscribed before the runner starts, so a save right after this call wakes it.
     let changes = source.changes();
     RunnerHandle::spawn(move |stop, cell| async move {
-        let mut runner = Runner::new(target, options, stop);
+        let mut runner = Runner::new(consumer, target, options, stop);
         runner.run(&source, changes, cell).await
     })
 }
@@ -116,10 +134,10 @@ struct Runner<T> {
 }
 
 impl<T: BatchTarget> Runner<T> {
-    fn new(target: T, options: ProjectionOptions, stop: StopSignal) -> Self {
+    fn new(consumer: Consumer, target: T, options: ProjectionOptions, stop: StopSignal) -> Self {
         Runner {
-            name: target.name().to_owned(),
-            types: target.event_types().map(Into::into),
+            name: consumer.name,
+            types: consumer.types.map(Into::into),
             target,
             options,
             stop,

@@ -47,6 +47,11 @@ impl Migration {
         sha256(normalised(self.sql).as_bytes())
     }
 
+    /// [`checksum`](Self::checksum) in lowercase hex, as operators and tests write it.
+    pub fn checksum_hex(&self) -> String {
+        self.checksum().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// Whether `recorded`, a checksum stored when this migration was applied, is this
     /// migration's.
     ///

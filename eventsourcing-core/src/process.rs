@@ -6,7 +6,7 @@ use crate::{
     application::{Application, Collector, Unsaved},
     batch::{catch_panic_async, Batch, Known, Outcome, Step},
     codec::Codec,
-    engine::{spawn_runner, BatchTarget},
+    engine::{spawn_runner, BatchTarget, Consumer},
     error::{BoxError, Error},
     event::{Metadata, NewEvent, Position, StoredEvent, Tracking},
     projection::{ParkedEvent, ProjectionOptions},
@@ -106,13 +106,17 @@ where
     S: EventStore,
     C: Codec,
 {
-    let target = ProcessTarget {
+    let consumer = Consumer {
         name: process.name().to_owned(),
+        types: process.event_types(),
+    };
+    let target = ProcessTarget {
+        name: consumer.name.clone(),
         process,
         downstream,
         attempts: options.attempts.max(1),
     };
-    spawn_runner(upstream, target, options)
+    spawn_runner(upstream, consumer, target, options)
 }
 
 /// The downstream side of a process application.
@@ -186,14 +190,6 @@ async fn park<S: EventStore>(
 }
 
 impl<P: Process, S: EventStore, C: Codec> BatchTarget for ProcessTarget<P, S, C> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn event_types(&self) -> Option<Vec<String>> {
-        self.process.event_types()
-    }
-
     async fn setup(&mut self) -> Result<(), BoxError> {
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::{error::Error as StdError, future::Future, sync::Arc};
 
 use eventsourcing_core::{
-    engine::{catch_panic_async, spawn_runner, Batch, BatchTarget, Known, Outcome, Step},
+    engine::{catch_panic_async, spawn_runner, Batch, BatchTarget, Consumer, Known, Outcome, Step},
     BoxError, Error, EventStore, Position, RunnerHandle, StoredEvent,
 };
 use tokio_postgres::Transaction;
@@ -247,12 +247,13 @@ pub fn spawn_projection<P: PostgresProjection>(
     projection: P,
     options: ProjectionOptions,
 ) -> RunnerHandle {
+    let consumer = Consumer::new(projection.name(), projection.event_types());
     let target = Target {
-        name: projection.name().to_owned(),
+        name: consumer.name.clone(),
         store: store.clone(),
         projection,
     };
-    spawn_runner(store, target, options)
+    spawn_runner(store, consumer, target, options)
 }
 
 /// This store's side of a projection runner.
@@ -263,14 +264,6 @@ struct Target<P> {
 }
 
 impl<P: PostgresProjection> BatchTarget for Target<P> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn event_types(&self) -> Option<Vec<String>> {
-        self.projection.event_types()
-    }
-
     /// The projection's `setup`, in its own transaction, under a lock that makes the setups of
     /// all runners on the schema take turns: concurrent `CREATE TABLE IF NOT EXISTS` of one
     /// table can fail in PostgreSQL with a unique violation in its catalog.

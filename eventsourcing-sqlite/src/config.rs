@@ -198,6 +198,17 @@ pub struct SqliteConfigBuilder {
     config: SqliteConfig,
 }
 
+/// Builder setters that store their argument as it is.
+macro_rules! plain_setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $name(mut self, $name: $ty) -> Self {
+            self.config.$name = $name;
+            self
+        }
+    )*};
+}
+
 impl SqliteConfigBuilder {
     /// The database: a file path (created if missing), `:memory:`, or a `file:` URI
     /// (<https://sqlite.org/uri.html>). Default [`DEFAULT_DBNAME`].
@@ -206,26 +217,17 @@ impl SqliteConfigBuilder {
         self
     }
 
-    /// How long to wait for a lock held by another connection (another process, or another
-    /// store on the same file). Default 5 s.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.config.lock_timeout = timeout;
-        self
-    }
-
-    /// When a commit is durable. Default [`Synchronous::Full`].
-    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
-        self.config.synchronous = synchronous;
-        self
-    }
-
-    /// Whether opening the store applies the migrations (creating the tables). Default `true`.
-    /// With `false` the store issues no DDL; a missing table is an
-    /// [`Error::Schema`](eventsourcing_core::Error::Schema) telling to run
-    /// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
-    pub fn create_table(mut self, create: bool) -> Self {
-        self.config.create_table = create;
-        self
+    plain_setters! {
+        /// How long to wait for a lock held by another connection (another process, or
+        /// another store on the same file). Default 5 s.
+        lock_timeout: Duration;
+        /// When a commit is durable. Default [`Synchronous::Full`].
+        synchronous: Synchronous;
+        /// Whether opening the store applies the migrations (creating the tables). Default
+        /// `true`. With `false` the store issues no DDL; a missing table is an
+        /// [`Error::Schema`](eventsourcing_core::Error::Schema) telling to run
+        /// [`SqliteStore::migrate`](crate::SqliteStore::migrate).
+        create_table: bool;
     }
 
     /// The number of reader connections (and threads) of a file database; at least 1. Default 4.

@@ -4,7 +4,7 @@
 use std::{error::Error as StdError, sync::Arc};
 
 use eventsourcing_core::{
-    engine::{catch_panic, spawn_runner, Batch, BatchTarget, Known, Outcome, Step},
+    engine::{catch_panic, spawn_runner, Batch, BatchTarget, Consumer, Known, Outcome, Step},
     BoxError, Error, Position, RunnerHandle, StoredEvent, Uuid,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
@@ -199,20 +199,20 @@ pub fn spawn_projection<P: SqliteProjection>(
     projection: P,
     options: ProjectionOptions,
 ) -> RunnerHandle {
+    let name: Arc<str> = projection.name().into();
+    let consumer = Consumer::new(&name, projection.event_types());
     let target = Target {
-        name: projection.name().into(),
-        types: projection.event_types(),
+        name,
         store: store.clone(),
         projection: Some(projection),
     };
-    spawn_runner(store, target, options)
+    spawn_runner(store, consumer, target, options)
 }
 
 /// This store's side of a projection runner. The projection moves to the writer thread for
 /// each transaction and comes back with the result.
 struct Target<P> {
     name: Arc<str>,
-    types: Option<Vec<String>>,
     store: SqliteStore,
     projection: Option<P>,
 }
@@ -244,14 +244,6 @@ impl<P: SqliteProjection> Target<P> {
 }
 
 impl<P: SqliteProjection> BatchTarget for Target<P> {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn event_types(&self) -> Option<Vec<String>> {
-        self.types.clone()
-    }
-
     /// The projection's `setup`, in its own IMMEDIATE transaction.
     async fn setup(&mut self) -> Result<(), BoxError> {
         self.on_writer(|conn, dbname, projection| {

@@ -4,8 +4,7 @@ use eventsourcing::prelude::*;
 #[aggregate(snapshot_every = 0)]
 struct Widget { meta: Meta<Self>, name: String }
 
-#[events]
-impl Widget {
+#[events] impl Widget {
     #[event(version = 0)]
     fn create(name: String) -> Self { Self { meta: Meta::default(), name } }
 

@@ -1,10 +1,8 @@
 use eventsourcing::prelude::*;
 
-#[derive(Aggregate, Serialize, Deserialize)]
-struct Widget { meta: Meta<Self>, name: String }
+#[derive(Aggregate, Serialize, Deserialize)] struct Widget { meta: Meta<Self>, name: String }
 
-#[events]
-impl Widget {
+#[events] impl Widget {
     #[event("Created")]
     fn create(name: String) -> Self { Self { meta: Meta::default(), name } }
 

@@ -1,7 +1,6 @@
 use eventsourcing::prelude::*;
 
-#[derive(Aggregate, Serialize, Deserialize)]
-struct Widget { meta: Meta<Self>, name: String }
+#[derive(Aggregate, Serialize, Deserialize)] struct Widget { meta: Meta<Self>, name: String }
 
 impl Widget {
     #[event]

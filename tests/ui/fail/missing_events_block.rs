@@ -1,6 +1,5 @@
 use eventsourcing::prelude::*;
 
-#[derive(Aggregate, Serialize, Deserialize)]
-struct Widget { meta: Meta<Self>, name: String }
+#[derive(Aggregate, Serialize, Deserialize)] struct Widget { meta: Meta<Self>, name: String }
 
 fn main() {}

@@ -1,12 +1,9 @@
 use eventsourcing::prelude::*;
 
-#[derive(Aggregate, Serialize, Deserialize)]
-struct Widget { name: String }
+#[derive(Aggregate, Serialize, Deserialize)] struct Widget { name: String }
 
-#[events]
-impl Widget {
-    #[event]
-    fn create(name: String) -> Self { Self { name } }
+#[events] impl Widget {
+    #[event] fn create(name: String) -> Self { Self { name } }
 }
 
 fn main() {}
