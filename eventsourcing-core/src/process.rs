@@ -1,7 +1,5 @@
 use std::{error::Error as StdError, future::Future, sync::Arc};
 
-use chrono::Utc;
-
 use crate::{
     application::{Application, Collector, Unsaved},
     batch::{catch_panic_async, Batch, Known, Outcome, Step},
@@ -174,16 +172,7 @@ async fn park<S: EventStore>(
     event: &StoredEvent,
     error: &str,
 ) -> Result<(), Error> {
-    let parked = ParkedEvent {
-        name: name.to_owned(),
-        position: event.position,
-        stream_id: event.stream_id,
-        version: event.version,
-        event_type: event.event_type.clone(),
-        error: error.to_owned(),
-        parked_at: Utc::now(),
-    };
-    match store.park(parked).await {
+    match store.park(ParkedEvent::new(name, event, error)).await {
         Ok(()) | Err(Error::AlreadyProcessed { .. }) => Ok(()),
         Err(e) => Err(e),
     }

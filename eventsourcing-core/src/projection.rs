@@ -76,3 +76,18 @@ pub struct ParkedEvent {
     /// When it was parked.
     pub parked_at: DateTime<Utc>,
 }
+
+impl ParkedEvent {
+    /// `event`, parked now by consumer `name` with the handler's `error` text.
+    pub fn new(name: &str, event: &crate::event::StoredEvent, error: &str) -> Self {
+        ParkedEvent {
+            name: name.to_owned(),
+            position: event.position,
+            stream_id: event.stream_id,
+            version: event.version,
+            event_type: event.event_type.clone(),
+            error: error.to_owned(),
+            parked_at: Utc::now(),
+        }
+    }
+}

@@ -312,16 +312,7 @@ fn attempt<P: SqliteProjection>(
                 }
             }
             Step::Park { event, error } => {
-                let parked = ParkedEvent {
-                    name: name.to_owned(),
-                    position: event.position,
-                    stream_id: event.stream_id,
-                    version: event.version,
-                    event_type: event.event_type.clone(),
-                    error: error.to_owned(),
-                    parked_at: chrono::Utc::now(),
-                };
-                park(&tx, &parked).map_err(db)?;
+                park(&tx, &ParkedEvent::new(name, event, error)).map_err(db)?;
             }
         }
     }

@@ -173,12 +173,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let (job, rx) = self.job(f);
-        self.inner
-            .workers
-            .write(job)
-            .map_err(|_| stopped(&self.inner.dbname))?;
-        rx.await.map_err(|_| stopped(&self.inner.dbname))?
+        self.run_job(Role::Writer, f).await
     }
 
     /// Runs `f` on the thread of the next free reader connection.
@@ -186,11 +181,21 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
+        self.run_job(Role::Reader, f).await
+    }
+
+    async fn run_job<T: Send + 'static>(
+        &self,
+        role: Role,
+        f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let (job, rx) = self.job(f);
-        self.inner
-            .workers
-            .read(job)
-            .map_err(|_| stopped(&self.inner.dbname))?;
+        let workers = &self.inner.workers;
+        let sent = match role {
+            Role::Writer => workers.write(job),
+            Role::Reader => workers.read(job),
+        };
+        sent.map_err(|_| stopped(&self.inner.dbname))?;
         rx.await.map_err(|_| stopped(&self.inner.dbname))?
     }
 
