@@ -1,0 +1,288 @@
+//! The projection conformance suite: written once, run against every store that has projections.
+//!
+//! A store's test file says `mod projection;`, implements [`Harness`] (how to spawn the tally
+//! projection on that store and read what it wrote) and invokes
+//! `projection::projection_tests!(fixture)` where `async fn fixture() -> H` makes a harness on a
+//! fresh, empty store (its guard inside, cleaning up when dropped). The tests land in a module
+//! named `projection`, so `cargo test projection` selects them.
+//!
+//! - `exactly_once.rs`: aborts, concurrent writers, two runners, live wake-ups.
+//! - `failures.rs`: the Stop and Park policies, a failing setup.
+//! - `lag.rs`: independent positions and the lag they report.
+//! - `process.rs`: process applications (`spawn_process`) parking and running twice at once.
+
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    async_fn_in_trait,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+pub mod exactly_once;
+pub mod failures;
+pub mod lag;
+pub mod process;
+
+use std::{
+    collections::BTreeMap,
+    future::Future,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use eventsourcing::{
+    chrono::TimeDelta, BoxError, EventStore, Metadata, NewEvent, ParkedEvent, Position,
+    ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
+};
+
+/// One store under test: the tally projection on it, and its read model and positions.
+pub trait Harness: Send + Sync + 'static {
+    /// The store.
+    type Store: EventStore + Clone;
+
+    /// How far the `parked_at` the store records may be behind our clock: its precision, and
+    /// for a server its clock's distance from ours.
+    const CLOCK_SLACK: TimeDelta;
+
+    /// What the store's error says about the broken setup's `CREATE TABLE nonsense (`.
+    const SYNTAX_ERROR: &'static str;
+
+    /// The store the harness was made with.
+    fn store(&self) -> &Self::Store;
+
+    /// Another instance of the store on the same database, as a second process would open it
+    /// (a private in-memory database has only the one: a clone of it).
+    async fn another_store(&self) -> Self::Store;
+
+    /// Starts `tally` on `store` (the harness's own or [`another_store`](Self::another_store)).
+    fn spawn_on(
+        &self,
+        store: &Self::Store,
+        tally: Tally,
+        options: ProjectionOptions,
+    ) -> RunnerHandle;
+
+    /// The tally `name`'s recorded tracking position and its read model, from one consistent
+    /// snapshot of the database (an empty model before its tables exist).
+    async fn tracked_model(&self, name: &str) -> (Option<Position>, Model);
+
+    /// The store's `projection_lag(name)`.
+    async fn lag(&self, name: &str) -> u64;
+
+    /// The store's own `parked(name)`.
+    async fn parked(&self, name: &str) -> Vec<ParkedEvent>;
+
+    /// The store's `unpark(name, position)`.
+    async fn unpark(&self, name: &str, position: Position) -> bool;
+
+    /// Starts `tally` on the harness's store.
+    fn spawn(&self, tally: Tally, options: ProjectionOptions) -> RunnerHandle {
+        self.spawn_on(self.store(), tally, options)
+    }
+
+    /// The tally `name`'s read model.
+    async fn model(&self, name: &str) -> Model {
+        self.tracked_model(name).await.1
+    }
+}
+
+/// A read model of the log, as each store's harness implements it in its own tables: one row per
+/// event handled, keyed by (projection, position) so that a second application of an event
+/// breaks the key and fails the handler, and a count per stream.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub name: String,
+    pub types: Option<Vec<String>>,
+    /// Events of this type fail, after writing their row (which must be rolled back).
+    pub fail_on: Option<&'static str>,
+    /// Events of this type panic, after writing their row.
+    pub panic_on: Option<&'static str>,
+    /// The setup runs `CREATE TABLE nonsense (` instead of creating the tables.
+    pub broken_setup: bool,
+    /// Waits this long per event inside the batch's transaction, to make catch-up slow.
+    pub delay: Duration,
+    /// Events handled (and not failed), across every attempt.
+    pub handled: Arc<AtomicU64>,
+}
+
+impl Tally {
+    pub fn new(name: &str) -> Self {
+        Tally {
+            name: name.to_owned(),
+            types: None,
+            fail_on: None,
+            panic_on: None,
+            broken_setup: false,
+            delay: Duration::ZERO,
+            handled: Arc::default(),
+        }
+    }
+
+    /// Called by a harness after writing the event's row: fails or panics as asked.
+    pub fn check(&self, event: &StoredEvent) -> Result<(), BoxError> {
+        let kind = Some(event.event_type.as_str());
+        if self.fail_on == kind {
+            return Err(
+                format!("cannot tally {:?}", String::from_utf8_lossy(&event.payload)).into(),
+            );
+        }
+        if self.panic_on == kind {
+            panic!("tally exploded");
+        }
+        Ok(())
+    }
+
+    /// Called by a harness once the event is fully handled.
+    pub fn count(&self) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What a tally holds: (position, stream, version) per event in log order, and the count per
+/// stream.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Model {
+    pub events: Vec<(Position, Uuid, u64)>,
+    pub streams: BTreeMap<Uuid, u64>,
+}
+
+/// What the log implies for a tally of the events `keep` accepts.
+pub async fn expected<S: EventStore>(store: &S, keep: impl Fn(&StoredEvent) -> bool) -> Model {
+    let mut model = Model::default();
+    for e in log(store).await.iter().filter(|e| keep(e)) {
+        model.events.push((e.position, e.stream_id, e.version));
+        *model.streams.entry(e.stream_id).or_insert(0) += 1;
+    }
+    model
+}
+
+pub async fn log<S: EventStore>(store: &S) -> Vec<StoredEvent> {
+    store.read_log(Position::START, usize::MAX).await.unwrap()
+}
+
+pub async fn last_position<S: EventStore>(store: &S) -> Position {
+    log(store)
+        .await
+        .last()
+        .map_or(Position::START, |e| e.position)
+}
+
+/// How long any wait of the suite may take before the test fails instead of hanging.
+pub const WAIT: Duration = Duration::from_secs(120);
+
+/// Polls `done` until it holds; fails naming `what` after [`WAIT`].
+pub async fn wait_until<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !done().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// Waits until the runner has got to `end`; fails if it ends first or after [`WAIT`].
+pub async fn wait_for(handle: &RunnerHandle, end: Position) {
+    wait_until(&format!("the runner gets to {end:?}"), || {
+        assert!(
+            !handle.is_finished() || handle.position() >= end,
+            "the runner ended at {:?}, before getting to {end:?}",
+            handle.position()
+        );
+        std::future::ready(handle.position() >= end)
+    })
+    .await;
+}
+
+pub fn typed(stream_id: Uuid, version: u64, event_type: &'static str) -> NewEvent {
+    NewEvent {
+        stream_id,
+        version,
+        event_type: event_type.into(),
+        schema_version: 1,
+        timestamp: eventsourcing::now(),
+        payload: format!(r#"{{"n":{version}}}"#).into_bytes(),
+        metadata: Metadata::default(),
+    }
+}
+
+pub fn event(stream_id: Uuid, version: u64) -> NewEvent {
+    typed(stream_id, version, "Happened")
+}
+
+/// Versions `from..=to` of a stream.
+pub fn events(stream_id: Uuid, from: u64, to: u64) -> Vec<NewEvent> {
+    (from..=to).map(|v| event(stream_id, v)).collect()
+}
+
+/// `saves` saves of `streams` new streams of `per_stream` events each.
+pub async fn fill<S: EventStore>(store: &S, saves: usize, streams: usize, per_stream: u64) {
+    for _ in 0..saves {
+        let save = (0..streams)
+            .flat_map(|_| events(Uuid::new_v4(), 1, per_stream))
+            .collect();
+        store.append(save).await.unwrap();
+    }
+}
+
+/// A new stream `s`: Happened, Happened, Poison, Happened, Panic, Happened; and the whole log.
+pub async fn poisoned<S: EventStore>(store: &S) -> (Uuid, Vec<StoredEvent>) {
+    let s = Uuid::new_v4();
+    let kinds = [
+        "Happened", "Happened", "Poison", "Happened", "Panic", "Happened",
+    ];
+    let save = (1..)
+        .zip(kinds)
+        .map(|(v, kind)| typed(s, v, kind))
+        .collect();
+    store.append(save).await.unwrap();
+    (s, log(store).await)
+}
+
+pub fn options(page_size: usize) -> ProjectionOptions {
+    ProjectionOptions {
+        page_size,
+        poll_interval: Duration::from_millis(20),
+        ..ProjectionOptions::default()
+    }
+}
+
+/// Runs every test of the suite on the harness `$fixture` makes, in a module named
+/// `projection`.
+macro_rules! projection_tests {
+    ($fixture:ident) => {
+        $crate::projection::projection_tests!(@tests $fixture;
+            exactly_once::abort_in_the_middle_of_catch_up_then_restart_applies_each_event_once,
+            exactly_once::eight_writers_with_a_live_projection_end_consistent,
+            exactly_once::a_live_event_arrives_without_waiting_for_the_poll,
+            exactly_once::two_runners_of_one_projection_apply_each_event_once,
+            failures::a_failing_handler_stops_and_a_restart_resumes_from_that_event,
+            failures::a_failing_handler_parks_the_event_and_goes_on,
+            failures::a_failing_setup_ends_the_runner_naming_the_projection,
+            lag::projections_progress_independently_and_report_lag,
+            process::a_failing_process_parks_the_event_downstream_and_goes_on,
+            process::two_instances_of_a_process_handle_each_event_once,
+        );
+    };
+    (@tests $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {
+        mod projection {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $crate::projection::$file::$name(super::$fixture().await).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use projection_tests;
