@@ -84,6 +84,27 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
+impl NewEvent {
+    /// An event of `stream_id` at `version`, recorded now, schema version 1, no metadata: what
+    /// an import, a migration script or a test writes without an aggregate.
+    pub fn new(
+        stream_id: Uuid,
+        version: u64,
+        event_type: impl Into<Cow<'static, str>>,
+        payload: Vec<u8>,
+    ) -> Self {
+        NewEvent {
+            stream_id,
+            version,
+            event_type: event_type.into(),
+            schema_version: 1,
+            timestamp: crate::aggregate::now(),
+            payload,
+            metadata: Metadata::default(),
+        }
+    }
+}
+
 /// An event as a store returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {

@@ -31,17 +31,10 @@ pub(crate) async fn append(pool: &Pool, events: &[NewEvent]) -> Result<(), Error
     let shape = batch.shape();
     let stmt = conn.statement(shape.stmt()).await?;
     let result = conn.client.execute(&stmt, &batch.params(shape)).await;
-    let hint = match result {
-        Ok(n) if n as usize == events.len() => return Ok(()),
-        // The contiguity guard held every row back.
-        Ok(0) => None,
-        Ok(n) => return Err(partial_insert(n, events.len())),
-        Err(e) => match conflicting_stream(&e) {
-            Some(hint) => hint,
-            None => return Err(pool.error(e)),
-        },
-    };
-    Err(conflict(&mut conn, pool, &batch, hint).await)
+    match inserted(pool, result, events.len())? {
+        None => Ok(()),
+        Some(hint) => Err(conflict(&mut conn, pool, &batch, hint).await),
+    }
 }
 
 /// [`append`] inside the caller's transaction, with the same statement, checks and errors.
@@ -58,14 +51,8 @@ pub(crate) async fn append_in(
     let result = tx
         .execute(&pool.sql().get(shape.stmt()), &batch.params(shape))
         .await;
-    let hint = match result {
-        Ok(n) if n as usize == events.len() => return Ok(()),
-        Ok(0) => None,
-        Ok(n) => return Err(partial_insert(n, events.len())),
-        Err(e) => match conflicting_stream(&e) {
-            Some(hint) => hint,
-            None => return Err(pool.error(e)),
-        },
+    let Some(hint) = inserted(pool, result, events.len())? else {
+        return Ok(());
     };
     // The transaction is unusable after a failed statement: ask a pooled connection.
     let mut conn = pool.checkout().await?;
@@ -299,6 +286,25 @@ impl<'a> Batch<'a> {
                 &self.guard_versions,
             ],
         }
+    }
+}
+
+/// What an append's `INSERT` result means: `None`, every row is in; `Some(hint)`, a conflict
+/// to diagnose (`hint`: the stream the server named, if it did); any other failure an error.
+fn inserted(
+    pool: &Pool,
+    result: Result<u64, tokio_postgres::Error>,
+    expected: usize,
+) -> Result<Option<Option<Uuid>>, Error> {
+    match result {
+        Ok(n) if n as usize == expected => Ok(None),
+        // The contiguity guard held every row back.
+        Ok(0) => Ok(Some(None)),
+        Ok(n) => Err(partial_insert(n, expected)),
+        Err(e) => match conflicting_stream(&e) {
+            Some(hint) => Ok(Some(hint)),
+            None => Err(pool.error(e)),
+        },
     }
 }
 

@@ -21,41 +21,31 @@ use crate::{
 /// are held back behind an older running transaction.
 pub const LOG_CATCH_UP: Duration = Duration::from_secs(1);
 
+/// Turns a row of a stream query into an event.
+type Decode = fn(&Row, Uuid) -> Result<StoredEvent, Error>;
+
+/// Which columns a stream load reads.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Columns {
+    /// Every column: `EventStore::load`.
+    All,
+    /// Only what replay reads (no position, no metadata): less to send, less to decode.
+    Replay,
+}
+
 /// A stream's events after `after_version`, up to `up_to`.
 pub(crate) async fn load(
     pool: &Pool,
     stream_id: Uuid,
     after_version: u64,
     up_to: Option<u64>,
+    columns: Columns,
 ) -> Result<Vec<StoredEvent>, Error> {
-    query_stream(
-        pool,
-        Stmt::Load,
-        stream_id,
-        after_version,
-        up_to,
-        rows::stream_event,
-    )
-    .await
-}
-
-/// `load` without the columns replay never reads (position, metadata): less to send, less to
-/// decode.
-pub(crate) async fn load_for_replay(
-    pool: &Pool,
-    stream_id: Uuid,
-    after_version: u64,
-    up_to: Option<u64>,
-) -> Result<Vec<StoredEvent>, Error> {
-    query_stream(
-        pool,
-        Stmt::LoadReplay,
-        stream_id,
-        after_version,
-        up_to,
-        rows::replay_event,
-    )
-    .await
+    let (stmt, decode): (_, Decode) = match columns {
+        Columns::All => (Stmt::Load, rows::stream_event),
+        Columns::Replay => (Stmt::LoadReplay, rows::replay_event),
+    };
+    query_stream(pool, stmt, stream_id, after_version, up_to, decode).await
 }
 
 /// Runs a `(stream_id, after, up_to)` query of one stream's events and decodes its rows.
@@ -65,7 +55,7 @@ async fn query_stream(
     stream_id: Uuid,
     after_version: u64,
     up_to: Option<u64>,
-    decode: fn(&Row, Uuid) -> Result<StoredEvent, Error>,
+    decode: Decode,
 ) -> Result<Vec<StoredEvent>, Error> {
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
     let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));

@@ -17,7 +17,7 @@ use crate::{
     live::Live,
     migrate::{self, MigrationReport},
     pool::{Checkout, Connector, Pool},
-    read,
+    read::{self, Columns},
     sql::Stmt,
     status::{self, SchemaStatus},
 };
@@ -232,7 +232,13 @@ impl EventStore for PostgresStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        read::load(&self.inner.pool, stream_id, after_version, up_to)
+        read::load(
+            &self.inner.pool,
+            stream_id,
+            after_version,
+            up_to,
+            Columns::All,
+        )
     }
 
     fn load_for_replay(
@@ -241,7 +247,13 @@ impl EventStore for PostgresStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        read::load_for_replay(&self.inner.pool, stream_id, after_version, up_to)
+        read::load(
+            &self.inner.pool,
+            stream_id,
+            after_version,
+            up_to,
+            Columns::Replay,
+        )
     }
 
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use eventsourcing_core::{now, EventStore, Metadata, NewEvent, Position, Subscription};
+use eventsourcing_core::{EventStore, NewEvent, Position, Subscription};
 use eventsourcing_postgres::{
     testing::{fresh, TestSchema},
     tokio_postgres::{AsyncMessage, NoTls},
@@ -13,15 +13,7 @@ use eventsourcing_postgres::{
 use uuid::Uuid;
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
-    NewEvent {
-        stream_id,
-        version,
-        event_type: "Happened".into(),
-        schema_version: 1,
-        timestamp: now(),
-        payload: b"{}".to_vec(),
-        metadata: Metadata::default(),
-    }
+    NewEvent::new(stream_id, version, "Happened", b"{}".to_vec())
 }
 
 /// A deadline to fail at instead of hanging.

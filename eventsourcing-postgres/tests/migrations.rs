@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use eventsourcing_core::{now, Error, EventStore, Metadata, NewEvent, Position};
+use eventsourcing_core::{Error, EventStore, NewEvent, Position};
 use eventsourcing_postgres::{testing::TestSchema, MigrationState, PostgresStore, MIGRATIONS};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -17,15 +17,7 @@ const FILES: [&str; 4] = [
 ];
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
-    NewEvent {
-        stream_id,
-        version,
-        event_type: "Created".into(),
-        schema_version: 1,
-        timestamp: now(),
-        payload: b"{}".to_vec(),
-        metadata: Metadata::default(),
-    }
+    NewEvent::new(stream_id, version, "Created", b"{}".to_vec())
 }
 
 async fn schema_exists(schema: &TestSchema) -> bool {

@@ -11,20 +11,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eventsourcing_core::{now, EventStore, Metadata, NewEvent, Position, StoredEvent};
+use eventsourcing_core::{EventStore, NewEvent, Position, StoredEvent};
 use eventsourcing_postgres::testing::fresh;
 use uuid::Uuid;
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
-    NewEvent {
-        stream_id,
-        version,
-        event_type: "Happened".into(),
-        schema_version: 1,
-        timestamp: now(),
-        payload: b"{}".to_vec(),
-        metadata: Metadata::default(),
-    }
+    NewEvent::new(stream_id, version, "Happened", b"{}".to_vec())
 }
 
 fn keys(events: &[StoredEvent]) -> Vec<(Uuid, u64)> {

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use eventsourcing_core::{
-    now, BoxError, Error, EventStore, Metadata, NewEvent, Position, RunnerHandle, StoredEvent,
+    BoxError, Error, EventStore, NewEvent, Position, RunnerHandle, StoredEvent,
 };
 use eventsourcing_postgres::{
     spawn_projection,
@@ -19,16 +19,9 @@ use uuid::Uuid;
 
 /// Versions `from..=to` of a stream.
 fn events(stream_id: Uuid, from: u64, to: u64) -> Vec<NewEvent> {
-    let event = |version| NewEvent {
-        stream_id,
-        version,
-        event_type: "Happened".into(),
-        schema_version: 1,
-        timestamp: now(),
-        payload: b"{}".to_vec(),
-        metadata: Metadata::default(),
-    };
-    (from..=to).map(event).collect()
+    (from..=to)
+        .map(|v| NewEvent::new(stream_id, v, "Happened", b"{}".to_vec()))
+        .collect()
 }
 
 /// The events a projection has seen, one row each in the test's schema (a second sighting

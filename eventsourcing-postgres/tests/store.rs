@@ -9,15 +9,8 @@ use eventsourcing_postgres::testing::fresh;
 use uuid::Uuid;
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
-    NewEvent {
-        stream_id,
-        version,
-        event_type: "Renamed".into(),
-        schema_version: 1,
-        timestamp: now(),
-        payload: format!(r#"{{"n":{version}}}"#).into_bytes(),
-        metadata: Metadata::default(),
-    }
+    let payload = format!(r#"{{"n":{version}}}"#).into_bytes();
+    NewEvent::new(stream_id, version, "Renamed", payload)
 }
 
 #[tokio::test]

@@ -43,15 +43,7 @@ pub(crate) fn new_endpoint() -> WidgetRegistryEndpoint {
 
 /// A `Counter` event to write straight to a store, bypassing the application.
 pub(crate) fn raw_event(stream_id: Uuid, version: u64) -> NewEvent {
-    NewEvent {
-        stream_id,
-        version,
-        event_type: "Add".into(),
-        schema_version: 1,
-        timestamp: eventsourcing::now(),
-        payload: br#"{"amount":1}"#.to_vec(),
-        metadata: Metadata::default(),
-    }
+    NewEvent::new(stream_id, version, "Add", br#"{"amount":1}"#.to_vec())
 }
 
 /// A store wrapper that records the `after_version` of every `load`, to see whether a load

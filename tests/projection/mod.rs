@@ -36,8 +36,8 @@ use std::{
 };
 
 use eventsourcing::{
-    chrono::TimeDelta, BoxError, EventStore, Metadata, NewEvent, ParkedEvent, Position,
-    ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
+    chrono::TimeDelta, BoxError, EventStore, NewEvent, ParkedEvent, Position, ProjectionOptions,
+    RunnerHandle, StoredEvent, Uuid,
 };
 
 /// One store under test: the tally projection on it, and its read model and positions.
@@ -205,15 +205,8 @@ pub async fn wait_for(handle: &RunnerHandle, end: Position) {
 }
 
 pub fn typed(stream_id: Uuid, version: u64, event_type: &'static str) -> NewEvent {
-    NewEvent {
-        stream_id,
-        version,
-        event_type: event_type.into(),
-        schema_version: 1,
-        timestamp: eventsourcing::now(),
-        payload: format!(r#"{{"n":{version}}}"#).into_bytes(),
-        metadata: Metadata::default(),
-    }
+    let payload = format!(r#"{{"n":{version}}}"#).into_bytes();
+    NewEvent::new(stream_id, version, event_type, payload)
 }
 
 pub fn event(stream_id: Uuid, version: u64) -> NewEvent {
