@@ -141,11 +141,11 @@ pub use eventsourcing_postgres as postgres;
 /// | [`Collector`](plumbing::Collector) | what [`Unsaved`] fills: the events and snapshots of one save |
 /// | [`SavedHook`](plumbing::SavedHook) | the type of the hook [`Application::on_saved`] stores |
 /// | [`engine`](plumbing::engine) | the one projection engine: a store implements [`BatchTarget`](plumbing::engine::BatchTarget) (its batch transaction) and starts runners with [`spawn_runner`](plumbing::engine::spawn_runner) |
-/// | [`stream_starts`](plumbing::stream_starts) | the contiguity check every store makes on a save |
+/// | [`check_save`](plumbing::check_save) | the checks every store makes on a save (contiguity, what no store could keep alike) |
 pub mod plumbing {
     pub use eventsourcing_core::{
-        backoff, engine, stream_starts, ChangeNotifier, Changes, Collector, PositionCell,
-        SavedHook, StopSignal,
+        backoff, check_save, engine, ChangeNotifier, Changes, Collector, PositionCell, SavedHook,
+        StopSignal,
     };
 }
 

@@ -42,6 +42,17 @@ pub enum Error {
         #[source]
         source: EventDecodeError,
     },
+    /// An event of a save cannot be stored as it is (see
+    /// [`check_save`](crate::check_save)); nothing of the save was written.
+    #[error("event {version} of stream {stream_id} cannot be stored: {reason}")]
+    InvalidEvent {
+        /// The event's stream.
+        stream_id: Uuid,
+        /// The event's version.
+        version: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A domain event could not be encoded.
     #[error("cannot encode event `{event_type}` for stream {stream_id}: {source}")]
     Encode {

@@ -182,30 +182,3 @@ impl Tracking {
         }
     }
 }
-
-/// The streams of a save, each with the version its first new event has, in the order they
-/// first appear. Fails with [`Error::Conflict`] (the check every store makes before writing)
-/// when a stream's versions are not contiguous and ascending within the save.
-pub fn stream_starts(events: &[NewEvent]) -> Result<Vec<(Uuid, u64)>, Error> {
-    // (stream, first version, last version seen): few streams per save, so a Vec beats a map.
-    let mut streams: Vec<(Uuid, u64, u64)> = Vec::new();
-    for event in events {
-        match streams.iter_mut().find(|s| s.0 == event.stream_id) {
-            None => streams.push((event.stream_id, event.version, event.version)),
-            Some(stream) => {
-                if event.version != stream.2.saturating_add(1) {
-                    return Err(Error::Conflict {
-                        stream_id: event.stream_id,
-                        expected: stream.2,
-                        actual: stream.2,
-                    });
-                }
-                stream.2 = event.version;
-            }
-        }
-    }
-    Ok(streams
-        .into_iter()
-        .map(|(id, first, _)| (id, first))
-        .collect())
-}

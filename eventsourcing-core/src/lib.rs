@@ -32,6 +32,7 @@ mod aggregate;
 mod application;
 mod batch;
 mod changes;
+mod check;
 mod codec;
 mod config;
 pub mod engine;
@@ -52,10 +53,11 @@ pub use aggregate::{
 };
 pub use application::{Application, Collector, Repository, Retry, SavedHook, Unsaved};
 pub use changes::{ChangeNotifier, Changes};
+pub use check::check_save;
 pub use codec::{Codec, CodecError, JsonCodec};
 pub use config::{ConfigError, Env, MAX_SECONDS};
 pub use error::{BoxError, Error};
-pub use event::{stream_starts, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
+pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
 pub use migrate::{
     AppliedMigration, BlockingMigrator, MigrateError, Migration, MigrationPlan, MigrationReport,

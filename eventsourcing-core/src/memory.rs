@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 use crate::{
     changes::{ChangeNotifier, Changes},
+    check::check_save,
     error::Error,
-    event::{stream_starts, NewEvent, Position, Snapshot, StoredEvent, Tracking},
+    event::{NewEvent, Position, Snapshot, StoredEvent, Tracking},
     projection::ParkedEvent,
     store::EventStore,
 };
@@ -46,7 +47,7 @@ impl MemoryStore {
             t.check_after(inner.tracking.get(&t.name).copied())?;
         }
         // Check every stream first so that a conflict writes nothing.
-        for (stream_id, first) in stream_starts(&events)? {
+        for (stream_id, first) in check_save(&events)? {
             let current = inner.streams.get(&stream_id).map_or(0, |s| s.len() as u64);
             if first != current + 1 {
                 return Err(Error::Conflict {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Error, Metadata, NewEvent, Position, Tracking};
+use eventsourcing_core::{check_save, Error, Metadata, NewEvent, Position, Tracking};
 use tokio_postgres::{
     error::SqlState,
     types::{Json, ToSql},
@@ -166,8 +166,9 @@ struct Batch<'a> {
 }
 
 impl<'a> Batch<'a> {
-    /// `None` for an empty save. A save whose versions are not contiguous within a stream is a
-    /// conflict before anything is sent (as in `MemoryStore`).
+    /// `None` for an empty save. A save that fails [`check_save`] (versions not contiguous
+    /// within a stream, what no store keeps) is refused before anything is sent, as on every
+    /// store.
     fn new(events: &'a [NewEvent]) -> Result<Option<Self>, Error> {
         if events.is_empty() {
             return Ok(None);
@@ -185,29 +186,14 @@ impl<'a> Batch<'a> {
             guard_versions: Vec::new(),
             streams: Vec::new(),
         };
-        // Next expected version per stream; a save rarely holds more than a few streams.
-        let mut next: Vec<(Uuid, u64)> = Vec::new();
-        for event in events {
-            match next.iter_mut().find(|(id, _)| *id == event.stream_id) {
-                Some((_, expected)) => {
-                    if event.version != *expected {
-                        return Err(Error::Conflict {
-                            stream_id: event.stream_id,
-                            expected: *expected - 1,
-                            actual: *expected - 1,
-                        });
-                    }
-                    *expected += 1;
-                }
-                None => {
-                    next.push((event.stream_id, event.version.saturating_add(1)));
-                    batch.streams.push((event.stream_id, event.version));
-                    if event.version != 1 {
-                        batch.guard_ids.push(event.stream_id);
-                        batch.guard_versions.push(version_param(event.version)?);
-                    }
-                }
+        for (stream_id, first) in check_save(events)? {
+            batch.streams.push((stream_id, first));
+            if first != 1 {
+                batch.guard_ids.push(stream_id);
+                batch.guard_versions.push(version_param(first)?);
             }
+        }
+        for event in events {
             batch.stream_ids.push(event.stream_id);
             batch.versions.push(version_param(event.version)?);
             batch.timestamps.push(event.timestamp);

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use eventsourcing_core::{Error, NewEvent, Snapshot, Tracking, Uuid};
+use eventsourcing_core::{check_save, Error, NewEvent, Snapshot, Tracking, Uuid};
 use rusqlite::{Connection, TransactionBehavior};
 
 use crate::{
@@ -48,27 +48,12 @@ impl TrackingRow {
     }
 }
 
-/// Checks that each stream's versions in the batch are contiguous, and converts the events for
-/// the INSERT (off the writer thread).
+/// Checks the save ([`check_save`]: contiguity, what no store keeps) and converts the events
+/// for the INSERT (off the writer thread).
 pub(crate) fn plan(events: Vec<NewEvent>) -> Result<Plan, Error> {
-    // (stream, first version, last version seen): few streams per save, so a Vec beats a map.
-    let mut streams: Vec<(Uuid, u64, u64)> = Vec::new();
+    let firsts = check_save(&events)?;
     let mut rows = Vec::with_capacity(events.len());
     for event in events {
-        match streams.iter_mut().find(|s| s.0 == event.stream_id) {
-            None => streams.push((event.stream_id, event.version, event.version)),
-            Some(stream) => {
-                if event.version != stream.2 + 1 {
-                    // The same report as the in-memory store.
-                    return Err(Error::Conflict {
-                        stream_id: event.stream_id,
-                        expected: stream.2,
-                        actual: stream.2,
-                    });
-                }
-                stream.2 = event.version;
-            }
-        }
         let metadata = if event.metadata.is_empty() {
             None
         } else {
@@ -84,13 +69,7 @@ pub(crate) fn plan(events: Vec<NewEvent>) -> Result<Plan, Error> {
             metadata,
         });
     }
-    Ok(Plan {
-        firsts: streams
-            .into_iter()
-            .map(|(id, first, _)| (id, first))
-            .collect(),
-        rows,
-    })
+    Ok(Plan { firsts, rows })
 }
 
 /// One save: checks the tracking position and every stream's current version, inserts every

@@ -1,6 +1,7 @@
 //! Appending: conflicts, atomic saves across aggregates, metadata, contiguous versions.
 
 use eventsourcing::prelude::*;
+use eventsourcing::NewEvent;
 
 use super::fixtures::{new_endpoint, raw_event, Counter};
 use super::widget::WidgetRegistryEndpoint;
@@ -104,4 +105,45 @@ pub async fn non_contiguous_first_version_is_a_conflict<S: EventStore>(store: S)
     assert_eq!(store.stream_version(id).await.unwrap(), 0);
     store.append(vec![event(1), event(2)]).await.unwrap();
     assert_eq!(store.stream_version(id).await.unwrap(), 2);
+}
+
+/// The same save is accepted or refused alike on every store: text PostgreSQL keeps (quotes,
+/// backslashes, emoji, other scripts, control characters but NUL) round-trips; a NUL in
+/// metadata or in the event type, version 0 and an empty type are an `Error::InvalidEvent`
+/// naming the event, and nothing of that save is written.
+pub async fn the_same_metadata_is_accepted_or_refused_alike<S: EventStore>(store: S) {
+    let id = Uuid::new_v4();
+    let odd = "quote\" back\\slash \u{1F600} \u{4E2D}\u{6587} tab\t nl\n \u{7}";
+    let kept = NewEvent {
+        metadata: Metadata::default().with(odd, odd),
+        ..NewEvent::new(id, 1, "Happened", b"{}".to_vec())
+    };
+    store.append(vec![kept.clone()]).await.unwrap();
+    let loaded = store.load(id, 0, None).await.unwrap();
+    assert_eq!(loaded[0].metadata, kept.metadata);
+
+    let nul = |key: &str, value: &str| NewEvent {
+        metadata: Metadata::default().with(key, value),
+        ..NewEvent::new(id, 2, "Happened", b"{}".to_vec())
+    };
+    for (bad, says) in [
+        (nul("user", "a\0b"), "NUL"),
+        (nul("us\0er", "a"), "NUL"),
+        (NewEvent::new(id, 2, "Hap\0pened", b"{}".to_vec()), "NUL"),
+        (NewEvent::new(id, 2, "", b"{}".to_vec()), "empty"),
+    ] {
+        // In a save of two streams: the good one is not written either.
+        let other = Uuid::new_v4();
+        let good = NewEvent::new(other, 1, "Happened", b"{}".to_vec());
+        let err = store.append(vec![good, bad]).await.unwrap_err();
+        match &err {
+            Error::InvalidEvent {
+                stream_id, version, ..
+            } => assert_eq!((*stream_id, *version), (id, 2), "{err}"),
+            other => panic!("expected InvalidEvent, got {other:?}"),
+        }
+        assert!(err.to_string().contains(says), "{err}");
+        assert_eq!(store.stream_version(other).await.unwrap(), 0);
+        assert_eq!(store.stream_version(id).await.unwrap(), 1);
+    }
 }

@@ -45,6 +45,7 @@ macro_rules! conformance_tests {
             log::read_log_pages_in_order,
             append::metadata_round_trips,
             append::non_contiguous_first_version_is_a_conflict,
+            append::the_same_metadata_is_accepted_or_refused_alike,
             load::load_for_replay_matches_load,
             snapshots::seed_snapshot_test,
             snapshots::snapshots_at_interval_and_get_at_uses_older_ones,
