@@ -13,7 +13,7 @@ use eventsourcing::{
         tokio_postgres::{IsolationLevel, Row, Transaction},
         PostgresProjection, PostgresStore,
     },
-    BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent,
+    BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
 use projection::{Harness, Model, Tally};
 
@@ -144,6 +144,22 @@ impl Harness for Postgres {
     ) -> RunnerHandle {
         let schema = self.qualified();
         spawn_projection(store.clone(), PostgresTally { tally, schema }, options)
+    }
+
+    async fn corrupt_metadata(&self, stream_id: Uuid, version: u64) {
+        let client = self.schema.client().await.unwrap();
+        let s = self.qualified();
+        let updated = client
+            .execute(
+                &format!(
+                    "UPDATE {s}.events SET metadata = '{{\"correlation_id\": 5}}' \
+                     WHERE stream_id = $1 AND version = $2"
+                ),
+                &[&stream_id, &(version as i64)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(updated, 1);
     }
 
     async fn tracked_model(&self, name: &str) -> (Option<Position>, Model) {

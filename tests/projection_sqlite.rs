@@ -150,6 +150,39 @@ fn read_tally(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<(Option<Posi
     Ok((recorded, model))
 }
 
+/// Overwrites one event's metadata from a projection's setup, which runs in a committed write
+/// transaction on the store's own connection: the one way into a private in-memory database.
+struct CorruptMetadata {
+    stream_id: Uuid,
+    version: i64,
+}
+
+impl SqliteProjection for CorruptMetadata {
+    fn name(&self) -> &str {
+        "corrupt-metadata"
+    }
+
+    fn event_types(&self) -> Option<Vec<String>> {
+        Some(Vec::new())
+    }
+
+    fn setup(&mut self, tx: &Transaction<'_>) -> Result<(), BoxError> {
+        let updated = tx.execute(
+            r#"UPDATE events SET metadata = '{"correlation_id": 5}'
+               WHERE stream_id = ?1 AND version = ?2"#,
+            rusqlite::params![self.stream_id.as_bytes(), self.version],
+        )?;
+        match updated {
+            1 => Ok(()),
+            n => Err(format!("updated {n} rows").into()),
+        }
+    }
+
+    fn handle(&mut self, _: &Transaction<'_>, _: &StoredEvent) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
 impl Harness for Sqlite {
     type Store = SqliteStore;
 
@@ -176,6 +209,18 @@ impl Harness for Sqlite {
         options: ProjectionOptions,
     ) -> RunnerHandle {
         spawn_projection(store.clone(), SqliteTally(tally), options)
+    }
+
+    async fn corrupt_metadata(&self, stream_id: Uuid, version: u64) {
+        let corrupt = CorruptMetadata {
+            stream_id,
+            version: version as i64,
+        };
+        // The setup runs before the runner looks at a stop.
+        spawn_projection(self.store.clone(), corrupt, ProjectionOptions::default())
+            .stop()
+            .await
+            .unwrap();
     }
 
     async fn tracked_model(&self, name: &str) -> (Option<Position>, Model) {

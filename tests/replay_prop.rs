@@ -124,10 +124,12 @@ proptest! {
                 version: r.version,
                 position: eventsourcing::Position::default(),
                 event_type: eventsourcing::DomainEvent::name(&r.event).to_owned(),
+                stream_type: String::new(),
                 schema_version: 1,
                 timestamp: r.timestamp,
                 payload: eventsourcing::DomainEvent::encode(&r.event, &codec).unwrap(),
                 metadata: Metadata::default(),
+                defect: None,
             })
             .collect();
         let rebuilt: Account = eventsourcing::replay(&codec, account.id(), None, stored)

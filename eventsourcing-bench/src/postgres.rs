@@ -885,6 +885,8 @@ impl Reader {
                     timestamp: row.try_get(6)?,
                     payload: row.try_get(7)?,
                     metadata: metadata.map(|Json(m)| m).unwrap_or_default(),
+                    stream_type: String::new(),
+                    defect: None,
                 };
                 after = event.position;
                 std::hint::black_box(event);

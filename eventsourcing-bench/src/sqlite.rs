@@ -875,6 +875,8 @@ impl Raw {
                     .ok_or("timestamp out of range")?,
                 payload: row.get(6)?,
                 metadata,
+                stream_type: String::new(),
+                defect: None,
             });
         }
         Ok(())

@@ -109,6 +109,7 @@ impl<'a, C: Codec> Collector<'a, C> {
                 stream_id: meta.id(),
                 version: recorded.version,
                 event_type: event.name().into(),
+                stream_type: A::TYPE_NAME.into(),
                 schema_version: event.schema_version(),
                 timestamp: recorded.timestamp,
                 payload,
@@ -434,6 +435,16 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
         }
         let after = base.as_ref().map_or(0, |a| a.version());
         let events = app.inner.store.load_for_replay(id, after, version).await?;
+        for event in &events {
+            event.check_defect()?;
+            if !event.stream_type.is_empty() && event.stream_type != A::TYPE_NAME {
+                return Err(Error::WrongType {
+                    stream_id: id,
+                    stored: event.stream_type.clone(),
+                    requested: A::TYPE_NAME,
+                });
+            }
+        }
         let aggregate = replay::<A, C>(&app.inner.codec, id, base, events)?;
         let aggregate = match aggregate {
             Some(a) if version.is_none_or(|v| a.version() == v) => a,

@@ -23,6 +23,13 @@ pub struct Batch {
     pub types: Option<Arc<[String]>>,
 }
 
+/// Whether a consumer of `types` (`None`: all) handles `event`. A row whose type could not be
+/// read is handled (as a failure), never skipped unseen.
+pub(crate) fn wanted(types: Option<&[String]>, event: &StoredEvent) -> bool {
+    (event.defect.is_some() && event.event_type.is_empty())
+        || types.is_none_or(|types| types.contains(&event.event_type))
+}
+
 /// The handler failures found in earlier attempts at one batch, by index into
 /// [`Batch::events`]: the next attempt stops before the first, or parks them.
 #[derive(Debug, Clone, Default)]
@@ -68,9 +75,31 @@ pub struct Plan<'a> {
 impl Batch {
     /// Whether the consumer handles `event`.
     pub fn wants(&self, event: &StoredEvent) -> bool {
-        self.types
-            .as_deref()
-            .is_none_or(|types| types.contains(&event.event_type))
+        wanted(self.types.as_deref(), event)
+    }
+
+    /// The failures known before any attempt: the rows that could not be read
+    /// ([`StoredEvent::defect`]) among those the consumer handles, as `OnError` says. Returns
+    /// the known failures and, under `Stop`, the first such row's index and error.
+    pub(crate) fn defects(&self, park: bool) -> (Known, Option<(usize, BoxError)>) {
+        let mut known = Known::default();
+        let mut first = None;
+        for (index, event) in self.events.iter().enumerate() {
+            let Err(error) = event.check_defect() else {
+                continue;
+            };
+            if !self.wants(event) {
+                continue;
+            }
+            if park {
+                known.parked.push((index, error.to_string()));
+            } else {
+                known.stop = Some(index);
+                first = Some((index, BoxError::from(error)));
+                break;
+            }
+        }
+        (known, first)
     }
 
     /// What an attempt does when the store has recorded `recorded` (read in the attempt's own
@@ -190,10 +219,12 @@ mod tests {
             version: seq,
             position: Position { commit: 1, seq },
             event_type: event_type.into(),
+            stream_type: String::new(),
             schema_version: 1,
             timestamp: Utc::now(),
             payload: Vec::new(),
             metadata: Metadata::default(),
+            defect: None,
         }
     }
 

@@ -15,6 +15,7 @@ pub use crate::batch::{
 };
 
 use crate::{
+    batch::wanted,
     changes::Changes,
     error::{BoxError, Error},
     event::{Position, StoredEvent},
@@ -146,9 +147,7 @@ impl<T: BatchTarget> Runner<T> {
     }
 
     fn wants(&self, event: &StoredEvent) -> bool {
-        self.types
-            .as_deref()
-            .is_none_or(|types| types.contains(&event.event_type))
+        wanted(self.types.as_deref(), event)
     }
 
     /// Whether any link of the chain is worth retrying.
@@ -224,8 +223,8 @@ impl<T: BatchTarget> Runner<T> {
     /// failure (stopping before the event, or parking it), until an attempt commits. The first
     /// attempt needs no savepoints, so a batch that fails nowhere costs none.
     async fn apply(&mut self, batch: &Arc<Batch>) -> Applied {
-        let mut known = Known::default();
-        let mut stopped_by: Option<(usize, BoxError)> = None;
+        // Rows that could not be read fail like a handler would, without calling it.
+        let (mut known, mut stopped_by) = batch.defects(self.options.on_error == OnError::Park);
         loop {
             let (index, error, recorded) = match self.target.attempt(batch, &known).await {
                 Ok(Outcome::Done { position, stopped }) => {

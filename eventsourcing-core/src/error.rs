@@ -42,6 +42,31 @@ pub enum Error {
         #[source]
         source: EventDecodeError,
     },
+    /// A stream was loaded as another aggregate type than the one that wrote it (two types
+    /// share an id, e.g. through `id_from_name`); nothing was built.
+    #[error("stream {stream_id} holds `{stored}` events, not `{requested}` ones")]
+    WrongType {
+        /// The stream.
+        stream_id: Uuid,
+        /// The aggregate type its events were written by.
+        stored: String,
+        /// The aggregate type it was loaded as.
+        requested: &'static str,
+    },
+    /// A stored row could not be read back (a column holds what no writer of this library
+    /// wrote: a hand edit, another program, a corrupted file). Reported per event, with its
+    /// place in the log, instead of failing the whole page.
+    #[error("the stored event at position {position:?} (stream {stream_id}, version {version}) cannot be read: {reason}")]
+    BadRow {
+        /// The row's place in the log.
+        position: Position,
+        /// Its stream, if that column could be read (nil otherwise).
+        stream_id: Uuid,
+        /// Its version, if that column could be read (0 otherwise).
+        version: u64,
+        /// Which column, and why.
+        reason: String,
+    },
     /// An event of a save cannot be stored as it is (see
     /// [`check_save`](crate::check_save)); nothing of the save was written.
     #[error("event {version} of stream {stream_id} cannot be stored: {reason}")]

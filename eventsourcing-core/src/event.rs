@@ -74,6 +74,9 @@ pub struct NewEvent {
     pub version: u64,
     /// The stored event name.
     pub event_type: Cow<'static, str>,
+    /// The aggregate type the stream belongs to (`Aggregate::TYPE_NAME`); empty when unknown
+    /// (a raw write). A load as another type is refused ([`Error::WrongType`]).
+    pub stream_type: Cow<'static, str>,
     /// The payload's schema version.
     pub schema_version: u32,
     /// When the event was recorded (UTC, microsecond precision).
@@ -97,10 +100,50 @@ impl NewEvent {
             stream_id,
             version,
             event_type: event_type.into(),
+            stream_type: Cow::Borrowed(""),
             schema_version: 1,
             timestamp: crate::aggregate::now(),
             payload,
             metadata: Metadata::default(),
+        }
+    }
+}
+
+impl NewEvent {
+    /// The same event, saying which aggregate type its stream belongs to.
+    pub fn of_type(mut self, stream_type: impl Into<Cow<'static, str>>) -> Self {
+        self.stream_type = stream_type.into();
+        self
+    }
+}
+
+impl StoredEvent {
+    /// [`Error::BadRow`] for a row with a [`defect`](Self::defect); `Ok` for a sound one.
+    pub fn check_defect(&self) -> Result<(), Error> {
+        match &self.defect {
+            None => Ok(()),
+            Some(reason) => Err(Error::BadRow {
+                position: self.position,
+                stream_id: self.stream_id,
+                version: self.version,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// A row of which only the position could be read: what a store returns for it.
+    pub fn defective(position: Position, reason: String) -> Self {
+        StoredEvent {
+            stream_id: Uuid::nil(),
+            version: 0,
+            position,
+            event_type: String::new(),
+            stream_type: String::new(),
+            schema_version: 0,
+            timestamp: DateTime::<Utc>::UNIX_EPOCH,
+            payload: Vec::new(),
+            metadata: Metadata::default(),
+            defect: Some(reason),
         }
     }
 }
@@ -116,6 +159,8 @@ pub struct StoredEvent {
     pub position: Position,
     /// The stored event name.
     pub event_type: String,
+    /// The aggregate type the stream belongs to; empty when the writer did not say.
+    pub stream_type: String,
     /// The payload's schema version.
     pub schema_version: u32,
     /// When the event was recorded.
@@ -124,6 +169,13 @@ pub struct StoredEvent {
     pub payload: Vec<u8>,
     /// Correlation, causation and user key/values.
     pub metadata: Metadata,
+    /// Why a column of this event's stored row could not be read (`None` for a sound row):
+    /// the fields it would have filled keep their defaults. A store reports such a row this way
+    /// instead of failing the whole page of the log, so that one bad row never stops every
+    /// consumer: [`Subscription`](crate::Subscription) returns it as [`Error::BadRow`] and moves
+    /// on, a projection stops on it or parks it ([`OnError`](crate::OnError)), and loading its
+    /// aggregate is an [`Error::BadRow`].
+    pub defect: Option<String>,
 }
 
 /// A stored copy of an aggregate's state at a version.

@@ -75,10 +75,12 @@ impl MemoryStore {
                     seq: index as u64 + 1,
                 },
                 event_type: event.event_type.into_owned(),
+                stream_type: event.stream_type.into_owned(),
                 schema_version: event.schema_version,
                 timestamp: event.timestamp,
                 payload: event.payload,
                 metadata: event.metadata,
+                defect: None,
             };
             inner.log.push(stored);
             inner

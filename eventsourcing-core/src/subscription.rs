@@ -20,7 +20,8 @@ pub fn read_log_stream<S: EventStore>(
     let state = (after, VecDeque::<StoredEvent>::new(), false);
     futures_util::stream::unfold(state, move |(after, mut buffer, done)| async move {
         if let Some(event) = buffer.pop_front() {
-            return Some((Ok(event), (after, buffer, done)));
+            let item = event.check_defect().map(|()| event);
+            return Some((item, (after, buffer, done)));
         }
         if done {
             return None;
@@ -32,7 +33,8 @@ pub fn read_log_stream<S: EventStore>(
                 let after = events.last().map_or(after, |e| e.position);
                 buffer.extend(events);
                 let event = buffer.pop_front()?;
-                Some((Ok(event), (after, buffer, done)))
+                let item = event.check_defect().map(|()| event);
+                Some((item, (after, buffer, done)))
             }
         }
     })
@@ -115,6 +117,8 @@ impl<S: EventStore> Subscription<S> {
         loop {
             while let Some(event) = self.buffer.pop_front() {
                 self.delivered = event.position;
+                // A row that cannot be read: reported, and passed (the next call goes on).
+                event.check_defect()?;
                 if self.wants(&event) {
                     return Ok(Some(event));
                 }

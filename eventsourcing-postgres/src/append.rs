@@ -155,6 +155,7 @@ struct Batch<'a> {
     versions: Vec<i64>,
     timestamps: Vec<DateTime<Utc>>,
     event_types: Vec<&'a str>,
+    stream_types: Vec<&'a str>,
     schema_versions: Vec<i32>,
     payloads: Vec<&'a [u8]>,
     metadata: Vec<Option<Json<&'a Metadata>>>,
@@ -179,6 +180,7 @@ impl<'a> Batch<'a> {
             versions: Vec::with_capacity(n),
             timestamps: Vec::with_capacity(n),
             event_types: Vec::with_capacity(n),
+            stream_types: Vec::with_capacity(n),
             schema_versions: Vec::with_capacity(n),
             payloads: Vec::with_capacity(n),
             metadata: Vec::with_capacity(n),
@@ -198,6 +200,7 @@ impl<'a> Batch<'a> {
             batch.versions.push(version_param(event.version)?);
             batch.timestamps.push(event.timestamp);
             batch.event_types.push(&event.event_type);
+            batch.stream_types.push(&event.stream_type);
             batch
                 .schema_versions
                 .push(i32::try_from(event.schema_version).map_err(|_| {
@@ -221,6 +224,7 @@ impl<'a> Batch<'a> {
             versions: Vec::new(),
             timestamps: Vec::new(),
             event_types: Vec::new(),
+            stream_types: Vec::new(),
             schema_versions: Vec::new(),
             payloads: Vec::new(),
             metadata: Vec::new(),
@@ -250,6 +254,7 @@ impl<'a> Batch<'a> {
                 &self.schema_versions[0],
                 &self.payloads[0],
                 &self.metadata[0],
+                &self.stream_types[0],
             ],
             Shape::Many => vec![
                 &self.stream_ids,
@@ -259,6 +264,7 @@ impl<'a> Batch<'a> {
                 &self.schema_versions,
                 &self.payloads,
                 &self.metadata,
+                &self.stream_types,
             ],
             Shape::ManyGuarded => vec![
                 &self.stream_ids,
@@ -268,6 +274,7 @@ impl<'a> Batch<'a> {
                 &self.schema_versions,
                 &self.payloads,
                 &self.metadata,
+                &self.stream_types,
                 &self.guard_ids,
                 &self.guard_versions,
             ],

@@ -79,47 +79,87 @@ pub(crate) fn stream_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Er
 
 /// A row of `REPLAY_COLUMNS`: position and metadata stay at their defaults.
 pub(crate) fn replay_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Error> {
-    let version: i64 = row.try_get(0).map_err(pg_error)?;
-    let schema_version: i32 = row.try_get(2).map_err(pg_error)?;
-    Ok(StoredEvent {
-        stream_id,
-        version: u64::try_from(version)
-            .map_err(|_| out_of_range(format!("stream {stream_id} has version {version}")))?,
-        position: Position::default(),
-        event_type: row.try_get(1).map_err(pg_error)?,
-        schema_version: u32::try_from(schema_version).map_err(|_| {
-            out_of_range(format!(
-                "stream {stream_id} version {version} has schema version {schema_version}"
-            ))
-        })?,
-        timestamp: row.try_get(3).map_err(pg_error)?,
-        payload: row.try_get(4).map_err(pg_error)?,
-        metadata: Metadata::default(),
+    let version = column::<i64>(row, 0, "version").and_then(|v| non_negative(v, "version"));
+    let fields = |version: u64| {
+        Ok::<_, String>(StoredEvent {
+            stream_id,
+            version,
+            position: Position::default(),
+            event_type: column(row, 1, "event_type")?,
+            stream_type: column(row, 5, "stream_type")?,
+            schema_version: schema_version(row, 2)?,
+            timestamp: column(row, 3, "timestamp")?,
+            payload: column(row, 4, "payload")?,
+            metadata: Metadata::default(),
+            defect: None,
+        })
+    };
+    Ok(settle(Position::default(), stream_id, version, fields))
+}
+
+/// The `STREAM_COLUMNS` of a row, starting at column `at`. Only the position must be readable:
+/// any other column that is not what this crate writes (edited by hand, or by another
+/// program: `jsonb` metadata that is not this crate's shape, a negative version) makes the
+/// event a [`StoredEvent::defect`] naming the column, so one bad row never fails a whole page.
+fn decode_event(row: &Row, stream_id: Uuid, at: usize) -> Result<StoredEvent, Error> {
+    let tx_id: Xid8 = row.try_get(at + 1).map_err(pg_error)?;
+    let seq: i64 = row.try_get(at + 2).map_err(pg_error)?;
+    let position = log_position(tx_id, seq);
+    let version = column::<i64>(row, at, "version").and_then(|v| non_negative(v, "version"));
+    let fields = |version: u64| {
+        let metadata: Option<Json<Metadata>> = column(row, at + 7, "metadata")?;
+        Ok::<_, String>(StoredEvent {
+            stream_id,
+            version,
+            position,
+            event_type: column(row, at + 3, "event_type")?,
+            stream_type: column(row, at + 8, "stream_type")?,
+            schema_version: schema_version(row, at + 4)?,
+            timestamp: column(row, at + 5, "timestamp")?,
+            payload: column(row, at + 6, "payload")?,
+            metadata: metadata.map(|Json(m)| m).unwrap_or_default(),
+            defect: None,
+        })
+    };
+    Ok(settle(position, stream_id, version, fields))
+}
+
+/// The event, or a defective one naming the first column that could not be read.
+fn settle(
+    position: Position,
+    stream_id: Uuid,
+    version: Result<u64, String>,
+    fields: impl FnOnce(u64) -> Result<StoredEvent, String>,
+) -> StoredEvent {
+    let (version, result) = match version {
+        Ok(v) => (v, fields(v)),
+        Err(e) => (0, Err(e)),
+    };
+    result.unwrap_or_else(|reason| {
+        let mut event = StoredEvent::defective(position, reason);
+        event.stream_id = stream_id;
+        event.version = version;
+        event
     })
 }
 
-/// The `STREAM_COLUMNS` of a row, starting at column `at`.
-fn decode_event(row: &Row, stream_id: Uuid, at: usize) -> Result<StoredEvent, Error> {
-    let version: i64 = row.try_get(at).map_err(pg_error)?;
-    let tx_id: Xid8 = row.try_get(at + 1).map_err(pg_error)?;
-    let position: i64 = row.try_get(at + 2).map_err(pg_error)?;
-    let schema_version: i32 = row.try_get(at + 4).map_err(pg_error)?;
-    let metadata: Option<Json<Metadata>> = row.try_get(at + 7).map_err(pg_error)?;
-    Ok(StoredEvent {
-        stream_id,
-        version: u64::try_from(version)
-            .map_err(|_| out_of_range(format!("stream {stream_id} has version {version}")))?,
-        position: log_position(tx_id, position),
-        event_type: row.try_get(at + 3).map_err(pg_error)?,
-        schema_version: u32::try_from(schema_version).map_err(|_| {
-            out_of_range(format!(
-                "stream {stream_id} version {version} has schema version {schema_version}"
-            ))
-        })?,
-        timestamp: row.try_get(at + 5).map_err(pg_error)?,
-        payload: row.try_get(at + 6).map_err(pg_error)?,
-        metadata: metadata.map(|Json(m)| m).unwrap_or_default(),
-    })
+/// Column `index`, or why it cannot be read, naming it.
+fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    name: &str,
+) -> Result<T, String> {
+    row.try_get(index)
+        .map_err(|e| format!("column `{name}`: {}", crate::error::PgError(e)))
+}
+
+fn non_negative(value: i64, name: &str) -> Result<u64, String> {
+    u64::try_from(value).map_err(|_| format!("column `{name}`: {value} is negative"))
+}
+
+fn schema_version(row: &Row, index: usize) -> Result<u32, String> {
+    let value: i32 = column(row, index, "schema_version")?;
+    u32::try_from(value).map_err(|_| format!("column `schema_version`: {value} is negative"))
 }
 
 /// A row of `version, timestamp, state_type, fingerprint, payload` from `snapshots`.

@@ -7,16 +7,17 @@ pub(crate) fn quote_ident(name: &str) -> String {
 
 /// The columns of an event read from a known stream, in this order (see `rows::stream_event`).
 const STREAM_COLUMNS: &str =
-    "version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
+    "version, tx_id, position, event_type, schema_version, timestamp, payload, metadata, \
+     stream_type";
 
 /// The columns replay reads of a stream's event, in this order (see `rows::replay_event`):
 /// no position, no metadata.
-const REPLAY_COLUMNS: &str = "version, event_type, schema_version, timestamp, payload";
+const REPLAY_COLUMNS: &str = "version, event_type, schema_version, timestamp, payload, stream_type";
 
 /// The columns of an event read from the log: the stream id, then [`STREAM_COLUMNS`] (see
 /// `rows::log_event`).
-const EVENT_COLUMNS: &str =
-    "stream_id, version, tx_id, position, event_type, schema_version, timestamp, payload, metadata";
+const EVENT_COLUMNS: &str = "stream_id, version, tx_id, position, event_type, schema_version, \
+     timestamp, payload, metadata, stream_type";
 
 /// The statements a pooled connection prepares (lazily, once each) and caches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,7 +154,7 @@ impl Shape {
 }
 
 const INSERT_COLUMNS: &str =
-    "(stream_id, version, timestamp, event_type, schema_version, payload, metadata)";
+    "(stream_id, version, timestamp, event_type, schema_version, payload, metadata, stream_type)";
 
 /// The one statement of a save, autocommitted, so atomic on its own.
 ///
@@ -166,30 +167,30 @@ const INSERT_COLUMNS: &str =
 fn append(events: &str, shape: Shape) -> String {
     match shape {
         Shape::One => {
-            format!("INSERT INTO {events} {INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7)")
+            format!("INSERT INTO {events} {INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
         }
         Shape::OneNext => format!(
             "INSERT INTO {events} {INSERT_COLUMNS} \
              SELECT $1::uuid, $2::int8, $3::timestamptz, $4::text, $5::int4, $6::bytea, \
-                    $7::jsonb \
+                    $7::jsonb, $8::text \
              WHERE EXISTS (SELECT 1 FROM {events} p \
                            WHERE p.stream_id = $1::uuid AND p.version = $2::int8 - 1)"
         ),
         Shape::Many => format!(
             "INSERT INTO {events} {INSERT_COLUMNS} \
              SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], \
-                                  $5::int4[], $6::bytea[], $7::jsonb[])"
+                                  $5::int4[], $6::bytea[], $7::jsonb[], $8::text[])"
         ),
         Shape::ManyGuarded => format!(
             "INSERT INTO {events} {INSERT_COLUMNS} \
              SELECT e.stream_id, e.version, e.timestamp, e.event_type, e.schema_version, \
-                    e.payload, e.metadata \
+                    e.payload, e.metadata, e.stream_type \
              FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::int4[], \
-                         $6::bytea[], $7::jsonb[]) \
+                         $6::bytea[], $7::jsonb[], $8::text[]) \
                   AS e(stream_id, version, timestamp, event_type, schema_version, payload, \
-                       metadata) \
+                       metadata, stream_type) \
              WHERE NOT EXISTS ( \
-                 SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS g(stream_id, version) \
+                 SELECT 1 FROM unnest($9::uuid[], $10::int8[]) AS g(stream_id, version) \
                  WHERE NOT EXISTS ( \
                      SELECT 1 FROM {events} p \
                      WHERE p.stream_id = g.stream_id AND p.version = g.version - 1))"
@@ -209,13 +210,13 @@ fn append_tracked(events: &str, tracking: &str) -> String {
     format!(
         "WITH ok AS ( \
              SELECT NOT EXISTS ( \
-                 SELECT 1 FROM unnest($8::uuid[], $9::int8[]) AS g(stream_id, version) \
+                 SELECT 1 FROM unnest($9::uuid[], $10::int8[]) AS g(stream_id, version) \
                  WHERE NOT EXISTS ( \
                      SELECT 1 FROM {events} p \
                      WHERE p.stream_id = g.stream_id AND p.version = g.version - 1)) AS ok), \
          tracked AS ( \
              INSERT INTO {tracking} AS t (name, position_commit, position_seq) \
-             SELECT $10::text, $11::int8, $12::int8 WHERE (SELECT ok FROM ok) \
+             SELECT $11::text, $12::int8, $13::int8 WHERE (SELECT ok FROM ok) \
              ON CONFLICT (name) DO UPDATE \
                  SET position_commit = EXCLUDED.position_commit, \
                      position_seq = EXCLUDED.position_seq, updated_at = now() \
@@ -225,7 +226,7 @@ fn append_tracked(events: &str, tracking: &str) -> String {
          inserted AS ( \
              INSERT INTO {events} {INSERT_COLUMNS} \
              SELECT * FROM unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], \
-                                  $5::int4[], $6::bytea[], $7::jsonb[]) \
+                                  $5::int4[], $6::bytea[], $7::jsonb[], $8::text[]) \
              WHERE EXISTS (SELECT 1 FROM tracked) \
              RETURNING 1) \
          SELECT (SELECT ok FROM ok), (SELECT count(*) FROM tracked), \

@@ -9,11 +9,12 @@ use eventsourcing_postgres::{testing::TestSchema, MigrationState, PostgresStore,
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-const FILES: [&str; 4] = [
+const FILES: [&str; 5] = [
     include_str!("../migrations/0001_events.sql"),
     include_str!("../migrations/0002_snapshots.sql"),
     include_str!("../migrations/0003_tracking.sql"),
     include_str!("../migrations/0004_parked_events.sql"),
+    include_str!("../migrations/0005_stream_type.sql"),
 ];
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
@@ -43,7 +44,7 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
 
     let report = store.migrate().await.unwrap();
     assert!(report.applied.is_empty(), "{report:?}");
-    assert_eq!(report.already_applied, [1, 2, 3, 4]);
+    assert_eq!(report.already_applied, [1, 2, 3, 4, 5]);
     // A second store on the same schema migrates nothing either and sees the same tables.
     let again = schema.store().await;
     let id = Uuid::new_v4();
@@ -62,7 +63,8 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
             (1, "events", MigrationState::Applied),
             (2, "snapshots", MigrationState::Applied),
             (3, "tracking", MigrationState::Applied),
-            (4, "parked_events", MigrationState::Applied)
+            (4, "parked_events", MigrationState::Applied),
+            (5, "stream_type", MigrationState::Applied)
         ]
     );
     assert!(status.pending.is_empty());
@@ -75,7 +77,7 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
         .collect();
     assert_eq!(
         states,
-        [1, 2, 3, 4].map(|v| (v, MigrationState::Applied)),
+        [1, 2, 3, 4, 5].map(|v| (v, MigrationState::Applied)),
         "the same status as SQLite's migration_status"
     );
     assert_eq!(status.events, Some(1));
@@ -278,7 +280,7 @@ async fn without_create_table_nothing_issues_ddl_and_missing_tables_say_what_to_
 
     // After the migration the same store (and its pooled connections) works.
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied_versions(), [1, 2, 3, 4]);
+    assert_eq!(report.applied_versions(), [1, 2, 3, 4, 5]);
     assert!(report.already_applied.is_empty());
     store.append(vec![event(id, 1)]).await.unwrap();
     assert_eq!(store.stream_version(id).await.unwrap(), 1);
@@ -312,12 +314,12 @@ async fn the_admin_command_migrates_and_reports_status() {
     assert!(ok, "{out}");
     assert!(out.contains("applied migration 1 (events)"), "{out}");
     assert!(out.contains("applied migration 3 (tracking)"), "{out}");
-    assert!(out.contains("applied migration 4 (parked_events)"), "{out}");
+    assert!(out.contains("applied migration 5 (stream_type)"), "{out}");
 
     let (ok, out) = admin(&schema, &["migrate"], &[]);
     assert!(ok, "{out}");
     assert!(
-        out.contains("up to date (4 migrations already applied)"),
+        out.contains("up to date (5 migrations already applied)"),
         "{out}"
     );
 

@@ -108,14 +108,20 @@ async fn a_first_version_past_the_end_is_a_conflict_and_writes_nothing() {
     let (store, _schema) = fresh().await;
     let id = Uuid::new_v4();
     store.append(vec![event(id, 1)]).await.unwrap();
-    for version in [3, 7, 0] {
+    for version in [3, 7] {
         let err = store.append(vec![event(id, version)]).await.unwrap_err();
         assert!(
             matches!(err, Error::Conflict { stream_id, expected, actual: 1 }
-                if stream_id == id && expected == version.saturating_sub(1)),
+                if stream_id == id && expected == version - 1),
             "version {version}: {err:?}"
         );
     }
+    // Version 0 exists nowhere: refused as invalid on every store (check_save).
+    let err = store.append(vec![event(id, 0)]).await.unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidEvent { version: 0, .. }),
+        "{err:?}"
+    );
     // A brand-new stream cannot start above 1 either.
     let fresh_id = Uuid::new_v4();
     let err = store.append(vec![event(fresh_id, 2)]).await.unwrap_err();

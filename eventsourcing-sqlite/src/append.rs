@@ -19,6 +19,7 @@ pub(crate) struct EventRow {
     version: i64,
     timestamp: i64,
     event_type: Cow<'static, str>,
+    stream_type: Cow<'static, str>,
     schema_version: u32,
     payload: Vec<u8>,
     metadata: Option<String>,
@@ -64,6 +65,7 @@ pub(crate) fn plan(events: Vec<NewEvent>) -> Result<Plan, Error> {
             version: to_i64("event version", event.version)?,
             timestamp: event.timestamp.timestamp_micros(),
             event_type: event.event_type,
+            stream_type: event.stream_type,
             schema_version: event.schema_version,
             payload: event.payload,
             metadata,
@@ -125,6 +127,7 @@ pub(crate) fn write(
                 row.schema_version,
                 row.payload,
                 row.metadata,
+                row.stream_type.as_ref(),
             ]);
             if let Err(e) = inserted {
                 // A version that exists already: the stream was created by another save. (For

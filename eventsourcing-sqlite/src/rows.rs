@@ -13,28 +13,63 @@ use crate::{
     sql::{READ_TRACKING, WRITE_TRACKING},
 };
 
-/// An event read with the columns of `sql::select_events!`.
+/// An event read with the columns of `sql::select_events!`. Only the position must be
+/// readable: a row with any other column that is not what this crate writes comes back as a
+/// [`StoredEvent::defect`] naming the column, so that one bad row does not fail a whole page.
 pub(crate) fn read_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
     let position = get_u64(row, 0)?;
-    let stream_id = Uuid::from_bytes(row.get::<_, [u8; 16]>(1)?);
-    let metadata = match row.get_ref(7)?.as_str_or_null()? {
-        None => Metadata::default(),
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e)))?,
+    let position = Position {
+        commit: position,
+        seq: position,
     };
-    Ok(StoredEvent {
-        stream_id,
-        version: get_u64(row, 2)?,
-        position: Position {
-            commit: position,
-            seq: position,
-        },
-        event_type: row.get(4)?,
-        schema_version: row.get(5)?,
-        timestamp: micros_to_time(row.get(3)?, 3)?,
-        payload: row.get(6)?,
-        metadata,
-    })
+    let stream_id = row.get::<_, [u8; 16]>(1).map(Uuid::from_bytes);
+    let version = get_u64(row, 2);
+    let (stream_id, version) = match (stream_id, version) {
+        (Ok(stream_id), Ok(version)) => (stream_id, version),
+        (Err(e), _) => return Ok(defective(position, "stream_id", &e, Uuid::nil(), 0)),
+        (Ok(stream_id), Err(e)) => return Ok(defective(position, "version", &e, stream_id, 0)),
+    };
+    let event = (|| {
+        Ok::<_, (&str, rusqlite::Error)>(StoredEvent {
+            stream_id,
+            version,
+            position,
+            event_type: row.get(4).map_err(|e| ("event_type", e))?,
+            stream_type: row.get(8).map_err(|e| ("stream_type", e))?,
+            schema_version: row.get(5).map_err(|e| ("schema_version", e))?,
+            timestamp: row
+                .get(3)
+                .and_then(|t| micros_to_time(t, 3))
+                .map_err(|e| ("timestamp", e))?,
+            payload: row.get(6).map_err(|e| ("payload", e))?,
+            metadata: metadata(row).map_err(|e| ("metadata", e))?,
+            defect: None,
+        })
+    })();
+    Ok(event
+        .unwrap_or_else(|(column, error)| defective(position, column, &error, stream_id, version)))
+}
+
+/// A row whose `column` could not be read.
+fn defective(
+    position: Position,
+    column: &str,
+    error: &rusqlite::Error,
+    stream_id: Uuid,
+    version: u64,
+) -> StoredEvent {
+    let mut event = StoredEvent::defective(position, format!("column `{column}`: {error}"));
+    event.stream_id = stream_id;
+    event.version = version;
+    event
+}
+
+fn metadata(row: &Row<'_>) -> rusqlite::Result<Metadata> {
+    match row.get_ref(7)?.as_str_or_null()? {
+        None => Ok(Metadata::default()),
+        Some(json) => serde_json::from_str(json)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e))),
+    }
 }
 
 /// A timestamp stored as microseconds since the epoch (UTC), read from `column`.

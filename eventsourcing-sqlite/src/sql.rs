@@ -6,7 +6,7 @@ macro_rules! select_events {
     ($rest:literal) => {
         concat!(
             "SELECT position, stream_id, version, timestamp, event_type, schema_version, ",
-            "payload, metadata FROM events ",
+            "payload, metadata, stream_type FROM events ",
             $rest
         )
     };
@@ -19,8 +19,8 @@ pub(crate) const LOAD: &str =
 pub(crate) const READ_LOG: &str = select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2");
 pub(crate) const STREAM_VERSION: &str = "SELECT max(version) FROM events WHERE stream_id = ?1";
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events \
-     (stream_id, version, timestamp, event_type, schema_version, payload, metadata) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (stream_id, version, timestamp, event_type, schema_version, payload, metadata, stream_type) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
 
 pub(crate) const READ_TRACKING: &str =
     "SELECT position_commit, position_seq FROM tracking WHERE name = ?1";

@@ -119,13 +119,8 @@ fn new_event(stream: Uuid, version: u64, run: &str, batch: u64, i: u64, size: us
     let mut payload = format!("{run}:{batch}:{i}:").into_bytes();
     payload.resize(payload.len() + size, b'x');
     NewEvent {
-        stream_id: stream,
-        version,
-        event_type: "Saved".into(),
-        schema_version: 1,
-        timestamp: eventsourcing_core::now(),
-        payload,
         metadata: Metadata::default().with("batch", batch.to_string()),
+        ..NewEvent::new(stream, version, "Saved", payload)
     }
 }
 

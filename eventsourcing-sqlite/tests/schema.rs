@@ -34,7 +34,7 @@ async fn migrations_are_idempotent() {
     for _ in 0..2 {
         let report = store.migrate().await.unwrap();
         assert!(report.applied.is_empty(), "{report:?}");
-        assert_eq!(report.already_applied, [1, 2]);
+        assert_eq!(report.already_applied, [1, 2, 3]);
     }
     store.check_schema().await.unwrap();
     drop(store);
@@ -50,7 +50,7 @@ async fn migrations_are_idempotent() {
             r.get(0)
         })
         .unwrap();
-    assert_eq!(recorded, 2);
+    assert_eq!(recorded, 3);
 }
 
 #[tokio::test]
@@ -60,7 +60,8 @@ async fn a_database_of_the_first_release_gets_the_later_migrations() {
     // Back to what the first release left: migration 1 only.
     let conn = Connection::open(guard.path()).unwrap();
     conn.execute_batch(
-        "DROP TABLE parked_events; DELETE FROM eventsourcing_migrations WHERE version > 1",
+        "DROP TABLE parked_events; ALTER TABLE events DROP COLUMN stream_type; \
+         DELETE FROM eventsourcing_migrations WHERE version > 1",
     )
     .unwrap();
     drop(conn);
@@ -71,7 +72,7 @@ async fn a_database_of_the_first_release_gets_the_later_migrations() {
     let message = schema_message(store.check_schema().await.unwrap_err());
     assert!(message.contains("lacks migration 2"), "{message}");
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied_versions(), [2]);
+    assert_eq!(report.applied_versions(), [2, 3]);
     assert_eq!(report.already_applied, [1]);
     store.check_schema().await.unwrap();
     assert!(tables(&guard).contains(&"parked_events".to_owned()));
@@ -140,7 +141,7 @@ async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migra
     assert_eq!(tables(&guard), Vec::<String>::new(), "no DDL was issued");
 
     // Migrating explicitly makes the same store usable.
-    assert_eq!(store.migrate().await.unwrap().applied_versions(), [1, 2]);
+    assert_eq!(store.migrate().await.unwrap().applied_versions(), [1, 2, 3]);
     store.check_schema().await.unwrap();
     store.append(events(stream, 1, 1)).await.unwrap();
     assert_eq!(store.stream_version(stream).await.unwrap(), 1);
@@ -196,14 +197,14 @@ async fn migration_status_tells_where_each_migration_stands() {
     };
     assert_eq!(
         states(store.migration_status().await.unwrap()),
-        [(1, MigrationState::Pending), (2, MigrationState::Pending)]
+        [1, 2, 3].map(|v| (v, MigrationState::Pending))
     );
     store.migrate().await.unwrap();
     let status = store.migration_status().await.unwrap();
     assert!(status.iter().all(|m| m.applied_at.is_some()));
     assert_eq!(
         states(status),
-        [(1, MigrationState::Applied), (2, MigrationState::Applied)]
+        [1, 2, 3].map(|v| (v, MigrationState::Applied))
     );
 
     let conn = Connection::open(guard.path()).unwrap();
@@ -214,12 +215,13 @@ async fn migration_status_tells_where_each_migration_stands() {
     .unwrap();
     drop(conn);
     let status = store.migration_status().await.unwrap();
-    assert_eq!(status[2].description, "future");
+    assert_eq!(status[3].description, "future");
     assert_eq!(
         states(status),
         [
             (1, MigrationState::Applied),
             (2, MigrationState::ChecksumMismatch),
+            (3, MigrationState::Applied),
             (7, MigrationState::Unknown)
         ]
     );

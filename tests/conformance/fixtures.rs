@@ -32,6 +32,26 @@ impl Counter {
     }
 }
 
+/// A third type whose creation event has the same stored name as `Counter`'s (`Open`) and the
+/// same (empty) payload: before streams recorded their type, a `Counter` stream loaded as a
+/// `Gauge` without any error.
+#[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gauge {
+    meta: Meta<Self>,
+    pub reading: i64,
+}
+
+#[events]
+impl Gauge {
+    #[event]
+    pub fn open() -> Self {
+        Self {
+            meta: Meta::default(),
+            reading: 0,
+        }
+    }
+}
+
 /// A new, unsaved endpoint with the seed's values.
 pub(crate) fn new_endpoint() -> WidgetRegistryEndpoint {
     WidgetRegistryEndpoint::create(

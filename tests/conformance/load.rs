@@ -4,7 +4,7 @@
 use eventsourcing::prelude::*;
 use eventsourcing::{NewEvent, StoredEvent};
 
-use super::fixtures::new_endpoint;
+use super::fixtures::{new_endpoint, Counter, Gauge};
 use super::widget::WidgetRegistryEndpoint;
 
 pub async fn save_and_load<S: EventStore>(store: S) {
@@ -114,13 +114,8 @@ pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: 
     // An event whose payload lacks a field, written straight to the store.
     app.store()
         .append(vec![NewEvent {
-            stream_id: id,
-            version: 2,
-            event_type: "NameUpdated".into(),
             schema_version: 1,
-            timestamp: eventsourcing::now(),
-            payload: br#"{"nom":"x"}"#.to_vec(),
-            metadata: Metadata::default(),
+            ..NewEvent::new(id, 2, "NameUpdated", br#"{"nom":"x"}"#.to_vec())
         }])
         .await
         .unwrap();
@@ -141,13 +136,8 @@ pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: 
     app.save(&mut other).await.unwrap();
     app.store()
         .append(vec![NewEvent {
-            stream_id: other.id(),
-            version: 2,
-            event_type: "Exploded".into(),
             schema_version: 1,
-            timestamp: eventsourcing::now(),
-            payload: b"{}".to_vec(),
-            metadata: Metadata::default(),
+            ..NewEvent::new(other.id(), 2, "Exploded", b"{}".to_vec())
         }])
         .await
         .unwrap();
@@ -198,4 +188,40 @@ pub async fn load_for_replay_matches_load<S: EventStore>(store: S) {
         };
         assert_eq!(key(&lean), key(&full), "after {after}, up to {up_to:?}");
     }
+}
+
+/// Two types sharing an event name and a name-based id: the stream remembers which type wrote
+/// it, and loading it as the other is `Error::WrongType` naming both, never a wrong aggregate.
+pub async fn a_stream_never_loads_as_another_type<S: EventStore>(store: S) {
+    let app = Application::new(store);
+    let id = eventsourcing::id_from_name("shared by two types");
+    let mut counter = Counter::open_with_id(id);
+    counter.add(3);
+    app.save(&mut counter).await.unwrap();
+
+    let err = app.repository().get::<Gauge>(id).await.unwrap_err();
+    match &err {
+        Error::WrongType {
+            stream_id,
+            stored,
+            requested,
+        } => assert_eq!(
+            (*stream_id, stored.as_str(), *requested),
+            (id, "Counter", "Gauge")
+        ),
+        other => panic!("expected WrongType, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(
+        message.contains("Counter") && message.contains("Gauge"),
+        "{message}"
+    );
+    let loaded: Counter = app.repository().get(id).await.unwrap();
+    assert_eq!(loaded.total, 3);
+    // What a store returns says so too.
+    let stored = app.store().load(id, 0, None).await.unwrap();
+    assert!(
+        stored.iter().all(|e| e.stream_type == "Counter"),
+        "{stored:?}"
+    );
 }

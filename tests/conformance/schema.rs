@@ -159,13 +159,8 @@ pub async fn old_event_payload_loads_through_its_upcast<S: EventStore>(store: S)
     let app = Application::new(store);
     let id = eventsourcing::new_id();
     let stored = |version, event_type: &'static str, schema_version, payload: &str| NewEvent {
-        stream_id: id,
-        version,
-        event_type: event_type.into(),
         schema_version,
-        timestamp: eventsourcing::now(),
-        payload: payload.as_bytes().to_vec(),
-        metadata: Metadata::default(),
+        ..NewEvent::new(id, version, event_type, payload.as_bytes().to_vec())
     };
     // Written by the code of version 1, never rewritten.
     app.store()
@@ -223,13 +218,13 @@ pub async fn payload_newer_than_the_code_is_a_clear_error<S: EventStore>(store: 
     let id = eventsourcing::new_id();
     app.store()
         .append(vec![NewEvent {
-            stream_id: id,
-            version: 1,
-            event_type: "Registered".into(),
             schema_version: 9,
-            timestamp: eventsourcing::now(),
-            payload: br#"{"first":"a","last":"b","middle":"c"}"#.to_vec(),
-            metadata: Metadata::default(),
+            ..NewEvent::new(
+                id,
+                1,
+                "Registered",
+                br#"{"first":"a","last":"b","middle":"c"}"#.to_vec(),
+            )
         }])
         .await
         .unwrap();

@@ -20,6 +20,7 @@
     clippy::expect_used
 )]
 
+pub mod bad_rows;
 pub mod exactly_once;
 pub mod failures;
 pub mod lag;
@@ -79,6 +80,11 @@ pub trait Harness: Send + Sync + 'static {
 
     /// The store's `unpark(name, position)`.
     async fn unpark(&self, name: &str, position: Position) -> bool;
+
+    /// Overwrites the stored metadata of event `version` of `stream_id` with `{"correlation_id":
+    /// 5}`: JSON the store accepts, but not metadata any writer of this library writes (as a
+    /// hand edit or another program would leave it).
+    async fn corrupt_metadata(&self, stream_id: Uuid, version: u64);
 
     /// Starts `tally` on the harness's store.
     fn spawn(&self, tally: Tally, options: ProjectionOptions) -> RunnerHandle {
@@ -265,6 +271,7 @@ macro_rules! projection_tests {
             lag::projections_progress_independently_and_report_lag,
             process::a_failing_process_parks_the_event_downstream_and_goes_on,
             process::two_instances_of_a_process_handle_each_event_once,
+            bad_rows::an_unreadable_row_is_reported_alone_and_parked_or_stopped_on,
         );
     };
     (@tests $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {

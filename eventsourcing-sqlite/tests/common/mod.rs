@@ -3,7 +3,7 @@
 
 use eventsourcing_core::{
     chrono::{DateTime, Utc},
-    Metadata, NewEvent, Uuid,
+    NewEvent, Uuid,
 };
 
 /// A timestamp with microsecond precision (what the store keeps).
@@ -14,13 +14,13 @@ pub fn at_micros(micros: i64) -> DateTime<Utc> {
 /// An event of `stream` at `version` with a payload naming both.
 pub fn event(stream: Uuid, version: u64) -> NewEvent {
     NewEvent {
-        stream_id: stream,
-        version,
-        event_type: "Happened".into(),
-        schema_version: 1,
         timestamp: at_micros(1_700_000_000_123_456 + version as i64),
-        payload: format!("{stream}:{version}").into_bytes(),
-        metadata: Metadata::default(),
+        ..NewEvent::new(
+            stream,
+            version,
+            "Happened",
+            format!("{stream}:{version}").into_bytes(),
+        )
     }
 }
 
