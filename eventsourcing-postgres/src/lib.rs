@@ -161,9 +161,14 @@
 //!   the cluster** — not only event writers: a long `UPDATE` in another database, a forgotten
 //!   `BEGIN` in psql, or a prepared (two-phase) transaction holds every log reader back until
 //!   it ends. Writers are unaffected. `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` (default
-//!   5 s) ends idle transactions of this store's sessions; set `idle_in_transaction_session_timeout`
-//!   server-wide to protect against other clients, and watch `pg_stat_activity` for old
-//!   `backend_xid`s if projections lag.
+//!   5 s) ends idle transactions of this store's sessions (projection batches, which wait on
+//!   their handlers, are exempt); set `idle_in_transaction_session_timeout` server-wide to
+//!   protect against other clients. The store watches for it: when committed events have been
+//!   held back for longer than [`HORIZON_WARN_AFTER`] (10 s), a read of the log logs at `warn`
+//!   the pid, database, application and transaction age of the oldest running transaction (again
+//!   every 10 s while it lasts); [`PostgresStore::log_horizon`] and `eventsourcing-admin status`
+//!   show the same. The operator's fix: end that transaction (commit or roll it back where it
+//!   was opened, or `SELECT pg_terminate_backend(pid)`); readers then catch up at once.
 //! - **Dump and restore.** Transaction ids belong to a cluster. `pg_upgrade`, physical
 //!   replicas and base backups keep them; `pg_dump`/`pg_restore` into a new cluster and logical
 //!   replication do not: the restored rows keep their old `tx_id`, the new cluster counts from
@@ -322,9 +327,10 @@
 // - `conn` (a connection and its prepared statements): error, sql
 // - `pool` (opening and handing out connections): config, conn, error, sql, tls
 // - `live`: config, error, pool, sql, tls
-// - `read`: error, pool, rows, sql, xid
+// - `horizon` (what holds the log horizon): error, pool, xid
+// - `read`: error, horizon, pool, rows, sql, xid
 // - `append`: error, pool, read, rows, sql
-// - `status`: error, migrate, pool, sql
+// - `status`: error, horizon, migrate, pool, read, sql
 // - `store` (`PostgresStore`): append, config, conn, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `testing`: config, pool, sql, store
@@ -334,6 +340,7 @@ mod conn;
 mod conn_str;
 mod env;
 mod error;
+mod horizon;
 mod live;
 mod migrate;
 mod pool;
@@ -357,6 +364,7 @@ pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,
     Migrations,
 };
+pub use horizon::{HorizonHolder, LogHorizon, HORIZON_WARN_AFTER};
 pub use migrate::MIGRATIONS;
 pub use projection::{
     spawn_projection, OnError, ParkedEvent, PostgresProjection, ProjectionOptions,

@@ -256,6 +256,12 @@ pub fn spawn_projection<P: PostgresProjection>(
     spawn_runner(store, consumer, target, options)
 }
 
+/// Lifts `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` for the rest of a projection's
+/// transaction: it guards the pool against forgotten transactions, but a batch's transaction is
+/// not forgotten, only waiting for its handler. (The runner still never leaves one open: it
+/// commits or rolls back, and an aborted runner's connection is dropped.)
+const PATIENT: &str = "SET LOCAL idle_in_transaction_session_timeout = 0";
+
 /// This store's side of a projection runner.
 struct Target<P> {
     name: String,
@@ -273,12 +279,9 @@ impl<P: PostgresProjection> BatchTarget for Target<P> {
         let mut conn = store.checkout().await?;
         let tx = conn.client.transaction().await.map_err(db)?;
         let key = format!("eventsourcing-projection-setup:{}", store.config().schema);
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-            &[&key],
-        )
-        .await
-        .map_err(db)?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&key];
+        let lock = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+        tokio::try_join!(tx.batch_execute(PATIENT), tx.execute(lock, &params)).map_err(db)?;
         match catch_panic_async(self.projection.setup(&tx)).await {
             Ok(()) => tx.commit().await.map_err(db),
             Err(e) => {
@@ -322,11 +325,17 @@ async fn attempt<P: PostgresProjection>(
         false => Some(store.statement(&mut conn, Stmt::ParkEvent).await?),
     };
     let tx = conn.client.transaction().await.map_err(db)?;
-    // One round trip: the row is created if missing, then locked until commit, so that no
-    // other runner of this projection applies these events meanwhile.
+    // One round trip: the session is exempted from the pool's idle-in-transaction timeout for
+    // this transaction (a handler may take its time between statements: the batch must not be
+    // killed for it, on every retry), the row is created if missing, then locked until commit,
+    // so that no other runner of this projection applies these events meanwhile.
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&name];
-    let (_, row) =
-        tokio::try_join!(tx.execute(&insert, &params), tx.query_one(&lock, &params)).map_err(db)?;
+    let (_, _, row) = tokio::try_join!(
+        tx.batch_execute(PATIENT),
+        tx.execute(&insert, &params),
+        tx.query_one(&lock, &params)
+    )
+    .map_err(db)?;
     let recorded = position_from_columns(
         row.try_get(0).map_err(pg_error)?,
         row.try_get(1).map_err(pg_error)?,

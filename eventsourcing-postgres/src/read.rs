@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     error::pg_error,
+    horizon::{self, HorizonWatch},
     pool::{Checkout, Pool},
     rows::{self, fingerprint_column, log_bound, position_from_columns, version_param},
     sql::Stmt,
@@ -95,18 +96,20 @@ pub(crate) async fn stream_version(pool: &Pool, stream_id: Uuid) -> Result<u64, 
 /// The log after `after`.
 pub(crate) async fn read_log(
     pool: &Pool,
+    watch: &HorizonWatch,
     after: Position,
     limit: usize,
 ) -> Result<Vec<StoredEvent>, Error> {
     if limit == 0 {
         return Ok(Vec::new());
     }
-    caught_up(pool, after, limit, || log_page(pool, after, limit)).await
+    caught_up(pool, watch, after, limit, || log_page(pool, after, limit)).await
 }
 
 /// Events recorded at `from <= timestamp < to`, in log order, after `after`, at most `limit`.
 pub(crate) async fn read_by_time(
     pool: &Pool,
+    watch: &HorizonWatch,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     after: Position,
@@ -115,7 +118,7 @@ pub(crate) async fn read_by_time(
     if limit == 0 || from >= to {
         return Ok(Vec::new());
     }
-    caught_up(pool, after, limit, || async {
+    caught_up(pool, watch, after, limit, || async {
         let conn = pool.checkout().await?;
         let (commit, seq) = log_bound(after);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -140,6 +143,7 @@ pub(crate) async fn read_by_time(
 /// back behind an older transaction still running, so that a caller reads its own writes.
 async fn caught_up<F, Fut>(
     pool: &Pool,
+    watch: &HorizonWatch,
     after: Position,
     limit: usize,
     page: F,
@@ -159,9 +163,13 @@ where
     let (horizon, newest) = log_head(pool).await?;
     let newest = match newest {
         Some(newest) if newest.0 > returned => newest,
-        _ => return Ok(events),
+        _ => {
+            watch.released();
+            return Ok(events);
+        }
     };
     if horizon > newest {
+        watch.released();
         return page().await;
     }
     let deadline = tokio::time::Instant::now() + LOG_CATCH_UP;
@@ -170,6 +178,7 @@ where
         tokio::time::sleep(pause).await;
         let (horizon, _) = log_head(pool).await?;
         if horizon > newest {
+            watch.released();
             return page().await;
         }
         if tokio::time::Instant::now() + pause >= deadline {
@@ -178,6 +187,9 @@ where
                 newest = newest.0,
                 "committed events are held back by an older running transaction"
             );
+            if watch.held(horizon) {
+                horizon::report(pool, horizon).await;
+            }
             // What is safe now: never past a running transaction.
             return page().await;
         }
@@ -199,7 +211,7 @@ async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Vec<Stor
 }
 
 /// The horizon (oldest running transaction) and the newest committed event's transaction.
-async fn log_head(pool: &Pool) -> Result<(Xid8, Option<Xid8>), Error> {
+pub(crate) async fn log_head(pool: &Pool) -> Result<(Xid8, Option<Xid8>), Error> {
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(Stmt::LogHead).await?;
     let row = conn

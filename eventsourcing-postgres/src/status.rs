@@ -5,13 +5,15 @@ use eventsourcing_core::Error;
 
 use crate::{
     error::{is_missing_table, missing_tables, pg_error, query_error},
+    horizon::{self, LogHorizon},
     migrate::{self, AppliedMigration, MIGRATIONS},
     pool::Pool,
+    read,
     sql::quote_ident,
 };
 
 /// The state of a store's schema, as `eventsourcing-admin status` prints it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct SchemaStatus {
     /// The schema.
@@ -27,6 +29,19 @@ pub struct SchemaStatus {
     /// log order is broken until the server's transaction ids are moved past them (see the crate
     /// docs, "Dump and restore").
     pub log_ahead_of_server: bool,
+    /// Whether committed events wait behind a running transaction, and which (if the events
+    /// table exists).
+    pub log_horizon: Option<LogHorizon>,
+}
+
+/// Whether committed events of the store wait behind a running transaction (the horizon is
+/// at or below the newest event's transaction), and the oldest running transactions.
+pub(crate) async fn log_horizon(pool: &Pool) -> Result<LogHorizon, Error> {
+    let (horizon, newest) = read::log_head(pool).await?;
+    Ok(LogHorizon {
+        held_back: newest.is_some_and(|newest| horizon <= newest),
+        holders: horizon::holders(pool).await?,
+    })
 }
 
 /// The applied and pending migrations, the number of events and the log-order check.
@@ -54,12 +69,18 @@ pub(crate) async fn status(pool: &Pool) -> Result<SchemaStatus, Error> {
         Err(e) => return Err(pg_error(e)),
     };
     let log_ahead_of_server = events.is_some() && log_ahead(&conn.client, schema).await?;
+    drop(conn);
+    let log_horizon = match events {
+        Some(_) => Some(log_horizon(pool).await?),
+        None => None,
+    };
     Ok(SchemaStatus {
         schema: schema.to_owned(),
         applied,
         pending,
         events,
         log_ahead_of_server,
+        log_horizon,
     })
 }
 

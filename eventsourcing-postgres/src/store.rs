@@ -14,6 +14,7 @@ use crate::{
     append,
     config::PostgresConfig,
     conn::PgConn,
+    horizon::{HorizonWatch, LogHorizon},
     live::Live,
     migrate::{self, MigrationReport},
     pool::{Checkout, Connector, Pool},
@@ -39,6 +40,8 @@ struct Inner {
     /// Wakes this process's subscribers after each save through this store, and other
     /// processes' through `NOTIFY` (see `live.rs`).
     live: Live,
+    /// How long the log horizon has held back committed events (see `horizon.rs`).
+    horizon: HorizonWatch,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -75,6 +78,7 @@ impl PostgresStore {
                 live: Live::new(&config, connector.clone()),
                 config,
                 connector,
+                horizon: HorizonWatch::default(),
             }),
         })
     }
@@ -115,6 +119,13 @@ impl PostgresStore {
     /// The applied and pending migrations, the number of events and the log-order check.
     pub async fn status(&self) -> Result<SchemaStatus, Error> {
         status::status(&self.inner.pool).await
+    }
+
+    /// The log horizon: whether committed events of this store are held back behind a running
+    /// transaction, and the oldest running transactions of the server (what to end). See
+    /// [Global order](crate#global-order).
+    pub async fn log_horizon(&self) -> Result<LogHorizon, Error> {
+        status::log_horizon(&self.inner.pool).await
     }
 
     /// `Ok` if every migration of this code is applied; otherwise [`Error::Schema`] saying to
@@ -161,7 +172,15 @@ impl PostgresStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
-        read::read_by_time(&self.inner.pool, from, to, after, limit).await
+        read::read_by_time(
+            &self.inner.pool,
+            &self.inner.horizon,
+            from,
+            to,
+            after,
+            limit,
+        )
+        .await
     }
 
     /// The PostgreSQL notification channel of this store's schema: `eventsourcing:<schema>`
@@ -265,7 +284,7 @@ impl EventStore for PostgresStore {
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        read::read_log(&self.inner.pool, after, limit)
+        read::read_log(&self.inner.pool, &self.inner.horizon, after, limit)
     }
 
     fn save_snapshot(

@@ -204,3 +204,49 @@ async fn a_locked_tracking_row_is_retried_then_given_up_on() {
     patient.stop().await.unwrap();
     assert_eq!(seen(&schema, "patient").await, logged(&store).await);
 }
+
+/// A handler that pauses between its statements for longer than the pool's
+/// idle-in-transaction timeout: the batch's session is not killed for it (before, it was, on
+/// every retry, until the runner gave up).
+struct Slow(Seen);
+
+impl PostgresProjection for Slow {
+    fn name(&self) -> &str {
+        self.0.name
+    }
+
+    async fn setup(&mut self, tx: &Transaction<'_>) -> Result<(), BoxError> {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        self.0.setup(tx).await
+    }
+
+    async fn handle(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), BoxError> {
+        tx.execute("SELECT 1", &[]).await?;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        self.0.handle(tx, event).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_is_not_killed_by_the_idle_in_transaction_timeout() {
+    let schema = TestSchema::new().await;
+    let config = schema
+        .config()
+        .to_builder()
+        .idle_in_transaction_session_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let store = PostgresStore::connect(config).await.unwrap();
+    store.append(events(Uuid::new_v4(), 1, 2)).await.unwrap();
+    let runner = spawn_projection(
+        store.clone(),
+        Slow(Seen::new("slow", &schema)),
+        ProjectionOptions {
+            attempts: 2,
+            ..ProjectionOptions::default()
+        },
+    );
+    caught_up(&runner, &store).await;
+    runner.stop().await.unwrap();
+    assert_eq!(seen(&schema, "slow").await, logged(&store).await);
+}

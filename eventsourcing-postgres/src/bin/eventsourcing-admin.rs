@@ -153,6 +153,23 @@ async fn run(app: Option<String>, command: Command) -> Result<(), eventsourcing_
                      server's xid epoch is raised (pg_resetwal -e); see the crate docs"
                 );
             }
+            if let Some(horizon) = &status.log_horizon {
+                match (horizon.held_back, horizon.holders.first()) {
+                    (true, Some(h)) => println!(
+                        "  log horizon: committed events are held back by the transaction of \
+                         pid {} (database {}, application {:?}, {}, open for {:.0?}); readers \
+                         of the log wait until it ends: `SELECT pg_terminate_backend({})`",
+                        h.pid,
+                        h.database.as_deref().unwrap_or("?"),
+                        h.application_name.as_deref().unwrap_or(""),
+                        h.state.as_deref().unwrap_or("state hidden"),
+                        h.transaction_age.unwrap_or_default(),
+                        h.pid
+                    ),
+                    (true, None) => println!("  log horizon: committed events are held back"),
+                    (false, _) => println!("  log horizon: nothing held back"),
+                }
+            }
             if !status.pending.is_empty() {
                 println!("  run `eventsourcing-admin migrate` to apply the pending migrations");
             }
