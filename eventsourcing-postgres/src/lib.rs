@@ -307,7 +307,7 @@
 //!
 //! | feature | gives |
 //! |---|---|
-//! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards |
+//! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards; `cluster::TestCluster` (Unix): a throwaway server of the test's own, to stop, crash and restart |
 
 // One job per module, and no module uses one that uses it back. Listed from the bottom up: each
 // may use only those above it.
@@ -328,6 +328,7 @@
 // - `store` (`PostgresStore`): append, config, conn, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `testing`: config, pool, sql, store
+// - `cluster` (a throwaway server for fault tests): config
 mod append;
 mod config;
 mod conn;
@@ -346,6 +347,8 @@ mod store;
 mod tls;
 mod xid;
 
+#[cfg(all(feature = "testing", unix))]
+pub mod cluster;
 #[cfg(feature = "testing")]
 pub mod testing;
 
