@@ -94,6 +94,79 @@ async fn a_crash_and_restart_under_load() {
     figures.assert_sound();
 }
 
+/// Lost acknowledgements on purpose: with a synchronous standby named that never connects,
+/// each commit is written and flushed locally, then waits for the standby; killing the session
+/// then ends it with an error although the save is stored (PostgreSQL warns "the transaction
+/// has already committed locally"). The writers' retries must find this out through the
+/// conflict, and nothing may be stored twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_whose_acknowledgement_is_lost() {
+    let cluster = TestCluster::new().await;
+    let store = store_on(&cluster).await;
+    let admin = cluster.admin_client().await;
+    let load = Load::start(&store);
+    load.wait_for_acks().await;
+
+    let began = Instant::now();
+    set_standby(&admin, Some("absent_standby")).await;
+    let waiting = wait_for_commits_waiting(&admin).await;
+    let killed = cluster
+        .terminate_backends(TestCluster::APPLICATION_NAME)
+        .await;
+    set_standby(&admin, None).await;
+    load.fault_over(&store, began).await;
+
+    let figures = load.finish(&store).await;
+    figures.print(&format!(
+        "commits held waiting for an absent synchronous standby ({waiting} waiting), their \
+         sessions killed ({killed} sessions)"
+    ));
+    figures.assert_sound();
+    assert!(
+        figures.ack_lost() > 0,
+        "no retry found its save already stored, although {waiting} commits were waiting"
+    );
+}
+
+/// Names a synchronous standby for every commit to wait for, or none.
+async fn set_standby(admin: &eventsourcing_postgres::tokio_postgres::Client, name: Option<&str>) {
+    // ALTER SYSTEM refuses to run in the implicit transaction of a multi-statement query.
+    let alter = match name {
+        Some(name) => format!("ALTER SYSTEM SET synchronous_standby_names = '{name}'"),
+        None => "ALTER SYSTEM RESET synchronous_standby_names".to_owned(),
+    };
+    admin.batch_execute(&alter).await.unwrap();
+    admin
+        .batch_execute("SELECT pg_reload_conf()")
+        .await
+        .unwrap();
+}
+
+/// Waits (at most 10 s) until every writer's commit waits for the standby, or at least one
+/// does once the time is up; returns how many do.
+async fn wait_for_commits_waiting(admin: &eventsourcing_postgres::tokio_postgres::Client) -> i64 {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE application_name = $1 AND wait_event = 'SyncRep'",
+                &[&TestCluster::APPLICATION_NAME],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting >= 8 || (waiting > 0 && Instant::now() >= until) {
+            return waiting;
+        }
+        assert!(
+            Instant::now() < until,
+            "no commit waited for the synchronous standby within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_is_stopped_and_deleted_when_its_test_panics() {
     let (sent, received) = std::sync::mpsc::channel();

@@ -211,6 +211,9 @@ impl Load {
         let mut figures = check(store, &streams, &saves).await;
         figures.tally = tally;
         figures.recoveries = self.recoveries.into_inner().unwrap();
+        let pool = store.pool_state();
+        figures.pool = (pool.connections, pool.idle_connections);
+        figures.refilled = refilled(store).await;
         figures.failures = saves
             .iter()
             .filter_map(|s| match &s.outcome {
@@ -220,6 +223,26 @@ impl Load {
             .collect();
         figures
     }
+}
+
+/// Waits, reading every 10 ms, until the pool holds its `pool_size` connections again; fails
+/// the test after [`RECOVERY`].
+async fn refilled(store: &PostgresStore) -> Duration {
+    let began = Instant::now();
+    let want = store.config().pool_size();
+    while store.pool_state().connections < want {
+        assert!(
+            began.elapsed() < RECOVERY,
+            "the pool did not get back to {want} connections within {RECOVERY:?}: {:?}",
+            store.pool_state()
+        );
+        timeout(RECOVERY, store.stream_version(Uuid::nil()))
+            .await
+            .expect("a read hung")
+            .expect("a read failed after the fault");
+        sleep(Duration::from_millis(10)).await;
+    }
+    began.elapsed()
 }
 
 /// One writer: its aggregates, their versions as it knows them, and its record.
@@ -390,6 +413,11 @@ pub(crate) struct Figures {
     /// What is wrong with the log, if anything.
     log_problems: Vec<String>,
     recoveries: Vec<Recovery>,
+    /// The pool's connections and idle connections at the end.
+    pool: (u32, u32),
+    /// How long the pool then took to hold `pool_size` connections again (one read every
+    /// 10 ms meanwhile).
+    refilled: Duration,
     failures: Vec<String>,
 }
 
@@ -401,7 +429,8 @@ impl Figures {
             "FAULT {fault}\n  append calls {} = acknowledged {} + failed transient {} + failed other {} + ack lost (conflict on retry, save present) {}\n  \
              saves {} (acknowledged or ack lost: {}): present {}, duplicated {}, lost {}, half-written {}, unknown events {}\n  \
              events {} in streams, {} in the log; streams with gaps {}\n  \
-             after each fault began: the same store answered at {}; every writer had {PROGRESS} saves acknowledged again at {}",
+             after each fault began: the same store answered at {}; every writer had {PROGRESS} saves acknowledged again at {}\n  \
+             the pool at the end (same store): {} connections, {} idle; back to its pool size after {:.2} s more",
             t.attempts,
             t.acked,
             t.transient,
@@ -427,7 +456,15 @@ impl Figures {
                 .map(|r| format!("{:.2} s", r.progressed.as_secs_f64()))
                 .collect::<Vec<_>>()
                 .join(", "),
+            self.pool.0,
+            self.pool.1,
+            self.refilled.as_secs_f64(),
         );
+    }
+
+    /// Saves whose retry found them stored already.
+    pub(crate) fn ack_lost(&self) -> u64 {
+        self.tally.ack_lost
     }
 
     /// Nothing acknowledged lost or doubled, nothing half, the log complete, no failure other
