@@ -92,10 +92,12 @@ pub(crate) struct Load {
     recoveries: Mutex<Vec<Recovery>>,
 }
 
-/// How long after a fault began the store answered a read again, and every writer had
-/// [`PROGRESS`] more saves acknowledged.
+/// How long a fault lasted (killing sessions; stopping, waiting and starting the server),
+/// and how long after it the store answered a read again, and every writer had [`PROGRESS`]
+/// more saves acknowledged.
 #[derive(Debug, Clone, Copy)]
 struct Recovery {
+    lasted: Duration,
     answered: Duration,
     progressed: Duration,
 }
@@ -167,11 +169,12 @@ impl Load {
         }
     }
 
-    /// After a fault that `began` then: waits until the same store answers again (a read),
-    /// then until every writer has had saves acknowledged again. Both bounded by [`RECOVERY`]
-    /// from now; both times, since `began`, go into the figures.
+    /// After a fault that `began` then and is over now: waits until the same store answers
+    /// again (a read), then until every writer has had saves acknowledged again. Both bounded
+    /// by [`RECOVERY`]; the times go into the figures.
     pub(crate) async fn fault_over(&self, store: &PostgresStore, began: Instant) {
-        let until = Instant::now() + RECOVERY;
+        let over = Instant::now();
+        let until = over + RECOVERY;
         loop {
             let last = match timeout(RECOVERY, store.stream_version(Uuid::nil())).await {
                 Ok(Ok(_)) => break,
@@ -184,12 +187,12 @@ impl Load {
             );
             sleep(Duration::from_millis(20)).await;
         }
-        let answered = began.elapsed();
+        let answered = over.elapsed();
         self.wait_for_acks().await;
-        let progressed = began.elapsed();
         self.recoveries.lock().unwrap().push(Recovery {
+            lasted: over - began,
             answered,
-            progressed,
+            progressed: over.elapsed(),
         });
     }
 
@@ -429,7 +432,7 @@ impl Figures {
             "FAULT {fault}\n  append calls {} = acknowledged {} + failed transient {} + failed other {} + ack lost (conflict on retry, save present) {}\n  \
              saves {} (acknowledged or ack lost: {}): present {}, duplicated {}, lost {}, half-written {}, unknown events {}\n  \
              events {} in streams, {} in the log; streams with gaps {}\n  \
-             after each fault began: the same store answered at {}; every writer had {PROGRESS} saves acknowledged again at {}\n  \
+             faults lasted {}; after each, the same store answered after {} and every writer had {PROGRESS} saves acknowledged after {}\n  \
              the pool at the end (same store): {} connections, {} idle; back to its pool size after {:.2} s more",
             t.attempts,
             t.acked,
@@ -446,16 +449,9 @@ impl Figures {
             self.events,
             self.log_events,
             self.gapped_streams,
-            self.recoveries
-                .iter()
-                .map(|r| format!("{:.2} s", r.answered.as_secs_f64()))
-                .collect::<Vec<_>>()
-                .join(", "),
-            self.recoveries
-                .iter()
-                .map(|r| format!("{:.2} s", r.progressed.as_secs_f64()))
-                .collect::<Vec<_>>()
-                .join(", "),
+            seconds(self.recoveries.iter().map(|r| r.lasted)),
+            seconds(self.recoveries.iter().map(|r| r.answered)),
+            seconds(self.recoveries.iter().map(|r| r.progressed)),
             self.pool.0,
             self.pool.1,
             self.refilled.as_secs_f64(),
@@ -491,6 +487,14 @@ impl Figures {
         );
         assert!(self.acked_saves > 0);
     }
+}
+
+/// `0.12 s, 0.30 s`.
+fn seconds(times: impl Iterator<Item = Duration>) -> String {
+    times
+        .map(|t| format!("{:.2} s", t.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads every stream and the whole log back, and counts what is there against the record.
