@@ -23,9 +23,9 @@
 //! `pg_config --bindir`. `initdb` refuses to run as root, so as root every server command runs
 //! as the `postgres` user (`runuser -u postgres --`) in a directory that user owns. Trust
 //! authentication, TCP on `127.0.0.1` only, the Unix socket in the temporary directory.
-//! `fsync = off`: the tests crash the server, never the machine, and a crashed server loses
-//! nothing that reached the operating system; `synchronous_commit` stays on, so an
-//! acknowledged commit is in the WAL the restart replays. If the binaries or the `postgres`
+//! `fsync = off` and `full_page_writes = off`: the tests crash the server, never the machine,
+//! and a crashed server loses nothing that reached the operating system; `synchronous_commit`
+//! stays on, so an acknowledged commit is in the WAL the restart replays. If the binaries or the `postgres`
 //! user are missing the constructor panics saying what to install: a test never skips silently.
 //!
 //! The server commands block; the methods run them on Tokio's blocking threads, so writers on
@@ -261,7 +261,7 @@ impl Inner {
             as_postgres,
             running: AtomicBool::new(false),
         };
-        let cleanup = RemoveOnPanic(inner.dir.clone());
+        let mut cleanup = RemoveUnlessKept(Some(inner.dir.clone()));
         if as_postgres {
             inner.run("chown", |c| {
                 c.args(["postgres:", &inner.dir.to_string_lossy()]);
@@ -294,7 +294,7 @@ impl Inner {
             match inner.pg_ctl(&["start"]) {
                 Ok(()) => {
                     inner.running.store(true, Ordering::Release);
-                    std::mem::forget(cleanup);
+                    cleanup.0 = None;
                     return inner;
                 }
                 Err(e) => last = e,
@@ -405,12 +405,15 @@ fn command_ok(command: &mut Command) -> bool {
     command.output().is_ok_and(|o| o.status.success())
 }
 
-/// Deletes a half-made cluster directory if creating the cluster panics.
-struct RemoveOnPanic(PathBuf);
+/// Deletes a half-made cluster's directory when creating it panics (set to `None` once the
+/// cluster runs and its guard owns the directory).
+struct RemoveUnlessKept(Option<PathBuf>);
 
-impl Drop for RemoveOnPanic {
+impl Drop for RemoveUnlessKept {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
