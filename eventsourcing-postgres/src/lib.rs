@@ -308,11 +308,87 @@
 //!   advisory lock, so that instances starting together do not race on `CREATE TABLE IF NOT
 //!   EXISTS`.
 //!
+//! # Faults
+//!
+//! What happens when connections die or the server stops, and what a caller should do. Tested
+//! under load by `tests/faults.rs` (eight writers on a throwaway cluster,
+//! `cluster::TestCluster` of the `testing` feature: sessions killed with
+//! `pg_terminate_backend`, `pg_ctl stop -m fast` and `-m immediate` then a start, commits whose
+//! acknowledgement is lost); the figures are in `RELIABILITY.md` at the repository's root.
+//!
+//! - **Transient errors.** [`Error::is_transient`](eventsourcing_core::Error::is_transient)
+//!   is true, and the same call may succeed after a short wait, for: a connection lost, reset
+//!   or refused (I/O errors, a closed connection, SQLSTATE class 08); the server ending the
+//!   session or not yet accepting it (57P01 `admin_shutdown`, which `pg_terminate_backend` and
+//!   `pg_ctl stop -m fast` send; 57P02 `crash_shutdown`; 57P03 `cannot_connect_now` while it
+//!   starts or recovers; 53300 `too_many_connections`); serialization failures, deadlocks, lock
+//!   timeouts (`POSTGRES_LOCK_TIMEOUT`), an idle transaction ended by
+//!   `idle_in_transaction_session_timeout`; and the pool's own: no connection within
+//!   `pool_timeout` (the error says why the last attempt to connect failed) or too many callers
+//!   waiting (`POSTGRES_MAX_WAITING`). Everything else — a conflict, a missing table, a
+//!   statement the server refuses — fails the same way when retried.
+//! - **A lost acknowledgement.** A save is one autocommitted statement: it is stored entirely or
+//!   not at all, but when the connection fails while it is in flight the caller cannot tell
+//!   which. The commit may have reached the disk with its reply lost (the session killed or the
+//!   server crashed just after the commit record was flushed, or while the commit waited for a
+//!   synchronous standby), and the error is still transient. Retrying **the same save** is
+//!   safe: each save names the versions it writes, so if the first attempt was stored the
+//!   retry fails with [`Error::Conflict`](eventsourcing_core::Error::Conflict) and writes
+//!   nothing twice. After a conflict on a retry, reload the stream and look for the save (give
+//!   each save an id of its own in its metadata, e.g. with
+//!   [`Application::save_with_metadata`](eventsourcing_core::Application::save_with_metadata)):
+//!   found, it succeeded; not found, another writer won and this is an ordinary conflict. An
+//!   aggregate keeps its pending events after a failed save, so `app.save(&mut aggregate)`
+//!   again is that same save. Do not re-run the *command* on a fresh load after a transient
+//!   error (as [`update_with_retry`](eventsourcing_core::Application::update_with_retry) does
+//!   after a conflict): if the first save was stored, the command would be applied twice.
+//! - **Projections and process applications** need nothing of this: they retry transient
+//!   failures themselves ([Projections](#projections)), and a batch or a tracked append whose
+//!   commit was stored but not acknowledged is found done by the retry (the recorded position
+//!   covers it, or [`Error::AlreadyProcessed`](eventsourcing_core::Error::AlreadyProcessed)).
+//! - **How the pool recovers**, without a new [`PostgresStore`]: a connection that reports
+//!   itself closed is dropped when it returns to the pool and replaced, so each pooled
+//!   connection killed while idle costs at most one failed operation (with `pre_ping` the
+//!   checkout's empty query finds it first, at one round trip per operation; a connection can
+//!   still die between the ping and the statement). While the server is down, operations wait
+//!   for a connection up to `pool_timeout`, then fail as transient. bb8 keeps trying to open
+//!   connections in the background (0.4 s after a failure, doubling up to half the
+//!   `pool_timeout`; an attempt gives up after `pool_timeout` and operations start new ones),
+//!   so once the server is back the store serves again within a fraction of a second, and the
+//!   pool may hold fewer than `pool_size` connections until the waiting attempts retry
+//!   (measured: back to its size within 1.5 s of the first answer). The `LISTEN` listener and the
+//!   `NOTIFY` sender reconnect by themselves ([Live notifications](#live-notifications)).
+//!
+//! ```no_run
+//! use eventsourcing_core::{Error, EventStore, NewEvent};
+//!
+//! /// Saves `events` (non-empty; their metadata carries an id of this save), retrying
+//! /// transient failures, and tells a lost acknowledgement from a real conflict.
+//! async fn save(store: &impl EventStore, events: Vec<NewEvent>) -> Result<(), Error> {
+//!     let first = events[0].clone();
+//!     let mut retried = false;
+//!     for _ in 0..10 {
+//!         match store.append(events.clone()).await {
+//!             Ok(()) => return Ok(()),
+//!             Err(e) if e.is_transient() => retried = true, // and wait a little
+//!             Err(conflict @ Error::Conflict { .. }) if retried => {
+//!                 let at = first.version;
+//!                 let stored = store.load(first.stream_id, at - 1, Some(at)).await?;
+//!                 let ours = stored.first().is_some_and(|e| e.metadata == first.metadata);
+//!                 return if ours { Ok(()) } else { Err(conflict) };
+//!             }
+//!             Err(e) => return Err(e),
+//!         }
+//!     }
+//!     Err(Error::transient("the database stayed unreachable"))
+//! }
+//! ```
+//!
 //! # Features
 //!
 //! | feature | gives |
 //! |---|---|
-//! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards |
+//! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards; `cluster::TestCluster` (Unix): a throwaway server of the test's own, to stop, crash and restart |
 
 // One job per module, and no module uses one that uses it back. Listed from the bottom up: each
 // may use only those above it.
@@ -334,6 +410,7 @@
 // - `store` (`PostgresStore`): append, config, conn, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `testing`: config, pool, sql, store
+// - `cluster` (a throwaway server for fault tests): config
 mod append;
 mod config;
 mod conn;
@@ -353,6 +430,8 @@ mod store;
 mod tls;
 mod xid;
 
+#[cfg(all(feature = "testing", unix))]
+pub mod cluster;
 #[cfg(feature = "testing")]
 pub mod testing;
 
