@@ -407,7 +407,7 @@
 // - `read`: error, horizon, pool, rows, sql, xid
 // - `append`: error, pool, read, rows, sql
 // - `status`: error, horizon, migrate, pool, read, sql
-// - `store` (`PostgresStore`): append, config, conn, live, migrate, pool, read, sql, status
+// - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
