@@ -51,13 +51,10 @@ impl StoreKind {
                     .iter()
                     .flat_map(|(_, n)| n.iter().copied())
                     .collect();
-                Err(ConfigError::new(
+                Err(ConfigError::invalid(
                     var,
-                    format!(
-                        "unknown store `{}`; accepted: {}",
-                        value.trim(),
-                        accepted.join(", ")
-                    ),
+                    &value,
+                    format_args!("a known store; accepted: {}", accepted.join(", ")),
                 ))
             }
         }
