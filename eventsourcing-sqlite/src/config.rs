@@ -10,6 +10,10 @@ pub const DEFAULT_DBNAME: &str = "eventsourcing.db";
 /// unless `SQLITE_LOCK_TIMEOUT` says otherwise (the Python `sqlite3` module's default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The longest lock timeout: SQLite's `busy_timeout` is an `int` of milliseconds (INT_MAX,
+/// about 24.8 days). `SQLITE_LOCK_TIMEOUT` refuses more; the builder keeps a longer one at this.
+pub(crate) const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// The number of reader connections of a file database, unless set with
 /// [`SqliteConfigBuilder::readers`].
 pub const DEFAULT_READERS: usize = 4;
@@ -77,14 +81,15 @@ impl FromStr for Synchronous {
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `SQLITE_DBNAME` | `eventsourcing.db` ([`DEFAULT_DBNAME`]) | a file path, `:memory:`, or a `file:` URI |
-/// | `SQLITE_LOCK_TIMEOUT` | `5` | seconds to wait for another connection's lock (`busy_timeout`); `0` fails at once |
+/// | `SQLITE_LOCK_TIMEOUT` | `5` | seconds to wait for another connection's lock (`busy_timeout`); `0` fails at once; at most 2147483.647 (SQLite's INT_MAX milliseconds) |
 /// | `SQLITE_SYNCHRONOUS` | `full` | `full`, `normal` or `extra`: see [`Synchronous`] |
 /// | `CREATE_TABLE` | `y` | `y`: apply the migrations when opening; `n`: issue no DDL (run [`SqliteStore::migrate`](crate::SqliteStore::migrate) yourself) |
 ///
 /// Every variable is first looked up with the application prefix of the [`Env`](eventsourcing_core::Env)
 /// (`WIDGETS_SQLITE_DBNAME` before `SQLITE_DBNAME`, see
 /// [`Env::with_app_name`](eventsourcing_core::Env::with_app_name)). A malformed value is a
-/// [`ConfigError`](eventsourcing_core::ConfigError) naming the variable. The number of reader
+/// [`ConfigError`](eventsourcing_core::ConfigError) naming the variable (so is a NUL character in
+/// the database name); an empty value counts as unset. The number of reader
 /// connections has no variable: set it with [`readers`](SqliteConfigBuilder::readers).
 ///
 /// ```
@@ -217,10 +222,15 @@ impl SqliteConfigBuilder {
         self
     }
 
+    /// How long to wait for a lock held by another connection (another process, or another
+    /// store on the same file). Default 5 s. SQLite counts it in `int` milliseconds, so a wait
+    /// longer than INT_MAX milliseconds (about 24.8 days) is kept at that.
+    pub fn lock_timeout(mut self, lock_timeout: Duration) -> Self {
+        self.config.lock_timeout = lock_timeout.min(MAX_LOCK_TIMEOUT);
+        self
+    }
+
     plain_setters! {
-        /// How long to wait for a lock held by another connection (another process, or
-        /// another store on the same file). Default 5 s.
-        lock_timeout: Duration;
         /// When a commit is durable. Default [`Synchronous::Full`].
         synchronous: Synchronous;
         /// Whether opening the store applies the migrations (creating the tables). Default
