@@ -10,6 +10,10 @@ pub const DEFAULT_DBNAME: &str = "eventsourcing.db";
 /// unless `SQLITE_LOCK_TIMEOUT` says otherwise (the Python `sqlite3` module's default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The write-ahead log size past which the writer truncates it, unless
+/// `SQLITE_WAL_SIZE_LIMIT` or [`SqliteConfigBuilder::wal_size_limit`] says otherwise: 64 MiB.
+pub(crate) const DEFAULT_WAL_SIZE_LIMIT: u64 = 64 << 20;
+
 /// The longest lock timeout: SQLite's `busy_timeout` is an `int` of milliseconds (INT_MAX,
 /// about 24.8 days). `SQLITE_LOCK_TIMEOUT` refuses more; the builder keeps a longer one at this.
 pub(crate) const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
@@ -83,6 +87,7 @@ impl FromStr for Synchronous {
 /// | `SQLITE_DBNAME` | `eventsourcing.db` ([`DEFAULT_DBNAME`]) | a file path, `:memory:`, or a `file:` URI |
 /// | `SQLITE_LOCK_TIMEOUT` | `5` | seconds to wait for another connection's lock (`busy_timeout`); `0` fails at once; at most 2147483.647 (SQLite's INT_MAX milliseconds) |
 /// | `SQLITE_SYNCHRONOUS` | `full` | `full`, `normal` or `extra`: see [`Synchronous`] |
+/// | `SQLITE_WAL_SIZE_LIMIT` | `67108864` (64 MiB) | bytes: the write-ahead log's bound (see [The write-ahead log](SqliteConfig#the-write-ahead-log)); `0` = SQLite's own checkpoints only |
 /// | `CREATE_TABLE` | `y` | `y`: apply the migrations when opening; `n`: issue no DDL (run [`SqliteStore::migrate`](crate::SqliteStore::migrate) yourself) |
 ///
 /// Every variable is first looked up with the application prefix of the [`Env`](eventsourcing_core::Env)
@@ -91,6 +96,18 @@ impl FromStr for Synchronous {
 /// [`ConfigError`](eventsourcing_core::ConfigError) naming the variable (so is a NUL character in
 /// the database name); an empty value counts as unset. The number of reader
 /// connections has no variable: set it with [`readers`](SqliteConfigBuilder::readers).
+///
+/// # The write-ahead log
+///
+/// A file database runs in WAL mode. SQLite checkpoints the log into the database every 1000
+/// pages, but it can only start the log over when no reader still reads an older snapshot,
+/// and never shrinks the file: with the store's reader connections busy while saves go on, the
+/// `-wal` file could grow without bound. So the writer thread, after each piece of work, looks
+/// at the log's size; past the limit it runs `PRAGMA wal_checkpoint(TRUNCATE)`, which waits
+/// (up to the lock timeout) only for the reads already running, and empties the file. The same
+/// limit is SQLite's `journal_size_limit`, so a log that SQLite starts over is cut back to it.
+/// If a reader in another process keeps the truncation from finishing, the writer tries again
+/// once the log has grown by another limit's worth, rather than waiting on every save.
 ///
 /// ```
 /// use std::time::Duration;
@@ -113,6 +130,7 @@ pub struct SqliteConfig {
     synchronous: Synchronous,
     create_table: bool,
     readers: usize,
+    wal_size_limit: Option<u64>,
 }
 
 impl Default for SqliteConfig {
@@ -123,6 +141,7 @@ impl Default for SqliteConfig {
             synchronous: Synchronous::default(),
             create_table: true,
             readers: DEFAULT_READERS,
+            wal_size_limit: Some(DEFAULT_WAL_SIZE_LIMIT),
         }
     }
 }
@@ -177,6 +196,12 @@ impl SqliteConfig {
     /// The number of reader connections of a file database.
     pub fn readers(&self) -> usize {
         self.readers
+    }
+
+    /// The write-ahead log size (bytes) past which the writer truncates it; `None`: SQLite's
+    /// own checkpoints only.
+    pub fn wal_size_limit(&self) -> Option<u64> {
+        self.wal_size_limit
     }
 
     /// True for an in-memory database (`:memory:`, `file::memory:`, a URI with `mode=memory`, or
@@ -244,6 +269,14 @@ impl SqliteConfigBuilder {
     /// An in-memory database has a single connection that serves reads and writes.
     pub fn readers(mut self, readers: usize) -> Self {
         self.config.readers = readers.max(1);
+        self
+    }
+
+    /// Bytes the write-ahead log may reach before the writer truncates it (see
+    /// [The write-ahead log](SqliteConfig#the-write-ahead-log)); default 64 MiB. `None` or
+    /// `Some(0)`: SQLite's own checkpoints only. Above `i64::MAX` is kept at that.
+    pub fn wal_size_limit(mut self, bytes: Option<u64>) -> Self {
+        self.config.wal_size_limit = bytes.filter(|b| *b > 0).map(|b| b.min(i64::MAX as u64));
         self
     }
 

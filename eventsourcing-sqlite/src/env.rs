@@ -15,6 +15,9 @@ impl SqliteConfig {
         if let Some(timeout) = env.seconds_up_to(&["SQLITE_LOCK_TIMEOUT"], MAX_LOCK_TIMEOUT)? {
             builder = builder.lock_timeout(timeout);
         }
+        if let Some(bytes) = env.integer(&["SQLITE_WAL_SIZE_LIMIT"], 0..=i64::MAX as u64)? {
+            builder = builder.wal_size_limit(Some(bytes));
+        }
         if let Some(synchronous) = env.parse::<Synchronous>(&["SQLITE_SYNCHRONOUS"])? {
             builder = builder.synchronous(synchronous);
         }
