@@ -4,7 +4,7 @@ use std::fmt;
 
 use eventsourcing_core::{
     Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, ParkedEvent,
-    Position, Snapshot, StoredEvent, Tracking, Uuid,
+    Position, Snapshot, Snapshotting, StoredEvent, Tracking, Uuid,
 };
 
 /// The variable that chooses the store.
@@ -51,13 +51,10 @@ impl StoreKind {
                     .iter()
                     .flat_map(|(_, n)| n.iter().copied())
                     .collect();
-                Err(ConfigError::new(
+                Err(ConfigError::invalid(
                     var,
-                    format!(
-                        "unknown store `{}`; accepted: {}",
-                        value.trim(),
-                        accepted.join(", ")
-                    ),
+                    &value,
+                    format_args!("a known store; accepted: {}", accepted.join(", ")),
                 ))
             }
         }
@@ -127,13 +124,18 @@ impl AnyStore {
 
 /// An application on the store the environment names: `PERSISTENCE_MODULE`, read with the
 /// application-name prefix first (`WIDGETS_PERSISTENCE_MODULE` wins when `app_name` is
-/// `"widgets"`), like every other setting.
+/// `"widgets"`), like every other setting, and snapshotting as `IS_SNAPSHOTTING_ENABLED`,
+/// `SNAPSHOT_INTERVAL` and `MAX_SNAPSHOTS` say ([`Snapshotting::from_env`]). A malformed
+/// setting fails before any store is opened.
+///
+/// [`Snapshotting::from_env`]: eventsourcing_core::Snapshotting::from_env
 pub async fn application_from_env(app_name: Option<&str>) -> Result<Application<AnyStore>, Error> {
     let mut env = Env::from_process();
     if let Some(name) = app_name {
         env = env.with_app_name(name);
     }
-    Ok(Application::new(AnyStore::from_env(&env).await?))
+    let snapshotting = Snapshotting::from_env(&env)?;
+    Ok(Application::new(AnyStore::from_env(&env).await?).with_snapshotting(snapshotting))
 }
 
 macro_rules! dispatch {

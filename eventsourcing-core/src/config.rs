@@ -1,4 +1,6 @@
-use std::{collections::HashMap, fmt, str::FromStr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap, fmt, ops::RangeInclusive, str::FromStr, sync::Arc, time::Duration,
+};
 
 /// A setting that is missing or malformed. Names the variable; never shows a secret's value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +19,13 @@ impl ConfigError {
             var: var.into(),
             reason: reason.into(),
         }
+    }
+
+    /// `var`'s value is not `expected` (say, "a yes/no value"). The reason shows the value
+    /// trimmed, with control characters escaped and anything past 64 characters cut, so a
+    /// stray NUL or a pasted file stays readable. Never use it for a secret's value.
+    pub fn invalid(var: impl Into<String>, value: &str, expected: impl fmt::Display) -> Self {
+        ConfigError::new(var, format!("`{}` is not {expected}", shown(value)))
     }
 
     fn render(&self) -> String {
@@ -115,6 +124,19 @@ impl Env {
         self.lookup(keys).map(|(_, v)| v)
     }
 
+    /// Like [`lookup`](Self::lookup), but a value holding a NUL character is an error naming
+    /// the variable: no operating system passes one, no setting can hold one, and drivers
+    /// would refuse it only later (or cut the value short). The error never shows the value,
+    /// so this is the lookup for secrets too.
+    pub fn text(&self, keys: &[&str]) -> Result<Option<(String, String)>, ConfigError> {
+        match self.lookup(keys) {
+            Some((name, value)) if value.contains('\0') => {
+                Err(ConfigError::new(name, "contains a NUL character"))
+            }
+            found => Ok(found),
+        }
+    }
+
     /// A setting parsed with `FromStr`; a malformed value is an error naming the variable.
     pub fn parse<T: FromStr>(&self, keys: &[&str]) -> Result<Option<T>, ConfigError>
     where
@@ -122,9 +144,39 @@ impl Env {
     {
         match self.lookup(keys) {
             None => Ok(None),
-            Some((name, value)) => value.trim().parse::<T>().map(Some).map_err(|e| {
-                ConfigError::new(name, format!("`{}` is not valid: {e}", value.trim()))
-            }),
+            Some((name, value)) => value
+                .trim()
+                .parse::<T>()
+                .map(Some)
+                .map_err(|e| ConfigError::invalid(name, &value, format_args!("valid: {e}"))),
+        }
+    }
+
+    /// A whole number within `range`; anything else (a fraction, a sign where none is allowed,
+    /// a number out of range) is an error naming the variable and the range.
+    pub fn integer<T>(
+        &self,
+        keys: &[&str],
+        range: RangeInclusive<T>,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display,
+    {
+        match self.lookup(keys) {
+            None => Ok(None),
+            Some((name, value)) => value
+                .trim()
+                .parse::<T>()
+                .ok()
+                .filter(|n| range.contains(n))
+                .map(Some)
+                .ok_or_else(|| {
+                    ConfigError::invalid(
+                        name,
+                        &value,
+                        format_args!("a whole number from {} to {}", range.start(), range.end()),
+                    )
+                }),
         }
     }
 
@@ -133,38 +185,63 @@ impl Env {
     pub fn flag(&self, keys: &[&str]) -> Result<Option<bool>, ConfigError> {
         match self.lookup(keys) {
             None => Ok(None),
-            Some((name, value)) => parse_flag(&value).map(Some).ok_or_else(|| {
-                ConfigError::new(
-                    name,
-                    format!("`{}` is not a yes/no value (use y or n)", value.trim()),
-                )
-            }),
+            Some((name, value)) => parse_flag(&value)
+                .map(Some)
+                .ok_or_else(|| ConfigError::invalid(name, &value, "a yes/no value (use y or n)")),
         }
     }
 
     /// A duration in seconds (fractions allowed), from 0 to [`MAX_SECONDS`] (a year: longer
     /// waits are a typo, and would overflow clocks and the databases' own timeout settings).
     pub fn seconds(&self, keys: &[&str]) -> Result<Option<Duration>, ConfigError> {
+        self.seconds_up_to(keys, Duration::from_secs_f64(MAX_SECONDS))
+    }
+
+    /// A duration in seconds (fractions allowed), from 0 to `max`, for settings that end up
+    /// where a year does not fit (PostgreSQL's and SQLite's timeouts are `int` milliseconds).
+    pub fn seconds_up_to(
+        &self,
+        keys: &[&str],
+        max: Duration,
+    ) -> Result<Option<Duration>, ConfigError> {
         match self.lookup(keys) {
             None => Ok(None),
             Some((name, value)) => value
                 .trim()
                 .parse::<f64>()
                 .ok()
-                .filter(|s| s.is_finite() && (0.0..=MAX_SECONDS).contains(s))
+                .filter(|s| s.is_finite() && (0.0..=max.as_secs_f64()).contains(s))
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .map(Some)
+                // The f64 comparison may let a value within rounding of `max` through.
+                .map(|d| Some(d.min(max)))
                 .ok_or_else(|| {
-                    ConfigError::new(
+                    ConfigError::invalid(
                         name,
-                        format!(
-                            "`{}` is not a number of seconds from 0 to {MAX_SECONDS}",
-                            value.trim()
-                        ),
+                        &value,
+                        format_args!("a number of seconds from 0 to {}", max.as_secs_f64()),
                     )
                 }),
         }
     }
+}
+
+/// A value for an error message: trimmed, control characters escaped, at most 64 characters.
+fn shown(value: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let value = value.trim();
+    let mut out = String::new();
+    for c in value.chars().take(MAX_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    let total = value.chars().count();
+    if total > MAX_CHARS {
+        out.push_str(&format!("… ({total} characters)"));
+    }
+    out
 }
 
 /// The longest duration a setting in seconds may give: 365 days.
@@ -239,6 +316,49 @@ mod tests {
         assert_eq!(
             env.seconds(&["T"]).unwrap(),
             Some(Duration::from_secs(31_536_000))
+        );
+    }
+
+    #[test]
+    fn whole_numbers_within_a_range() {
+        let env = Env::from_map([("N", " 7 "), ("F", "1.5"), ("BIG", "300"), ("NEG", "-1")]);
+        assert_eq!(env.integer(&["N"], 1u32..=10).unwrap(), Some(7));
+        assert_eq!(env.integer(&["UNSET"], 1u32..=10).unwrap(), None);
+        for var in ["F", "BIG", "NEG"] {
+            let err = env.integer(&[var], 0u32..=255).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains("from 0 to 255"), "{err}");
+        }
+    }
+
+    #[test]
+    fn seconds_up_to_a_limit() {
+        let max = Duration::from_millis(i32::MAX as u64);
+        let env = Env::from_map([("OK", "2147483.647"), ("OVER", "2147483.648")]);
+        assert_eq!(env.seconds_up_to(&["OK"], max).unwrap(), Some(max));
+        let err = env.seconds_up_to(&["OVER"], max).unwrap_err();
+        assert!(err.to_string().contains("2147483.647"), "{err}");
+    }
+
+    #[test]
+    fn text_refuses_nul_without_showing_the_value() {
+        let env = Env::from_map([("PW", "sec\0ret"), ("OK", "fine")]);
+        let err = env.text(&["PW"]).unwrap_err();
+        assert_eq!(err.var, "PW");
+        assert!(!format!("{err} {err:?}").contains("sec"), "{err:?}");
+        assert_eq!(
+            env.text(&["OK"]).unwrap(),
+            Some(("OK".to_owned(), "fine".to_owned()))
+        );
+    }
+
+    #[test]
+    fn shown_values_are_escaped_and_cut() {
+        assert_eq!(shown(" a\0b\nc "), "a\\0b\\nc");
+        let long = shown(&"x".repeat(100_000));
+        assert!(
+            long.len() < 100 && long.ends_with("(100000 characters)"),
+            "{long}"
         );
     }
 }

@@ -28,7 +28,7 @@ use crate::tls::{RootCerts, SslMode};
 /// | setting (builder) | variables | default | meaning |
 /// |---|---|---|---|
 /// | connection string | `DATABASE_URL` | — | `postgres://` URL or libpq `key=value` pairs; gives whatever it contains, the variables below fill in the rest (libpq's rule) |
-/// | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated |
+/// | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated, tried in order |
 /// | `port` | `POSTGRES_PORT` | 5432 | |
 /// | `user` | `POSTGRES_USER` | required | |
 /// | `password` | `POSTGRES_PASSWORD`, or `POSTGRES_PASSWORD_FILE` (a file holding it, Docker's convention; a trailing newline is dropped) | none (trust, peer or certificate authentication) | never shown by `Debug`, logs or errors; both variables set at the same prefix level is an error |
@@ -42,12 +42,15 @@ use crate::tls::{RootCerts, SslMode};
 /// | `recycle` | `POSTGRES_CONN_MAX_AGE`, `POOL_RECYCLE` | 3600 s | bb8 `max_lifetime`: a connection older than this is closed and replaced; 0 = never |
 /// | `pre_ping` | `POSTGRES_PRE_PING`, `POOL_PRE_PING` | no | bb8 `test_on_check_out`: run an empty query on a connection before each use, costing one round trip per operation |
 /// | `max_waiting` | `POSTGRES_MAX_WAITING` | no limit | bb8 has no such knob. This crate enforces it in front of bb8 with a semaphore of pool maximum + this many permits: when it is exhausted an operation fails at once instead of queueing |
-/// | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed) |
+/// | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed; at most 2147483.647, PostgreSQL's INT_MAX milliseconds) |
 /// | `idle_in_transaction_session_timeout` | `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` | 5 s | the session's `idle_in_transaction_session_timeout`, set on every new connection; 0 = never. It also bounds how long a forgotten open transaction can hold the log back ([Global order](crate#global-order)) |
 /// | `create_table` | `CREATE_TABLE` | yes | [`PostgresStore::connect`](crate::PostgresStore::connect) applies pending migrations. With `n` nothing issues DDL at run time and a missing table is [`Error::Schema`](eventsourcing_core::Error::Schema) saying to run `eventsourcing-admin migrate` |
 ///
 /// Yes/no values: `y`, `yes`, `t`, `true`, `on`, `1` / `n`, `no`, `f`, `false`, `off`, `0`.
-/// Durations are seconds. The Python library requires a password; here it is optional, since
+/// Durations are seconds, at most a year; the two session timeouts at most 2147483.647 s
+/// (PostgreSQL's limit, INT_MAX milliseconds). Pool size + overflow is at most 262143
+/// (PostgreSQL's own limit on connections). An empty value counts as unset. A value with a NUL
+/// character, a port of 0, or an empty entry in a comma-separated host list is an error. The Python library requires a password; here it is optional, since
 /// trust, peer and certificate authentication need none.
 #[derive(Clone)]
 pub struct PostgresConfig {
@@ -78,6 +81,15 @@ pub const DEFAULT_RECYCLE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default of `POSTGRES_SCHEMA`.
 pub const DEFAULT_SCHEMA: &str = "public";
+
+/// The longest session timeout: PostgreSQL takes `lock_timeout` and
+/// `idle_in_transaction_session_timeout` in `int` milliseconds (INT_MAX, about 24.8 days), and
+/// a longer one would make every new connection's `SET` fail.
+pub(crate) const MAX_SESSION_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// The most connections a pool may open: PostgreSQL's own ceiling for `max_connections`
+/// (2^18 - 1). A larger pool is a typo, and bb8 would try to keep it open.
+pub(crate) const MAX_CONNECTIONS: u32 = (1 << 18) - 1;
 
 impl Default for PostgresConfig {
     fn default() -> Self {
@@ -291,6 +303,32 @@ impl PostgresConfig {
                 "the pool needs at least one connection (pool size + overflow > 0)",
             ));
         }
+        if self.pool_size.saturating_add(self.max_overflow) > MAX_CONNECTIONS {
+            return Err(ConfigError::new(
+                names.pool_size,
+                format!(
+                    "pool size + overflow is more than PostgreSQL's limit of {MAX_CONNECTIONS} \
+                     connections"
+                ),
+            ));
+        }
+        for (name, timeout) in [
+            (names.lock_timeout, self.lock_timeout),
+            (
+                names.idle_in_transaction_session_timeout,
+                self.idle_in_transaction_session_timeout,
+            ),
+        ] {
+            if timeout > MAX_SESSION_TIMEOUT {
+                return Err(ConfigError::new(
+                    name,
+                    format!(
+                        "{timeout:?} is longer than PostgreSQL's limit of {} s (INT_MAX ms)",
+                        MAX_SESSION_TIMEOUT.as_secs_f64()
+                    ),
+                ));
+            }
+        }
         Ok(self)
     }
 }
@@ -396,13 +434,15 @@ impl PostgresConfigBuilder {
         self
     }
 
-    /// The session's `lock_timeout` (default zero: wait forever).
+    /// The session's `lock_timeout` (default zero: wait forever). At most INT_MAX
+    /// milliseconds (about 24.8 days, PostgreSQL's limit): [`build`](Self::build) refuses more.
     pub fn lock_timeout(mut self, timeout: Duration) -> Self {
         self.config.lock_timeout = timeout;
         self
     }
 
-    /// The session's `idle_in_transaction_session_timeout` (default 5 s; zero: never).
+    /// The session's `idle_in_transaction_session_timeout` (default 5 s; zero: never). At most
+    /// INT_MAX milliseconds, like [`lock_timeout`](Self::lock_timeout).
     pub fn idle_in_transaction_session_timeout(mut self, timeout: Duration) -> Self {
         self.config.idle_in_transaction_session_timeout = timeout;
         self
@@ -416,7 +456,8 @@ impl PostgresConfigBuilder {
     }
 
     /// Checks the settings: `host`, `user` and `dbname` are required, the pool needs at least
-    /// one connection and a non-zero timeout, and the schema name must be valid.
+    /// one connection (and at most PostgreSQL's 262143) and a non-zero timeout, the session
+    /// timeouts must fit PostgreSQL's INT_MAX milliseconds, and the schema name must be valid.
     pub fn build(self) -> Result<PostgresConfig, ConfigError> {
         let mut config = self.config;
         config.schema = valid_schema("schema", &config.schema)?;
@@ -499,6 +540,8 @@ pub(crate) struct Names {
     dbname: &'static str,
     pool_timeout: &'static str,
     pool_size: &'static str,
+    lock_timeout: &'static str,
+    idle_in_transaction_session_timeout: &'static str,
 }
 
 impl Names {
@@ -508,13 +551,25 @@ impl Names {
         dbname: "dbname",
         pool_timeout: "pool_timeout",
         pool_size: "pool_size",
+        lock_timeout: "lock_timeout",
+        idle_in_transaction_session_timeout: "idle_in_transaction_session_timeout",
     };
     pub(crate) const CONNECTION_STRING: Names = Names {
         host: "connection string (host)",
         user: "connection string (user)",
         dbname: "connection string (dbname)",
-        pool_timeout: "pool_timeout",
-        pool_size: "pool_size",
+        ..Names::BUILDER
+    };
+    /// `from_env` checks each variable as it reads it, naming it as found (with its
+    /// prefix); these only name what is checked once more at the end.
+    pub(crate) const ENV: Names = Names {
+        host: "POSTGRES_HOST",
+        user: "POSTGRES_USER",
+        dbname: "POSTGRES_DBNAME",
+        pool_timeout: "POSTGRES_CONNECT_TIMEOUT",
+        pool_size: "POSTGRES_POOL_SIZE",
+        lock_timeout: "POSTGRES_LOCK_TIMEOUT",
+        idle_in_transaction_session_timeout: "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
     };
 }
 

@@ -56,12 +56,57 @@ pub(crate) fn parse_conninfo(s: &str, var: &str) -> Result<Conninfo, ConfigError
             .map_err(|e: UnknownSslMode| ConfigError::new(var, format!("sslmode: {e}")))?;
     }
     let gave_sslrootcert = split.sslrootcert.is_some();
+    if split
+        .sslrootcert
+        .as_deref()
+        .is_some_and(|p| p.contains('\0'))
+    {
+        return Err(ConfigError::new(
+            var,
+            "sslrootcert contains a NUL character",
+        ));
+    }
     config.root_certs = split.sslrootcert.as_deref().map(RootCerts::from_setting);
+    refuse_nul(&config.pg, var)?;
     Ok(Conninfo {
         config,
         gave_sslmode,
         gave_sslrootcert,
     })
+}
+
+/// A NUL character (`%00` in a URL) in a value the server gets would be refused only when
+/// connecting, or cut the value short. The value is never shown: it may be the password.
+fn refuse_nul(pg: &tokio_postgres::Config, var: &str) -> Result<(), ConfigError> {
+    let hosts_nul = pg.get_hosts().iter().any(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => name.contains('\0'),
+        #[cfg(unix)]
+        tokio_postgres::config::Host::Unix(path) => path.to_string_lossy().contains('\0'),
+    });
+    let with_nul = [
+        ("host", hosts_nul),
+        ("user", pg.get_user().is_some_and(|u| u.contains('\0'))),
+        (
+            "password",
+            pg.get_password().is_some_and(|p| p.contains(&0)),
+        ),
+        ("dbname", pg.get_dbname().is_some_and(|d| d.contains('\0'))),
+        (
+            "options",
+            pg.get_options().is_some_and(|o| o.contains('\0')),
+        ),
+        (
+            "application_name",
+            pg.get_application_name().is_some_and(|a| a.contains('\0')),
+        ),
+    ];
+    match with_nul.iter().find(|(_, nul)| *nul) {
+        Some((key, _)) => Err(ConfigError::new(
+            var,
+            format!("malformed connection string: the {key} contains a NUL character"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A password may hold an unencoded `@` (`postgresql://app:p@ss@host/db`): as in the WHATWG
@@ -118,7 +163,14 @@ fn split_url(url: &str, var: &str) -> Result<Split, ConfigError> {
         .flat_map(|q| q.split('&'))
         .filter(|p| !p.is_empty())
     {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        // Without `=`, tokio-postgres would take the text up to the next `=` for a key and
+        // show it in its "unknown option" error: it could be a pasted password.
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(ConfigError::new(
+                var,
+                "malformed connection string: a query parameter without `=`",
+            ));
+        };
         let decode = |text: &str| {
             percent_encoding::percent_decode_str(text)
                 .decode_utf8()
@@ -171,7 +223,10 @@ fn split_key_values(s: &str, var: &str) -> Result<Split, ConfigError> {
             i += 1;
         }
         if i >= bytes.len() || bytes[i] != b'=' {
-            return Err(malformed(&format!("expected `=` after `{key}`")));
+            // Not the word itself: a password written without its `key=` would show.
+            return Err(malformed(&format!(
+                "expected `=` after the word at byte {start}"
+            )));
         }
         i += 1;
         while i < bytes.len() && bytes[i].is_ascii_whitespace() {
@@ -290,6 +345,13 @@ mod tests {
             "postgresql://app:hunter2secret@localhost:notaport/widgets",
             "host=x password=hunter2secret port=nope",
             "host=x password='hunter2secret",
+            "host=x password hunter2secret",
+            "host=x hunter2secret",
+            "postgresql://app@localhost/widgets?hunter2secret&application_name=w",
+            "postgresql://app:hunter2secret@localhost/widgets?hunter2secret",
+            "postgresql://app%00:hunter2secret@localhost/widgets",
+            "postgresql://app:hunter2secret%00@localhost/widgets",
+            "host=x dbname='wid\0gets' password=hunter2secret",
         ] {
             let err = s.parse::<PostgresConfig>().unwrap_err();
             assert!(!err.to_string().contains("hunter2"), "{err}");

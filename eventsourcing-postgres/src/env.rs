@@ -5,7 +5,7 @@
 use eventsourcing_core::{ConfigError, Env};
 
 use crate::{
-    config::{valid_schema, PostgresConfig},
+    config::{valid_schema, Names, PostgresConfig, MAX_CONNECTIONS, MAX_SESSION_TIMEOUT},
     conn_str::parse_conninfo,
     tls::{RootCerts, SslMode},
 };
@@ -29,12 +29,21 @@ impl PostgresConfig {
         };
 
         if config.pg.get_hosts().is_empty() {
-            let (name, host) = required(env, vars::HOST, "DATABASE_URL")?;
-            check_not_blank(&name, &host)?;
-            config.pg.host(host.trim());
+            let (name, hosts) = required(env, vars::HOST, "DATABASE_URL")?;
+            // The builder's rule: several hosts are comma-separated, tried in order.
+            let hosts: Vec<&str> = hosts.split(',').map(str::trim).collect();
+            if hosts.iter().any(|h| h.is_empty()) {
+                return Err(ConfigError::new(
+                    name,
+                    "an empty host name in the comma-separated list",
+                ));
+            }
+            for host in hosts {
+                config.pg.host(host);
+            }
         }
         if config.pg.get_ports().is_empty() {
-            if let Some(port) = env.parse::<u16>(vars::PORT)? {
+            if let Some(port) = env.integer(vars::PORT, 1..=u16::MAX)? {
                 config.pg.port(port);
             }
         }
@@ -53,7 +62,7 @@ impl PostgresConfig {
         }
         // What the URL says wins: a leftover POSTGRES_SSLMODE=prefer must never weaken
         // `?sslmode=verify-full`.
-        if let Some(mode) = env.parse::<SslMode>(vars::SSLMODE)? {
+        if let Some(mode) = ssl_mode(env)? {
             if !url_sslmode {
                 config.ssl_mode = mode;
             } else if mode != config.ssl_mode {
@@ -64,7 +73,7 @@ impl PostgresConfig {
                 );
             }
         }
-        if let Some((_, path)) = env.lookup(vars::SSLROOTCERT) {
+        if let Some((_, path)) = env.text(vars::SSLROOTCERT)? {
             if !url_sslrootcert {
                 config.root_certs = Some(RootCerts::from_setting(path.trim()));
             }
@@ -72,11 +81,25 @@ impl PostgresConfig {
         if let Some((name, schema)) = env.lookup(vars::SCHEMA) {
             config.schema = valid_schema(&name, schema.trim())?;
         }
-        if let Some(size) = env.parse::<u32>(vars::POOL_SIZE)? {
+        if let Some(size) = env.integer(vars::POOL_SIZE, 0..=MAX_CONNECTIONS)? {
             config.pool_size = size;
         }
-        if let Some(overflow) = env.parse::<u32>(vars::MAX_OVERFLOW)? {
+        if let Some(overflow) = env.integer(vars::MAX_OVERFLOW, 0..=MAX_CONNECTIONS)? {
             config.max_overflow = overflow;
+        }
+        if config.pool_size + config.max_overflow > MAX_CONNECTIONS {
+            let (name, _) = env
+                .lookup(vars::MAX_OVERFLOW)
+                .or_else(|| env.lookup(vars::POOL_SIZE))
+                .unwrap_or_default();
+            return Err(ConfigError::new(
+                name,
+                format!(
+                    "pool size {} + overflow {} is more than PostgreSQL's limit of \
+                     {MAX_CONNECTIONS} connections",
+                    config.pool_size, config.max_overflow
+                ),
+            ));
         }
         if let Some(timeout) = env.seconds(vars::POOL_TIMEOUT)? {
             if timeout.is_zero() {
@@ -92,13 +115,16 @@ impl PostgresConfig {
         if let Some(pre_ping) = env.flag(vars::PRE_PING)? {
             config.pre_ping = pre_ping;
         }
-        if let Some(max_waiting) = env.parse::<u32>(vars::MAX_WAITING)? {
+        if let Some(max_waiting) = env.integer(vars::MAX_WAITING, 0..=u32::MAX)? {
             config.max_waiting = Some(max_waiting);
         }
-        if let Some(timeout) = env.seconds(vars::LOCK_TIMEOUT)? {
+        if let Some(timeout) = env.seconds_up_to(vars::LOCK_TIMEOUT, MAX_SESSION_TIMEOUT)? {
             config.lock_timeout = timeout;
         }
-        if let Some(timeout) = env.seconds(vars::IDLE_IN_TRANSACTION_SESSION_TIMEOUT)? {
+        if let Some(timeout) = env.seconds_up_to(
+            vars::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+            MAX_SESSION_TIMEOUT,
+        )? {
             config.idle_in_transaction_session_timeout = timeout;
         }
         if let Some(create) = env.flag(vars::CREATE_TABLE)? {
@@ -111,7 +137,9 @@ impl PostgresConfig {
                 "the pool needs at least one connection (POSTGRES_POOL_SIZE + POSTGRES_MAX_OVERFLOW > 0)",
             ));
         }
-        Ok(config)
+        // Each variable was checked as it was read; this catches what only their combination
+        // (or the URL) can get wrong.
+        config.validate(&Names::ENV)
     }
 }
 
@@ -139,8 +167,9 @@ mod vars {
     pub(super) const CREATE_TABLE: &[&str] = &["CREATE_TABLE"];
 }
 
+/// A value that must be given, with no NUL character in it.
 fn required(env: &Env, keys: &[&str], alternative: &str) -> Result<(String, String), ConfigError> {
-    env.lookup(keys).ok_or_else(|| {
+    env.text(keys)?.ok_or_else(|| {
         let looked: Vec<String> = env
             .app_prefix()
             .into_iter()
@@ -157,19 +186,26 @@ fn required(env: &Env, keys: &[&str], alternative: &str) -> Result<(String, Stri
     })
 }
 
-fn check_not_blank(name: &str, value: &str) -> Result<(), ConfigError> {
-    if value.trim().is_empty() {
-        return Err(ConfigError::new(name, "is empty"));
+/// `POSTGRES_SSLMODE`. Its own parse error repeats the value; this one shows it once, cut.
+fn ssl_mode(env: &Env) -> Result<Option<SslMode>, ConfigError> {
+    match env.lookup(vars::SSLMODE) {
+        None => Ok(None),
+        Some((name, value)) => value.parse().map(Some).map_err(|_| {
+            ConfigError::invalid(
+                name,
+                &value,
+                "an sslmode (use disable, prefer, require, verify-ca or verify-full)",
+            )
+        }),
     }
-    Ok(())
 }
 
 /// `POSTGRES_PASSWORD` or the contents of `POSTGRES_PASSWORD_FILE` (Docker's convention). Both
 /// set at the same precedence level is an error; an application-prefixed one wins over a plain
 /// one. Errors name the variable, never the value.
 fn password_from_env(env: &Env) -> Result<Option<String>, ConfigError> {
-    let password = env.lookup(vars::PASSWORD);
-    let file = env.lookup(vars::PASSWORD_FILE);
+    let password = env.text(vars::PASSWORD)?;
+    let file = env.text(vars::PASSWORD_FILE)?;
     let prefixed = |name: &str| {
         env.app_prefix().is_some_and(|p| {
             name.len() > p.len() && name.starts_with(p) && name[p.len()..].starts_with('_')
@@ -201,6 +237,12 @@ fn password_from_env(env: &Env) -> Result<Option<String>, ConfigError> {
         let secret = contents.trim_end_matches(['\r', '\n']);
         if secret.is_empty() {
             return Err(ConfigError::new(name, format!("`{path}` is empty")));
+        }
+        if secret.contains('\0') {
+            return Err(ConfigError::new(
+                name,
+                format!("`{path}` holds a NUL character"),
+            ));
         }
         return Ok(Some(secret.to_owned()));
     }

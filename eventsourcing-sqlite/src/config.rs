@@ -10,6 +10,14 @@ pub const DEFAULT_DBNAME: &str = "eventsourcing.db";
 /// unless `SQLITE_LOCK_TIMEOUT` says otherwise (the Python `sqlite3` module's default).
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The write-ahead log size past which the writer truncates it, unless
+/// `SQLITE_WAL_SIZE_LIMIT` or [`SqliteConfigBuilder::wal_size_limit`] says otherwise: 64 MiB.
+pub(crate) const DEFAULT_WAL_SIZE_LIMIT: u64 = 64 << 20;
+
+/// The longest lock timeout: SQLite's `busy_timeout` is an `int` of milliseconds (INT_MAX,
+/// about 24.8 days). `SQLITE_LOCK_TIMEOUT` refuses more; the builder keeps a longer one at this.
+pub(crate) const MAX_LOCK_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
 /// The number of reader connections of a file database, unless set with
 /// [`SqliteConfigBuilder::readers`].
 pub const DEFAULT_READERS: usize = 4;
@@ -77,15 +85,29 @@ impl FromStr for Synchronous {
 /// | variable | default | meaning |
 /// |---|---|---|
 /// | `SQLITE_DBNAME` | `eventsourcing.db` ([`DEFAULT_DBNAME`]) | a file path, `:memory:`, or a `file:` URI |
-/// | `SQLITE_LOCK_TIMEOUT` | `5` | seconds to wait for another connection's lock (`busy_timeout`); `0` fails at once |
+/// | `SQLITE_LOCK_TIMEOUT` | `5` | seconds to wait for another connection's lock (`busy_timeout`); `0` fails at once; at most 2147483.647 (SQLite's INT_MAX milliseconds) |
 /// | `SQLITE_SYNCHRONOUS` | `full` | `full`, `normal` or `extra`: see [`Synchronous`] |
+/// | `SQLITE_WAL_SIZE_LIMIT` | `67108864` (64 MiB) | bytes: the write-ahead log's bound (see [The write-ahead log](SqliteConfig#the-write-ahead-log)); `0` = SQLite's own checkpoints only |
 /// | `CREATE_TABLE` | `y` | `y`: apply the migrations when opening; `n`: issue no DDL (run [`SqliteStore::migrate`](crate::SqliteStore::migrate) yourself) |
 ///
 /// Every variable is first looked up with the application prefix of the [`Env`](eventsourcing_core::Env)
 /// (`WIDGETS_SQLITE_DBNAME` before `SQLITE_DBNAME`, see
 /// [`Env::with_app_name`](eventsourcing_core::Env::with_app_name)). A malformed value is a
-/// [`ConfigError`](eventsourcing_core::ConfigError) naming the variable. The number of reader
+/// [`ConfigError`](eventsourcing_core::ConfigError) naming the variable (so is a NUL character in
+/// the database name); an empty value counts as unset. The number of reader
 /// connections has no variable: set it with [`readers`](SqliteConfigBuilder::readers).
+///
+/// # The write-ahead log
+///
+/// A file database runs in WAL mode. SQLite checkpoints the log into the database every 1000
+/// pages, but it can only start the log over when no reader still reads an older snapshot,
+/// and never shrinks the file: with the store's reader connections busy while saves go on, the
+/// `-wal` file could grow without bound. So the writer thread, after each piece of work, looks
+/// at the log's size; past the limit it runs `PRAGMA wal_checkpoint(TRUNCATE)`, which waits
+/// (up to the lock timeout) only for the reads already running, and empties the file. The same
+/// limit is SQLite's `journal_size_limit`, so a log that SQLite starts over is cut back to it.
+/// If a reader in another process keeps the truncation from finishing, the writer tries again
+/// once the log has grown by another limit's worth, rather than waiting on every save.
 ///
 /// ```
 /// use std::time::Duration;
@@ -108,6 +130,7 @@ pub struct SqliteConfig {
     synchronous: Synchronous,
     create_table: bool,
     readers: usize,
+    wal_size_limit: Option<u64>,
 }
 
 impl Default for SqliteConfig {
@@ -118,6 +141,7 @@ impl Default for SqliteConfig {
             synchronous: Synchronous::default(),
             create_table: true,
             readers: DEFAULT_READERS,
+            wal_size_limit: Some(DEFAULT_WAL_SIZE_LIMIT),
         }
     }
 }
@@ -174,6 +198,12 @@ impl SqliteConfig {
         self.readers
     }
 
+    /// The write-ahead log size (bytes) past which the writer truncates it; `None`: SQLite's
+    /// own checkpoints only.
+    pub fn wal_size_limit(&self) -> Option<u64> {
+        self.wal_size_limit
+    }
+
     /// True for an in-memory database (`:memory:`, `file::memory:`, a URI with `mode=memory`, or
     /// the empty name, SQLite's private temporary database), which lives in a single connection.
     pub fn is_memory(&self) -> bool {
@@ -217,10 +247,15 @@ impl SqliteConfigBuilder {
         self
     }
 
+    /// How long to wait for a lock held by another connection (another process, or another
+    /// store on the same file). Default 5 s. SQLite counts it in `int` milliseconds, so a wait
+    /// longer than INT_MAX milliseconds (about 24.8 days) is kept at that.
+    pub fn lock_timeout(mut self, lock_timeout: Duration) -> Self {
+        self.config.lock_timeout = lock_timeout.min(MAX_LOCK_TIMEOUT);
+        self
+    }
+
     plain_setters! {
-        /// How long to wait for a lock held by another connection (another process, or
-        /// another store on the same file). Default 5 s.
-        lock_timeout: Duration;
         /// When a commit is durable. Default [`Synchronous::Full`].
         synchronous: Synchronous;
         /// Whether opening the store applies the migrations (creating the tables). Default
@@ -234,6 +269,14 @@ impl SqliteConfigBuilder {
     /// An in-memory database has a single connection that serves reads and writes.
     pub fn readers(mut self, readers: usize) -> Self {
         self.config.readers = readers.max(1);
+        self
+    }
+
+    /// Bytes the write-ahead log may reach before the writer truncates it (see
+    /// [The write-ahead log](SqliteConfig#the-write-ahead-log)); default 64 MiB. `None` or
+    /// `Some(0)`: SQLite's own checkpoints only. Above `i64::MAX` is kept at that.
+    pub fn wal_size_limit(mut self, bytes: Option<u64>) -> Self {
+        self.config.wal_size_limit = bytes.filter(|b| *b > 0).map(|b| b.min(i64::MAX as u64));
         self
     }
 

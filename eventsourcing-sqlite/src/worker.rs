@@ -4,6 +4,7 @@
 use std::{
     collections::VecDeque,
     panic::AssertUnwindSafe,
+    path::PathBuf,
     sync::{
         mpsc::{self, Receiver, Sender},
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
@@ -120,10 +121,13 @@ impl Pool {
 }
 
 impl Workers {
+    /// The threads of `writer` and `readers`; with readers (a file database) and a
+    /// `wal_size_limit`, the writer keeps the write-ahead log under it (see [`WalLimit`]).
     pub(crate) fn spawn(
         writer: Connection,
         readers: Vec<Connection>,
         dbname: &str,
+        wal_size_limit: Option<u64>,
     ) -> Result<Self, Error> {
         let spawn_failed = |e: std::io::Error| {
             Error::store(format!("cannot start a SQLite thread for `{dbname}`: {e}"))
@@ -134,11 +138,15 @@ impl Workers {
             threads: Vec::with_capacity(readers.len() + 1),
         };
         // From here on, an early return drops `workers`, which stops the threads already started.
+        let wal = match wal_size_limit {
+            Some(limit) if !readers.is_empty() => WalLimit::new(&writer, limit)?,
+            _ => None,
+        };
         let (tx, rx) = mpsc::channel::<Job>();
         workers.writer = Some(tx.clone());
         let handle = thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(writer, rx))
+            .spawn(move || serve(writer, rx, wal))
             .map_err(spawn_failed)?;
         workers.threads.push(handle);
         if readers.is_empty() {
@@ -189,10 +197,80 @@ fn send(sender: Option<&Sender<Job>>, job: Job) -> Result<(), Job> {
     }
 }
 
-fn serve(mut conn: Connection, jobs: Receiver<Job>) {
+fn serve(mut conn: Connection, jobs: Receiver<Job>, mut wal: Option<WalLimit>) {
     // Ends when every sender is dropped and the queue is drained; the connection then closes.
     while let Ok(job) = jobs.recv() {
         run(job, &mut conn);
+        if let Some(wal) = &mut wal {
+            wal.check(&conn);
+        }
+    }
+}
+
+/// The writer's bound on the write-ahead log (see
+/// [The write-ahead log](crate::SqliteConfig#the-write-ahead-log)). SQLite's automatic
+/// checkpoint cannot start the log over while a reader holds an older snapshot, and never
+/// shrinks the file, so with readers always busy the log would grow without end.
+#[derive(Debug)]
+struct WalLimit {
+    /// The `-wal` file beside the database.
+    path: PathBuf,
+    limit: u64,
+    /// The size at which to try next: `limit`, or more after a truncation that readers of
+    /// another process kept from finishing (so saves do not each wait for them).
+    next: u64,
+}
+
+impl WalLimit {
+    /// Sets `journal_size_limit` on the writer (a log SQLite starts over is cut back to the
+    /// limit) and finds the log file; `None` for a database without one (temporary files).
+    fn new(writer: &Connection, limit: u64) -> Result<Option<Self>, Error> {
+        let Some(db) = writer.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = PathBuf::from(format!("{db}-wal"));
+        let bytes = i64::try_from(limit).unwrap_or(i64::MAX);
+        let _: i64 = writer
+            .query_row(&format!("PRAGMA journal_size_limit = {bytes}"), [], |row| {
+                row.get(0)
+            })
+            .map_err(|e| Error::store(format!("cannot set journal_size_limit on `{db}`: {e}")))?;
+        Ok(Some(WalLimit {
+            path,
+            limit,
+            next: limit,
+        }))
+    }
+
+    /// After each job: past the limit, checkpoint and truncate the log. A `stat` when under it.
+    fn check(&mut self, conn: &Connection) {
+        let Ok(size) = std::fs::metadata(&self.path).map(|m| m.len()) else {
+            return;
+        };
+        if size <= self.next {
+            return;
+        }
+        // TRUNCATE waits (the busy handler, up to the lock timeout) only for the reads already
+        // running: the ones that start meanwhile read the database file, not the log.
+        let outcome = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+            row.get::<_, i64>(0)
+        });
+        match outcome {
+            Ok(0) => self.next = self.limit,
+            Ok(_) => {
+                tracing::warn!(
+                    wal = %self.path.display(),
+                    size,
+                    "the SQLite write-ahead log is past its limit and a reader kept it from \
+                     being truncated; trying again when it has grown by the limit once more"
+                );
+                self.next = size.saturating_add(self.limit);
+            }
+            Err(e) => {
+                tracing::warn!(wal = %self.path.display(), error = %e, "SQLite checkpoint failed");
+                self.next = size.saturating_add(self.limit);
+            }
+        }
     }
 }
 
