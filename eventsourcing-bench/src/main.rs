@@ -10,7 +10,7 @@ mod common;
 mod postgres;
 mod sqlite;
 
-type BoxError = Box<dyn std::error::Error>;
+use common::BoxError;
 
 #[tokio::main]
 async fn main() {

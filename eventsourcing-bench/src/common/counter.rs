@@ -1,8 +1,9 @@
-//! What every store's benchmark shares: the aggregate, its raw payload type, and reporting.
-
-use std::time::Duration;
+//! The benchmark's aggregate, its payloads as the raw baselines encode them, and building and
+//! saving counters.
 
 use eventsourcing::prelude::*;
+
+use super::BoxError;
 
 /// The benchmark's aggregate: a counter with a label, whose `Added` event carries two fields.
 #[derive(Aggregate, Debug, Serialize, Deserialize)]
@@ -57,6 +58,30 @@ pub(crate) fn counter_with(events: usize) -> Counter {
     c
 }
 
+/// An `Added` payload of `amount`, encoded as the raw baselines do.
+pub(crate) fn added_payload(amount: i64) -> Result<Vec<u8>, BoxError> {
+    Ok(serde_json::to_vec(&AddedPayload {
+        amount,
+        note: NOTE.to_owned(),
+    })?)
+}
+
+/// The events of a new counter of `events` events, encoded as the raw baselines do: the same
+/// events as [`counter_with`], type name and payload.
+pub(crate) fn raw_payloads(events: usize) -> Result<Vec<(&'static str, Vec<u8>)>, BoxError> {
+    let mut out = Vec::with_capacity(events);
+    out.push((
+        "Opened",
+        serde_json::to_vec(&OpenedPayload {
+            label: "bench".to_owned(),
+        })?,
+    ));
+    for i in 1..events {
+        out.push(("Added", added_payload(i as i64)?));
+    }
+    Ok(out)
+}
+
 /// Saves a counter of `events` events in all, `batch` events per save, so that an application
 /// with snapshots every `batch` writes them as it goes. Returns its id.
 pub(crate) async fn saved_in_batches<S: EventStore>(
@@ -74,57 +99,4 @@ pub(crate) async fn saved_in_batches<S: EventStore>(
         app.save(&mut counter).await?;
     }
     Ok(counter.id())
-}
-
-/// `writers` tasks, each appending `saves` single events to its own counter; the time until all
-/// are done.
-pub(crate) async fn ours_writers<S: EventStore>(
-    writers: usize,
-    app: &Application<S>,
-    saves: usize,
-) -> Result<std::time::Duration, Box<dyn std::error::Error>> {
-    let mut counters = Vec::with_capacity(writers);
-    for _ in 0..writers {
-        let mut counter = counter_with(1);
-        app.save(&mut counter).await?;
-        counters.push(counter);
-    }
-    let start = std::time::Instant::now();
-    let tasks: Vec<_> = counters
-        .into_iter()
-        .map(|mut counter| {
-            let app = app.clone();
-            tokio::spawn(async move {
-                for i in 0..saves {
-                    counter.add(i as i64, NOTE.to_owned());
-                    app.save(&mut counter).await?;
-                }
-                Ok::<_, eventsourcing::Error>(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    Ok(start.elapsed())
-}
-
-/// Prints one figure: `<figure> ours=<v> raw=<v> ratio=<ours/raw> unit=<unit>`.
-pub(crate) fn report(figure: &str, ours: f64, raw: f64, unit: &str) {
-    let ratio = if raw == 0.0 { f64::NAN } else { ours / raw };
-    println!("{figure} ours={ours:.3} raw={raw:.3} ratio={ratio:.3} unit={unit}");
-}
-
-/// The median of some durations, in milliseconds.
-pub(crate) fn median_ms(mut samples: Vec<Duration>) -> f64 {
-    if samples.is_empty() {
-        return f64::NAN;
-    }
-    samples.sort_unstable();
-    samples[samples.len() / 2].as_secs_f64() * 1000.0
-}
-
-/// Events per second from a count and an elapsed time.
-pub(crate) fn per_second(events: usize, elapsed: Duration) -> f64 {
-    events as f64 / elapsed.as_secs_f64()
 }
