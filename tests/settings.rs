@@ -365,17 +365,9 @@ async fn the_server_accepts_the_longest_session_timeouts() {
     let store = eventsourcing::postgres::PostgresStore::connect(config)
         .await
         .unwrap();
-    let client = store.dedicated_client().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT current_setting('lock_timeout'), \
-                    current_setting('idle_in_transaction_session_timeout')",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "2147483647ms");
-    assert_eq!(row.get::<_, String>(1), "2147483647ms");
+    let shown = eventsourcing::postgres::testing::session_timeouts(&store).await;
+    let max = "2147483647ms".to_owned();
+    assert_eq!(shown, (max.clone(), max));
 }
 
 /// SQLite's busy timeout is an `int` of milliseconds too: the builder keeps a longer one at

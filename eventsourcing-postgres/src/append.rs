@@ -266,18 +266,11 @@ impl<'a> Batch<'a> {
                 &self.metadata,
                 &self.stream_types,
             ],
-            Shape::ManyGuarded => vec![
-                &self.stream_ids,
-                &self.versions,
-                &self.timestamps,
-                &self.event_types,
-                &self.schema_versions,
-                &self.payloads,
-                &self.metadata,
-                &self.stream_types,
-                &self.guard_ids,
-                &self.guard_versions,
-            ],
+            Shape::ManyGuarded => {
+                let mut params = self.params(Shape::Many);
+                params.extend([&self.guard_ids as &(dyn ToSql + Sync), &self.guard_versions]);
+                params
+            }
         }
     }
 }

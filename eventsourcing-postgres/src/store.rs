@@ -251,13 +251,8 @@ impl EventStore for PostgresStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        read::load(
-            &self.inner.pool,
-            stream_id,
-            after_version,
-            up_to,
-            Columns::All,
-        )
+        let pool = &self.inner.pool;
+        read::load(pool, stream_id, after_version, up_to, Columns::All)
     }
 
     fn load_for_replay(
@@ -266,13 +261,9 @@ impl EventStore for PostgresStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        read::load(
-            &self.inner.pool,
-            stream_id,
-            after_version,
-            up_to,
-            Columns::Replay,
-        )
+        // Less to send and decode: replay reads neither position nor metadata.
+        let replay = Columns::Replay;
+        read::load(&self.inner.pool, stream_id, after_version, up_to, replay)
     }
 
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {

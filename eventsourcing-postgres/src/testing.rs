@@ -144,3 +144,21 @@ pub async fn fresh() -> (PostgresStore, TestSchema) {
     let store = schema.store().await;
     (store, schema)
 }
+
+/// The `lock_timeout` and `idle_in_transaction_session_timeout` a session of `store` runs
+/// with, as the server shows them (`"1500ms"`, `"7s"`). Panics on failure.
+pub async fn session_timeouts(store: &PostgresStore) -> (String, String) {
+    let client = store
+        .dedicated_client()
+        .await
+        .unwrap_or_else(|e| panic!("a session of the store: {e}"));
+    let row = client
+        .query_one(
+            "SELECT current_setting('lock_timeout'), \
+                    current_setting('idle_in_transaction_session_timeout')",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("reading the session's settings: {e}"));
+    (row.get(0), row.get(1))
+}

@@ -499,17 +499,8 @@ async fn session_timeouts_are_set_on_every_connection() {
     )
     .await
     .unwrap();
-    let client = store.dedicated_client().await.unwrap();
-    let row = client
-        .query_one(
-            "SELECT current_setting('lock_timeout'), \
-                    current_setting('idle_in_transaction_session_timeout')",
-            &[],
-        )
-        .await
-        .unwrap();
-    assert_eq!(row.get::<_, String>(0), "1500ms");
-    assert_eq!(row.get::<_, String>(1), "7s");
+    let shown = eventsourcing_postgres::testing::session_timeouts(&store).await;
+    assert_eq!(shown, ("1500ms".to_owned(), "7s".to_owned()));
 }
 
 #[tokio::test]

@@ -163,27 +163,13 @@ async fn a_multi_stream_save_is_all_or_nothing() {
         .append(vec![event(a, 1), event(b, 2), event(b, 3), event(c, 1)])
         .await
         .unwrap_err();
-    match err {
-        Error::Conflict {
-            stream_id,
-            expected,
-            actual,
-        } => assert_eq!((stream_id, expected, actual), (b, 1, 2)),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    assert_conflict(err, (b, 1, 2));
     // b would leave a hole (the guard catches it): a and c must not be written.
     let err = store
         .append(vec![event(a, 1), event(b, 4), event(c, 1)])
         .await
         .unwrap_err();
-    match err {
-        Error::Conflict {
-            stream_id,
-            expected,
-            actual,
-        } => assert_eq!((stream_id, expected, actual), (b, 3, 2)),
-        other => panic!("expected a conflict, got {other:?}"),
-    }
+    assert_conflict(err, (b, 3, 2));
     assert_eq!(store.stream_version(a).await.unwrap(), 0);
     assert_eq!(store.stream_version(c).await.unwrap(), 0);
     assert_eq!(store.read_log(Position::START, 100).await.unwrap().len(), 2);
@@ -472,4 +458,16 @@ async fn saves_wake_this_processs_subscribers() {
     assert!(!changes.has_changed());
     store.append(vec![event(Uuid::new_v4(), 1)]).await.unwrap();
     assert!(changes.has_changed());
+}
+
+/// `err` is a conflict on `(stream, expected, actual)`.
+fn assert_conflict(err: Error, want: (Uuid, u64, u64)) {
+    match err {
+        Error::Conflict {
+            stream_id,
+            expected,
+            actual,
+        } => assert_eq!((stream_id, expected, actual), want),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
 }
