@@ -284,18 +284,17 @@ pub fn record_creation<A: Aggregate>(
     event: A::Event,
     build: impl FnOnce() -> A,
 ) -> A {
-    match applying::enter(A::TYPE_NAME, method) {
-        applying::Enter::Record => {}
-        applying::Enter::Apply | applying::Enter::Skip => {
-            // Inside a replayed event: the value is built (a constructor cannot be skipped) but
-            // gets no event, as the code that stored the outer event gave it none that counted.
-            let _scope = applying::Scope::enter(applying::Mode::ReplayCreation);
-            return build();
+    let mut aggregate = match applying::enter(A::TYPE_NAME, method, true) {
+        applying::Enter::Record(scope) => {
+            let aggregate = build();
+            drop(scope);
+            aggregate
         }
-    }
-    let mut aggregate = {
-        let _scope = applying::Scope::live(A::TYPE_NAME, method);
-        build()
+        // Inside a replayed event: the value is built (a constructor cannot be skipped) but
+        // gets no event, as the code that stored the outer event gave it none that counted.
+        applying::Enter::Apply(_scope) => return build(),
+        // Never returned for a creation event; building is still the one answer.
+        applying::Enter::Skip => return build(),
     };
     let timestamp = now();
     let meta = aggregate.meta_mut();
@@ -326,14 +325,13 @@ pub fn record<A: Aggregate>(
     event: A::Event,
     apply: impl FnOnce(&mut A),
 ) {
-    match applying::enter(A::TYPE_NAME, method) {
-        applying::Enter::Record => {}
-        applying::Enter::Apply => return apply(aggregate),
+    match applying::enter(A::TYPE_NAME, method, false) {
+        applying::Enter::Record(scope) => {
+            apply(aggregate);
+            drop(scope);
+        }
+        applying::Enter::Apply(_scope) => return apply(aggregate),
         applying::Enter::Skip => return,
-    }
-    {
-        let _scope = applying::Scope::live(A::TYPE_NAME, method);
-        apply(aggregate);
     }
     let timestamp = now();
     let meta = aggregate.meta_mut();
@@ -359,6 +357,8 @@ pub fn replay<A: Aggregate, C: Codec>(
     events: impl IntoIterator<Item = StoredEvent>,
 ) -> Result<Option<A>, Error> {
     let mut current = base;
+    // Once per load, not per event: nested event calls in replayed bodies record nothing.
+    let _scope = applying::Scope::enter(applying::Mode::Replay);
     for stored in events {
         let expected = current.as_ref().map_or(0, |a| a.version()) + 1;
         if stored.version != expected {
@@ -387,7 +387,7 @@ pub fn replay<A: Aggregate, C: Codec>(
         match current.as_mut() {
             None => {
                 let created = {
-                    let _scope = applying::Scope::enter(applying::Mode::ReplayCreation);
+                    let _creation = applying::Scope::enter(applying::Mode::ReplayCreation);
                     A::create_from(event)
                 };
                 let mut aggregate = created.map_err(|e| Error::Corrupt {
@@ -404,11 +404,7 @@ pub fn replay<A: Aggregate, C: Codec>(
                 current = Some(aggregate);
             }
             Some(aggregate) => {
-                let applied = {
-                    let _scope = applying::Scope::enter(applying::Mode::Replay);
-                    aggregate.apply(event)
-                };
-                applied.map_err(|e| Error::Corrupt {
+                aggregate.apply(event).map_err(|e| Error::Corrupt {
                     stream_id,
                     aggregate: A::TYPE_NAME,
                     reason: format!(
@@ -458,7 +454,7 @@ mod applying {
             aggregate: &'static str,
             method: &'static str,
         },
-        /// Replay is applying a stored event that is not a creation event.
+        /// Replay is loading stored events (creation events aside, see below).
         Replay,
         /// Replay is building an aggregate from its creation event.
         ReplayCreation,
@@ -471,35 +467,43 @@ mod applying {
         static MODE: Cell<Mode> = const { Cell::new(Mode::Idle) };
     }
 
-    /// What the event method that asked does.
+    /// What the event method that asked does; apply its body while holding the scope.
     pub(super) enum Enter {
         /// Apply and record: no other event is being applied.
-        Record,
+        Record(Scope),
         /// Apply, record nothing.
-        Apply,
-        /// Neither apply nor record.
+        Apply(Scope),
+        /// Neither apply nor record (never for a creation event).
         Skip,
     }
 
-    pub(super) fn enter(aggregate: &'static str, method: &'static str) -> Enter {
-        match MODE.get() {
-            Mode::Idle => Enter::Record,
+    /// Called by an event method before its body runs; `creation` for a creation event.
+    pub(super) fn enter(aggregate: &'static str, method: &'static str, creation: bool) -> Enter {
+        // One replace on the common path (nothing being applied), restored by the scope.
+        let scope = Scope::enter(Mode::Live { aggregate, method });
+        match scope.previous {
+            Mode::Idle => Enter::Record(scope),
             Mode::Live {
                 aggregate: outer_aggregate,
                 method: outer,
-            } => panic!(
-                "event method `{outer_aggregate}::{outer}` called event method `{aggregate}::{method}` while being applied: an event's body is replayed from the stored event alone, so it must not record other events; call both from a command method instead"
-            ),
+            } => {
+                drop(scope);
+                panic!(
+                    "event method `{outer_aggregate}::{outer}` called event method `{aggregate}::{method}` while being applied: an event's body is replayed from the stored event alone, so it must not record other events; call both from a command method instead"
+                )
+            }
             mode @ (Mode::Replay | Mode::ReplayCreation) => {
                 tracing::warn!(
                     aggregate,
                     method,
                     "an event method was called while a stored event was replayed; it records nothing (an event's body must not call event methods)"
                 );
-                if matches!(mode, Mode::Replay) {
+                if matches!(mode, Mode::Replay) && !creation {
+                    drop(scope);
                     Enter::Skip
                 } else {
-                    Enter::Apply
+                    MODE.set(Mode::ReplayCreation);
+                    Enter::Apply(scope)
                 }
             }
         }
@@ -515,10 +519,6 @@ mod applying {
             Scope {
                 previous: MODE.replace(mode),
             }
-        }
-
-        pub(super) fn live(aggregate: &'static str, method: &'static str) -> Self {
-            Self::enter(Mode::Live { aggregate, method })
         }
     }
 

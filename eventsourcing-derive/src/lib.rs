@@ -76,7 +76,7 @@ pub fn events(args: TokenStream, input: TokenStream) -> TokenStream {
 ///   event it applies without recording, because creation never stored the events recorded on
 ///   the value it was building. Either way replay rebuilds the state those events had live.
 ///
-/// The check costs one thread-local read per recorded event and one write per replayed one.
+/// The guard is a thread-local flag: set and restored once per recorded event and once per load.
 #[proc_macro_attribute]
 pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
     let input = proc_macro2::TokenStream::from(input);
