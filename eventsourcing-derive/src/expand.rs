@@ -8,6 +8,7 @@ use crate::{
     ast::{self, EventMethod, EventsImpl},
     attr,
     ctxt::Ctxt,
+    valid,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -149,6 +150,9 @@ pub(crate) fn events(args: TokenStream, item: ItemImpl) -> TokenStream {
     }
     let original = item.clone();
     let parsed = ast::parse(&mut cx, item);
+    if let Some(parsed) = &parsed {
+        valid::check_event_bodies(&mut cx, parsed);
+    }
     match (cx.check(), parsed) {
         (Ok(()), Some(parsed)) => expand_events(parsed),
         (Err(err), parsed) => events_fallback(err, parsed.map_or(original, |p| p.item)),
@@ -355,7 +359,9 @@ fn apply_ident(m: &EventMethod) -> syn::Ident {
 }
 
 /// The public method records the event; the user's body moves into a hidden apply function
-/// that replay calls too, so recording and replaying run the same code.
+/// that replay calls too, so recording and replaying run the same code. The event gets clones
+/// of the arguments before the body consumes them; `record` runs the body under the guard that
+/// stops it from recording other events.
 fn rewrite_method(m: &EventMethod, enum_ident: &syn::Ident) -> (ImplItem, Option<ImplItem>) {
     let func = &m.func;
     let vis = &func.vis;
@@ -381,9 +387,12 @@ fn rewrite_method(m: &EventMethod, enum_ident: &syn::Ident) -> (ImplItem, Option
         }
     });
     let body = &func.block;
-    let clones = idents
+    let clones: Vec<_> = idents
         .iter()
-        .map(|i| quote!(::core::clone::Clone::clone(&#i)));
+        .map(|i| quote!(::core::clone::Clone::clone(&#i)))
+        .collect();
+    // The name as written, for the run-time guard's message (`r#type` reads `type`).
+    let method_name = ident.to_string().trim_start_matches("r#").to_owned();
     if m.creator {
         let with_id = format_ident!("{}_with_id", ident);
         let output = &func.sig.output;
@@ -399,13 +408,12 @@ fn rewrite_method(m: &EventMethod, enum_ident: &syn::Ident) -> (ImplItem, Option
         let extra: ImplItem = syn::parse_quote! {
             #[doc = #with_id_doc]
             #vis fn #with_id(id: ::eventsourcing::Uuid, #(#params),*) -> Self {
-                let mut aggregate = Self::#apply(#(#clones),*);
                 ::eventsourcing::__private::record_creation(
-                    &mut aggregate,
                     id,
-                    #enum_ident::#variant { #(#idents),* },
-                );
-                aggregate
+                    #method_name,
+                    #enum_ident::#variant { #(#idents: #clones),* },
+                    move || Self::#apply(#(#idents),*),
+                )
             }
         };
         let apply_fn: ImplItem = syn::parse_quote! {
@@ -419,8 +427,12 @@ fn rewrite_method(m: &EventMethod, enum_ident: &syn::Ident) -> (ImplItem, Option
         let public: ImplItem = syn::parse_quote! {
             #(#attrs)*
             #vis fn #ident(&mut self, #(#params),*) {
-                Self::#apply(self, #(#clones),*);
-                ::eventsourcing::__private::record(self, #enum_ident::#variant { #(#idents),* });
+                ::eventsourcing::__private::record(
+                    self,
+                    #method_name,
+                    #enum_ident::#variant { #(#idents: #clones),* },
+                    move |__es_self: &mut Self| Self::#apply(__es_self, #(#idents),*),
+                );
             }
         };
         let apply_fn: ImplItem = syn::parse_quote! {

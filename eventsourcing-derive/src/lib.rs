@@ -9,6 +9,7 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand;
+mod valid;
 
 use proc_macro::TokenStream;
 
@@ -45,6 +46,37 @@ pub fn events(args: TokenStream, input: TokenStream) -> TokenStream {
 /// Forms: `#[event]` (name = the method name in PascalCase), `#[event("NameUpdated")]`,
 /// `#[event(name = "NameUpdated")]`, and `alias = "OldName"` (repeatable) to keep reading
 /// events stored under an earlier name.
+///
+/// # An event's body records nothing
+///
+/// The body runs live when the method is called, and again on every load, when the stored event
+/// is replayed. So it must rebuild its change from the event's fields alone, and must not call
+/// other event methods: live, each nested call would store an event of its own, and replay
+/// would apply it twice (once inside the body, once as the stored event), so the reloaded state
+/// would differ from the live one. Call the event methods one after another from a command
+/// method (any method without `#[event]`) instead:
+///
+/// ```text
+/// #[event] fn bump(&mut self) { self.n += 1; }
+/// fn bump_twice(&mut self) { self.bump(); self.bump(); }  // a command: records two `Bump`s
+/// ```
+///
+/// `#[events]` refuses the calls it can see in an event's body (`self.bump()`, `Self::bump(self)`,
+/// `Counter::bump`, also inside closures, blocks and macro arguments). A call it cannot see,
+/// through a helper function or another type, is caught when it runs:
+///
+/// - Live, it panics, naming both methods, before the nested method changes or records
+///   anything. It is a programming error, as certain as a `RefCell` borrowed twice: the first
+///   test that takes the path finds it. Quietly applying without recording was the other
+///   choice; it keeps live and replayed state equal too, but hides the mistake, and the events
+///   the author meant to record would never reach projections.
+/// - During replay it never panics, so stored events always load. Events written before this
+///   guard already hold each nested event as an event of their own, which replay applies in its
+///   turn, so a nested call inside a replayed event does nothing; inside a replayed creation
+///   event it applies without recording, because creation never stored the events recorded on
+///   the value it was building. Either way replay rebuilds the state those events had live.
+///
+/// The guard is a thread-local flag: set and restored once per recorded event and once per load.
 #[proc_macro_attribute]
 pub fn event(_args: TokenStream, input: TokenStream) -> TokenStream {
     let input = proc_macro2::TokenStream::from(input);
