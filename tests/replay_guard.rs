@@ -165,6 +165,8 @@ fn stored(id: eventsourcing::Uuid, events: Vec<CounterEvent>) -> Vec<StoredEvent
             timestamp: eventsourcing::now(),
             payload: event.encode(&codec).unwrap(),
             metadata: Metadata::default(),
+            stream_type: String::new(),
+            defect: None,
         })
         .collect()
 }

@@ -30,6 +30,7 @@
 
 mod aggregate;
 mod application;
+mod applying;
 mod batch;
 mod changes;
 mod check;
