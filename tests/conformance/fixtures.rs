@@ -173,3 +173,17 @@ impl<S: EventStore> EventStore for Counting<S> {
         self.inner.changes()
     }
 }
+
+/// The version of the newest snapshot of `id` at or below `at`, if any.
+pub async fn snapshot_version<S: EventStore>(store: &S, id: Uuid, at: Option<u64>) -> Option<u64> {
+    let snapshot = store.load_snapshot(id, at).await.unwrap();
+    snapshot.map(|s| s.version)
+}
+
+/// The message of the error loading `id` as an `A` gives.
+pub async fn load_error<A: Aggregate, S: EventStore>(app: &Application<S>, id: Uuid) -> String {
+    match app.repository().get::<A>(id).await {
+        Ok(_) => panic!("loading {id} as `{}` succeeded", A::TYPE_NAME),
+        Err(err) => err.to_string(),
+    }
+}

@@ -4,7 +4,7 @@
 use eventsourcing::prelude::*;
 use eventsourcing::{NewEvent, StoredEvent};
 
-use super::fixtures::{new_endpoint, Counter, Gauge};
+use super::fixtures::{load_error, new_endpoint, Counter, Gauge};
 use super::widget::WidgetRegistryEndpoint;
 
 pub async fn save_and_load<S: EventStore>(store: S) {
@@ -141,12 +141,7 @@ pub async fn decode_failure_names_stream_version_and_type<S: EventStore>(store: 
         }])
         .await
         .unwrap();
-    let msg = app
-        .repository()
-        .get::<WidgetRegistryEndpoint>(other.id())
-        .await
-        .unwrap_err()
-        .to_string();
+    let msg = load_error::<WidgetRegistryEndpoint, _>(&app, other.id()).await;
     assert!(
         msg.contains("`Exploded` is not an event of `WidgetRegistryEndpoint` (known: Registered, NameUpdated)"),
         "{msg}"

@@ -4,7 +4,7 @@
 use eventsourcing::prelude::*;
 use eventsourcing::NewEvent;
 
-use super::fixtures::Counting;
+use super::fixtures::{load_error, Counting};
 
 pub mod v1 {
     use eventsourcing::prelude::*;
@@ -196,12 +196,7 @@ pub async fn old_event_payload_loads_through_its_upcast<S: EventStore>(store: S)
         .append(vec![stored(3, "Renamed", 2, r#"{"first":"A","last":"B"}"#)])
         .await
         .unwrap();
-    let msg = app
-        .repository()
-        .get::<Person>(id)
-        .await
-        .unwrap_err()
-        .to_string();
+    let msg = load_error::<Person, _>(&app, id).await;
     for part in [
         id.to_string().as_str(),
         "`Renamed`",
@@ -228,12 +223,7 @@ pub async fn payload_newer_than_the_code_is_a_clear_error<S: EventStore>(store: 
         }])
         .await
         .unwrap();
-    let msg = app
-        .repository()
-        .get::<Person>(id)
-        .await
-        .unwrap_err()
-        .to_string();
+    let msg = load_error::<Person, _>(&app, id).await;
     assert!(
         msg.contains("schema version 9 is not supported (this code reads up to version 2)"),
         "{msg}"

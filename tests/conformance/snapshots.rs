@@ -5,7 +5,7 @@ use eventsourcing::prelude::*;
 use eventsourcing::Snapshotting;
 use proptest::prelude::*;
 
-use super::fixtures::{Counter, Counting};
+use super::fixtures::{snapshot_version, Counter, Counting};
 
 /// The seed's snapshotting aggregate: a snapshot every 10 events.
 #[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,22 +144,8 @@ pub async fn max_snapshots_prunes_old_ones<S: EventStore>(store: S) {
     // Snapshots were written at versions 2, 4, 6, 8 and 10; only 8 and 10 remain.
     let id = counter.id();
     let store = app.store();
-    assert_eq!(
-        store
-            .load_snapshot(id, None)
-            .await
-            .unwrap()
-            .map(|s| s.version),
-        Some(10)
-    );
-    assert_eq!(
-        store
-            .load_snapshot(id, Some(9))
-            .await
-            .unwrap()
-            .map(|s| s.version),
-        Some(8)
-    );
+    assert_eq!(snapshot_version(store, id, None).await, Some(10));
+    assert_eq!(snapshot_version(store, id, Some(9)).await, Some(8));
     assert_eq!(store.load_snapshot(id, Some(7)).await.unwrap(), None);
     let loaded: Counter = app.repository().get(id).await.unwrap();
     assert_eq!(loaded.total, 9);
@@ -183,14 +169,7 @@ pub async fn take_snapshot_and_disabled<S: EventStore>(store: S) {
 
     let on = Application::new(store.clone());
     assert_eq!(on.take_snapshot::<Endpoint>(id, Some(7)).await.unwrap(), 7);
-    assert_eq!(
-        store
-            .load_snapshot(id, None)
-            .await
-            .unwrap()
-            .map(|s| s.version),
-        Some(7)
-    );
+    assert_eq!(snapshot_version(&store, id, None).await, Some(7));
     store.take_loads();
     let _: Endpoint = off.repository().get(id).await.unwrap();
     let _: Endpoint = on.repository().get(id).await.unwrap();
