@@ -186,11 +186,15 @@ fn replaying_a_history_with_nested_events_rebuilds_the_live_state() {
             CounterEvent::BumpTwiceViaHelper {},
         ],
     );
+    assert_replays_to(id, history, 2, 4);
+}
+
+/// Replaying `history` gives `n` at `version`, with nothing pending.
+fn assert_replays_to(id: Uuid, history: Vec<StoredEvent>, n: i64, version: u64) {
     let counter: Counter = eventsourcing::replay(&JsonCodec, id, None, history)
         .unwrap()
         .unwrap();
-    assert_eq!(counter.n, 2);
-    assert_eq!(counter.version(), 4);
+    assert_eq!((counter.n, counter.version()), (n, version));
     assert!(counter.pending_events().is_empty());
 }
 
@@ -203,12 +207,7 @@ fn replaying_a_creation_with_nested_events_rebuilds_the_live_state() {
         id,
         vec![CounterEvent::StartBumped {}, CounterEvent::Bump {}],
     );
-    let counter: Counter = eventsourcing::replay(&JsonCodec, id, None, history)
-        .unwrap()
-        .unwrap();
-    assert_eq!(counter.n, 2);
-    assert_eq!(counter.version(), 2);
-    assert!(counter.pending_events().is_empty());
+    assert_replays_to(id, history, 2, 2);
 }
 
 #[derive(Debug, Clone)]
