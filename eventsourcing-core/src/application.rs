@@ -109,7 +109,13 @@ impl<'a, C: Codec> Collector<'a, C> {
                 stream_id: meta.id(),
                 version: recorded.version,
                 event_type: event.name().into(),
-                stream_type: A::TYPE_NAME.into(),
+                // Said once per stream, on the event that creates it: loads check it there, and
+                // the other rows stay as small and cheap to read as before.
+                stream_type: if recorded.version == 1 {
+                    A::TYPE_NAME.into()
+                } else {
+                    "".into()
+                },
                 schema_version: event.schema_version(),
                 timestamp: recorded.timestamp,
                 payload,

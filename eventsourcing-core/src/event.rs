@@ -74,8 +74,10 @@ pub struct NewEvent {
     pub version: u64,
     /// The stored event name.
     pub event_type: Cow<'static, str>,
-    /// The aggregate type the stream belongs to (`Aggregate::TYPE_NAME`); empty when unknown
-    /// (a raw write). A load as another type is refused ([`Error::WrongType`]).
+    /// The aggregate type of the stream (`Aggregate::TYPE_NAME`), given on the event that
+    /// creates it (version 1); `Application::save` leaves it empty on later events, and a raw
+    /// write may leave it empty everywhere. A load as another type than the one given is refused
+    /// ([`Error::WrongType`]).
     pub stream_type: Cow<'static, str>,
     /// The payload's schema version.
     pub schema_version: u32,
@@ -159,7 +161,8 @@ pub struct StoredEvent {
     pub position: Position,
     /// The stored event name.
     pub event_type: String,
-    /// The aggregate type the stream belongs to; empty when the writer did not say.
+    /// The aggregate type of the stream, on the event that created it (version 1); empty on
+    /// later events and where the writer did not say.
     pub stream_type: String,
     /// The payload's schema version.
     pub schema_version: u32,

@@ -99,7 +99,13 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?
         };
         let read_ahead = (!readers.is_empty()).then(Arc::default);
-        let workers = Workers::spawn(writer, readers, &dbname, config.wal_size_limit())?;
+        let workers = Workers::spawn(
+            writer,
+            readers,
+            &dbname,
+            config.wal_size_limit(),
+            config.lock_timeout(),
+        )?;
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 config,
