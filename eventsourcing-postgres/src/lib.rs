@@ -75,7 +75,9 @@
 //! | `eventsourcing_migrations` primary key `(version)` | the applied migrations with their SHA-256 checksums |
 //!
 //! No index on `position` alone (no query reads by it) and no B-tree on `timestamp` (the BRIN
-//! serves the only time query). `metadata` is `NULL` when a save has none.
+//! serves the only time query). `metadata` is `NULL` when a save has none. `stream_type` holds the
+//! aggregate type on a stream's first event and `''` on the others (a load checks it:
+//! [`Error::WrongType`](eventsourcing_core::Error::WrongType)).
 //!
 //! Migrations ([`MIGRATIONS`]) run under a session `pg_advisory_lock` keyed by the schema, each
 //! in its own transaction with the row recording it, so instances starting together apply each

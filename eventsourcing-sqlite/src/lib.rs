@@ -162,6 +162,9 @@
 //! | `tracking` | `name` | – | `tracking_position`, the check of `append_tracked` and of each projection batch, `projection_lag` |
 //! | `parked_events` | `(name, position_commit, position_seq)` | – | `parked`, `unpark`; written by projections under [`OnError::Park`] |
 //!
+//! `events.stream_type` holds the aggregate type on a stream's first event and `''` on the others
+//! (a load checks it: [`Error::WrongType`](eventsourcing_core::Error::WrongType)).
+//!
 //! Projections' own tables live beside these; their names are the projections' business.
 //!
 //! # Features
