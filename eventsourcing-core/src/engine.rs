@@ -5,7 +5,7 @@
 //!
 //! A store supplies only what is its own, as a [`BatchTarget`]: the consumer's setup, and one
 //! attempt at a batch in one transaction (lock and read the tracking row, apply the
-//! [`Plan`](crate::batch::Plan)'s steps, record the position, commit), and which of its errors
+//! [`Plan`]'s steps, record the position, commit), and which of its errors
 //! are transient.
 
 use std::{error::Error as StdError, future::Future, sync::Arc};
