@@ -13,13 +13,14 @@ pub(crate) const SEED_VAR: &str = "EVENTSOURCING_TEST_SEED";
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Seed {
     value: u64,
+    target: &'static str,
     test: &'static str,
 }
 
 impl Seed {
-    /// The seed of `EVENTSOURCING_TEST_SEED` (decimal), else a random one; printed. `test` is
-    /// the test target's name (`--test <test>`).
-    pub(crate) fn from_env(test: &'static str) -> Self {
+    /// The seed of `EVENTSOURCING_TEST_SEED` (decimal), else a random one; printed. `target`
+    /// is the test target's name (`--test <target>`), `test` the test function's.
+    pub(crate) fn from_env(target: &'static str, test: &'static str) -> Self {
         let value = match std::env::var(SEED_VAR) {
             Ok(v) if !v.trim().is_empty() => v
                 .trim()
@@ -27,7 +28,11 @@ impl Seed {
                 .unwrap_or_else(|e| panic!("{SEED_VAR}={v:?} is not a decimal u64: {e}")),
             _ => uuid::Uuid::new_v4().as_u64_pair().0,
         };
-        let seed = Seed { value, test };
+        let seed = Seed {
+            value,
+            target,
+            test,
+        };
         eprintln!("{test}: {seed}");
         seed
     }
@@ -49,8 +54,9 @@ impl fmt::Display for Seed {
         // The same random choices replay; the interleaving with the server still varies.
         write!(
             f,
-            "seed {0} (replay: {SEED_VAR}={0} cargo test -p eventsourcing-postgres --test {1})",
-            self.value, self.test
+            "seed {0} (replay: {SEED_VAR}={0} cargo test -p eventsourcing-postgres --test {1} \
+             -- --exact {2})",
+            self.value, self.target, self.test
         )
     }
 }
@@ -94,6 +100,11 @@ impl Deadline {
             limit,
             seed,
         }
+    }
+
+    /// The run's seed.
+    pub(crate) fn seed(&self) -> Seed {
+        self.seed
     }
 
     /// Fails if the deadline has passed; `what` says what was still awaited.

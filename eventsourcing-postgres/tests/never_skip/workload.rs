@@ -44,7 +44,7 @@ pub(crate) struct Plan {
     pub(crate) saves_per_writer: usize,
     /// A save's transaction stays open up to this long after its insert (uniformly random).
     pub(crate) max_hold: Duration,
-    /// Saves rolled back after their insert, per thousand.
+    /// Saves rolled back after their insert, per thousand (and each writer's third save).
     pub(crate) rollback_per_mille: u64,
     /// Writers `0..holders` each hold one save open until a later position has committed and
     /// the naive reader has read past it; the others never do, and go on saving until those
@@ -252,7 +252,8 @@ async fn writer(w: usize, shared: Arc<Shared>) -> (Vec<Save>, Vec<Save>) {
         } else {
             let hold_us = rng.below(plan.max_hold.as_micros() as u64 + 1);
             tokio::time::sleep(Duration::from_micros(hold_us)).await;
-            if rng.chance(plan.rollback_per_mille) {
+            // The third save of each writer always rolls back, so every run has some.
+            if i == 2 || rng.chance(plan.rollback_per_mille) {
                 if let Err(e) = tx.rollback().await {
                     fail("ROLLBACK", &e);
                 }
