@@ -164,7 +164,7 @@ fn part() -> impl Strategy<Value = Part> {
 fn start() -> impl Strategy<Value = Start> {
     let top = i64::MAX as u64;
     prop_oneof![
-        16 => Just(Start::Next),
+        40 => Just(Start::Next),
         2 => (1..4u64).prop_map(Start::Stale),
         2 => (1..4u64).prop_map(Start::Ahead),
         1 => prop_oneof![Just(top - 1), Just(top), Just(top + 1), Just(u64::MAX)]
@@ -209,8 +209,8 @@ fn event() -> impl Strategy<Value = EventSpec> {
 /// Mostly ordinary names; now and then one that no store keeps (empty, or with a NUL).
 fn event_type() -> impl Strategy<Value = String> {
     prop_oneof![
-        16 => prop_oneof![Just("Opened"), Just("Added"), Just("Renamed")].prop_map(str::to_owned),
-        3 => "\\PC{1,6}",
+        40 => prop_oneof![Just("Opened"), Just("Added"), Just("Renamed")].prop_map(str::to_owned),
+        4 => "\\PC{1,6}",
         1 => Just(String::new()),
         1 => "[a-z]{0,3}\0[a-z]{0,3}",
     ]
@@ -223,13 +223,13 @@ fn text() -> impl Strategy<Value = String> {
 
 /// Text that now and then holds a NUL character (which no store keeps in metadata).
 fn text_or_nul() -> impl Strategy<Value = String> {
-    prop_oneof![20 => text(), 1 => "[a-z]{0,2}\0"]
+    prop_oneof![40 => text(), 1 => "[a-z]{0,2}\0"]
 }
 
 fn schema_version() -> impl Strategy<Value = u32> {
     let top = i32::MAX as u32;
     prop_oneof![
-        20 => 0..4u32,
+        40 => 0..4u32,
         1 => prop_oneof![Just(top), Just(top + 1), Just(u32::MAX)],
     ]
 }
