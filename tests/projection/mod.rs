@@ -10,6 +10,10 @@
 //! - `failures.rs`: the Stop and Park policies, a failing setup.
 //! - `lag.rs`: independent positions and the lag they report.
 //! - `process.rs`: process applications (`spawn_process`) parking and running twice at once.
+//! - `random_aborts.rs`: a projection, and two instances of a process application, aborted at
+//!   random moments many times while writers save (randomness from `seed.rs`).
+//! - `kill.rs`: child processes running a projection or a process application, killed with
+//!   SIGKILL at random moments (`kill_tests!`, for stores another process can open).
 
 #![allow(
     dead_code,
@@ -25,6 +29,8 @@ pub mod exactly_once;
 pub mod failures;
 pub mod lag;
 pub mod process;
+pub mod random_aborts;
+pub mod seed;
 
 use std::{
     collections::BTreeMap,
@@ -272,6 +278,8 @@ macro_rules! projection_tests {
             process::a_failing_process_parks_the_event_downstream_and_goes_on,
             process::two_instances_of_a_process_handle_each_event_once,
             bad_rows::an_unreadable_row_is_reported_alone_and_parked_or_stopped_on,
+            random_aborts::random_aborts_while_writers_save_apply_each_event_once,
+            random_aborts::random_aborts_of_two_process_instances_copy_each_event_once,
         );
     };
     (@tests $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {
