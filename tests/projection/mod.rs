@@ -27,6 +27,7 @@
 pub mod bad_rows;
 pub mod exactly_once;
 pub mod failures;
+pub mod kill;
 pub mod lag;
 pub mod process;
 pub mod random_aborts;
