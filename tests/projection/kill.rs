@@ -49,7 +49,7 @@ pub trait Reopen: Harness + Sized {
 }
 
 /// The child's side: a no-op (and a passing test) unless the parent set [`ROLE`]. Runs until
-/// it is killed; prints `HANDLED <n>` whenever its count changes, `ENDED …` if the runner ends.
+/// it is killed (or for a minute at most); prints `HANDLED <n>` whenever its count changes, `ENDED …` if the runner ends.
 pub fn worker<H: Reopen>() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
@@ -84,8 +84,10 @@ pub fn worker<H: Reopen>() {
             }
             other => panic!("{ROLE}={other:?}: expected `projection` or `process`"),
         };
+        // A child whose parent died unexpectedly goes too, in time.
+        let deadline = Instant::now() + ROUND_LIMIT;
         let mut reported = None;
-        loop {
+        while Instant::now() < deadline {
             if runner.is_finished() {
                 println!("ENDED {:?}", runner.join().await);
                 return;
@@ -127,6 +129,16 @@ struct Watched {
     kill_at: Option<Instant>,
     reported: u64,
     killed: bool,
+}
+
+/// A child left alive by a failing round is killed, not left running.
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if !self.killed {
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
 }
 
 /// Kills each child at its own random moment: once it has reported handling a random number
