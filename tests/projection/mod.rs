@@ -166,8 +166,13 @@ pub struct Model {
 
 /// What the log implies for a tally of the events `keep` accepts.
 pub async fn expected<S: EventStore>(store: &S, keep: impl Fn(&StoredEvent) -> bool) -> Model {
+    expected_in(&log(store).await, keep)
+}
+
+/// What `log` implies for a tally of the events `keep` accepts.
+pub fn expected_in(log: &[StoredEvent], keep: impl Fn(&StoredEvent) -> bool) -> Model {
     let mut model = Model::default();
-    for e in log(store).await.iter().filter(|e| keep(e)) {
+    for e in log.iter().filter(|e| keep(e)) {
         model.events.push((e.position, e.stream_id, e.version));
         *model.streams.entry(e.stream_id).or_insert(0) += 1;
     }
@@ -176,6 +181,34 @@ pub async fn expected<S: EventStore>(store: &S, keep: impl Fn(&StoredEvent) -> b
 
 pub async fn log<S: EventStore>(store: &S) -> Vec<StoredEvent> {
     store.read_log(Position::START, usize::MAX).await.unwrap()
+}
+
+/// The log once it holds what `complete` looks for. A store may hold back the newest events
+/// for a while (PostgreSQL, behind a transaction still running anywhere on the server, for up
+/// to `LOG_CATCH_UP`): a test that knows what it wrote waits for all of it.
+pub async fn log_when<S: EventStore>(
+    store: &S,
+    what: &str,
+    complete: impl Fn(&[StoredEvent]) -> bool,
+) -> Vec<StoredEvent> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let read = log(store).await;
+        if complete(&read) {
+            return read;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until the log holds {what} ({} events read)",
+            read.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many events of `event_type` `log` holds.
+pub fn count(log: &[StoredEvent], event_type: &str) -> usize {
+    log.iter().filter(|e| e.event_type == event_type).count()
 }
 
 pub async fn last_position<S: EventStore>(store: &S) -> Position {

@@ -18,8 +18,8 @@ use eventsourcing::prelude::*;
 use eventsourcing::{spawn_process, Position, RunnerHandle};
 
 use super::{
-    event, expected, fill, last_position, options,
-    process::{copied, last_upstream, types, Copier},
+    count, event, expected, expected_in, fill, log_when, options,
+    process::{copied, Copier},
     seed::{Rng, Seeded},
     wait_for, Harness, Tally,
 };
@@ -50,7 +50,7 @@ pub async fn abort(runner: RunnerHandle, replay: &str) {
 }
 
 /// `writers` tasks, each saving `saves` saves of 1 to 3 events to a stream of its own, with a
-/// random pause (0 to 3 ms) before each save.
+/// random pause (0 to 3 ms) before each save; joining gives the number of events saved.
 fn writers<S: EventStore + Clone>(store: &S, rng: &mut Rng, writers: usize, saves: u64) -> Writers {
     let tasks = (0..writers)
         .map(|_| {
@@ -67,23 +67,26 @@ fn writers<S: EventStore + Clone>(store: &S, rng: &mut Rng, writers: usize, save
                     store.append(save).await.unwrap();
                     version += count;
                 }
+                version
             })
         })
         .collect();
     Writers(tasks)
 }
 
-struct Writers(Vec<tokio::task::JoinHandle<()>>);
+struct Writers(Vec<tokio::task::JoinHandle<u64>>);
 
 impl Writers {
     fn done(&self) -> bool {
         self.0.iter().all(|t| t.is_finished())
     }
 
-    async fn join(self) {
+    async fn join(self) -> u64 {
+        let mut saved = 0;
         for task in self.0 {
-            task.await.unwrap();
+            saved += task.await.unwrap();
         }
+        saved
     }
 }
 
@@ -125,16 +128,17 @@ pub async fn random_aborts_while_writers_save_apply_each_event_once<H: Harness>(
             "abort {round} (page {page}, {delay_us} us per event) at {recorded:?}; {replay}"
         );
     }
-    writers.join().await;
+    let total = 500 + writers.join().await as usize;
+    let log = log_when(h.store(), &format!("{total} events"), |l| l.len() >= total).await;
+    let end = log.last().unwrap().position;
 
-    let end = last_position(h.store()).await;
     let runner = h.spawn(Tally::new("tally"), options(25));
     wait_for(&runner, end).await;
     runner.stop().await.unwrap();
     let (recorded, model) = h.tracked_model("tally").await;
     assert_eq!(recorded, Some(end), "after {round} aborts; {replay}");
-    let all = expected(h.store(), |_| true).await;
-    assert!(all.events.len() >= 500 + 3 * 100, "{replay}");
+    let all = expected_in(&log, |_| true);
+    assert_eq!(all.events.len(), total, "{replay}");
     assert_eq!(model, all, "after {round} aborts; {replay}");
     assert_eq!(h.lag("tally").await, 0, "{replay}");
     println!("{round} aborts, {} events", all.events.len());
@@ -180,9 +184,20 @@ pub async fn random_aborts_of_two_process_instances_copy_each_event_once<H: Harn
         rounds.push(instance.await.unwrap());
     }
 
+    let upstream: usize = versions.values().sum::<u64>() as usize;
+    let log = log_when(h.store(), "every upstream event", |l| {
+        count(l, "Happened") >= upstream
+    })
+    .await;
+    let end = log
+        .iter()
+        .filter(|e| e.event_type == "Happened")
+        .map(|e| e.position)
+        .max();
+
     let app = Application::new(h.store().clone());
     let runner = spawn_process(Copier::sound(), h.store().clone(), app.clone(), options(10));
-    wait_for(&runner, last_upstream(h.store()).await).await;
+    wait_for(&runner, end.unwrap()).await;
     runner.stop().await.unwrap();
     assert_eq!(versions.len(), sources.len());
     for (s, last) in versions {
@@ -192,14 +207,21 @@ pub async fn random_aborts_of_two_process_instances_copy_each_event_once<H: Harn
             "the copies of {s} after {rounds:?} aborts; {replay}"
         );
     }
-    let types = types(h.store()).await;
+    // Each copy holds its upstream event's version once; nothing else was saved either.
+    let total = 2 * upstream + sources.len();
+    let log = log_when(h.store(), "every copy", |l| l.len() >= total).await;
+    let counts = [
+        count(&log, "Happened"),
+        count(&log, "Copied"),
+        count(&log, "CopiesOpened"),
+    ];
     assert_eq!(
-        types["Copied"], types["Happened"],
-        "one copy per upstream event after {rounds:?} aborts: {types:?}; {replay}"
+        counts,
+        [upstream, upstream, sources.len()],
+        "Happened, Copied, CopiesOpened after {rounds:?} aborts; {replay}"
     );
-    assert_eq!(types["CopiesOpened"], sources.len(), "{types:?}; {replay}");
     assert!(h.store().parked("copier").await.unwrap().is_empty());
-    println!("{rounds:?} aborts, {} upstream events", types["Happened"]);
+    println!("{rounds:?} aborts, {upstream} upstream events");
 }
 
 /// Three writers, each saving one event at a time to a random one of its own four sources,
