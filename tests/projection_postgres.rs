@@ -1,6 +1,7 @@
 //! The projection suite on PostgreSQL: each test on a fresh schema of the server named by
 //! `EVENTSOURCING_TEST_POSTGRES_URL` (default `postgresql://root@127.0.0.1:5432/test`), dropped
-//! afterwards; a second store instance on the schema (its own pool) plays a second process.
+//! afterwards; a second store instance on the schema (its own pool) plays a second process, and
+//! child processes on the schema are killed mid-batch.
 #![allow(clippy::unwrap_used)]
 
 mod projection;
@@ -9,24 +10,27 @@ use eventsourcing::{
     chrono::TimeDelta,
     postgres::{
         spawn_projection,
-        testing::TestSchema,
+        testing::{server_config, TestSchema},
         tokio_postgres::{IsolationLevel, Row, Transaction},
-        PostgresProjection, PostgresStore,
+        PostgresConfig, PostgresProjection, PostgresStore,
     },
     BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
-use projection::{Harness, Model, Tally};
+use projection::{kill::Reopen, Harness, Model, Tally};
 
-/// A store on a fresh schema (dropped with the guard, after the store).
+/// A store on a schema: a fresh one, dropped with the guard after the store; or, in a child
+/// process of the kill tests, the parent's (no guard).
 struct Postgres {
     store: PostgresStore,
-    schema: TestSchema,
+    name: String,
+    config: PostgresConfig,
+    _schema: Option<TestSchema>,
 }
 
 impl Postgres {
     /// The schema's name, quoted for SQL: the tally's tables live beside the store's.
     fn qualified(&self) -> String {
-        format!("\"{}\"", self.schema.name())
+        format!("\"{}\"", self.name)
     }
 }
 
@@ -34,13 +38,41 @@ async fn fresh() -> Postgres {
     let schema = TestSchema::new().await;
     Postgres {
         store: schema.store().await,
-        schema,
+        name: schema.name().to_owned(),
+        config: schema.config(),
+        _schema: Some(schema),
     }
 }
 
 mod on_postgres {
     use super::fresh;
     super::projection::projection_tests!(fresh);
+}
+
+projection::kill::kill_tests!(fresh, Postgres);
+
+/// Which schema a child uses.
+const SCHEMA: &str = "EVENTSOURCING_KILL_POSTGRES_SCHEMA";
+
+impl Reopen for Postgres {
+    fn location(&self) -> Vec<(&'static str, String)> {
+        vec![(SCHEMA, self.name.clone())]
+    }
+
+    async fn reopen() -> Self {
+        let name = std::env::var(SCHEMA).unwrap();
+        let config = server_config()
+            .to_builder()
+            .schema(name.clone())
+            .build()
+            .unwrap();
+        Postgres {
+            store: PostgresStore::connect(config.clone()).await.unwrap(),
+            name,
+            config,
+            _schema: None,
+        }
+    }
 }
 
 struct PostgresTally {
@@ -133,7 +165,7 @@ impl Harness for Postgres {
     }
 
     async fn another_store(&self) -> PostgresStore {
-        self.schema.store().await
+        PostgresStore::connect(self.config.clone()).await.unwrap()
     }
 
     fn spawn_on(
@@ -147,7 +179,7 @@ impl Harness for Postgres {
     }
 
     async fn corrupt_metadata(&self, stream_id: Uuid, version: u64) {
-        let client = self.schema.client().await.unwrap();
+        let client = self.store.dedicated_client().await.unwrap();
         let s = self.qualified();
         let updated = client
             .execute(
@@ -163,7 +195,7 @@ impl Harness for Postgres {
     }
 
     async fn tracked_model(&self, name: &str) -> (Option<Position>, Model) {
-        let mut client = self.schema.client().await.unwrap();
+        let mut client = self.store.dedicated_client().await.unwrap();
         let tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)

@@ -10,6 +10,10 @@
 //! - `failures.rs`: the Stop and Park policies, a failing setup.
 //! - `lag.rs`: independent positions and the lag they report.
 //! - `process.rs`: process applications (`spawn_process`) parking and running twice at once.
+//! - `random_aborts.rs`: a projection, and two instances of a process application, aborted at
+//!   random moments many times while writers save (randomness from `seed.rs`).
+//! - `kill.rs`: child processes running a projection or a process application, killed with
+//!   SIGKILL at random moments (`kill_tests!`, for stores another process can open).
 
 #![allow(
     dead_code,
@@ -23,8 +27,11 @@
 pub mod bad_rows;
 pub mod exactly_once;
 pub mod failures;
+pub mod kill;
 pub mod lag;
 pub mod process;
+pub mod random_aborts;
+pub mod seed;
 
 use std::{
     collections::BTreeMap,
@@ -159,8 +166,13 @@ pub struct Model {
 
 /// What the log implies for a tally of the events `keep` accepts.
 pub async fn expected<S: EventStore>(store: &S, keep: impl Fn(&StoredEvent) -> bool) -> Model {
+    expected_in(&log(store).await, keep)
+}
+
+/// What `log` implies for a tally of the events `keep` accepts.
+pub fn expected_in(log: &[StoredEvent], keep: impl Fn(&StoredEvent) -> bool) -> Model {
     let mut model = Model::default();
-    for e in log(store).await.iter().filter(|e| keep(e)) {
+    for e in log.iter().filter(|e| keep(e)) {
         model.events.push((e.position, e.stream_id, e.version));
         *model.streams.entry(e.stream_id).or_insert(0) += 1;
     }
@@ -169,6 +181,34 @@ pub async fn expected<S: EventStore>(store: &S, keep: impl Fn(&StoredEvent) -> b
 
 pub async fn log<S: EventStore>(store: &S) -> Vec<StoredEvent> {
     store.read_log(Position::START, usize::MAX).await.unwrap()
+}
+
+/// The log once it holds what `complete` looks for. A store may hold back the newest events
+/// for a while (PostgreSQL, behind a transaction still running anywhere on the server, for up
+/// to `LOG_CATCH_UP`): a test that knows what it wrote waits for all of it.
+pub async fn log_when<S: EventStore>(
+    store: &S,
+    what: &str,
+    complete: impl Fn(&[StoredEvent]) -> bool,
+) -> Vec<StoredEvent> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let read = log(store).await;
+        if complete(&read) {
+            return read;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {WAIT:?} waiting until the log holds {what} ({} events read)",
+            read.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How many events of `event_type` `log` holds.
+pub fn count(log: &[StoredEvent], event_type: &str) -> usize {
+    log.iter().filter(|e| e.event_type == event_type).count()
 }
 
 pub async fn last_position<S: EventStore>(store: &S) -> Position {
@@ -272,6 +312,8 @@ macro_rules! projection_tests {
             process::a_failing_process_parks_the_event_downstream_and_goes_on,
             process::two_instances_of_a_process_handle_each_event_once,
             bad_rows::an_unreadable_row_is_reported_alone_and_parked_or_stopped_on,
+            random_aborts::random_aborts_while_writers_save_apply_each_event_once,
+            random_aborts::random_aborts_of_two_process_instances_copy_each_event_once,
         );
     };
     (@tests $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {

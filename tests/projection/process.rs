@@ -1,7 +1,14 @@
 //! Process applications on the same engine: a copier that reads the store's log and saves, per
 //! upstream event, one `Copied` event downstream (an Application on the same store).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use eventsourcing::prelude::*;
 use eventsourcing::{
@@ -36,20 +43,26 @@ impl Copies {
     }
 }
 
-fn copies_id(source: Uuid) -> Uuid {
+pub fn copies_id(source: Uuid) -> Uuid {
     id_from_name(&format!("copies/{source}"))
 }
 
 pub struct Copier {
     pub fail_on: Option<&'static str>,
     pub panic_on: Option<&'static str>,
+    /// Waits this long per event before copying it, to make catch-up slow.
+    pub delay: Duration,
+    /// Events copied (and not failed), across every attempt.
+    pub handled: Arc<AtomicU64>,
 }
 
 impl Copier {
-    fn sound() -> Self {
+    pub fn sound() -> Self {
         Copier {
             fail_on: None,
             panic_on: None,
+            delay: Duration::ZERO,
+            handled: Arc::default(),
         }
     }
 }
@@ -76,6 +89,7 @@ impl Process for Copier {
         if self.panic_on == kind {
             panic!("copier exploded");
         }
+        tokio::time::sleep(self.delay).await;
         let id = copies_id(event.stream_id);
         let mut copies = match out.app().repository().get::<Copies>(id).await {
             Ok(copies) => copies,
@@ -84,19 +98,20 @@ impl Process for Copier {
         };
         copies.copy(event.version);
         out.save(&mut copies)?;
+        self.handled.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
 
 /// The versions of `source` copied downstream.
-async fn copied<S: EventStore>(app: &Application<S>, source: Uuid) -> Vec<u64> {
+pub async fn copied<S: EventStore>(app: &Application<S>, source: Uuid) -> Vec<u64> {
     let copies: Copies = app.repository().get(copies_id(source)).await.unwrap();
     assert_eq!(copies.source, source);
     copies.versions
 }
 
 /// How many events of each type the log holds.
-async fn types<S: EventStore>(store: &S) -> BTreeMap<String, usize> {
+pub async fn types<S: EventStore>(store: &S) -> BTreeMap<String, usize> {
     let mut types = BTreeMap::new();
     for e in log(store).await {
         *types.entry(e.event_type).or_insert(0) += 1;
@@ -105,7 +120,7 @@ async fn types<S: EventStore>(store: &S) -> BTreeMap<String, usize> {
 }
 
 /// The last upstream event's position: what the copier must get to.
-async fn last_upstream<S: EventStore>(store: &S) -> Position {
+pub async fn last_upstream<S: EventStore>(store: &S) -> Position {
     log(store)
         .await
         .iter()
@@ -126,6 +141,7 @@ pub async fn a_failing_process_parks_the_event_downstream_and_goes_on<H: Harness
     let copier = Copier {
         fail_on: Some("Poison"),
         panic_on: Some("Panic"),
+        ..Copier::sound()
     };
     let park = ProjectionOptions {
         on_error: OnError::Park,
