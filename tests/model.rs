@@ -28,8 +28,6 @@ mod run;
 #[path = "model/spec.rs"]
 mod spec;
 
-use spec::{Order, Quirks};
-
 /// The longest sequence of operations in a case.
 const MAX_OPS: usize = 40;
 
@@ -58,7 +56,7 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 /// Runs `ops` on a fresh store from `fixture` and on the model; the first difference fails
 /// the case, naming the operation.
-fn check<S, G, F, Fut>(fixture: F, quirks: Quirks, ops: &[ops::Op]) -> Result<(), TestCaseError>
+fn check<S, G, F, Fut>(fixture: F, ops: &[ops::Op]) -> Result<(), TestCaseError>
 where
     S: EventStore,
     F: FnOnce() -> Fut,
@@ -66,7 +64,7 @@ where
 {
     let (outcome, guard) = runtime().block_on(async {
         let (store, guard) = fixture().await;
-        let mut runner = run::Runner::new(&store, quirks);
+        let mut runner = run::Runner::new(&store);
         let mut outcome = Ok(());
         for (i, op) in ops.iter().enumerate() {
             if let Err(e) = runner.step(op).await {
@@ -82,38 +80,26 @@ where
     outcome
 }
 
-/// The memory store checks a tracked append's position before the save's own checks.
-const MEMORY: Quirks = Quirks {
-    order: Order::TrackingFirst,
-    ..Quirks::NONE
-};
-
-/// PostgreSQL: see `Order::TrackingOrConflict` and `Quirks::keeps_written_snapshot`.
-const POSTGRES: Quirks = Quirks {
-    order: Order::TrackingOrConflict,
-    keeps_written_snapshot: true,
-};
-
 proptest! {
     #![proptest_config(config())]
 
     #[test]
     fn memory_store_follows_the_model(ops in ops::ops(MAX_OPS)) {
-        check(|| async { (MemoryStore::new(), ()) }, MEMORY, &ops)?;
+        check(|| async { (MemoryStore::new(), ()) }, &ops)?;
     }
 
     #[test]
     fn sqlite_in_memory_follows_the_model(ops in ops::ops(MAX_OPS)) {
-        check(|| async { (eventsourcing::sqlite::testing::memory_store(), ()) }, Quirks::NONE, &ops)?;
+        check(|| async { (eventsourcing::sqlite::testing::memory_store(), ()) }, &ops)?;
     }
 
     #[test]
     fn sqlite_file_follows_the_model(ops in ops::ops(MAX_OPS)) {
-        check(|| async { eventsourcing::sqlite::testing::temp_file_store() }, Quirks::NONE, &ops)?;
+        check(|| async { eventsourcing::sqlite::testing::temp_file_store() }, &ops)?;
     }
 
     #[test]
     fn postgres_follows_the_model(ops in ops::ops(MAX_OPS)) {
-        check(eventsourcing::postgres::testing::fresh, POSTGRES, &ops)?;
+        check(eventsourcing::postgres::testing::fresh, &ops)?;
     }
 }

@@ -42,12 +42,14 @@ impl MemoryStore {
     }
 
     fn append_sync(&self, events: Vec<NewEvent>, tracking: Option<Tracking>) -> Result<(), Error> {
+        // The order every store refuses in: what no store keeps, then the tracking position,
+        // then each stream's version; a refusal writes nothing.
+        let starts = check_save(&events)?;
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(t) = &tracking {
             t.check_after(inner.tracking.get(&t.name).copied())?;
         }
-        // Check every stream first so that a conflict writes nothing.
-        for (stream_id, first) in check_save(&events)? {
+        for (stream_id, first) in starts {
             let current = inner.streams.get(&stream_id).map_or(0, |s| s.len() as u64);
             if first != current + 1 {
                 return Err(Error::Conflict {
@@ -148,7 +150,8 @@ impl EventStore for MemoryStore {
         let stream = inner.snapshots.entry(snapshot.stream_id).or_default();
         stream.insert(snapshot.version, snapshot);
         if let Some(keep) = keep {
-            while stream.len() > keep as usize {
+            // At least the newest one, as on every store.
+            while stream.len() > keep.max(1) as usize {
                 stream.pop_first();
             }
         }

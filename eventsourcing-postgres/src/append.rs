@@ -100,6 +100,10 @@ pub(crate) async fn append_tracked(
             None => return Err(pool.error(e)),
         },
     };
+    // As on every store, an append whose position was processed already says so before it
+    // says that its events conflict.
+    let recorded = recorded_position(&mut conn, pool, &tracking.name).await?;
+    tracking.check_after(recorded)?;
     Err(conflict(&mut conn, pool, batch, hint).await)
 }
 

@@ -235,15 +235,18 @@ fn append_tracked(events: &str, tracking: &str) -> String {
 }
 
 /// Writes (or replaces) a snapshot and prunes all but the newest `$7` of the stream, in one
-/// statement. The DELETE sees the table as it was before the statement, so the versions kept
-/// are the newest `$7` of the old ones plus the new one; `LIMIT NULL` (no `keep`) keeps all.
-/// The row being written is never the one deleted.
+/// statement, as every store does. The DELETE sees the table as it was before the statement
+/// (it cannot delete the row being written), so a snapshot that would not be among the newest
+/// `$7` is not written at all; `NULL` (no `keep`) keeps all.
 fn save_snapshot(snapshots: &str) -> String {
     format!(
         "WITH written AS ( \
              INSERT INTO {snapshots} \
                  (stream_id, version, timestamp, state_type, fingerprint, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
+             SELECT $1, $2, $3, $4, $5, $6 \
+             WHERE $7::int8 IS NULL \
+                OR (SELECT count(*) FROM {snapshots} WHERE stream_id = $1 AND version > $2) \
+                   < $7::int8 \
              ON CONFLICT (stream_id, version) DO UPDATE SET \
                  timestamp = EXCLUDED.timestamp, state_type = EXCLUDED.state_type, \
                  fingerprint = EXCLUDED.fingerprint, payload = EXCLUDED.payload \

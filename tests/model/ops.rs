@@ -284,9 +284,8 @@ fn snapshot() -> impl Strategy<Value = Op> {
         any::<u64>(),
         micros(),
         vec(any::<u8>(), 0..12),
-        // `Some(0)` is left out: no caller passes it (`Snapshotting::keep` makes it at least 1)
-        // and the stores disagree on it (memory keeps none, SQL stores the newest one).
-        proptest::option::weighted(0.4, 1..4u32),
+        // `Some(0)` included: every store keeps at least the newest one.
+        proptest::option::weighted(0.4, 0..4u32),
     )
         .prop_map(
             |(stream, version, state_type, fingerprint, micros, payload, keep)| Op::SaveSnapshot {

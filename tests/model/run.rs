@@ -14,13 +14,12 @@ use eventsourcing::{
 };
 
 use super::ops::{After, EventSpec, Op, Part, Save, Start, NAMES};
-use super::spec::{Model, Quirks, Refusal};
+use super::spec::{Model, Refusal};
 
 /// A store and the model it must agree with.
 pub(crate) struct Runner<'a, S> {
     store: &'a S,
     model: Model,
-    quirks: Quirks,
     /// The store's position of each event of the model's log, in log order.
     positions: Vec<Position>,
 }
@@ -34,11 +33,10 @@ fn position((commit, seq): (u64, u64)) -> Position {
 }
 
 impl<'a, S: EventStore> Runner<'a, S> {
-    pub(crate) fn new(store: &'a S, quirks: Quirks) -> Self {
+    pub(crate) fn new(store: &'a S) -> Self {
         Runner {
             store,
             model: Model::default(),
-            quirks,
             positions: Vec::new(),
         }
     }
@@ -48,7 +46,7 @@ impl<'a, S: EventStore> Runner<'a, S> {
         match op {
             Op::Append(save) => {
                 let events = self.events(save);
-                let want = self.model.append(&events, None, self.quirks.order);
+                let want = self.model.append(&events, None);
                 let got = self.store.append(events).await;
                 self.saved(got, want).await
             }
@@ -62,9 +60,7 @@ impl<'a, S: EventStore> Runner<'a, S> {
                     name: NAMES[*name].to_owned(),
                     position: position(*p),
                 };
-                let want = self
-                    .model
-                    .append(&events, Some(&tracking), self.quirks.order);
+                let want = self.model.append(&events, Some(&tracking));
                 let got = self.store.append_tracked(events, tracking).await;
                 self.saved(got, want).await
             }
@@ -85,11 +81,7 @@ impl<'a, S: EventStore> Runner<'a, S> {
                     timestamp: time(*micros),
                     payload: payload.clone(),
                 };
-                self.model.save_snapshot(
-                    snapshot.clone(),
-                    *keep,
-                    self.quirks.keeps_written_snapshot,
-                );
+                self.model.save_snapshot(snapshot.clone(), *keep);
                 self.store
                     .save_snapshot(snapshot, *keep)
                     .await

@@ -23,38 +23,6 @@ pub(crate) enum Refusal {
     InvalidEvent { stream_id: Uuid, version: u64 },
 }
 
-/// Where a store departs from the contract (found by this test, reported, not yet fixed):
-/// accepted here so that the test guards everything else.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Quirks {
-    pub(crate) order: Order,
-    /// PostgreSQL's pruning keeps the snapshot just written even when `keep` newer ones
-    /// exist (a snapshot written out of order), so the stream keeps `keep + 1`.
-    pub(crate) keeps_written_snapshot: bool,
-}
-
-impl Quirks {
-    /// A store that keeps the contract.
-    pub(crate) const NONE: Quirks = Quirks {
-        order: Order::Contract,
-        keeps_written_snapshot: false,
-    };
-}
-
-/// Which refusal a save that breaks several rules gets. The contract's order: what the save
-/// itself breaks (`check_save`), then the consumer's position, then the streams' versions.
-/// The others are what stores did when this test was written (see `STORES` in `model.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Order {
-    Contract,
-    /// The memory store checks the consumer's position before the save's own checks.
-    TrackingFirst,
-    /// PostgreSQL's one statement names a stream past its version (a missing predecessor)
-    /// before the consumer's position, and the consumer's position before a version that
-    /// exists already (a primary-key violation): either may come first.
-    TrackingOrConflict,
-}
-
 #[derive(Debug, Default)]
 pub(crate) struct Model {
     /// Every event in log order; an event's `position.seq` is its index here (the runner
@@ -78,7 +46,6 @@ impl Model {
         &mut self,
         events: &[NewEvent],
         tracking: Option<&Tracking>,
-        order: Order,
     ) -> Result<(), Vec<Refusal>> {
         let checked = check(events);
         let processed = tracking.and_then(|t| {
@@ -97,14 +64,9 @@ impl Model {
             (!stale.is_empty()).then_some(Refusal::Conflict(stale))
         });
         let checked = checked.err();
-        let allowed: Vec<Refusal> = match order {
-            Order::Contract => checked.or(processed).or(stale).into_iter().collect(),
-            Order::TrackingFirst => processed.or(checked).or(stale).into_iter().collect(),
-            Order::TrackingOrConflict => match checked {
-                Some(checked) => vec![checked],
-                None => processed.into_iter().chain(stale).collect(),
-            },
-        };
+        // Every store refuses in this order: what the save itself breaks (`check_save`), then
+        // the consumer's position, then the streams' versions.
+        let allowed: Vec<Refusal> = checked.or(processed).or(stale).into_iter().collect();
         if !allowed.is_empty() {
             return Err(allowed);
         }
@@ -145,20 +107,14 @@ impl Model {
         self.log.iter().skip(skip).take(limit).cloned().collect()
     }
 
-    /// Replaces a snapshot at the same version, then keeps the newest `keep`; with
-    /// `keeps_written`, the one just written too, even when older ones are newer.
-    pub(crate) fn save_snapshot(
-        &mut self,
-        snapshot: Snapshot,
-        keep: Option<u32>,
-        keeps_written: bool,
-    ) {
-        let written = snapshot.version;
+    /// Replaces a snapshot at the same version, then keeps the newest `keep` (at least one).
+    pub(crate) fn save_snapshot(&mut self, snapshot: Snapshot, keep: Option<u32>) {
         let stream = self.snapshots.entry(snapshot.stream_id).or_default();
-        stream.insert(written, snapshot);
+        stream.insert(snapshot.version, snapshot);
         if let Some(keep) = keep {
-            let newest: Vec<u64> = stream.keys().rev().take(keep as usize).copied().collect();
-            stream.retain(|v, _| newest.contains(v) || (keeps_written && *v == written));
+            let keep = keep.max(1) as usize;
+            let newest: Vec<u64> = stream.keys().rev().take(keep).copied().collect();
+            stream.retain(|v, _| newest.contains(v));
         }
     }
 
