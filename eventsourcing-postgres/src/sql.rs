@@ -236,8 +236,9 @@ fn append_tracked(events: &str, tracking: &str) -> String {
 
 /// Writes (or replaces) a snapshot and prunes all but the newest `$7` of the stream, in one
 /// statement, as every store does. The DELETE sees the table as it was before the statement
-/// (it cannot delete the row being written), so a snapshot that would not be among the newest
-/// `$7` is not written at all; `NULL` (no `keep`) keeps all.
+/// and cannot delete the row being written, so a snapshot that would not be among the newest
+/// `$7` is not written at all (an older row at its version is pruned like any other); the
+/// `written` step runs whether or not the DELETE reads it. `NULL` (no `keep`) keeps all.
 fn save_snapshot(snapshots: &str) -> String {
     format!(
         "WITH written AS ( \
@@ -257,9 +258,7 @@ fn save_snapshot(snapshots: &str) -> String {
                  UNION SELECT $2::int8) AS v \
              ORDER BY version DESC LIMIT $7::int8) \
          DELETE FROM {snapshots} s \
-         WHERE s.stream_id = $1 AND s.version <> $2 \
-           AND s.version NOT IN (SELECT version FROM kept) \
-           AND EXISTS (SELECT 1 FROM written)"
+         WHERE s.stream_id = $1 AND s.version NOT IN (SELECT version FROM kept)"
     )
 }
 
