@@ -81,7 +81,10 @@ async fn a_plain_listener_hears_each_append_on_the_schemas_channel() {
     assert!(!payloads[0].is_empty());
     assert_eq!(payloads[1], payloads[0], "one instance, one payload");
     assert_eq!(payloads[3], payloads[0], "one instance, one payload");
-    assert_ne!(payloads[2], payloads[0], "another instance, another payload");
+    assert_ne!(
+        payloads[2], payloads[0],
+        "another instance, another payload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +202,10 @@ async fn the_listener_ends_with_the_last_clone_of_the_store() {
         if let [pid] = pids[..] {
             break pid;
         }
-        assert!(tokio::time::Instant::now() < limit, "nobody listens: {pids:?}");
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "nobody listens: {pids:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     drop(store);

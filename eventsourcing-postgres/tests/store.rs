@@ -225,7 +225,10 @@ async fn concurrent_saves_of_one_version_let_exactly_one_win() {
     assert_eq!(winners.len(), 1, "exactly one save wins");
     let stored = store.load(id, 0, None).await.unwrap();
     assert_eq!(stored.len(), 2);
-    assert_eq!(stored[1].payload, winners[0], "the stored event is the winner's");
+    assert_eq!(
+        stored[1].payload, winners[0],
+        "the stored event is the winner's"
+    );
 }
 
 #[tokio::test]
@@ -471,7 +474,11 @@ async fn tracked_appends_are_exactly_once_under_concurrency() {
             .filter(|(.., r)| r.is_ok())
             .map(|(_, id, _)| *id)
             .collect();
-        assert_eq!(won.len(), 1, "position {n}: exactly one winner, got {won:?}");
+        assert_eq!(
+            won.len(),
+            1,
+            "position {n}: exactly one winner, got {won:?}"
+        );
         winners.push(won[0]);
         for (_, id, result) in mine.iter().filter(|(.., r)| r.is_err()) {
             match result {
@@ -502,7 +509,10 @@ async fn tracked_appends_are_exactly_once_under_concurrency() {
         .collect();
     logged.sort_unstable();
     winners.sort_unstable();
-    assert_eq!(logged, winners, "the log holds the winners' events, once each");
+    assert_eq!(
+        logged, winners,
+        "the log holds the winners' events, once each"
+    );
     assert_eq!(
         store.tracking_position("p").await.unwrap(),
         Some(at(POSITIONS))
