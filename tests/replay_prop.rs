@@ -11,6 +11,7 @@ use proptest::test_runner::RngSeed;
 
 /// `EVENTSOURCING_TEST_SEED`, shared with the conformance suite.
 #[path = "conformance/seed.rs"]
+#[allow(dead_code)] // `replay_hint`: here proptest words the failure, after the printed seed.
 mod seed;
 
 fn config() -> ProptestConfig {

@@ -1,6 +1,6 @@
 //! What one store wrote, another store on the same file sees: after a clean close, while both
 //! are open, and after a store was leaked without closing.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

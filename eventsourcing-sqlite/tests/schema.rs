@@ -1,5 +1,5 @@
 //! Migrations: idempotent, checksummed, and never run when CREATE_TABLE is off.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

@@ -2,7 +2,7 @@
 //! either way so that a failure can be replayed with the same cases.
 
 /// This run's seed, printed with how to replay it.
-pub fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     let seed = match std::env::var("EVENTSOURCING_TEST_SEED") {
         Ok(value) => value
             .trim()
@@ -15,7 +15,7 @@ pub fn seed() -> u64 {
 }
 
 /// What a failure message says to replay it.
-pub fn replay_hint(seed: u64) -> String {
+pub(crate) fn replay_hint(seed: u64) -> String {
     format!("seed {seed}: replay with EVENTSOURCING_TEST_SEED={seed}")
 }
 
