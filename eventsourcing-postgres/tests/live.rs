@@ -62,18 +62,29 @@ async fn a_plain_listener_hears_each_append_on_the_schemas_channel() {
         .await
         .unwrap();
 
+    // The payload names the sending store: the same for every append of one instance,
+    // another for another instance (which is how a listener ignores its own store's).
+    let other = schema.store().await;
     let stream = Uuid::new_v4();
-    for version in 1..=3 {
-        store.append(vec![event(stream, version)]).await.unwrap();
+    let mut payloads = Vec::new();
+    for (version, sender) in [(1, &store), (2, &store), (3, &other), (4, &store)] {
+        sender.append(vec![event(stream, version)]).await.unwrap();
         let (channel, payload) = tokio::time::timeout_at(deadline(), rx.recv())
             .await
-            .expect("no notification")
+            .expect("no notification within 60 s of an append")
             .unwrap();
         assert_eq!(channel, store.notify_channel());
-        assert!(!payload.is_empty(), "the payload names the sending store");
+        payloads.push(payload);
         // Coalesced: at most one notification is in flight, so drain what came meanwhile.
         while rx.try_recv().is_ok() {}
     }
+    assert!(!payloads[0].is_empty());
+    assert_eq!(payloads[1], payloads[0], "one instance, one payload");
+    assert_eq!(payloads[3], payloads[0], "one instance, one payload");
+    assert_ne!(
+        payloads[2], payloads[0],
+        "another instance, another payload"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,16 +197,30 @@ async fn the_listener_ends_with_the_last_clone_of_the_store() {
     let clone = store.clone();
     let changes = store.changes();
     let limit = deadline();
-    while listener_pids(&schema, &channel).await.is_empty() {
-        assert!(tokio::time::Instant::now() < limit, "nobody listens");
+    let listener = loop {
+        let pids = listener_pids(&schema, &channel).await;
+        if let [pid] = pids[..] {
+            break pid;
+        }
+        assert!(
+            tokio::time::Instant::now() < limit,
+            "nobody listens: {pids:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
     drop(store);
     drop(changes);
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The clone's listener still works: a save by another instance wakes its subscription.
+    let writer = schema.store().await;
+    let mut subscription = hourly(clone.clone(), Position::START);
+    let stream = Uuid::new_v4();
+    writer.append(vec![event(stream, 1)]).await.unwrap();
+    assert_eq!(next(&mut subscription).await.stream_id, stream);
+    drop(subscription);
+    drop(writer);
     assert!(
-        !listener_pids(&schema, &channel).await.is_empty(),
-        "a clone still holds the store"
+        listener_pids(&schema, &channel).await.contains(&listener),
+        "a clone still holds the store: its listener still listens"
     );
     drop(clone);
     let limit = deadline();

@@ -192,26 +192,43 @@ async fn a_multi_stream_save_is_all_or_nothing() {
         .all(|e| e.position.commit == log[2].position.commit));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_saves_of_one_version_let_exactly_one_win() {
     let (store, _schema) = fresh().await;
     let id = Uuid::new_v4();
     store.append(vec![event(id, 1)]).await.unwrap();
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8u8)
+        .map(|task| {
             let store = store.clone();
-            tokio::spawn(async move { store.append(vec![event(id, 2)]).await })
+            let start = start.clone();
+            // Each task's event says who wrote it, so the stored row names the winner.
+            let mut mine = event(id, 2);
+            mine.payload = format!(r#"{{"task":{task}}}"#).into_bytes();
+            tokio::spawn(async move {
+                start.wait().await;
+                (mine.payload.clone(), store.append(vec![mine]).await)
+            })
         })
         .collect();
-    let mut wins = 0;
+    let mut winners = Vec::new();
     for task in tasks {
-        match task.await.unwrap() {
-            Ok(()) => wins += 1,
-            Err(Error::Conflict { actual, .. }) => assert_eq!(actual, 2),
-            Err(other) => panic!("unexpected {other:?}"),
+        let joined = tokio::time::timeout(std::time::Duration::from_secs(60), task)
+            .await
+            .expect("a concurrent save did not finish within 60 s");
+        match joined.unwrap() {
+            (payload, Ok(())) => winners.push(payload),
+            (_, Err(Error::Conflict { actual, .. })) => assert_eq!(actual, 2),
+            (_, Err(other)) => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(wins, 1);
+    assert_eq!(winners.len(), 1, "exactly one save wins");
+    let stored = store.load(id, 0, None).await.unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(
+        stored[1].payload, winners[0],
+        "the stored event is the winner's"
+    );
 }
 
 #[tokio::test]
@@ -409,44 +426,97 @@ fn snapshot_with_time(
     s
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn tracked_appends_are_exactly_once_under_concurrency() {
     use eventsourcing_core::Tracking;
+    const RUNNERS: usize = 4;
+    const POSITIONS: u64 = 30;
     let (store, _schema) = fresh().await;
     let at = |n: u64| Position { commit: n, seq: n };
-    // Two runners race to record the same positions with their events: each position (and its
-    // event) is written once, by one of them.
-    let runners: Vec<_> = (0..2)
+    // Runners race to record the same positions, each with events of its own (a stream per
+    // runner and position): only the tracking check, not the primary key, can keep a position
+    // from being processed twice.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(RUNNERS));
+    let runners: Vec<_> = (0..RUNNERS)
         .map(|_| {
             let store = store.clone();
+            let start = start.clone();
             tokio::spawn(async move {
-                let mut won = Vec::new();
-                for n in 1..=30u64 {
-                    let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, &n.to_be_bytes());
+                start.wait().await;
+                let mut outcomes = Vec::new();
+                for n in 1..=POSITIONS {
+                    let id = Uuid::new_v4();
                     let tracking = Tracking {
                         name: "p".into(),
                         position: at(n),
                     };
-                    match store.append_tracked(vec![event(id, 1)], tracking).await {
-                        Ok(()) => won.push(n),
-                        Err(Error::AlreadyProcessed { recorded, .. }) => assert!(recorded >= at(n)),
-                        Err(e) if e.is_conflict() => {}
-                        Err(e) => panic!("{e:?}"),
-                    }
+                    let result = store.append_tracked(vec![event(id, 1)], tracking).await;
+                    outcomes.push((n, id, result));
                 }
-                won
+                outcomes
             })
         })
         .collect();
-    let mut won = Vec::new();
+    let mut outcomes = Vec::new();
     for r in runners {
-        won.extend(r.await.unwrap());
+        let finished = tokio::time::timeout(std::time::Duration::from_secs(120), r)
+            .await
+            .expect("a runner did not finish its tracked appends within 120 s");
+        outcomes.extend(finished.unwrap());
     }
-    won.sort_unstable();
-    won.dedup();
-    let events = store.read_log(Position::START, 1000).await.unwrap();
-    assert_eq!(events.len(), won.len(), "one event per accepted position");
-    assert_eq!(store.tracking_position("p").await.unwrap(), Some(at(30)));
+
+    let mut winners = Vec::new();
+    for n in 1..=POSITIONS {
+        let mine: Vec<_> = outcomes.iter().filter(|(m, ..)| *m == n).collect();
+        assert_eq!(mine.len(), RUNNERS);
+        let won: Vec<Uuid> = mine
+            .iter()
+            .filter(|(.., r)| r.is_ok())
+            .map(|(_, id, _)| *id)
+            .collect();
+        assert_eq!(
+            won.len(),
+            1,
+            "position {n}: exactly one winner, got {won:?}"
+        );
+        winners.push(won[0]);
+        for (_, id, result) in mine.iter().filter(|(.., r)| r.is_err()) {
+            match result {
+                Err(Error::AlreadyProcessed {
+                    name,
+                    recorded,
+                    attempted,
+                }) => {
+                    assert_eq!(name, "p");
+                    assert_eq!(*attempted, at(n));
+                    assert!(*recorded >= at(n), "position {n}: recorded {recorded:?}");
+                }
+                other => panic!("position {n}: a loser got {other:?}, not AlreadyProcessed"),
+            }
+            assert_eq!(
+                store.stream_version(*id).await.unwrap(),
+                0,
+                "position {n}: a loser wrote its event"
+            );
+        }
+    }
+    let mut logged: Vec<Uuid> = store
+        .read_log(Position::START, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_id)
+        .collect();
+    logged.sort_unstable();
+    winners.sort_unstable();
+    assert_eq!(
+        logged, winners,
+        "the log holds the winners' events, once each"
+    );
+    assert_eq!(
+        store.tracking_position("p").await.unwrap(),
+        Some(at(POSITIONS))
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,6 @@
 //! What one store wrote, another store on the same file sees: after a clean close, while both
 //! are open, and after a store was leaked without closing.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -88,40 +88,64 @@ fn open_blocking_works_outside_a_runtime() {
     });
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_held_by_another_connection_is_waited_for_then_reported() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use eventsourcing_sqlite::rusqlite::{Connection, ErrorCode};
 
     let guard = TempGuard::new();
-    let config = guard
-        .builder()
-        .lock_timeout(Duration::from_millis(200))
-        .build();
-    let store = SqliteStore::open(config).await.unwrap();
+    let impatient = SqliteStore::open(
+        guard
+            .builder()
+            .lock_timeout(Duration::from_millis(200))
+            .build(),
+    )
+    .await
+    .unwrap();
+    // Opened (and migrated) before the lock is taken: opening waits for it too.
+    let patient = SqliteStore::open(
+        guard
+            .builder()
+            .lock_timeout(Duration::from_secs(600))
+            .build(),
+    )
+    .await
+    .unwrap();
     let stream = Uuid::new_v4();
     let other = Connection::open(guard.path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
 
-    let started = Instant::now();
-    let err = store.append(events(stream, 1, 1)).await.unwrap_err();
-    assert!(started.elapsed() >= Duration::from_millis(150), "it waited");
+    // Held past the timeout: reported as busy (no duration is asserted: a slow machine may
+    // take longer than the timeout to report it).
+    let err = impatient.append(events(stream, 1, 1)).await.unwrap_err();
     let driver = std::error::Error::source(&err)
         .and_then(|e| e.downcast_ref::<eventsourcing_sqlite::rusqlite::Error>())
         .unwrap_or_else(|| panic!("expected a rusqlite error, got {err:?}"));
     assert_eq!(driver.sqlite_error_code(), Some(ErrorCode::DatabaseBusy));
     // Reads do not wait for writers.
-    assert_eq!(store.stream_version(stream).await.unwrap(), 0);
+    assert_eq!(impatient.stream_version(stream).await.unwrap(), 0);
 
-    // Released within the timeout, the save waits and goes through.
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(50));
-        other.execute_batch("COMMIT").unwrap();
+    // Released within the timeout, the save waits and goes through: `patient`'s timeout no
+    // test machine reaches, and its save cannot finish while the lock is held.
+    let mut save = tokio::spawn({
+        let patient = patient.clone();
+        async move { patient.append(events(stream, 1, 1)).await }
     });
-    store.append(events(stream, 1, 1)).await.unwrap();
-    releaser.join().unwrap();
-    assert_eq!(store.stream_version(stream).await.unwrap(), 1);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), &mut save)
+            .await
+            .is_err(),
+        "the save finished while another connection held the write lock"
+    );
+    assert_eq!(patient.stream_version(stream).await.unwrap(), 0);
+    other.execute_batch("COMMIT").unwrap();
+    tokio::time::timeout(Duration::from_secs(60), save)
+        .await
+        .expect("the save did not go through within 60 s of the lock's release")
+        .unwrap()
+        .unwrap();
+    assert_eq!(patient.stream_version(stream).await.unwrap(), 1);
 }
 
 #[tokio::test]

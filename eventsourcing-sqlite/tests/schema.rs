@@ -1,5 +1,5 @@
 //! Migrations: idempotent, checksummed, and never run when CREATE_TABLE is off.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
@@ -171,16 +171,50 @@ async fn without_create_table_in_memory_the_error_says_how_to_migrate() {
     assert_eq!(store.stream_version(Uuid::new_v4()).await.unwrap(), 0);
 }
 
-#[tokio::test]
-async fn two_stores_migrating_the_same_file_at_once_both_succeed() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stores_migrating_the_same_file_at_once_apply_each_migration_once() {
     let guard = TempGuard::new();
-    let (a, b) = tokio::join!(
-        SqliteStore::open(guard.config()),
-        SqliteStore::open(guard.config())
-    );
-    let (a, b) = (a.unwrap(), b.unwrap());
-    a.check_schema().await.unwrap();
-    b.check_schema().await.unwrap();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let config = guard.config();
+            tokio::spawn(async move { SqliteStore::open(config).await })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for open in opens {
+        let opened = tokio::time::timeout(std::time::Duration::from_secs(60), open)
+            .await
+            .expect("opening (and migrating) a store did not finish within 60 s");
+        stores.push(opened.unwrap().unwrap());
+    }
+
+    // Each migration is recorded exactly once, whoever applied it.
+    let conn = Connection::open(guard.path()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT version, count(*) FROM eventsourcing_migrations GROUP BY version ORDER BY version")
+        .unwrap();
+    let recorded: Vec<(i64, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(recorded, [(1, 1), (2, 1), (3, 1)]);
+
+    // And the schema works for every one of them: what one writes, all read.
+    let stream = Uuid::new_v4();
+    stores[0].append(events(stream, 1, 2)).await.unwrap();
+    for (i, store) in stores.iter().enumerate() {
+        store.check_schema().await.unwrap();
+        let report = store.migrate().await.unwrap();
+        assert!(report.applied.is_empty(), "store {i}: {report:?}");
+        assert_eq!(store.stream_version(stream).await.unwrap(), 2, "store {i}");
+    }
+    stores[3].append(events(stream, 3, 3)).await.unwrap();
+    assert_eq!(stores[1].load(stream, 0, None).await.unwrap(), {
+        let all = stores[3].load(stream, 0, None).await.unwrap();
+        assert_eq!(all.len(), 3);
+        all
+    });
 }
 
 #[tokio::test]

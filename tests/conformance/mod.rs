@@ -18,6 +18,7 @@
 pub(crate) mod widget;
 
 pub(crate) mod fixtures;
+pub(crate) mod seed;
 
 pub(crate) mod append;
 pub(crate) mod application;

@@ -123,8 +123,17 @@ pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S
             endpoint.id()
         }));
     }
-    // Abort somewhere in the middle of the work.
+    // Abort somewhere in the middle of the work: once the process has recorded a position.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     while first.position() == Position::START {
+        assert!(
+            !first.is_finished(),
+            "the process stopped before its first position"
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the process recorded no position within 120 s"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(2)).await;
     }
     first.abort();

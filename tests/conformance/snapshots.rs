@@ -190,9 +190,11 @@ enum Step {
 /// that replays every event, at every version.
 pub async fn snapshots_equal_full_replay<S: EventStore + Clone>(store: S) {
     let handle = tokio::runtime::Handle::current();
+    let seed = super::seed::seed();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 24,
         failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     });
     let strategy = (
@@ -222,13 +224,18 @@ pub async fn snapshots_equal_full_replay<S: EventStore + Clone>(store: S) {
                     for v in 1..=counter.version() {
                         let a: Counter = snap.repository().get_at(id, v).await.unwrap();
                         let b: Counter = plain.repository().get_at(id, v).await.unwrap();
-                        assert_eq!(a, b, "at version {v} with interval {interval}");
+                        assert_eq!(
+                            a,
+                            b,
+                            "at version {v} with interval {interval}; {}",
+                            super::seed::replay_hint(seed)
+                        );
                     }
                     let a: Counter = snap.repository().get(id).await.unwrap();
-                    assert_eq!(a, counter);
+                    assert_eq!(a, counter, "{}", super::seed::replay_hint(seed));
                 });
                 Ok(())
             })
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{e}; {}", super::seed::replay_hint(seed)));
     });
 }
