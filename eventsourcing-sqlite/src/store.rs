@@ -1,4 +1,4 @@
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 
 use eventsourcing_core::{
     ChangeNotifier, Changes, Env, Error, EventStore, MigrationReport, MigrationStatus, NewEvent,
@@ -10,7 +10,7 @@ use tokio::sync::oneshot;
 use crate::{
     append::{plan, save_snapshot, write, TrackingRow},
     config::SqliteConfig,
-    error::{cannot_open, sql_error, stopped},
+    error::{cannot_open, is_transient, sql_error, stopped},
     migrate,
     read::{current_version, load, load_snapshot, read_page},
     read_ahead::{is_full, ReadAhead},
@@ -345,6 +345,23 @@ enum Role {
     Reader,
 }
 
+/// `PRAGMA journal_mode = WAL`, retried while another connection opening the same file holds
+/// the lock it needs: SQLite answers `SQLITE_BUSY` at once there, without the busy handler
+/// (seen with four stores opening one new file together).
+fn wal_mode(conn: &Connection, lock_timeout: Duration) -> rusqlite::Result<String> {
+    let deadline = std::time::Instant::now() + lock_timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)) {
+            Err(e) if is_transient(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn connect(config: &SqliteConfig, role: Role) -> Result<Connection, Error> {
     let dbname = config.dbname();
     let err = |e| cannot_open(dbname, e);
@@ -355,9 +372,7 @@ fn connect(config: &SqliteConfig, role: Role) -> Result<Connection, Error> {
     if !config.is_memory() {
         if role == Role::Writer {
             // Persistent in the file: readers opened afterwards use WAL too.
-            let mode: String = conn
-                .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
-                .map_err(err)?;
+            let mode = wal_mode(&conn, config.lock_timeout()).map_err(err)?;
             if !mode.eq_ignore_ascii_case("wal") {
                 return Err(Error::store(format!(
                     "SQLite database `{dbname}` cannot use write-ahead logging \
