@@ -14,8 +14,6 @@
     unreachable_pub
 )]
 
-use std::sync::OnceLock;
-
 use eventsourcing::prelude::*;
 use eventsourcing::{JsonCodec, NewEvent, Position, StoredEvent};
 use proptest::prelude::*;
@@ -45,26 +43,11 @@ impl Tally {
     }
 }
 
-fn cases(divide: u32) -> ProptestConfig {
-    let cases: u32 = std::env::var("EVENTSOURCING_DECODE_CASES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases: (cases / divide).max(1),
-        ..ProptestConfig::default()
-    }
-}
+#[path = "common/cases.rs"]
+mod common;
 
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
+fn cases(divide: u32) -> ProptestConfig {
+    common::cases("EVENTSOURCING_DECODE_CASES", 64, divide)
 }
 
 /// The saved tally (versions 1 to 3) whose row gets corrupted, and another one that does not.
@@ -251,7 +234,7 @@ mod sqlite {
         ) {
             let (store, guard) = temp_file_store();
             let app = Application::new(store);
-            let outcome = runtime().block_on(async {
+            let outcome = common::runtime().block_on(async {
                 let (id, other) = write(&app).await;
                 let conn = rusqlite::Connection::open(guard.path()).unwrap();
                 let updated = conn
@@ -355,7 +338,7 @@ mod postgres {
 
         #[test]
         fn a_random_column_value_is_named_never_a_panic(version in 1..=3u64, bad in bad()) {
-            let outcome = runtime().block_on(async {
+            let outcome = common::runtime().block_on(async {
                 let (store, schema) = eventsourcing::postgres::testing::fresh().await;
                 let app = Application::new(store);
                 let (id, other) = write(&app).await;
@@ -420,7 +403,7 @@ mod memory {
                 })
                 .collect();
             let app = Application::new(MemoryStore::new());
-            let outcome = runtime().block_on(async {
+            let outcome = common::runtime().block_on(async {
                 let other = {
                     let mut other = Tally::open("other".into());
                     app.save(&mut other).await.unwrap();

@@ -15,12 +15,13 @@
 )]
 
 use std::future::Future;
-use std::sync::OnceLock;
 
 use eventsourcing::{EventStore, MemoryStore};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+#[path = "common/cases.rs"]
+mod common;
 #[path = "model/ops.rs"]
 mod ops;
 #[path = "model/run.rs"]
@@ -32,26 +33,7 @@ mod spec;
 const MAX_OPS: usize = 40;
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("EVENTSOURCING_MODEL_CASES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(32);
-    ProptestConfig {
-        cases,
-        ..ProptestConfig::default()
-    }
-}
-
-/// One runtime for every case: stores keep background tasks on it while they live.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-    })
+    common::cases("EVENTSOURCING_MODEL_CASES", 32, 1)
 }
 
 /// Runs `ops` on a fresh store from `fixture` and on the model; the first difference fails
@@ -62,7 +44,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = (S, G)>,
 {
-    let (outcome, guard) = runtime().block_on(async {
+    let (outcome, guard) = common::runtime().block_on(async {
         let (store, guard) = fixture().await;
         let mut runner = run::Runner::new(&store);
         let mut outcome = Ok(());

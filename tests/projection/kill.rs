@@ -21,7 +21,7 @@ use eventsourcing::prelude::*;
 use eventsourcing::{spawn_process, Position};
 
 use super::{
-    count, expected_in, fill, log_when, options,
+    assert_prefix, count, expected_in, fill, log_when, options,
     process::{copied, copies_id, Copier, Copies},
     seed::{Rng, Seeded},
     wait_for, Harness, Tally, WAIT,
@@ -245,19 +245,9 @@ pub async fn a_projection_killed_at_random_moments_applies_each_event_once<H: Re
         let reported =
             tokio::task::block_in_place(|| kill_at_random(vec![child], rng, page, &replay))[0];
 
-        let (recorded, model) = h.tracked_model("tally").await;
-        assert!(
-            recorded >= previous,
-            "kill {kill}: the recorded position went back from {previous:?} to {recorded:?}; \
-             {replay}"
-        );
+        let what = format!("kill {kill} (page {page}, {delay_us} us per event); {replay}");
+        let (recorded, model) = assert_prefix(&h, Some(&log), previous, &what).await;
         previous = recorded;
-        let upto = recorded.unwrap_or(Position::START);
-        assert_eq!(
-            model,
-            expected_in(&log, |e| e.position <= upto),
-            "kill {kill} (page {page}, {delay_us} us per event) at {recorded:?}; {replay}"
-        );
         let committed = (model.events.len() - before) as u64;
         rolled_back += u64::from(reported > committed);
         println!(

@@ -179,6 +179,38 @@ pub fn expected_in(log: &[StoredEvent], keep: impl Fn(&StoredEvent) -> bool) -> 
     model
 }
 
+/// After an abort or a kill (`what`): the tally's recorded position has not gone back from
+/// `previous`, and its read model (read with the position, in one snapshot) is exactly the log
+/// up to that position: `known`, or the store's log read after the model. Returns the recorded
+/// position and the model.
+pub async fn assert_prefix<H: Harness>(
+    h: &H,
+    known: Option<&[StoredEvent]>,
+    previous: Option<Position>,
+    what: &str,
+) -> (Option<Position>, Model) {
+    let (recorded, model) = h.tracked_model("tally").await;
+    assert!(
+        recorded >= previous,
+        "{what}: the recorded position went back from {previous:?} to {recorded:?}"
+    );
+    let upto = recorded.unwrap_or(Position::START);
+    let read;
+    let log = match known {
+        Some(log) => log,
+        None => {
+            read = log(h.store()).await;
+            &read
+        }
+    };
+    assert_eq!(
+        model,
+        expected_in(log, |e| e.position <= upto),
+        "{what} at {recorded:?}"
+    );
+    (recorded, model)
+}
+
 pub async fn log<S: EventStore>(store: &S) -> Vec<StoredEvent> {
     store.read_log(Position::START, usize::MAX).await.unwrap()
 }

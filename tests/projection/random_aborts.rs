@@ -15,10 +15,10 @@ use std::{
 };
 
 use eventsourcing::prelude::*;
-use eventsourcing::{spawn_process, Position, RunnerHandle};
+use eventsourcing::{spawn_process, RunnerHandle};
 
 use super::{
-    count, event, expected, expected_in, fill, log_when, options,
+    assert_prefix, count, event, expected_in, fill, log_when, options,
     process::{copied, Copier},
     seed::{Rng, Seeded},
     wait_for, Harness, Tally,
@@ -113,20 +113,8 @@ pub async fn random_aborts_while_writers_save_apply_each_event_once<H: Harness>(
         random_moment(rng, &handled, page as u64).await;
         abort(runner, &replay).await;
 
-        // Read together, in one snapshot: the model is the log up to the recorded position.
-        let (recorded, model) = h.tracked_model("tally").await;
-        assert!(
-            recorded >= previous,
-            "abort {round}: the recorded position went back from {previous:?} to {recorded:?}; \
-             {replay}"
-        );
-        previous = recorded;
-        let upto = recorded.unwrap_or(Position::START);
-        assert_eq!(
-            model,
-            expected(h.store(), |e| e.position <= upto).await,
-            "abort {round} (page {page}, {delay_us} us per event) at {recorded:?}; {replay}"
-        );
+        let what = format!("abort {round} (page {page}, {delay_us} us per event); {replay}");
+        previous = assert_prefix(&h, None, previous, &what).await.0;
     }
     let total = 500 + writers.join().await as usize;
     let log = log_when(h.store(), &format!("{total} events"), |l| l.len() >= total).await;
