@@ -40,7 +40,13 @@ async fn tail_while_writing(store: SqliteStore) {
         async move {
             let mut seen: Vec<StoredEvent> = Vec::new();
             let mut after = Position::START;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
             while (seen.len() as u64) < total {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the tailing reader saw {} of {total} events",
+                    seen.len()
+                );
                 let page = store.read_log(after, 16).await.unwrap();
                 match page.last() {
                     Some(last) => after = last.position,

@@ -65,12 +65,20 @@ pub async fn subscription_catches_up_then_follows_live<S: EventStore + Clone>(st
     let mut subscription = Subscription::new(store.clone(), Position::START)
         .poll_interval(std::time::Duration::from_secs(3600))
         .event_types(["NameUpdated"]);
+    // Caught up: the log holds only `Registered`, which the filter skips.
+    let caught_up =
+        tokio::time::timeout(std::time::Duration::from_secs(60), subscription.try_next())
+            .await
+            .expect("catching up")
+            .unwrap();
+    assert!(caught_up.is_none(), "{caught_up:?}");
+    assert!(subscription.position() > Position::START);
+    // Now a live rename. With an hour's poll interval only the store's change notification can
+    // deliver it in time, whether the save lands before or after the waiter starts waiting.
     let waiter = tokio::spawn(async move {
         let event = subscription.next().await.unwrap();
         (event, subscription.position())
     });
-    // Catch-up found only `Registered`, which the filter skips; now a live rename.
-    tokio::task::yield_now().await;
     before.update_name("live".into());
     app.save(&mut before).await.unwrap();
     let (event, position) = tokio::time::timeout(std::time::Duration::from_secs(60), waiter)
