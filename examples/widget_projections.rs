@@ -13,13 +13,19 @@ use std::time::Duration;
 use eventsourcing::prelude::*;
 use eventsourcing::sqlite::rusqlite::{self, Transaction};
 use eventsourcing::sqlite::{spawn_projection, ProjectionOptions, SqliteProjection, SqliteStore};
-use eventsourcing::{BoxError, Codec, Env, Outbox, Process, StoredEvent};
+use eventsourcing::{BoxError, Env, StoredEvent};
 
 // The seed's aggregate, `WidgetRegistryEndpoint`, is in `common/widget.rs`, shared with the tests.
 #[path = "common/widget.rs"]
 mod widget;
 
 use widget::{WidgetRegistryEndpoint, WidgetRegistryEndpointEvent};
+
+// The audit log process application, shared with the conformance suite.
+#[path = "common/audit.rs"]
+mod audit;
+
+use audit::{audit_log_id, AuditLog, Auditor};
 
 /// The read model: endpoints per tenant, in a table of the same database.
 struct EndpointsByTenant;
@@ -67,67 +73,6 @@ impl SqliteProjection for EndpointsByTenant {
     }
 }
 
-/// The audit log of one endpoint's renames, written by the `Auditor` process application.
-#[derive(Aggregate, Debug, Serialize, Deserialize)]
-struct AuditLog {
-    meta: Meta<Self>,
-    pub endpoint: Uuid,
-    pub renames: Vec<String>,
-}
-
-#[events]
-impl AuditLog {
-    #[event("AuditStarted")]
-    pub fn start(endpoint: Uuid) -> Self {
-        Self {
-            meta: Meta::default(),
-            endpoint,
-            renames: vec![],
-        }
-    }
-
-    #[event("RenameAudited")]
-    pub fn audit(&mut self, name: String) {
-        self.renames.push(name);
-    }
-}
-
-fn audit_log_id(endpoint: Uuid) -> Uuid {
-    eventsourcing::id_from_name(&format!("audit/{endpoint}"))
-}
-
-struct Auditor;
-
-impl Process for Auditor {
-    fn name(&self) -> &str {
-        "auditor"
-    }
-
-    fn event_types(&self) -> Option<Vec<String>> {
-        Some(vec!["NameUpdated".into()])
-    }
-
-    async fn handle<S: EventStore, C: Codec>(
-        &mut self,
-        event: &StoredEvent,
-        out: &mut Outbox<'_, S, C>,
-    ) -> Result<(), BoxError> {
-        let WidgetRegistryEndpointEvent::NameUpdated { name } = event.decode(out.app().codec())?
-        else {
-            return Ok(());
-        };
-        let id = audit_log_id(event.stream_id);
-        let mut log = match out.app().repository().get::<AuditLog>(id).await {
-            Ok(log) => log,
-            Err(e) if e.is_not_found() => AuditLog::start_with_id(id, event.stream_id),
-            Err(e) => return Err(e.into()),
-        };
-        log.audit(name);
-        out.save(&mut log)?;
-        Ok(())
-    }
-}
-
 #[tokio::main]
 async fn main() {
     if let Err(e) = run().await {
@@ -151,7 +96,7 @@ async fn run() -> Result<(), BoxError> {
         ProjectionOptions::default(),
     );
     let auditor = eventsourcing::spawn_process(
-        Auditor,
+        Auditor::default(),
         store.clone(),
         app.clone(),
         ProjectionOptions::default(),

@@ -17,6 +17,10 @@
 #[path = "../../examples/common/widget.rs"]
 pub(crate) mod widget;
 
+/// The audit log process application of `examples/widget_projections.rs`.
+#[path = "../../examples/common/audit.rs"]
+pub(crate) mod audit;
+
 pub(crate) mod fixtures;
 pub(crate) mod seed;
 

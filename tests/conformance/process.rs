@@ -1,77 +1,12 @@
 //! Process applications: exactly once across an abort, and a failing handler stops the runner.
 
 use eventsourcing::prelude::*;
-use eventsourcing::{
-    read_log_stream, spawn_process, BoxError, Codec, Outbox, Position, Process, ProjectionOptions,
-    StoredEvent,
-};
+use eventsourcing::{read_log_stream, spawn_process, Position, ProjectionOptions};
 use futures_util::StreamExt;
 
 use super::fixtures::new_endpoint;
-use super::widget::WidgetRegistryEndpointEvent;
 
-/// An audit log kept by a process application: one entry per rename of an endpoint.
-#[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditLog {
-    meta: Meta<Self>,
-    pub endpoint: Uuid,
-    pub entries: Vec<String>,
-}
-
-#[events]
-impl AuditLog {
-    #[event]
-    pub fn start(endpoint: Uuid) -> Self {
-        Self {
-            meta: Meta::default(),
-            endpoint,
-            entries: vec![],
-        }
-    }
-
-    #[event]
-    pub fn record(&mut self, entry: String) {
-        self.entries.push(entry);
-    }
-}
-
-pub struct Auditor {
-    pub fail_on: Option<String>,
-}
-
-impl Process for Auditor {
-    fn name(&self) -> &str {
-        "auditor"
-    }
-
-    fn event_types(&self) -> Option<Vec<String>> {
-        Some(vec!["NameUpdated".into()])
-    }
-
-    async fn handle<S: EventStore, C: Codec>(
-        &mut self,
-        event: &StoredEvent,
-        out: &mut Outbox<'_, S, C>,
-    ) -> Result<(), BoxError> {
-        let WidgetRegistryEndpointEvent::NameUpdated { name } =
-            event.decode::<WidgetRegistryEndpointEvent, _>(out.app().codec())?
-        else {
-            return Ok(());
-        };
-        if self.fail_on.as_deref() == Some(name.as_str()) {
-            return Err(format!("cannot audit the name {name:?}").into());
-        }
-        let log_id = eventsourcing::id_from_name(&format!("audit/{}", event.stream_id));
-        let mut log = match out.app().repository().get::<AuditLog>(log_id).await {
-            Ok(log) => log,
-            Err(e) if e.is_not_found() => AuditLog::start_with_id(log_id, event.stream_id),
-            Err(e) => return Err(e.into()),
-        };
-        log.record(name);
-        out.save(&mut log)?;
-        Ok(())
-    }
-}
+use super::audit::{audit_log_id, AuditLog, Auditor};
 
 /// The position of the last `NameUpdated` in the log: the last event the auditor handles.
 async fn last_rename<S: EventStore>(store: &S) -> Position {
@@ -154,13 +89,9 @@ pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S
     second.stop().await.unwrap();
 
     for (w, id) in ids.iter().enumerate() {
-        let log: AuditLog = app
-            .repository()
-            .get(eventsourcing::id_from_name(&format!("audit/{id}")))
-            .await
-            .unwrap();
+        let log: AuditLog = app.repository().get(audit_log_id(*id)).await.unwrap();
         let expected: Vec<String> = (0..30).map(|i| format!("w{w}-{i}")).collect();
-        assert_eq!(log.entries, expected, "audit log of writer {w}");
+        assert_eq!(log.renames, expected, "audit log of writer {w}");
     }
 }
 
@@ -198,10 +129,10 @@ pub async fn failing_handler_stops_and_restart_resumes<S: EventStore + Clone>(st
     ] {
         assert!(msg.contains(part), "{msg} lacks {part}");
     }
-    let log_id = eventsourcing::id_from_name(&format!("audit/{}", endpoint.id()));
+    let log_id = audit_log_id(endpoint.id());
     let log: AuditLog = app.repository().get(log_id).await.unwrap();
     assert_eq!(
-        log.entries,
+        log.renames,
         vec!["a"],
         "nothing after the failing event was processed"
     );
@@ -216,5 +147,5 @@ pub async fn failing_handler_stops_and_restart_resumes<S: EventStore + Clone>(st
     wait_until_processed(&fixed, end).await;
     fixed.stop().await.unwrap();
     let log: AuditLog = app.repository().get(log_id).await.unwrap();
-    assert_eq!(log.entries, vec!["a", "poison", "b"]);
+    assert_eq!(log.renames, vec!["a", "poison", "b"]);
 }

@@ -3,12 +3,24 @@
 //! Saves are described relative to the state they meet (the next version of a stream, a stale
 //! one, one past the end), so that a shrunk sequence still means what the original did.
 
+use eventsourcing::chrono::{DateTime, Utc};
+use eventsourcing::{Snapshot, Uuid};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 /// How many streams and consumer names a case uses: few, so that operations meet each other.
 pub(crate) const STREAMS: usize = 4;
 pub(crate) const NAMES: [&str; 3] = ["projection-a", "process-b", "nämé with spaces"];
+
+/// The id of the stream numbered `index`.
+pub(crate) fn stream_id(index: usize) -> Uuid {
+    Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0000 + index as u128 + 1)
+}
+
+/// A timestamp from microseconds since the epoch (the epoch itself where out of range).
+pub(crate) fn time(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(micros).unwrap_or_default()
+}
 
 /// Where one stream's part of a save starts, relative to the stream's current version.
 #[derive(Debug, Clone)]
@@ -75,12 +87,7 @@ pub(crate) enum Op {
         position: (u64, u64),
     },
     SaveSnapshot {
-        stream: usize,
-        version: u64,
-        state_type: String,
-        fingerprint: u64,
-        micros: i64,
-        payload: Vec<u8>,
+        snapshot: Snapshot,
         keep: Option<u32>,
     },
     Load {
@@ -228,10 +235,16 @@ fn text_or_nul() -> impl Strategy<Value = String> {
 
 fn schema_version() -> impl Strategy<Value = u32> {
     let top = i32::MAX as u32;
-    prop_oneof![
-        40 => 0..4u32,
-        1 => prop_oneof![Just(top), Just(top + 1), Just(u32::MAX)],
-    ]
+    small_or_edges(40, 0..4u32, [top, top + 1, u32::MAX])
+}
+
+/// Mostly `small`, now and then one of the `edges` of the range a store keeps.
+fn small_or_edges<T: Clone + std::fmt::Debug + 'static>(
+    weight: u32,
+    small: impl Strategy<Value = T> + 'static,
+    edges: [T; 3],
+) -> BoxedStrategy<T> {
+    prop_oneof![weight => small, 1 => proptest::sample::select(edges.to_vec())].boxed()
 }
 
 /// Microseconds since the epoch, from the 17th century to the 22nd: a range every store keeps.
@@ -246,10 +259,7 @@ fn micros() -> impl Strategy<Value = i64> {
 /// A version bound for loads and snapshot lookups: small, or at the edges of the range.
 fn bound() -> impl Strategy<Value = u64> {
     let top = i64::MAX as u64;
-    prop_oneof![
-        12 => 0..8u64,
-        1 => prop_oneof![Just(top), Just(top + 1), Just(u64::MAX)],
-    ]
+    small_or_edges(12, 0..8u64, [top, top + 1, u64::MAX])
 }
 
 fn limit() -> impl Strategy<Value = usize> {
@@ -288,14 +298,16 @@ fn snapshot() -> impl Strategy<Value = Op> {
         proptest::option::weighted(0.4, 0..4u32),
     )
         .prop_map(
-            |(stream, version, state_type, fingerprint, micros, payload, keep)| Op::SaveSnapshot {
-                stream,
-                version,
-                state_type,
-                fingerprint,
-                micros,
-                payload,
-                keep,
+            |(stream, version, state_type, fingerprint, micros, payload, keep)| {
+                let snapshot = Snapshot {
+                    stream_id: stream_id(stream),
+                    version,
+                    state_type,
+                    fingerprint,
+                    timestamp: time(micros),
+                    payload,
+                };
+                Op::SaveSnapshot { snapshot, keep }
             },
         )
 }

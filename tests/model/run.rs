@@ -9,11 +9,10 @@ use std::collections::BTreeMap;
 
 use eventsourcing::chrono::DateTime;
 use eventsourcing::{
-    Error, EventStore, Metadata, NewEvent, ParkedEvent, Position, Snapshot, StoredEvent, Tracking,
-    Uuid,
+    Error, EventStore, Metadata, NewEvent, ParkedEvent, Position, StoredEvent, Tracking, Uuid,
 };
 
-use super::ops::{After, EventSpec, Op, Part, Save, Start, NAMES};
+use super::ops::{stream_id, time, After, EventSpec, Op, Part, Save, Start, NAMES};
 use super::spec::{Model, Refusal};
 
 /// A store and the model it must agree with.
@@ -22,10 +21,6 @@ pub(crate) struct Runner<'a, S> {
     model: Model,
     /// The store's position of each event of the model's log, in log order.
     positions: Vec<Position>,
-}
-
-fn stream_id(index: usize) -> Uuid {
-    Uuid::from_u128(0x5eed_0000_0000_0000_0000_0000_0000_0000 + index as u128 + 1)
 }
 
 fn position((commit, seq): (u64, u64)) -> Position {
@@ -64,26 +59,10 @@ impl<'a, S: EventStore> Runner<'a, S> {
                 let got = self.store.append_tracked(events, tracking).await;
                 self.saved(got, want).await
             }
-            Op::SaveSnapshot {
-                stream,
-                version,
-                state_type,
-                fingerprint,
-                micros,
-                payload,
-                keep,
-            } => {
-                let snapshot = Snapshot {
-                    stream_id: stream_id(*stream),
-                    version: *version,
-                    state_type: state_type.clone(),
-                    fingerprint: *fingerprint,
-                    timestamp: time(*micros),
-                    payload: payload.clone(),
-                };
+            Op::SaveSnapshot { snapshot, keep } => {
                 self.model.save_snapshot(snapshot.clone(), *keep);
                 self.store
-                    .save_snapshot(snapshot, *keep)
+                    .save_snapshot(snapshot.clone(), *keep)
                     .await
                     .map_err(|e| format!("save_snapshot failed: {e:?}"))
             }
@@ -343,10 +322,6 @@ fn new_event(stream_id: Uuid, version: u64, spec: &EventSpec) -> NewEvent {
         payload: spec.payload.clone(),
         metadata,
     }
-}
-
-fn time(micros: i64) -> DateTime<eventsourcing::chrono::Utc> {
-    DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
 fn same<T: PartialEq + std::fmt::Debug>(what: &str, got: T, want: T) -> Result<(), String> {

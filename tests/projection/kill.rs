@@ -21,7 +21,7 @@ use eventsourcing::prelude::*;
 use eventsourcing::{spawn_process, Position};
 
 use super::{
-    assert_prefix, count, expected_in, fill, log_when, options,
+    assert_prefix, copy_counts, expected_in, fill, log_when, options,
     process::{copied, copies_id, Copier, Copies},
     seed::{Rng, Seeded},
     wait_for, Harness, Tally, WAIT,
@@ -318,13 +318,8 @@ pub async fn two_process_instances_killed_at_random_moments_copy_each_event_once
         );
     }
     let log = log_when(h.store(), "every copy", |l| l.len() >= 1260).await;
-    let counts = [
-        count(&log, "Happened"),
-        count(&log, "Copied"),
-        count(&log, "CopiesOpened"),
-    ];
     assert_eq!(
-        counts,
+        copy_counts(&log),
         [600, 600, 60],
         "Happened, Copied, CopiesOpened; {replay}"
     );

@@ -243,6 +243,12 @@ pub fn count(log: &[StoredEvent], event_type: &str) -> usize {
     log.iter().filter(|e| e.event_type == event_type).count()
 }
 
+/// How many `Happened`, `Copied` and `CopiesOpened` events `log` holds: what the copying
+/// process application and its upstream wrote.
+pub fn copy_counts(log: &[StoredEvent]) -> [usize; 3] {
+    ["Happened", "Copied", "CopiesOpened"].map(|t| count(log, t))
+}
+
 pub async fn last_position<S: EventStore>(store: &S) -> Position {
     log(store)
         .await

@@ -18,7 +18,7 @@ use eventsourcing::prelude::*;
 use eventsourcing::{spawn_process, RunnerHandle};
 
 use super::{
-    assert_prefix, count, event, expected_in, fill, log_when, options,
+    assert_prefix, copy_counts, count, event, expected_in, fill, log_when, options,
     process::{copied, Copier},
     seed::{Rng, Seeded},
     wait_for, Harness, Tally,
@@ -198,13 +198,8 @@ pub async fn random_aborts_of_two_process_instances_copy_each_event_once<H: Harn
     // Each copy holds its upstream event's version once; nothing else was saved either.
     let total = 2 * upstream + sources.len();
     let log = log_when(h.store(), "every copy", |l| l.len() >= total).await;
-    let counts = [
-        count(&log, "Happened"),
-        count(&log, "Copied"),
-        count(&log, "CopiesOpened"),
-    ];
     assert_eq!(
-        counts,
+        copy_counts(&log),
         [upstream, upstream, sources.len()],
         "Happened, Copied, CopiesOpened after {rounds:?} aborts; {replay}"
     );

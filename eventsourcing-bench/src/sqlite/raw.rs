@@ -13,25 +13,27 @@ use crate::common::{
     BoxError,
 };
 
-/// The store's `events` table, under another name: the raw baseline writes the same rows.
-const RAW_DDL: &str = "CREATE TABLE IF NOT EXISTS raw_events (
-    position       INTEGER PRIMARY KEY AUTOINCREMENT,
-    stream_id      BLOB    NOT NULL CHECK (length(stream_id) = 16),
-    version        INTEGER NOT NULL CHECK (version >= 1),
-    timestamp      INTEGER NOT NULL,
-    event_type     TEXT    NOT NULL,
-    schema_version INTEGER NOT NULL,
-    payload        BLOB    NOT NULL,
-    metadata       TEXT,
-    UNIQUE (stream_id, version)
-) STRICT";
-
 const RAW_INSERT: &str = "INSERT INTO raw_events \
     (stream_id, version, timestamp, event_type, schema_version, payload, metadata) \
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL)";
 
 const RAW_LOAD: &str = "SELECT version, timestamp, event_type, payload FROM raw_events \
     WHERE stream_id = ?1 ORDER BY version";
+
+/// The store's `events` table (as its migrations made it in this file), under another name: the
+/// raw baseline writes the same rows into the same shape.
+fn raw_ddl(conn: &Connection) -> Result<String, BoxError> {
+    let ddl: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+        [],
+        |row| row.get(0),
+    )?;
+    let columns = ddl
+        .split_once('(')
+        .map(|(_, rest)| rest)
+        .ok_or("the store's events table has no column list")?;
+    Ok(format!("CREATE TABLE IF NOT EXISTS raw_events ({columns}"))
+}
 
 /// rusqlite by hand: one connection, prepared statements, one transaction per save.
 pub(crate) struct Raw {
@@ -49,7 +51,7 @@ impl Raw {
         }
         conn.pragma_update(None, "synchronous", synchronous.to_string())?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(RAW_DDL)?;
+        conn.execute_batch(&raw_ddl(&conn)?)?;
         Ok(Raw { conn })
     }
 
