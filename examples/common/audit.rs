@@ -10,16 +10,16 @@ use super::widget::WidgetRegistryEndpointEvent;
 
 /// The audit log of one endpoint's renames.
 #[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AuditLog {
+pub(crate) struct AuditLog {
     meta: Meta<Self>,
-    pub endpoint: Uuid,
-    pub renames: Vec<String>,
+    pub(crate) endpoint: Uuid,
+    pub(crate) renames: Vec<String>,
 }
 
 #[events]
 impl AuditLog {
     #[event("AuditStarted")]
-    pub fn start(endpoint: Uuid) -> Self {
+    pub(crate) fn start(endpoint: Uuid) -> Self {
         Self {
             meta: Meta::default(),
             endpoint,
@@ -28,21 +28,21 @@ impl AuditLog {
     }
 
     #[event("RenameAudited")]
-    pub fn audit(&mut self, name: String) {
+    pub(crate) fn audit(&mut self, name: String) {
         self.renames.push(name);
     }
 }
 
 /// The id of the audit log of `endpoint`.
-pub fn audit_log_id(endpoint: Uuid) -> Uuid {
+pub(crate) fn audit_log_id(endpoint: Uuid) -> Uuid {
     eventsourcing::id_from_name(&format!("audit/{endpoint}"))
 }
 
 /// The process application that writes the audit logs.
 #[derive(Debug, Default)]
-pub struct Auditor {
+pub(crate) struct Auditor {
     /// A name this auditor refuses (its handler fails on it): for showing the failure policy.
-    pub fail_on: Option<String>,
+    pub(crate) fail_on: Option<String>,
 }
 
 impl Process for Auditor {
