@@ -74,8 +74,8 @@ pub(crate) fn plan(events: Vec<NewEvent>) -> Result<Plan, Error> {
     Ok(Plan { firsts, rows })
 }
 
-/// One save: checks the tracking position and every stream's current version, inserts every
-/// event, records the tracking position, commits. Any error rolls everything back.
+/// One save in a transaction of its own: [`write_rows`], then the commit. Any error rolls
+/// everything back.
 pub(crate) fn write(
     conn: &mut Connection,
     dbname: &str,
@@ -88,9 +88,23 @@ pub(crate) fn write(
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(err)?;
+    write_rows(&tx, dbname, plan, tracking)?;
+    tx.commit().map_err(err)
+}
+
+/// One save's statements, inside a transaction (or savepoint) the caller holds and ends: checks
+/// the tracking position and every stream's current version, inserts every event, records the
+/// tracking position. On an error the caller rolls back.
+pub(crate) fn write_rows(
+    tx: &Connection,
+    dbname: &str,
+    plan: &Plan,
+    tracking: Option<&TrackingRow>,
+) -> Result<(), Error> {
+    let err = |e| sql_error(dbname, e);
     if let Some(row) = tracking {
         let t = &row.tracking;
-        if let Some(recorded) = read_tracking(&tx, &t.name).map_err(err)? {
+        if let Some(recorded) = read_tracking(tx, &t.name).map_err(err)? {
             if recorded >= t.position {
                 return Err(Error::AlreadyProcessed {
                     name: t.name.clone(),
@@ -107,7 +121,7 @@ pub(crate) fn write(
         if *first == 1 {
             continue;
         }
-        let actual = current_version(&tx, stream_id).map_err(err)?;
+        let actual = current_version(tx, stream_id).map_err(err)?;
         if *first != actual + 1 {
             return Err(Error::Conflict {
                 stream_id: *stream_id,
@@ -136,7 +150,7 @@ pub(crate) fn write(
                     .sqlite_error()
                     .is_some_and(|f| f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE);
                 if unique {
-                    let actual = current_version(&tx, &row.stream_id).map_err(err)?;
+                    let actual = current_version(tx, &row.stream_id).map_err(err)?;
                     return Err(Error::Conflict {
                         stream_id: row.stream_id,
                         expected: u64::try_from(row.version).unwrap_or(0).saturating_sub(1),
@@ -148,9 +162,9 @@ pub(crate) fn write(
         }
     }
     if let Some(row) = tracking {
-        write_tracking(&tx, &row.tracking.name, row.commit, row.seq).map_err(err)?;
+        write_tracking(tx, &row.tracking.name, row.commit, row.seq).map_err(err)?;
     }
-    tx.commit().map_err(err)
+    Ok(())
 }
 
 /// Writes a snapshot, replacing one at the same version, then keeps only the newest `keep` of

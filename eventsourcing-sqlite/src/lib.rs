@@ -28,6 +28,12 @@
 //!   loss may be lost. A save interrupted by a crash is never half-written. (`tests/crash.rs`
 //!   aborts, and kills, a process in the middle of concurrent saves under both levels, then checks
 //!   both promises on the reopened file.)
+//! - **Group commit.** Saves that wait for the writer together (concurrent saves through one
+//!   store) are written in one transaction with one commit — with [`Synchronous::Full`], one
+//!   `fsync` for all of them. Each runs under a savepoint of its own: a save that conflicts, or
+//!   records a position already recorded, is rolled back alone and fails with its own error,
+//!   while the others commit; each is acknowledged only after the commit that made it durable.
+//!   (`tests/group.rs`.)
 //! - **Tracking.** [`append_tracked`](eventsourcing_core::EventStore::append_tracked) writes a
 //!   consumer's events and its upstream position in the same transaction, and refuses a position
 //!   it has already recorded.
@@ -176,6 +182,7 @@ mod append;
 mod config;
 mod env;
 mod error;
+mod group;
 mod migrate;
 mod projection;
 mod read;

@@ -8,9 +8,10 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
 use crate::{
-    append::{plan, save_snapshot, write, TrackingRow},
+    append::{plan, save_snapshot, TrackingRow},
     config::SqliteConfig,
     error::{cannot_open, is_transient, sql_error, stopped},
+    group::Save,
     migrate,
     read::{current_version, load, load_snapshot, read_page},
     read_ahead::{is_full, ReadAhead},
@@ -162,16 +163,17 @@ impl SqliteStore {
         events: Vec<NewEvent>,
         tracking: Option<TrackingRow>,
     ) -> Result<(), Error> {
-        let plan = plan(events)?;
-        let notifier = self.inner.notifier.clone();
-        self.on_writer(move |conn, dbname| {
-            write(conn, dbname, &plan, tracking.as_ref())?;
-            if !plan.rows.is_empty() {
-                notifier.notify();
-            }
-            Ok(())
-        })
-        .await
+        let (reply, rx) = oneshot::channel();
+        let save = Save {
+            plan: plan(events)?,
+            tracking,
+            dbname: Arc::clone(&self.inner.dbname),
+            notifier: self.inner.notifier.clone(),
+            reply,
+        };
+        let stopped = || stopped(&self.inner.dbname);
+        self.inner.workers.save(save).map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
     }
 
     /// Runs `f` on the writer connection's thread.

@@ -19,14 +19,24 @@ use std::ffi::c_int;
 
 use rusqlite::{hooks::Wal, Connection};
 
+use crate::group::{self, Save};
+
 /// Work for a connection thread. It sends its own result (through a oneshot channel).
 pub(crate) type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
+
+/// What the writer's queue holds.
+pub(crate) enum Work {
+    /// Runs alone.
+    Job(Job),
+    /// A save, which commits together with the saves queued right behind it ([`group`](crate::group)).
+    Save(Save),
+}
 
 /// One writer thread, and either a pool of reader threads (file databases) or none, in which
 /// case reads go to the writer (in-memory databases, which live in one connection).
 #[derive(Debug)]
 pub(crate) struct Workers {
-    writer: Option<Sender<Job>>,
+    writer: Option<Sender<Work>>,
     readers: Readers,
     threads: Vec<JoinHandle<()>>,
 }
@@ -34,7 +44,7 @@ pub(crate) struct Workers {
 #[derive(Debug)]
 enum Readers {
     /// Reads are queued for the writer thread.
-    Writer(Option<Sender<Job>>),
+    Writer(Option<Sender<Work>>),
     Pool(Arc<Pool>),
 }
 
@@ -71,10 +81,10 @@ impl Pool {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn submit(&self, job: Job) -> Result<(), Job> {
+    fn submit(&self, job: Job) -> Result<(), Gone> {
         let mut state = self.lock();
         if state.closed {
-            return Err(job);
+            return Err(Gone);
         }
         match state.idle.pop() {
             Some(reader) => {
@@ -147,7 +157,7 @@ impl Workers {
             Some(limit) if !readers.is_empty() => WalLimit::new(&mut writer, limit, lock_timeout)?,
             _ => None,
         };
-        let (tx, rx) = mpsc::channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Work>();
         workers.writer = Some(tx.clone());
         let handle = thread::Builder::new()
             .name("sqlite-writer".into())
@@ -180,32 +190,53 @@ impl Workers {
         Ok(workers)
     }
 
-    /// Queues a job for the writer connection; gives it back if the thread is gone.
-    pub(crate) fn write(&self, job: Job) -> Result<(), Job> {
-        send(self.writer.as_ref(), job)
+    /// Queues a job for the writer connection.
+    pub(crate) fn write(&self, job: Job) -> Result<(), Gone> {
+        send(self.writer.as_ref(), Work::Job(job))
     }
 
-    /// Queues a job for the most recently idle reader connection; gives it back if they are
-    /// gone.
-    pub(crate) fn read(&self, job: Job) -> Result<(), Job> {
+    /// Queues a save for the writer connection.
+    pub(crate) fn save(&self, save: Save) -> Result<(), Gone> {
+        send(self.writer.as_ref(), Work::Save(save))
+    }
+
+    /// Queues a job for the most recently idle reader connection.
+    pub(crate) fn read(&self, job: Job) -> Result<(), Gone> {
         match &self.readers {
-            Readers::Writer(writer) => send(writer.as_ref(), job),
+            Readers::Writer(writer) => send(writer.as_ref(), Work::Job(job)),
             Readers::Pool(pool) => pool.submit(job),
         }
     }
 }
 
-fn send(sender: Option<&Sender<Job>>, job: Job) -> Result<(), Job> {
+/// Queues `work`; fails if the thread is gone.
+fn send(sender: Option<&Sender<Work>>, work: Work) -> Result<(), Gone> {
     match sender {
-        Some(sender) => sender.send(job).map_err(|e| e.0),
-        None => Err(job),
+        Some(sender) => sender.send(work).map_err(|_| Gone),
+        None => Err(Gone),
     }
 }
 
-fn serve(mut conn: Connection, jobs: Receiver<Job>, mut wal: Option<WalLimit>) {
+/// The connection's thread has stopped: the store is closing.
+#[derive(Debug)]
+pub(crate) struct Gone;
+
+fn serve(mut conn: Connection, queue: Receiver<Work>, mut wal: Option<WalLimit>) {
     // Ends when every sender is dropped and the queue is drained; the connection then closes.
-    while let Ok(job) = jobs.recv() {
-        run(job, &mut conn);
+    let mut next = None;
+    while let Some(work) = next.take().or_else(|| queue.recv().ok()) {
+        match work {
+            Work::Job(job) => run(job, &mut conn),
+            Work::Save(first) => {
+                let (saves, after) = group::gather(first, &queue);
+                next = after;
+                // A panic fails the saves of the group (their callers see the reply dropped),
+                // not the thread; the transaction rolls back as it unwinds.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    group::write_group(&mut conn, saves)
+                }));
+            }
+        }
         if let Some(wal) = &mut wal {
             wal.check(&conn);
         }
