@@ -40,4 +40,8 @@ pub(crate) enum Command {
     #[command(visible_alias = "init_event_store", alias = "init-event-store")]
     Migrate(commands::migrate::Args),
     Status(commands::status::Args),
+    Verify(commands::verify::Args),
+    Snapshots(commands::snapshots::Args),
+    Vacuum(commands::vacuum::Args),
+    Indexes(commands::indexes::Args),
 }

@@ -412,6 +412,7 @@
 // - `status`: error, horizon, migrate, pool, read, sql
 // - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
+// - `maintenance` (what `eventsourcing-admin` runs): error, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
@@ -422,6 +423,7 @@ mod env;
 mod error;
 mod horizon;
 mod live;
+mod maintenance;
 mod migrate;
 mod pool;
 mod projection;
@@ -441,6 +443,10 @@ pub mod testing;
 pub use config::{
     PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
+};
+pub use eventsourcing_core::maintenance::{
+    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
+    StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,
