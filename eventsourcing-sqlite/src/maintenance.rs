@@ -35,8 +35,9 @@ impl SqliteStore {
             .await
     }
 
-    /// Every index of the store's tables with its size. SQLite keeps no usage counts, so
-    /// `scans` is `None` (unknown).
+    /// Every index of the store's tables with its size (from `dbstat`; the primary key of a
+    /// `WITHOUT ROWID` table is the table itself, so its size is the table's). SQLite keeps no
+    /// usage counts, so `scans` is `None` (unknown).
     pub async fn index_usage(&self) -> Result<Vec<IndexUsage>, Error> {
         self.on_reader(|conn, dbname| indexes(conn).map_err(|e| sql_error(dbname, e)))
             .await
@@ -240,10 +241,13 @@ fn indexes(conn: &mut Connection) -> rusqlite::Result<Vec<IndexUsage>> {
     for table in TABLES {
         for (index, unique) in index_names(conn, table)? {
             // A WITHOUT ROWID table's primary key is the table itself: dbstat lists no
-            // separate b-tree for it.
-            let bytes = sizes
-                .as_ref()
-                .and_then(|s| s.iter().find(|(n, _)| *n == index).map(|(_, b)| *b));
+            // separate b-tree for it, so its size is the table's.
+            let size = |name: &str| {
+                sizes
+                    .as_ref()
+                    .and_then(|s| s.iter().find(|(n, _)| n == name).map(|(_, b)| *b))
+            };
+            let bytes = size(&index).or_else(|| size(table));
             out.push(IndexUsage {
                 table: table.to_owned(),
                 index,

@@ -53,13 +53,13 @@ pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
     let target = describe(&store);
     ctx.out.report(&rows, |rows| {
         let mut out = format!(
-            "{target}\n  {:<16} {:<34} {:>12} {:>10}  usage\n",
+            "{target}\n  {:<24} {:<34} {:>12} {:>10}  usage\n",
             "table", "index", "bytes", "scans"
         );
         for r in rows {
             let i = r.index;
             out.push_str(&format!(
-                "  {:<16} {:<34} {:>12} {:>10}  {}{}\n",
+                "  {:<24} {:<34} {:>12} {:>10}  {}{}\n",
                 i.table,
                 i.index,
                 i.bytes.map_or("?".to_owned(), |b| b.to_string()),
