@@ -26,12 +26,13 @@ impl Progress {
     pub(crate) fn new(what: &'static str, total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
-            let style =
-                ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({per_sec}, ETA {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {human_pos}/{human_len} ({msg}, ETA {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
             bar.set_style(style);
-            bar.set_message(what);
+            bar.set_prefix(what);
             bar
         });
         let now = Instant::now();
@@ -50,6 +51,7 @@ impl Progress {
             Some(bar) => {
                 bar.set_length(total.max(done));
                 bar.set_position(done);
+                bar.set_message(format!("{:.0}/s", rate(done, self.started)));
             }
             None => {
                 let now = Instant::now();
@@ -58,11 +60,10 @@ impl Progress {
                     .is_some_and(|d| d >= LINE_EVERY)
                 {
                     self.last_line = now;
-                    let secs = now.duration_since(self.started).as_secs_f64().max(1e-3);
                     eprintln!(
                         "{}: {done}/{total} ({:.0}/s)",
                         self.what,
-                        done as f64 / secs
+                        rate(done, self.started)
                     );
                 }
             }
@@ -76,6 +77,7 @@ impl Progress {
                 bar.set_length(total as u64);
                 bar.set_position(index as u64);
                 bar.set_message(name.to_owned());
+                bar.set_prefix(format!("{} {}/{total}", self.what, index + 1));
             }
             None => eprintln!("{} {}/{}: {name}", self.what, index + 1, total),
         }
@@ -87,4 +89,9 @@ impl Progress {
             bar.finish_and_clear();
         }
     }
+}
+
+/// Units per second since `started`.
+fn rate(done: u64, started: Instant) -> f64 {
+    done as f64 / started.elapsed().as_secs_f64().max(1e-3)
 }

@@ -94,6 +94,24 @@ async fn the_app_prefix_wins_over_the_plain_variables() {
     );
 }
 
+#[test]
+fn sqlite_reads_the_app_prefix_too() {
+    let target = Target::sqlite();
+    let Target::Sqlite { dir, .. } = &target else {
+        unreachable!()
+    };
+    let prefixed = dir.path().join("widgets.db").to_string_lossy().into_owned();
+    let run = target.admin_env(
+        &["--app", "widgets", "migrate"],
+        &[("WIDGETS_SQLITE_DBNAME", prefixed.clone())],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains(&prefixed), "{}", run.all());
+    assert!(std::path::Path::new(&prefixed).exists());
+    // The plain SQLITE_DBNAME's file was not created.
+    assert_eq!(target.admin(&["status"]).code, 2);
+}
+
 #[tokio::test]
 async fn bad_settings_exit_2_naming_the_variable() {
     let target = Target::postgres().await;
