@@ -126,7 +126,7 @@ async fn verify_exits_1_listing_every_corrupted_row() {
             (gap, 4, "gap"),
             (no_type, 1, "event_type"),
             (bad_payload, 1, "payload"),
-            (bad_meta, 1, "metadata"),
+            (bad_meta, 1, "unreadable"),
             (orphan, 1, "snapshot"),
             (sound, 9, "snapshot"),
         ]
@@ -158,7 +158,7 @@ async fn verify_exits_1_listing_every_corrupted_row() {
         assert_eq!(run.code, 1, "{name}: {}", run.all());
         let kinds = run.json()["problems"].to_string();
         assert!(!kinds.contains("\"payload\""), "{name}: {kinds}");
-        assert!(kinds.contains("\"metadata\""), "{name}: {kinds}");
+        assert!(kinds.contains("\"unreadable\""), "{name}: {kinds}");
     }
 }
 

@@ -412,7 +412,7 @@
 // - `status`: error, horizon, migrate, pool, read, sql
 // - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
-// - `maintenance` (what `eventsourcing-admin` runs): error, sql, store
+// - `maintenance` (what `eventsourcing-admin` runs): error, rows, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;

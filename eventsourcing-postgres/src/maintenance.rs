@@ -11,7 +11,12 @@ use eventsourcing_core::{
 };
 use tokio_postgres::Row;
 
-use crate::{error::pg_error, sql::quote_ident, store::PostgresStore};
+use crate::{
+    error::pg_error,
+    rows::log_event,
+    sql::{quote_ident, EVENT_COLUMNS},
+    store::PostgresStore,
+};
 
 /// The store's tables, in the order reports list them.
 const TABLES: [&str; 5] = [
@@ -241,8 +246,10 @@ impl PostgresStore {
                 .collect::<Result<Vec<_>, Error>>()?;
             (to_u64(total), snapshots)
         };
+        // The log's columns, read by the store's own reader (`rows::log_event`) to learn
+        // whether a load could read each row.
         let page_sql = format!(
-            "SELECT stream_id, version, event_type, payload, metadata::text FROM {s}.events \
+            "SELECT {EVENT_COLUMNS} FROM {s}.events \
              WHERE (stream_id, version) > ($1, $2) ORDER BY stream_id, version LIMIT $3"
         );
         maintenance::verify(
@@ -267,12 +274,15 @@ impl PostgresStore {
     }
 }
 
+/// A row of `EVENT_COLUMNS`: the key columns raw (for the next page), the rest as the store
+/// reads them.
 fn raw_event(r: &Row) -> Result<RawEvent, Error> {
+    let event = log_event(r)?;
     Ok(RawEvent {
         stream_id: r.try_get(0).map_err(pg_error)?,
         version: r.try_get(1).map_err(pg_error)?,
-        event_type: r.try_get(2).map_err(pg_error)?,
-        payload: r.try_get(3).map_err(pg_error)?,
-        metadata: r.try_get(4).map_err(pg_error)?,
+        event_type: event.event_type,
+        payload: event.payload,
+        defect: event.defect,
     })
 }

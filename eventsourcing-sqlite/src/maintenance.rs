@@ -13,7 +13,8 @@ use rusqlite::{params, Connection};
 
 use crate::{
     error::sql_error,
-    rows::{clamp_i64, log_floor},
+    rows::{clamp_i64, log_floor, read_event},
+    sql::VERIFY_EVENTS,
     store::SqliteStore,
 };
 
@@ -284,13 +285,11 @@ fn run_pragma(conn: &mut Connection, sql: &str) -> rusqlite::Result<Option<Strin
 }
 
 /// At most [`VERIFY_PAGE`] events after `after` in `(stream_id, version)` order (the unique
-/// index's order).
+/// index's order), each read by the store's own reader (`rows::read_event`) to learn whether a
+/// load could read it; the key columns are read raw, for the next page.
 fn events_page(conn: &Connection, after: Option<(Uuid, i64)>) -> rusqlite::Result<Vec<RawEvent>> {
     let (stream, version) = after.unwrap_or((Uuid::nil(), 0));
-    let mut stmt = conn.prepare_cached(
-        "SELECT stream_id, version, event_type, payload, metadata FROM events \
-         WHERE (stream_id, version) > (?1, ?2) ORDER BY stream_id, version LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(VERIFY_EVENTS)?;
     let rows = stmt.query_map(
         params![
             stream.as_bytes().as_slice(),
@@ -298,30 +297,17 @@ fn events_page(conn: &Connection, after: Option<(Uuid, i64)>) -> rusqlite::Resul
             clamp_i64(VERIFY_PAGE as u64)
         ],
         |r| {
-            let id = r.get_ref(0)?.as_blob()?;
+            let event = read_event(r)?;
             Ok(RawEvent {
-                stream_id: Uuid::from_slice(id).unwrap_or_default(),
-                version: r.get(1)?,
-                event_type: text(r.get_ref(2)?),
-                payload: r.get_ref(3)?.as_bytes()?.to_vec(),
-                metadata: match r.get_ref(4)? {
-                    rusqlite::types::ValueRef::Null => None,
-                    v => Some(text(v)),
-                },
+                stream_id: Uuid::from_slice(r.get_ref(1)?.as_blob()?).unwrap_or_default(),
+                version: r.get(2)?,
+                event_type: event.event_type,
+                payload: event.payload,
+                defect: event.defect,
             })
         },
     )?;
     rows.collect()
-}
-
-/// A text column, its invalid UTF-8 replaced (verify reports what it sees, it does not fail).
-fn text(value: rusqlite::types::ValueRef<'_>) -> String {
-    match value {
-        rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-            String::from_utf8_lossy(t).into_owned()
-        }
-        other => format!("{other:?}"),
-    }
 }
 
 /// Snapshots above their stream's version, or of a stream with no events (at most
