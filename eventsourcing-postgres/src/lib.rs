@@ -86,11 +86,12 @@
 //! does not know (the database was migrated by a newer one), stops the run before it applies
 //! anything, with [`Error::Schema`](eventsourcing_core::Error::Schema) naming the version. Run
 //! them with
-//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line:
+//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line with
+//! the `eventsourcing-admin` tool (crate `eventsourcing-admin`, for every store):
 //!
 //! ```text
-//! eventsourcing-admin [--app NAME] migrate      # alias: init_event_store (the seed's name)
-//! eventsourcing-admin [--app NAME] status       # applied/pending migrations, event count
+//! PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin [--app NAME] migrate   # alias: init_event_store
+//! PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin [--app NAME] status    # migrations, counts, log horizon
 //! ```
 //!
 //! # Writes
@@ -411,6 +412,7 @@
 // - `status`: error, horizon, migrate, pool, read, sql
 // - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
+// - `maintenance` (what `eventsourcing-admin` runs): error, rows, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
@@ -421,6 +423,7 @@ mod env;
 mod error;
 mod horizon;
 mod live;
+mod maintenance;
 mod migrate;
 mod pool;
 mod projection;
@@ -440,6 +443,10 @@ pub mod testing;
 pub use config::{
     PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
+};
+pub use eventsourcing_core::maintenance::{
+    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
+    StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,

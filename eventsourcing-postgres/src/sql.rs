@@ -15,8 +15,9 @@ const STREAM_COLUMNS: &str =
 const REPLAY_COLUMNS: &str = "version, event_type, schema_version, timestamp, payload, stream_type";
 
 /// The columns of an event read from the log: the stream id, then [`STREAM_COLUMNS`] (see
-/// `rows::log_event`).
-const EVENT_COLUMNS: &str = "stream_id, version, tx_id, position, event_type, schema_version, \
+/// `rows::log_event`; `maintenance.rs` reads them for `verify`).
+pub(crate) const EVENT_COLUMNS: &str =
+    "stream_id, version, tx_id, position, event_type, schema_version, \
      timestamp, payload, metadata, stream_type";
 
 /// The statements a pooled connection prepares (lazily, once each) and caches.

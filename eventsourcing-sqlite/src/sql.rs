@@ -17,6 +17,10 @@ pub(crate) const LOAD: &str =
     select_events!("WHERE stream_id = ?1 AND version > ?2 AND version <= ?3 ORDER BY version");
 /// A page of the log: at most `?2` events with `position > ?1`.
 pub(crate) const READ_LOG: &str = select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2");
+/// A page of every event in `(stream_id, version)` order, after `(?1, ?2)`, at most `?3`
+/// (`eventsourcing-admin verify`).
+pub(crate) const VERIFY_EVENTS: &str =
+    select_events!("WHERE (stream_id, version) > (?1, ?2) ORDER BY stream_id, version LIMIT ?3");
 pub(crate) const STREAM_VERSION: &str = "SELECT max(version) FROM events WHERE stream_id = ?1";
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO events \
      (stream_id, version, timestamp, event_type, schema_version, payload, metadata, stream_type) \
