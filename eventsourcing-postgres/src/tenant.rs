@@ -204,14 +204,26 @@ impl TenantStores for PostgresTenants {
                 self.ensure_database(config.dbname().unwrap_or_default())
                     .await?;
             }
-            match PostgresStore::connect_pool_only(config.clone()).await {
-                Err(e) if is_missing_database(&e) => Err(TenantError::NotFound {
+            let not_found = |what: String| {
+                Error::from(TenantError::NotFound {
                     tenant: tenant.to_string(),
-                    name: format!("database {}", config.dbname().unwrap_or_default()),
-                }
-                .into()),
+                    name: what,
+                })
+            };
+            let store = match PostgresStore::connect_pool_only(config.clone()).await {
+                Err(e) if is_missing_database(&e) => Err(not_found(format!(
+                    "database {}",
+                    config.dbname().unwrap_or_default()
+                ))),
                 other => other,
+            }?;
+            if !self.base.create_table() {
+                // Nothing is created at run time: a schema without the tables is no tenant.
+                if let Err(Error::Schema(reason)) = store.check_schema().await {
+                    return Err(not_found(format!("schema {}: {reason}", config.schema())));
+                }
             }
+            Ok(store)
         }
     }
 
