@@ -86,11 +86,12 @@
 //! does not know (the database was migrated by a newer one), stops the run before it applies
 //! anything, with [`Error::Schema`](eventsourcing_core::Error::Schema) naming the version. Run
 //! them with
-//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line:
+//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line with
+//! the `eventsourcing-admin` tool (crate `eventsourcing-admin`, for every store):
 //!
 //! ```text
-//! eventsourcing-admin [--app NAME] migrate      # alias: init_event_store (the seed's name)
-//! eventsourcing-admin [--app NAME] status       # applied/pending migrations, event count
+//! PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin [--app NAME] migrate   # alias: init_event_store
+//! PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin [--app NAME] status    # migrations, counts, log horizon
 //! ```
 //!
 //! # Writes
@@ -461,6 +462,7 @@
 // - `projection`: error, rows, sql, store
 // - `roles` (grants, the append-only trigger): error, migrate, sql, store
 // - `tenant` (a store per tenant): config, error, migrate, pool, sql, store
+// - `maintenance` (what `eventsourcing-admin` runs): error, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
@@ -471,6 +473,7 @@ mod env;
 mod error;
 mod horizon;
 mod live;
+mod maintenance;
 mod migrate;
 mod pool;
 mod projection;
@@ -492,6 +495,10 @@ pub mod testing;
 pub use config::{
     PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
+};
+pub use eventsourcing_core::maintenance::{
+    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
+    StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,
