@@ -1,7 +1,7 @@
 //! Tenants from the environment: the layout (`TENANT_LAYOUT`), the name pattern (in the store's
 //! own name variable, as in the seed's `POSTGRES_DBNAME=tenant_{id}`) and the bounds.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use eventsourcing_core::{
     Application, ConfigError, Env, Error, MigrationReport, Snapshotting, TenantId, TenantLimits,
@@ -19,7 +19,7 @@ pub const TENANT_LAYOUT: &str = "TENANT_LAYOUT";
 pub enum AnyTenantStores {
     /// A database or a schema per tenant.
     #[cfg(feature = "postgres")]
-    Postgres(eventsourcing_postgres::PostgresTenants),
+    Postgres(Box<eventsourcing_postgres::PostgresTenants>),
     /// A SQLite file per tenant.
     #[cfg(feature = "sqlite")]
     Sqlite(eventsourcing_sqlite::SqliteTenants),
@@ -60,7 +60,7 @@ impl AnyTenantStores {
                 } else {
                     PostgresTenants::schema(config)?
                 };
-                Ok(AnyTenantStores::Postgres(tenants))
+                Ok(AnyTenantStores::Postgres(Box::new(tenants)))
             }
             #[cfg(feature = "sqlite")]
             "file" => {
@@ -132,22 +132,14 @@ macro_rules! each {
 impl TenantStores for AnyTenantStores {
     type Store = AnyStore;
 
-    fn open(
-        &self,
-        tenant: &TenantId,
-        connections: u32,
-    ) -> impl Future<Output = Result<AnyStore, Error>> + Send {
-        async move {
-            match self {
-                #[cfg(feature = "postgres")]
-                AnyTenantStores::Postgres(s) => {
-                    Ok(AnyStore::Postgres(s.open(tenant, connections).await?))
-                }
-                #[cfg(feature = "sqlite")]
-                AnyTenantStores::Sqlite(s) => {
-                    Ok(AnyStore::Sqlite(s.open(tenant, connections).await?))
-                }
+    async fn open(&self, tenant: &TenantId, connections: u32) -> Result<AnyStore, Error> {
+        match self {
+            #[cfg(feature = "postgres")]
+            AnyTenantStores::Postgres(s) => {
+                Ok(AnyStore::Postgres(s.open(tenant, connections).await?))
             }
+            #[cfg(feature = "sqlite")]
+            AnyTenantStores::Sqlite(s) => Ok(AnyStore::Sqlite(s.open(tenant, connections).await?)),
         }
     }
 
@@ -165,26 +157,21 @@ impl TenantStores for AnyTenantStores {
         each!(self, s => s.min_connections())
     }
 
-    fn close(&self, store: AnyStore) -> impl Future<Output = ()> + Send {
-        async move {
-            match (self, store) {
-                #[cfg(feature = "postgres")]
-                (AnyTenantStores::Postgres(t), AnyStore::Postgres(s)) => t.close(s).await,
-                #[cfg(feature = "sqlite")]
-                (AnyTenantStores::Sqlite(t), AnyStore::Sqlite(s)) => t.close(s).await,
-                (_, other) => drop(other),
-            }
+    async fn close(&self, store: AnyStore) {
+        match (self, store) {
+            #[cfg(feature = "postgres")]
+            (AnyTenantStores::Postgres(t), AnyStore::Postgres(s)) => t.close(s).await,
+            #[cfg(feature = "sqlite")]
+            (AnyTenantStores::Sqlite(t), AnyStore::Sqlite(s)) => t.close(s).await,
+            (_, other) => drop(other),
         }
     }
 
-    fn create(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<MigrationReport, Error>> + Send {
-        async move { each!(self, s => s.create(tenant).await) }
+    async fn create(&self, tenant: &TenantId) -> Result<MigrationReport, Error> {
+        each!(self, s => s.create(tenant).await)
     }
 
-    fn list(&self) -> impl Future<Output = Result<Vec<TenantId>, Error>> + Send {
-        async move { each!(self, s => s.list().await) }
+    async fn list(&self) -> Result<Vec<TenantId>, Error> {
+        each!(self, s => s.list().await)
     }
 }

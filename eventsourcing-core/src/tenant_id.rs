@@ -236,6 +236,7 @@ impl fmt::Display for TenantPattern {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

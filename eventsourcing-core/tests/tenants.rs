@@ -98,28 +98,23 @@ impl TenantStores for Fake {
         1
     }
 
-    fn close(&self, store: Self::Store) -> impl Future<Output = ()> + Send {
-        async move {
-            let tag = store
-                .load_snapshot(Uuid::nil(), None)
-                .await
-                .unwrap()
-                .unwrap();
-            let mut c = self.counts.lock().unwrap();
-            c.live -= 1;
-            c.closed.push(tag.state_type);
-        }
+    async fn close(&self, store: Self::Store) {
+        let tag = store
+            .load_snapshot(Uuid::nil(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut c = self.counts.lock().unwrap();
+        c.live -= 1;
+        c.closed.push(tag.state_type);
     }
 
-    fn create(
-        &self,
-        _tenant: &TenantId,
-    ) -> impl Future<Output = Result<MigrationReport, Error>> + Send {
-        async { Ok(MigrationReport::default()) }
+    async fn create(&self, _tenant: &TenantId) -> Result<MigrationReport, Error> {
+        Ok(MigrationReport::default())
     }
 
-    fn list(&self) -> impl Future<Output = Result<Vec<TenantId>, Error>> + Send {
-        async { Ok(Vec::new()) }
+    async fn list(&self) -> Result<Vec<TenantId>, Error> {
+        Ok(Vec::new())
     }
 }
 

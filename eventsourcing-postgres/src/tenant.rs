@@ -247,23 +247,21 @@ impl TenantStores for PostgresTenants {
         }
     }
 
-    fn list(&self) -> impl Future<Output = Result<Vec<TenantId>, Error>> + Send {
-        async move {
-            let admin = self.admin_client().await?;
-            let sql = match self.layout {
-                TenantLayout::Database => {
-                    "SELECT datname::text FROM pg_database WHERE NOT datistemplate"
-                }
-                TenantLayout::Schema => "SELECT nspname::text FROM pg_namespace",
-            };
-            let rows = admin.query(sql, &[]).await.map_err(pg_error)?;
-            let mut tenants: Vec<TenantId> = rows
-                .iter()
-                .filter_map(|row| row.try_get::<_, String>(0).ok())
-                .filter_map(|name| self.pattern.tenant_of(&name))
-                .collect();
-            tenants.sort();
-            Ok(tenants)
-        }
+    async fn list(&self) -> Result<Vec<TenantId>, Error> {
+        let admin = self.admin_client().await?;
+        let sql = match self.layout {
+            TenantLayout::Database => {
+                "SELECT datname::text FROM pg_database WHERE NOT datistemplate"
+            }
+            TenantLayout::Schema => "SELECT nspname::text FROM pg_namespace",
+        };
+        let rows = admin.query(sql, &[]).await.map_err(pg_error)?;
+        let mut tenants: Vec<TenantId> = rows
+            .iter()
+            .filter_map(|row| row.try_get::<_, String>(0).ok())
+            .filter_map(|name| self.pattern.tenant_of(&name))
+            .collect();
+        tenants.sort();
+        Ok(tenants)
     }
 }

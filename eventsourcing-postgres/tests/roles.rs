@@ -54,7 +54,7 @@ impl Drop for TestRole {
                 client
                     .batch_execute(&format!("DROP OWNED BY {name}; DROP ROLE {name}"))
                     .await
-                    .map_err(|e| Error::store(e))
+                    .map_err(Error::store)
             })
         })
         .join()

@@ -146,26 +146,24 @@ impl TenantStores for SqliteTenants {
         }
     }
 
-    fn list(&self) -> impl Future<Output = Result<Vec<TenantId>, Error>> + Send {
-        async move {
-            let entries = match std::fs::read_dir(&self.dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => {
-                    return Err(Error::store(format!(
-                        "cannot list {}: {e}",
-                        self.dir.display()
-                    )))
-                }
-            };
-            let mut tenants: Vec<TenantId> = entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                .filter_map(|name| self.pattern.tenant_of(&name))
-                .collect();
-            tenants.sort();
-            Ok(tenants)
-        }
+    async fn list(&self) -> Result<Vec<TenantId>, Error> {
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(Error::store(format!(
+                    "cannot list {}: {e}",
+                    self.dir.display()
+                )))
+            }
+        };
+        let mut tenants: Vec<TenantId> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+            .filter_map(|name| self.pattern.tenant_of(&name))
+            .collect();
+        tenants.sort();
+        Ok(tenants)
     }
 }
