@@ -451,3 +451,31 @@ async fn admin_creates_migrates_and_lists_tenants_and_a_registry_without_create_
         "delta was created"
     );
 }
+
+#[tokio::test]
+async fn tenants_from_the_environment_on_postgres() {
+    let pattern = format!("{}_{{id}}", unique("es_tenv"));
+    let url = testing::url();
+    let env = eventsourcing::Env::from_map([
+        ("TENANT_LAYOUT", "schema"),
+        ("DATABASE_URL", url.as_str()),
+        ("POSTGRES_SCHEMA", pattern.as_str()),
+        ("TENANT_MAX_CONNECTIONS", "6"),
+        ("TENANT_MAX_OPEN", "3"),
+    ]);
+    let tenants = eventsourcing::tenants_from_env(&env).unwrap();
+    let eventsourcing::AnyTenantStores::Postgres(stores) = tenants.stores().clone() else {
+        panic!("not the PostgreSQL layout")
+    };
+    let _cleanup = Cleanup(*stores);
+    let stats = tenants.stats();
+    assert_eq!((stats.max_open, stats.per_tenant), (3, 2));
+    let acme = tenants.get("acme").await.unwrap();
+    let mut w = WidgetRegistryEndpoint::create("u".into(), "n".into(), "acme".into());
+    acme.save(&mut w).await.unwrap();
+    let eventsourcing::AnyStore::Postgres(store) = acme.store() else {
+        panic!("not a PostgreSQL store")
+    };
+    assert_eq!(store.config().schema(), pattern.replace("{id}", "acme"));
+    assert!(store.pool_state().connections <= 2);
+}
