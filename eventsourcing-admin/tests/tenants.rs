@@ -183,3 +183,86 @@ async fn append_only_on_refuses_the_owner_and_off_lifts_it() {
     let json = target.admin(&["append-only", "status", "--json"]).json();
     assert_eq!(json[0]["append_only"], false, "{json}");
 }
+
+#[tokio::test]
+async fn grants_and_append_only_for_every_tenant_let_the_role_run_each_tenant() {
+    use eventsourcing::{EventStore, NewEvent, TenantLimits, Tenants};
+
+    let pattern = format!("{}_{{id}}", unique("es_admg"));
+    let config: PostgresConfig = testing::url().parse().unwrap();
+    let stores =
+        PostgresTenants::schema(config.to_builder().schema(pattern.clone()).build().unwrap())
+            .unwrap();
+    let _cleanup = Cleanup(stores.clone());
+    let vars = vec![
+        ("DATABASE_URL", testing::url()),
+        ("TENANT_LAYOUT", "schema".to_owned()),
+        ("POSTGRES_SCHEMA", pattern.clone()),
+    ];
+    assert_eq!(
+        admin_with(&["tenants", "create", "acme", "globex"], &vars).code,
+        0
+    );
+    let role = unique("es_admrole");
+    let owner = testing::TestSchema::new().await.client().await.unwrap();
+    owner
+        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
+        .await
+        .unwrap();
+
+    let run = admin_with(&["grants", "apply", &role, "--tenants"], &vars);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("-- applied tenant acme"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("-- applied tenant globex"),
+        "{}",
+        run.all()
+    );
+    let run = admin_with(&["append-only", "on", "--tenants"], &vars);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert_eq!(
+        run.stdout.matches("append-only on").count(),
+        2,
+        "{}",
+        run.all()
+    );
+
+    // The application: the role, CREATE_TABLE=n, a registry over the same tenants.
+    let app = PostgresTenants::schema(
+        config
+            .to_builder()
+            .user(role.clone())
+            .schema(pattern)
+            .create_table(false)
+            .build()
+            .unwrap(),
+    )
+    .unwrap();
+    let tenants = Tenants::new(app, TenantLimits::default()).unwrap();
+    for id in ["acme", "globex"] {
+        let tenant = tenants.get(id).await.unwrap();
+        let stream = Uuid::new_v4();
+        tenant
+            .store()
+            .append(vec![NewEvent::new(stream, 1, "Made", b"{}".to_vec())])
+            .await
+            .unwrap();
+        assert_eq!(tenant.store().load(stream, 0, None).await.unwrap().len(), 1);
+        let client = tenant.store().dedicated_client().await.unwrap();
+        let schema = tenant.store().config().schema().to_owned();
+        let err = client
+            .batch_execute(&format!("DELETE FROM \"{schema}\".events"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
+    }
+    drop(tenants);
+    owner
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+}

@@ -107,6 +107,9 @@ pub type MakeApplication<S, C> = Arc<dyn Fn(&TenantId, S) -> Application<S, C> +
 ///   tenant that no request uses is closed to make room. When every open tenant is in use,
 ///   the request waits (up to `wait`, then [`TenantError::Busy`]); it never exceeds the bound.
 /// - Many requests for the same tenant open its store once; the others wait for it.
+/// - A tenant's store has `max_connections / max_open` connections: a tenant that runs a
+///   projection (which holds a connection while it handles a batch) beside its saves wants at
+///   least two, so set `max_open` to at most half of `max_connections` then.
 /// - A tenant is in use while a [`Tenant`] handle of it lives (a running projection holds
 ///   one). Its store is closed only after the last handle is dropped and room is needed. A
 ///   clone of the [`Application`] taken out of a handle keeps the store alive past that, and
