@@ -343,4 +343,25 @@ async fn tenants_from_the_environment() {
         let err = tenants_from_env(&Env::from_map(vars)).unwrap_err();
         assert!(err.to_string().contains(var), "{var}: {err}");
     }
+    for (var, bad) in [
+        ("TENANT_MAX_CONNECTIONS", "0"),
+        ("TENANT_MAX_CONNECTIONS", "-1"),
+        ("TENANT_MAX_CONNECTIONS", "many"),
+        ("TENANT_MAX_CONNECTIONS", "1e20"),
+        ("TENANT_MAX_OPEN", "0"),
+        ("TENANT_MAX_OPEN", "2.5"),
+        ("TENANT_TIMEOUT", "NaN"),
+        ("TENANT_TIMEOUT", "-3"),
+        ("TENANT_TIMEOUT", "1e20"),
+    ] {
+        let env = Env::from_map([
+            ("TENANT_LAYOUT", "file"),
+            ("SQLITE_DBNAME", pattern.as_str()),
+            (var, bad),
+        ]);
+        match tenants_from_env(&env) {
+            Err(eventsourcing::Error::Config(e)) => assert_eq!(e.var, var, "{bad}: {e}"),
+            other => panic!("{var}={bad}: {other:?}"),
+        }
+    }
 }
