@@ -66,6 +66,7 @@
 //! | to save and load them | [`Application`], [`Repository`], [`Retry`], [`Metadata`], [`Error`] |
 //! | to choose a store | [`MemoryStore`], [`sqlite`], [`postgres`], [`application_from_env`], [`AnyStore`] |
 //! | settings from the environment | [`Env`], [`Snapshotting`], [`ConfigError`] |
+//! | a store per tenant | [`Tenants`], [`tenants_from_env`], [`TenantId`], [`migrate_tenants`] |
 //! | to read the log | [`Subscription`], [`read_log_stream`], [`StoredEvent`], [`Position`] |
 //! | process applications | [`Process`], [`Outbox`], [`spawn_process`], [`ProjectionOptions`] |
 //! | projections | [`ProjectionOptions`], [`OnError`], [`ParkedEvent`], and each store's `spawn_projection` |
@@ -98,6 +99,16 @@ pub use eventsourcing_core::{Metadata, NewEvent, Position, Snapshot, StoredEvent
 mod any_store;
 pub use any_store::{application_from_env, AnyStore, StoreKind, ACCEPTED, PERSISTENCE_MODULE};
 pub use eventsourcing_core::{EventStore, MemoryStore};
+
+// Tenants: a store per tenant, bounded, from the environment.
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod tenants;
+pub use eventsourcing_core::{
+    migrate_tenants, Tenant, TenantError, TenantId, TenantLimits, TenantProgress, TenantStats,
+    TenantStores, Tenants, TenantsMigrated,
+};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use tenants::{tenant_limits_from_env, tenants_from_env, AnyTenantStores, TENANT_LAYOUT};
 
 // Encoding.
 pub use eventsourcing_core::{Codec, CodecError, JsonCodec};

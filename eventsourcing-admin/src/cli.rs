@@ -44,4 +44,7 @@ pub(crate) enum Command {
     Snapshots(commands::snapshots::Args),
     Vacuum(commands::vacuum::Args),
     Indexes(commands::indexes::Args),
+    Tenants(commands::tenants::Args),
+    Grants(commands::grants::Args),
+    AppendOnly(commands::append_only::Args),
 }

@@ -1,6 +1,9 @@
 use uuid::Uuid;
 
-use crate::{aggregate::EventDecodeError, codec::CodecError, config::ConfigError, event::Position};
+use crate::{
+    aggregate::EventDecodeError, codec::CodecError, config::ConfigError, event::Position,
+    tenant_id::TenantError,
+};
 
 /// A boxed error from a backend or from user code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -147,6 +150,10 @@ pub enum Error {
     /// [`is_transient`](Error::is_transient).
     #[error("event store failure (worth retrying): {0}")]
     Transient(#[source] BoxError),
+    /// A tenant id was refused, a tenant does not exist, or no tenant place became free in time
+    /// (see [`Tenants`](crate::Tenants)). [`TenantError::Busy`] is worth retrying.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
 }
 
 fn not_found_message(id: &Uuid, version: Option<u64>) -> String {
@@ -175,7 +182,10 @@ impl Error {
     /// every save names the versions it writes; reload the aggregate to see whether the save
     /// took effect.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Transient(_))
+        matches!(
+            self,
+            Error::Transient(_) | Error::Tenant(TenantError::Busy { .. })
+        )
     }
 
     /// Wraps a backend error worth retrying.

@@ -20,6 +20,7 @@
 //! | [`Env`]: settings from the environment | `config.rs` |
 //! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
+//! | [`Tenants`], [`TenantStores`], [`TenantId`]: a store per tenant, bounded | `tenants.rs`, `tenant_id.rs` |
 //! | [`maintenance`]: store statistics, index use, snapshot pruning, the store check (`verify`) | `maintenance.rs` |
 //! | [`Error`] | `error.rs` |
 //!
@@ -49,6 +50,8 @@ mod runner;
 mod snapshot;
 mod store;
 mod subscription;
+mod tenant_id;
+mod tenants;
 
 pub use aggregate::{
     id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventDecodeError, EventSourced,
@@ -73,6 +76,14 @@ pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal}
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 pub use subscription::{read_log_stream, Subscription};
+pub use tenant_id::{
+    TenantError, TenantId, TenantPattern, MAX_TENANT_NAME, RESERVED_TENANT_NAMES,
+    TENANT_PLACEHOLDER,
+};
+pub use tenants::{
+    migrate_tenants, MakeApplication, Tenant, TenantLimits, TenantProgress, TenantStats,
+    TenantStores, Tenants, TenantsMigrated, DEFAULT_TENANT_MAX_CONNECTIONS, DEFAULT_TENANT_TIMEOUT,
+};
 
 pub use chrono;
 pub use serde;

@@ -387,6 +387,54 @@
 //! }
 //! ```
 //!
+//! # Roles
+//!
+//! The seed's production pattern (`CREATE_TABLE=n`, "tables created via migration") with
+//! least privilege is two roles:
+//!
+//! - the **owner** runs `eventsourcing-admin migrate` (or [`PostgresStore::migrate`]): it
+//!   creates the schema and tables and owns them;
+//! - the **application role** runs the service with `CREATE_TABLE=n`: it reads and appends
+//!   events but can never update, delete or truncate one. [`roles::grant_statements`] lists
+//!   exactly what it is granted and why (print them with
+//!   `eventsourcing-admin grants print ROLE`, apply them as the owner with
+//!   [`roles::apply_grants`] or `grants apply ROLE`); `UPDATE`, `DELETE` and `TRUNCATE` on
+//!   `events` then fail with SQLSTATE 42501. Projections' own tables belong elsewhere: give the
+//!   application role a schema of its own for them (`CREATE SCHEMA views AUTHORIZATION app`).
+//!
+//! ```text
+//! CREATE ROLE es_owner LOGIN;  CREATE ROLE app LOGIN PASSWORD '…';
+//! eventsourcing-admin migrate                 # as es_owner (POSTGRES_USER=es_owner)
+//! eventsourcing-admin grants apply app        # as es_owner
+//! # the service: POSTGRES_USER=app CREATE_TABLE=n
+//! ```
+//!
+//! The owner can still change events. The optional **append-only trigger**
+//! ([`roles::set_append_only`], `eventsourcing-admin append-only on|off`) refuses `UPDATE`,
+//! `DELETE` and `TRUNCATE` on `events` for every role, the owner included (SQLSTATE 42501),
+//! except in a transaction that says it archives on purpose:
+//!
+//! ```text
+//! BEGIN;
+//! SET LOCAL eventsourcing.allow_archive = 'on';   -- only for this transaction
+//! DELETE FROM events WHERE …;                      -- after copying them elsewhere
+//! COMMIT;
+//! ```
+//!
+//! The escape guards against mistakes, not against the owner (who may drop the trigger): any
+//! role may set the setting, so the application role's protection is its grants.
+//!
+//! # Tenants
+//!
+//! [`PostgresTenants`] gives core's [`Tenants`](eventsourcing_core::Tenants) registry a store
+//! per tenant: a database each ([`PostgresTenants::database`], the seed's
+//! `POSTGRES_DBNAME=tenant_{id}`) or a schema each in one database
+//! ([`PostgresTenants::schema`], `POSTGRES_SCHEMA=tenant_{id}`). A tenant store is opened with
+//! [`PostgresStore::connect_pool_only`]: it holds its pool's connections and no others (no
+//! `LISTEN` connection, no `NOTIFY` sender; subscribers poll for other processes' appends), so
+//! the registry's bound on connections is exact. Creating a tenant database while opening it
+//! uses one connection to the admin database, closed before the store connects.
+//!
 //! # Features
 //!
 //! | feature | gives |
@@ -413,6 +461,8 @@
 // - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `maintenance` (what `eventsourcing-admin` runs): error, rows, sql, store
+// - `roles` (grants, the append-only trigger): error, migrate, sql, store
+// - `tenant` (a store per tenant): config, error, migrate, pool, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
@@ -428,10 +478,12 @@ mod migrate;
 mod pool;
 mod projection;
 mod read;
+pub mod roles;
 mod rows;
 mod sql;
 mod status;
 mod store;
+mod tenant;
 mod tls;
 mod xid;
 
@@ -460,6 +512,7 @@ pub use projection::{
 pub use read::LOG_CATCH_UP;
 pub use status::SchemaStatus;
 pub use store::PostgresStore;
+pub use tenant::{PostgresTenants, TenantLayout, DEFAULT_TENANT_ADMIN_DBNAME};
 pub use tls::{SslMode, UnknownSslMode};
 
 pub use bb8;

@@ -83,6 +83,9 @@ struct Shared {
     kick: Notify,
     sender_running: AtomicBool,
     listener_running: AtomicBool,
+    /// False for a store that holds nothing but its pool (tenant stores): no sender, no
+    /// listener; only this store's own appends wake its subscribers, who otherwise poll.
+    remote: bool,
 }
 
 impl std::fmt::Debug for Live {
@@ -96,7 +99,7 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
-    pub(crate) fn new(config: &PostgresConfig, connector: Connector) -> Self {
+    pub(crate) fn new(config: &PostgresConfig, connector: Connector, remote: bool) -> Self {
         let (shutdown_tx, shutdown) = watch::channel(());
         Live {
             notifier: ChangeNotifier::new(),
@@ -108,6 +111,7 @@ impl Live {
                 kick: Notify::new(),
                 sender_running: AtomicBool::new(false),
                 listener_running: AtomicBool::new(false),
+                remote,
             }),
             _shutdown: shutdown_tx,
             shutdown,
@@ -123,6 +127,9 @@ impl Live {
     /// announce it to other processes. Costs the writer two atomic operations, never a wait.
     pub(crate) fn appended(&self) {
         self.notifier.notify();
+        if !self.shared.remote {
+            return;
+        }
         if !self.shared.sender_running.load(Ordering::Acquire) {
             self.start(Task::Sender);
         }
@@ -132,7 +139,7 @@ impl Live {
     /// A handle woken by appends of this store (at once) and of other instances (through the
     /// listener, started by the first call).
     pub(crate) fn changes(&self) -> Changes {
-        if !self.shared.listener_running.load(Ordering::Acquire) {
+        if self.shared.remote && !self.shared.listener_running.load(Ordering::Acquire) {
             self.start(Task::Listener);
         }
         self.notifier.subscribe()

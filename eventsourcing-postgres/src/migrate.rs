@@ -102,6 +102,19 @@ impl Migrator for PgMigrator<'_> {
                 .await
                 .map_err(pg_error)?;
         }
+        // Likewise the table: `CREATE TABLE IF NOT EXISTS` checks the CREATE privilege on the
+        // schema even when the table exists, so an application role (which has no CREATE, see
+        // `roles.rs`) could not even find out that nothing is pending.
+        let table = format!("{quoted}.{MIGRATIONS_TABLE}");
+        let has_table: bool = self
+            .client
+            .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table])
+            .await
+            .map_err(pg_error)?
+            .get(0);
+        if has_table {
+            return Ok(());
+        }
         self.client
             .batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {quoted}.{MIGRATIONS_TABLE} (

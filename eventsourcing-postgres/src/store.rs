@@ -63,6 +63,20 @@ impl PostgresStore {
     /// One connection is opened at once, so a wrong host, port or password fails here with the
     /// server's reason (never showing the password); bb8 opens the others in the background.
     pub async fn connect(config: PostgresConfig) -> Result<Self, Error> {
+        Self::open(config, true).await
+    }
+
+    /// Like [`connect`](Self::connect), but the store holds no connection besides its pool:
+    /// no `LISTEN` connection and no `NOTIFY` sender (see
+    /// [Live notifications](crate#live-notifications)). Its subscribers are woken by appends
+    /// through this store (and its clones) and find other processes' appends at their next
+    /// poll. The connections it holds are exactly [`pool_state`](Self::pool_state)'s, at most
+    /// [`PostgresConfig::max_connections`]: what a bound on connections (tenants) counts.
+    pub async fn connect_pool_only(config: PostgresConfig) -> Result<Self, Error> {
+        Self::open(config, false).await
+    }
+
+    async fn open(config: PostgresConfig, remote: bool) -> Result<Self, Error> {
         let connector = Connector::new(&config)?;
         let mut first = connector
             .connect()
@@ -75,7 +89,7 @@ impl PostgresStore {
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 pool: Pool::new(&config, connector.clone(), first),
-                live: Live::new(&config, connector.clone()),
+                live: Live::new(&config, connector.clone(), remote),
                 config,
                 connector,
                 horizon: HorizonWatch::default(),

@@ -173,6 +173,14 @@
 //!
 //! Projections' own tables live beside these; their names are the projections' business.
 //!
+//! # Tenants
+//!
+//! [`SqliteTenants`] gives core's [`Tenants`](eventsourcing_core::Tenants) registry a database
+//! file per tenant, in one directory, named by the pattern in the file name of `SQLITE_DBNAME`
+//! (`/var/lib/widgets/tenant_{id}.sqlite`). Each open tenant holds a writer and at least one
+//! reader connection (two "connections" towards the registry's bound, more when the bound
+//! allows).
+//!
 //! # Features
 //! | feature | what |
 //! |---|---|
@@ -191,6 +199,7 @@ mod read_ahead;
 mod rows;
 mod sql;
 mod store;
+mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod worker;
@@ -210,6 +219,7 @@ pub use eventsourcing_core::{
 pub use migrate::MIGRATIONS;
 pub use projection::{spawn_projection, OnError, ParkedEvent, ProjectionOptions, SqliteProjection};
 pub use store::SqliteStore;
+pub use tenant::SqliteTenants;
 
 /// The driver, re-exported so that code downcasting an
 /// [`Error::Store`](eventsourcing_core::Error) to [`rusqlite::Error`] uses the same version.

@@ -1,10 +1,13 @@
 //! One file per command; each has its clap `Args` and `run`. Adding a command: its file, a
 //! `mod` line and a match arm here, and a variant in `cli.rs`.
 
+pub(crate) mod append_only;
+pub(crate) mod grants;
 pub(crate) mod indexes;
 pub(crate) mod migrate;
 pub(crate) mod snapshots;
 pub(crate) mod status;
+pub(crate) mod tenants;
 pub(crate) mod vacuum;
 pub(crate) mod verify;
 
@@ -19,5 +22,8 @@ pub(crate) async fn run(command: Command, ctx: &Context) -> Result<(), Failure> 
         Command::Snapshots(args) => snapshots::run(args, ctx).await,
         Command::Vacuum(args) => vacuum::run(args, ctx).await,
         Command::Indexes(args) => indexes::run(args, ctx).await,
+        Command::Tenants(args) => tenants::run(args, ctx).await,
+        Command::Grants(args) => grants::run(args, ctx).await,
+        Command::AppendOnly(args) => append_only::run(args, ctx).await,
     }
 }
