@@ -99,6 +99,9 @@ mod any_store;
 pub use any_store::{application_from_env, AnyStore, StoreKind, ACCEPTED, PERSISTENCE_MODULE};
 pub use eventsourcing_core::{EventStore, MemoryStore};
 
+// Backups: the portable export/archive format (the stores' `export`, `import`, `archive`).
+pub use eventsourcing_core::backup;
+
 // Encoding.
 pub use eventsourcing_core::{Codec, CodecError, JsonCodec};
 

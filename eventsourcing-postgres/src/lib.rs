@@ -411,9 +411,13 @@
 // - `status`: error, horizon, migrate, pool, read, sql
 // - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
+// - `backup` (export, import): error, rows, sql, store, xid
+// - `archive` (archive, restore): backup, error, rows, store, xid
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
+mod archive;
+mod backup;
 mod config;
 mod conn;
 mod conn_str;

@@ -57,5 +57,18 @@ pub enum Content {
     Archive,
 }
 
+/// What `archive` did: the streams whose events it moved out, the quiet streams it left
+/// because no snapshot at their newest version lets them load without those events, and the
+/// records written to the archive file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveReport {
+    /// The streams archived (all their events but the newest are in the file).
+    pub streams: Vec<uuid::Uuid>,
+    /// Quiet streams left in place: no snapshot at their newest version.
+    pub skipped: Vec<uuid::Uuid>,
+    /// What the archive file holds.
+    pub counts: Counts,
+}
+
 #[cfg(test)]
 mod tests;

@@ -9,9 +9,7 @@ use std::{
 
 use flate2::read::GzDecoder;
 
-use super::{
-    section::Sections, BackupError, Counts, Header, Record, FORMAT_NAME, FORMAT_VERSION,
-};
+use super::{section::Sections, BackupError, Counts, Header, Record, FORMAT_NAME, FORMAT_VERSION};
 use crate::event::Position;
 
 /// Reads a backup record by record, in bounded memory (one line at a time).
@@ -54,7 +52,10 @@ impl<R: Read> BackupReader<R> {
             Some(other) => {
                 return Err(BackupError::format(
                     1,
-                    format!("the first record is a {} record, not the header", other.kind()),
+                    format!(
+                        "the first record is a {} record, not the header",
+                        other.kind()
+                    ),
                 ))
             }
             None => return Err(BackupError::Truncated { lines: 0 }),
@@ -62,7 +63,10 @@ impl<R: Read> BackupReader<R> {
         if header.format != FORMAT_NAME {
             return Err(BackupError::format(
                 1,
-                format!("not a backup: format `{}`, expected `{FORMAT_NAME}`", header.format),
+                format!(
+                    "not a backup: format `{}`, expected `{FORMAT_NAME}`",
+                    header.format
+                ),
             ));
         }
         if header.format_version > FORMAT_VERSION {

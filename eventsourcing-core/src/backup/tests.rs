@@ -14,9 +14,15 @@ fn event(seq: u64, payload: &[u8]) -> Record {
         stream_id: Uuid::from_u128(7),
         version: seq,
         event_type: "Created".into(),
-        stream_type: if seq == 1 { "widget".into() } else { String::new() },
+        stream_type: if seq == 1 {
+            "widget".into()
+        } else {
+            String::new()
+        },
         schema_version: 2,
-        timestamp: Utc.timestamp_micros(1_700_000_000_123_456 + seq as i64).unwrap(),
+        timestamp: Utc
+            .timestamp_micros(1_700_000_000_123_456 + seq as i64)
+            .unwrap(),
         payload: payload.to_vec(),
         metadata: Metadata::default().with("user", "ada"),
         position: Position { commit: 9, seq },
@@ -96,7 +102,11 @@ fn records_come_back_byte_for_byte() {
 fn json_payloads_stay_readable_and_others_are_base64() {
     let text = plain(&written(&sample()));
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[1].contains(r#""payload":{"name":"a"}"#), "{}", lines[1]);
+    assert!(
+        lines[1].contains(r#""payload":{"name":"a"}"#),
+        "{}",
+        lines[1]
+    );
     for line in &lines[2..5] {
         assert!(line.contains("payload_base64"), "{line}");
     }
@@ -167,7 +177,13 @@ fn remap_takes_the_last_event_at_or_before() {
     let p = |seq| Position { commit: 1, seq };
     let mut remap = Remap::new(vec![p(0), p(20), p(25), p(99)]);
     for (old, new) in [(10, 1), (20, 2), (30, 3)] {
-        remap.event(p(old), Position { commit: 5, seq: new });
+        remap.event(
+            p(old),
+            Position {
+                commit: 5,
+                seq: new,
+            },
+        );
     }
     assert_eq!(remap.get(p(0)), Position::START);
     assert_eq!(remap.get(p(20)), Position { commit: 5, seq: 2 });
