@@ -86,11 +86,12 @@
 //! does not know (the database was migrated by a newer one), stops the run before it applies
 //! anything, with [`Error::Schema`](eventsourcing_core::Error::Schema) naming the version. Run
 //! them with
-//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line:
+//! [`PostgresStore::migrate`], at start-up (`CREATE_TABLE=y`), or from the command line with
+//! the `eventsourcing-admin` tool (crate `eventsourcing-admin`, for every store):
 //!
 //! ```text
-//! eventsourcing-admin [--app NAME] migrate      # alias: init_event_store (the seed's name)
-//! eventsourcing-admin [--app NAME] status       # applied/pending migrations, event count
+//! PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin [--app NAME] migrate   # alias: init_event_store
+//! PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin [--app NAME] status    # migrations, counts, log horizon
 //! ```
 //!
 //! # Writes

@@ -1,8 +1,6 @@
-//! Migrations: idempotent, recorded with checksums, guarded against edits; CREATE_TABLE=n; the
-//! admin command.
+//! Migrations: idempotent, recorded with checksums, guarded against edits; CREATE_TABLE=n (the
+//! admin tool's tests are in eventsourcing-admin/tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::process::Command;
 
 use eventsourcing_core::{Error, EventStore, NewEvent, Position};
 use eventsourcing_postgres::{testing::TestSchema, MigrationState, PostgresStore, MIGRATIONS};
@@ -284,80 +282,4 @@ async fn without_create_table_nothing_issues_ddl_and_missing_tables_say_what_to_
     assert!(report.already_applied.is_empty());
     store.append(vec![event(id, 1)]).await.unwrap();
     assert_eq!(store.stream_version(id).await.unwrap(), 1);
-}
-
-fn admin(schema: &TestSchema, args: &[&str], vars: &[(&str, &str)]) -> (bool, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_eventsourcing-admin"))
-        .args(args)
-        .env("DATABASE_URL", eventsourcing_postgres::testing::url())
-        .env("POSTGRES_SCHEMA", schema.name())
-        .envs(vars.iter().copied())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    (output.status.success(), text)
-}
-
-#[tokio::test]
-async fn the_admin_command_migrates_and_reports_status() {
-    let schema = TestSchema::new().await;
-    let (ok, out) = admin(&schema, &["status"], &[]);
-    assert!(ok, "{out}");
-    assert!(out.contains("pending     1  events"), "{out}");
-    assert!(out.contains("no events table"), "{out}");
-
-    let (ok, out) = admin(&schema, &["init_event_store"], &[]);
-    assert!(ok, "{out}");
-    assert!(out.contains("applied migration 1 (events)"), "{out}");
-    assert!(out.contains("applied migration 3 (tracking)"), "{out}");
-    assert!(out.contains("applied migration 5 (stream_type)"), "{out}");
-
-    let (ok, out) = admin(&schema, &["migrate"], &[]);
-    assert!(ok, "{out}");
-    assert!(
-        out.contains("up to date (5 migrations already applied)"),
-        "{out}"
-    );
-
-    let (ok, out) = admin(&schema, &["status"], &[]);
-    assert!(ok, "{out}");
-    assert!(out.contains("checksum ok"), "{out}");
-    assert!(out.contains("events: 0"), "{out}");
-
-    let (ok, out) = admin(&schema, &["frobnicate"], &[]);
-    assert!(!ok);
-    assert!(out.contains("usage"), "{out}");
-    let (ok, out) = admin(&schema, &["--help"], &[]);
-    assert!(ok && out.contains("init_event_store"), "{out}");
-}
-
-#[tokio::test]
-async fn the_admin_command_reads_the_application_prefix() {
-    let schema = TestSchema::new().await;
-    let other = TestSchema::new().await;
-    // The plain POSTGRES_SCHEMA names `other`; the prefixed one wins with --app.
-    let (ok, out) = admin(
-        &other,
-        &["--app", "widgets", "migrate"],
-        &[("WIDGETS_POSTGRES_SCHEMA", schema.name())],
-    );
-    assert!(ok, "{out}");
-    assert!(out.contains(schema.name()), "{out}");
-    assert!(schema_exists(&schema).await);
-    assert!(!schema_exists(&other).await);
-
-    let (ok, out) = admin(
-        &schema,
-        &["status"],
-        &[("POSTGRES_PORT", "x"), ("DATABASE_URL", "")],
-    );
-    assert!(!ok);
-    assert!(
-        out.contains("POSTGRES_"),
-        "a settings error names the variable: {out}"
-    );
 }

@@ -1,0 +1,15 @@
+//! One file per command; each has its clap `Args` and `run`. Adding a command: its file, a
+//! `mod` line and a match arm here, and a variant in `cli.rs`.
+
+pub(crate) mod migrate;
+pub(crate) mod status;
+
+use crate::{cli::Command, output::Failure, store::Context};
+
+/// Runs the command.
+pub(crate) async fn run(command: Command, ctx: &Context) -> Result<(), Failure> {
+    match command {
+        Command::Migrate(args) => migrate::run(args, ctx).await,
+        Command::Status(args) => status::run(args, ctx).await,
+    }
+}

@@ -1,0 +1,108 @@
+//! Opening the store the environment names, as `application_from_env` does:
+//! `PERSISTENCE_MODULE` chooses the store, the seed's variables configure it, and `--app NAME`
+//! makes `NAME_`-prefixed variables win. The tool never creates tables as a side effect
+//! (`CREATE_TABLE` is ignored): only `migrate` does.
+
+use std::path::Path;
+
+use eventsourcing::{
+    postgres::{PostgresConfig, PostgresStore},
+    sqlite::{SqliteConfig, SqliteStore},
+    AnyStore, Env, StoreKind, PERSISTENCE_MODULE,
+};
+
+use crate::output::{Failure, Output};
+
+/// What every command gets: the settings' source and where to print.
+#[derive(Debug)]
+pub(crate) struct Context {
+    app: Option<String>,
+    pub(crate) out: Output,
+}
+
+/// Whether opening may create the database (a SQLite file): only `migrate` may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Open {
+    /// The database must exist already.
+    Existing,
+    /// A missing SQLite file is created (then migrated by the caller).
+    MayCreate,
+}
+
+impl Context {
+    pub(crate) fn new(app: Option<String>, out: Output) -> Self {
+        Context { app, out }
+    }
+
+    /// The process environment, read with the `--app` prefix first.
+    pub(crate) fn env(&self) -> Env {
+        let env = Env::from_process();
+        match &self.app {
+            Some(app) => env.with_app_name(app),
+            None => env,
+        }
+    }
+
+    /// Opens the store the environment names, without migrating it.
+    pub(crate) async fn open(&self, open: Open) -> Result<AnyStore, Failure> {
+        let env = self.env();
+        match StoreKind::from_env(&env)? {
+            StoreKind::Sqlite => {
+                let config = SqliteConfig::from_env(&env)?
+                    .to_builder()
+                    .create_table(false)
+                    .build();
+                let dbname = config.dbname().to_owned();
+                if open == Open::Existing && !config.is_memory() && !Path::new(&dbname).exists() {
+                    return Err(Failure::Usage(format!(
+                        "no SQLite database at `{dbname}` (SQLITE_DBNAME): create it with \
+                         `eventsourcing-admin migrate`, or point SQLITE_DBNAME at the \
+                         application's file"
+                    )));
+                }
+                Ok(AnyStore::Sqlite(SqliteStore::open(config).await?))
+            }
+            StoreKind::Postgres => {
+                // One connection at a time is enough for the tool; never DDL on connect.
+                let config = PostgresConfig::from_env(&env)?
+                    .to_builder()
+                    .create_table(false)
+                    .pool_size(0)
+                    .max_overflow(2)
+                    .build()?;
+                Ok(AnyStore::Postgres(PostgresStore::connect(config).await?))
+            }
+            StoreKind::Memory => Err(Failure::Usage(format!(
+                "{PERSISTENCE_MODULE} names the in-memory store, which keeps nothing to \
+                 administer: set it to eventsourcing.sqlite or eventsourcing.postgres"
+            ))),
+        }
+    }
+}
+
+/// Which database `store` is, for the first line of a report: the SQLite file, or the
+/// PostgreSQL server, database and schema (never the password).
+pub(crate) fn describe(store: &AnyStore) -> String {
+    match store {
+        AnyStore::Sqlite(s) => format!("SQLite `{}`", s.config().dbname()),
+        AnyStore::Postgres(s) => {
+            let c = s.config();
+            format!(
+                "PostgreSQL {}:{}/{} schema `{}`",
+                c.host(),
+                c.port(),
+                c.dbname().unwrap_or("?"),
+                c.schema()
+            )
+        }
+        other => format!("{:?}", other.kind()),
+    }
+}
+
+/// The failure for a command that does not apply to `store`'s kind.
+pub(crate) fn unsupported(store: &AnyStore, command: &str) -> Failure {
+    Failure::Usage(format!(
+        "`{command}` is not available for the {:?} store",
+        store.kind()
+    ))
+}

@@ -1,0 +1,106 @@
+//! Running the real `eventsourcing-admin` binary against a store: SQLite on a temporary file,
+//! PostgreSQL on a fresh schema of the test server. The child gets only the variables a test
+//! gives it (the environment is cleared), so a developer's settings never leak in.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use std::process::Command;
+
+use eventsourcing_postgres::testing::{self, TestSchema};
+use tempfile::TempDir;
+
+/// What one run printed and its exit code.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Both streams, for assertion messages and searches.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+
+    /// The stdout parsed as JSON (panics with the output if it is not).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.all()))
+    }
+}
+
+/// Runs the binary with exactly `vars` in its environment.
+pub fn admin_with(args: &[&str], vars: &[(&str, String)]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_eventsourcing-admin"))
+        .args(args)
+        .env_clear()
+        .envs(vars.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// A store the binary is pointed at by environment variables.
+pub enum Target {
+    Sqlite { dir: TempDir, path: String },
+    Postgres { schema: Box<TestSchema> },
+}
+
+impl Target {
+    /// A SQLite file that does not exist yet, in a directory deleted afterwards.
+    pub fn sqlite() -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.db").to_string_lossy().into_owned();
+        Target::Sqlite { dir, path }
+    }
+
+    /// A fresh schema (not created yet) on the test server, dropped afterwards.
+    pub async fn postgres() -> Target {
+        Target::Postgres {
+            schema: Box::new(TestSchema::new().await),
+        }
+    }
+
+    /// Both kinds, for tests that run the same steps on each.
+    pub async fn both() -> Vec<Target> {
+        vec![Target::sqlite(), Target::postgres().await]
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Sqlite { .. } => "sqlite",
+            Target::Postgres { .. } => "postgres",
+        }
+    }
+
+    /// The variables that point the binary at this store.
+    pub fn vars(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Target::Sqlite { path, .. } => vec![
+                ("PERSISTENCE_MODULE", "eventsourcing.sqlite".to_owned()),
+                ("SQLITE_DBNAME", path.clone()),
+            ],
+            Target::Postgres { schema } => vec![
+                ("PERSISTENCE_MODULE", "eventsourcing.postgres".to_owned()),
+                ("DATABASE_URL", testing::url()),
+                ("POSTGRES_SCHEMA", schema.name().to_owned()),
+            ],
+        }
+    }
+
+    /// Runs the binary on this store.
+    pub fn admin(&self, args: &[&str]) -> Run {
+        admin_with(args, &self.vars())
+    }
+
+    /// Runs the binary on this store with `extra` variables too.
+    pub fn admin_env(&self, args: &[&str], extra: &[(&'static str, String)]) -> Run {
+        let mut vars = self.vars();
+        vars.extend(extra.iter().cloned());
+        admin_with(args, &vars)
+    }
+}

@@ -1,0 +1,156 @@
+//! `migrate` / `init_event_store` and `status` on both stores, `--app`, and bad settings.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{admin_with, Target};
+
+#[tokio::test]
+async fn migrate_creates_the_tables_once_and_status_shows_them() {
+    for target in Target::both().await {
+        let name = target.name();
+        let run = target.admin(&["init_event_store"]);
+        assert_eq!(run.code, 0, "{name}: {}", run.all());
+        assert!(
+            run.stdout.contains("applied migration 1 ("),
+            "{name}: {}",
+            run.all()
+        );
+
+        let run = target.admin(&["migrate"]);
+        assert_eq!(run.code, 0, "{name}: {}", run.all());
+        assert!(run.stdout.contains("up to date ("), "{name}: {}", run.all());
+
+        let run = target.admin(&["status"]);
+        assert_eq!(run.code, 0, "{name}: {}", run.all());
+        assert!(run.stdout.contains("checksum ok"), "{name}: {}", run.all());
+        assert!(!run.stdout.contains("pending"), "{name}: {}", run.all());
+
+        let json = target.admin(&["status", "--json"]).json();
+        assert_eq!(json["pending"], 0, "{name}: {json}");
+        assert!(
+            json["migrations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|m| m["state"] == "applied"),
+            "{name}: {json}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn postgres_status_before_migrate_lists_pending_migrations_and_the_log_horizon() {
+    let target = Target::postgres().await;
+    let run = target.admin(&["status"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout.contains("pending     1  events"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stdout.contains("eventsourcing-admin migrate"),
+        "{}",
+        run.all()
+    );
+
+    target.admin(&["migrate"]);
+    let json = target.admin(&["status", "--json"]).json();
+    assert_eq!(json["log_horizon"]["held_back"], false, "{json}");
+}
+
+#[test]
+fn sqlite_status_on_a_missing_file_is_a_setting_error_and_creates_nothing() {
+    let target = Target::sqlite();
+    let run = target.admin(&["status"]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("SQLITE_DBNAME"), "{}", run.all());
+    let Target::Sqlite { path, .. } = &target else {
+        unreachable!()
+    };
+    assert!(!std::path::Path::new(path).exists());
+}
+
+#[tokio::test]
+async fn the_app_prefix_wins_over_the_plain_variables() {
+    let Target::Postgres { schema } = Target::postgres().await else {
+        unreachable!()
+    };
+    let other = Target::postgres().await;
+    // The plain POSTGRES_SCHEMA names `other`; the prefixed one wins with --app.
+    let run = other.admin_env(
+        &["--app", "widgets", "migrate"],
+        &[("WIDGETS_POSTGRES_SCHEMA", schema.name().to_owned())],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains(schema.name()), "{}", run.all());
+    let run = other.admin(&["status", "--json"]);
+    assert_eq!(
+        run.json()["pending"],
+        5,
+        "the plain schema was not migrated: {}",
+        run.all()
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_exit_2_naming_the_variable() {
+    let target = Target::postgres().await;
+    let run = target.admin_env(
+        &["status"],
+        &[
+            ("DATABASE_URL", String::new()),
+            ("POSTGRES_HOST", "127.0.0.1".to_owned()),
+            ("POSTGRES_PORT", "x".to_owned()),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("POSTGRES_PORT"), "{}", run.all());
+
+    let run = admin_with(
+        &["status"],
+        &[("PERSISTENCE_MODULE", "eventsourcing.mongo".to_owned())],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("PERSISTENCE_MODULE"), "{}", run.all());
+
+    let run = admin_with(&["status"], &[("PERSISTENCE_MODULE", "memory".to_owned())]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("PERSISTENCE_MODULE"), "{}", run.all());
+}
+
+#[test]
+fn an_unknown_command_exits_2_with_usage_and_help_lists_the_commands() {
+    let run = admin_with(&["frobnicate"], &[]);
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(run.stderr.contains("Usage"), "{}", run.all());
+
+    let run = admin_with(&["--help"], &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for word in ["migrate", "init_event_store", "status", "Exit codes"] {
+        assert!(run.stdout.contains(word), "{word}: {}", run.all());
+    }
+    let run = admin_with(&["migrate", "--help"], &[]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(run.stdout.contains("Example"), "{}", run.all());
+}
+
+#[test]
+fn an_unreachable_postgres_is_an_error_naming_host_and_port() {
+    let run = admin_with(
+        &["status"],
+        &[
+            ("PERSISTENCE_MODULE", "eventsourcing.postgres".to_owned()),
+            ("POSTGRES_HOST", "127.0.0.1".to_owned()),
+            ("POSTGRES_PORT", "1".to_owned()),
+            ("POSTGRES_USER", "nobody".to_owned()),
+            ("POSTGRES_PASSWORD", "s3cret-pw".to_owned()),
+            ("POSTGRES_DBNAME", "nothing".to_owned()),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.all());
+    assert!(!run.all().contains("s3cret-pw"), "{}", run.all());
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+}
