@@ -1,6 +1,10 @@
 //! One file per command; each has its clap `Args` and `run`. Adding a command: its file, a
 //! `mod` line and a match arm here, and a variant in `cli.rs`.
 
+pub(crate) mod archive;
+pub(crate) mod archive_restore;
+pub(crate) mod export;
+pub(crate) mod import;
 pub(crate) mod migrate;
 pub(crate) mod status;
 
@@ -11,5 +15,8 @@ pub(crate) async fn run(command: Command, ctx: &Context) -> Result<(), Failure> 
     match command {
         Command::Migrate(args) => migrate::run(args, ctx).await,
         Command::Status(args) => status::run(args, ctx).await,
+        Command::Export(args) => export::run(args, ctx).await,
+        Command::Import(args) => import::run(args, ctx).await,
+        Command::Archive(args) => archive::run(args, ctx).await,
     }
 }
