@@ -24,7 +24,10 @@ async fn main() {
             "postgres" => postgres::run().await,
             "export-postgres" => postgres::export().await,
             "sqlite" => sqlite::run().await,
-            other => Err(format!("unknown store `{other}` (known: postgres, sqlite, export-postgres)").into()),
+            other => Err(format!(
+                "unknown store `{other}` (known: postgres, sqlite, export-postgres)"
+            )
+            .into()),
         };
         if let Err(e) = result {
             eprintln!("{store}: {e}");
