@@ -6,6 +6,8 @@
 //!   at), the widgets load equal, the tracking and parked positions point at the same events.
 //! - bad input: a truncated file, a flipped byte, a newer format version, a non-empty target:
 //!   each a clear error, and the target's row counts unchanged.
+//! - half-way failures: a late constraint violation, a killed PostgreSQL session: nothing
+//!   written.
 //! - archive: refused while a consumer is behind; then the streams load equal from their
 //!   snapshots, go on saving, and `archive restore` puts the events back at their positions.
 
@@ -19,6 +21,9 @@ mod fixtures;
 
 #[path = "backup/archive.rs"]
 mod archive;
+
+#[path = "backup/halfway.rs"]
+mod halfway;
 
 use std::{io::Read, io::Write, path::Path};
 
