@@ -131,36 +131,50 @@ impl PostgresStore {
             }
         }
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-        let mut writer = BackupWriter::new(
-            std::io::BufWriter::new(file),
-            Header::new(Content::Archive, "postgres"),
-        )?;
-        let query = format!(
-            "SELECT {} {chosen} ORDER BY e.tx_id, e.position",
-            qualified()
-        );
-        pages(
-            &tx,
-            &query,
-            &[&streams, &lasts],
-            |row| Ok(Record::Event(event_record(row)?)),
-            &mut writer,
-            &db,
-        )
-        .await?;
-        let (out, counts) = writer.finish()?;
-        sync(out, path)?;
-        check_file(path, counts).await?;
-        let deleted = delete(&tx, &t, &streams, &lasts).await?;
-        if deleted != counts.events {
-            return Err(BackupError::Store(eventsourcing_core::Error::Store(
-                format!(
-                    "archive would delete {deleted} events, the file holds {}; nothing was deleted",
-                    counts.events
-                )
-                .into(),
-            )));
+        // Until the commit is sent, a failure removes the file: the store still holds every
+        // event in it. After that the file stays, whatever the outcome (a commit whose answer
+        // is lost may have deleted them).
+        let staged = async {
+            let mut writer = BackupWriter::new(
+                std::io::BufWriter::new(file),
+                Header::new(Content::Archive, "postgres"),
+            )?;
+            let query = format!(
+                "SELECT {} {chosen} ORDER BY e.tx_id, e.position",
+                qualified()
+            );
+            pages(
+                &tx,
+                &query,
+                &[&streams, &lasts],
+                |row| Ok(Record::Event(event_record(row)?)),
+                &mut writer,
+                &db,
+            )
+            .await?;
+            let (out, counts) = writer.finish()?;
+            sync(out, path)?;
+            check_file(path, counts).await?;
+            let deleted = delete(&tx, &t, &streams, &lasts).await?;
+            if deleted != counts.events {
+                return Err(BackupError::Store(eventsourcing_core::Error::Store(
+                    format!(
+                        "archive would delete {deleted} events, the file holds {}; nothing was deleted",
+                        counts.events
+                    )
+                    .into(),
+                )));
+            }
+            Ok::<_, BackupError>(counts)
         }
+        .await;
+        let counts = match staged {
+            Ok(counts) => counts,
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                return Err(e);
+            }
+        };
         tx.commit().await.map_err(db)?;
         report.counts = counts;
         Ok(report)

@@ -145,45 +145,57 @@ fn archive(
         }
     }
     let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    let mut writer = BackupWriter::new(
-        BufWriter::new(file),
-        Header::new(Content::Archive, "sqlite"),
-    )?;
-    let columns = EVENT_COLUMNS
-        .split(", ")
-        .map(|c| format!("e.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    each(
-        &tx,
-        &format!("SELECT {columns} {CHOSEN} ORDER BY e.position"),
-        &mut writer,
-        |row| Ok(Record::Event(event_record(row)?)),
-        dbname,
-    )?;
-    let (out, counts) = writer.finish()?;
-    sync(out, path)?;
-    let verified = verify_file(path)?;
-    if verified.counts != counts {
-        return Err(BackupError::Counts {
-            expected: counts,
-            found: verified.counts,
-        });
-    }
-    let deleted = tx
-        .execute(
-            &format!("DELETE FROM events WHERE position IN (SELECT e.position {CHOSEN})"),
-            [],
-        )
-        .map_err(db)?;
-    if deleted as u64 != counts.events {
-        return Err(BackupError::Store(eventsourcing_core::Error::store(
-            format!(
-                "archive would delete {deleted} events, the file holds {}; nothing was deleted",
-                counts.events
-            ),
-        )));
-    }
+    // Until the commit, a failure removes the file: the store still holds every event in it.
+    // After that the file stays, whatever the outcome.
+    let staged = (|| {
+        let mut writer = BackupWriter::new(
+            BufWriter::new(file),
+            Header::new(Content::Archive, "sqlite"),
+        )?;
+        let columns = EVENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("e.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        each(
+            &tx,
+            &format!("SELECT {columns} {CHOSEN} ORDER BY e.position"),
+            &mut writer,
+            |row| Ok(Record::Event(event_record(row)?)),
+            dbname,
+        )?;
+        let (out, counts) = writer.finish()?;
+        sync(out, path)?;
+        let verified = verify_file(path)?;
+        if verified.counts != counts {
+            return Err(BackupError::Counts {
+                expected: counts,
+                found: verified.counts,
+            });
+        }
+        let deleted = tx
+            .execute(
+                &format!("DELETE FROM events WHERE position IN (SELECT e.position {CHOSEN})"),
+                [],
+            )
+            .map_err(db)?;
+        if deleted as u64 != counts.events {
+            return Err(BackupError::Store(eventsourcing_core::Error::store(
+                format!(
+                    "archive would delete {deleted} events, the file holds {}; nothing was deleted",
+                    counts.events
+                ),
+            )));
+        }
+        Ok::<_, BackupError>(counts)
+    })();
+    let counts = match staged {
+        Ok(counts) => counts,
+        Err(e) => {
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
+    };
     tx.execute("DELETE FROM temp.archive_streams", [])
         .map_err(db)?;
     tx.commit().map_err(db)?;
