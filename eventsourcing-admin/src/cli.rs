@@ -43,4 +43,8 @@ pub(crate) enum Command {
     Export(commands::export::Args),
     Import(commands::import::Args),
     Archive(commands::archive::Args),
+    Verify(commands::verify::Args),
+    Snapshots(commands::snapshots::Args),
+    Vacuum(commands::vacuum::Args),
+    Indexes(commands::indexes::Args),
 }

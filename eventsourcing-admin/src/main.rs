@@ -10,6 +10,7 @@
 mod cli;
 mod commands;
 mod output;
+mod progress;
 mod store;
 
 use std::process::ExitCode;

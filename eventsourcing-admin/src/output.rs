@@ -56,6 +56,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// The command failed (exit 1).
     Failed(String),
+    /// The command ran and found problems, already reported; this is the summary (exit 1).
+    Problems(String),
 }
 
 impl From<Error> for Failure {
@@ -83,6 +85,10 @@ impl Failure {
             }
             Failure::Failed(message) => {
                 eprintln!("error: {message}");
+                ExitCode::from(EXIT_FAILED)
+            }
+            Failure::Problems(summary) => {
+                eprintln!("{summary}");
                 ExitCode::from(EXIT_FAILED)
             }
         }

@@ -20,6 +20,7 @@
 //! | [`Env`]: settings from the environment | `config.rs` |
 //! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
+//! | [`maintenance`]: store statistics, index use, snapshot pruning, the store check (`verify`) | `maintenance.rs` |
 //! | [`Error`] | `error.rs` |
 //!
 //! # Invariants
@@ -40,6 +41,7 @@ mod config;
 pub mod engine;
 mod error;
 mod event;
+pub mod maintenance;
 mod memory;
 mod migrate;
 mod process;

@@ -414,6 +414,7 @@
 // - `projection`: error, rows, sql, store
 // - `backup` (export, import): error, rows, sql, store, xid
 // - `archive` (archive, restore): backup, error, rows, store, xid
+// - `maintenance` (what `eventsourcing-admin` runs): error, sql, store
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
@@ -426,6 +427,7 @@ mod env;
 mod error;
 mod horizon;
 mod live;
+mod maintenance;
 mod migrate;
 mod pool;
 mod projection;
@@ -445,6 +447,10 @@ pub mod testing;
 pub use config::{
     PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
+};
+pub use eventsourcing_core::maintenance::{
+    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
+    StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,

@@ -178,6 +178,7 @@ mod backup;
 mod config;
 mod env;
 mod error;
+mod maintenance;
 mod migrate;
 mod projection;
 mod read;
@@ -192,6 +193,10 @@ mod worker;
 pub use config::{
     ParseSynchronousError, SqliteConfig, SqliteConfigBuilder, Synchronous, DEFAULT_DBNAME,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_READERS,
+};
+pub use eventsourcing_core::maintenance::{
+    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
+    StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,

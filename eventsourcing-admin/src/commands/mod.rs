@@ -5,8 +5,12 @@ pub(crate) mod archive;
 pub(crate) mod archive_restore;
 pub(crate) mod export;
 pub(crate) mod import;
+pub(crate) mod indexes;
 pub(crate) mod migrate;
+pub(crate) mod snapshots;
 pub(crate) mod status;
+pub(crate) mod vacuum;
+pub(crate) mod verify;
 
 use crate::{cli::Command, output::Failure, store::Context};
 
@@ -18,5 +22,9 @@ pub(crate) async fn run(command: Command, ctx: &Context) -> Result<(), Failure> 
         Command::Export(args) => export::run(args, ctx).await,
         Command::Import(args) => import::run(args, ctx).await,
         Command::Archive(args) => archive::run(args, ctx).await,
+        Command::Verify(args) => verify::run(args, ctx).await,
+        Command::Snapshots(args) => snapshots::run(args, ctx).await,
+        Command::Vacuum(args) => vacuum::run(args, ctx).await,
+        Command::Indexes(args) => indexes::run(args, ctx).await,
     }
 }

@@ -1,8 +1,9 @@
-//! `status`: the migrations, and for PostgreSQL the log horizon (what holds committed events
-//! back from readers).
+//! `status`: the migrations; counts of events, streams, snapshots and parked events; each
+//! consumer's tracking position and lag; table sizes; and for PostgreSQL the log horizon (what
+//! holds committed events back from readers).
 
 use eventsourcing::{
-    postgres::{LogHorizon, MigrationState, MigrationStatus},
+    postgres::{LogHorizon, MigrationState, MigrationStatus, StoreStats},
     AnyStore,
 };
 use serde::Serialize;
@@ -12,9 +13,11 @@ use crate::{
     store::{describe, unsupported, Context, Open},
 };
 
-/// Show the applied and pending migrations and the state of the store.
+/// Show the migrations, counts, consumers' lag, table sizes and (PostgreSQL) the log horizon.
 ///
-/// Read-only. For PostgreSQL also the log horizon: whether committed events wait behind a
+/// Read-only. Counts: events, streams, snapshots, parked events; every tracking row (projection
+/// or process) with the number of events of this store's log after its position; each table's
+/// size and its indexes' size. For PostgreSQL also the log horizon: whether committed events wait behind a
 /// running transaction, and which session holds it (pid, database, application, age).
 ///
 /// Example: `eventsourcing-admin --app widgets status --json`
@@ -26,6 +29,8 @@ struct Report {
     store: String,
     migrations: Vec<Migration>,
     pending: usize,
+    /// Counts and sizes; absent until every migration is applied.
+    stats: Option<StoreStats>,
     #[serde(skip_serializing_if = "Option::is_none")]
     log_horizon: Option<Horizon>,
     log_ahead_of_server: bool,
@@ -96,12 +101,19 @@ pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
         }
         other => return Err(unsupported(other, "status")),
     };
+    let pending = migrations
+        .iter()
+        .filter(|m| m.state == MigrationState::Pending)
+        .count();
+    let stats = match (&store, pending) {
+        (AnyStore::Sqlite(s), 0) => Some(s.stats().await?),
+        (AnyStore::Postgres(s), 0) => Some(s.stats().await?),
+        _ => None,
+    };
     let report = Report {
         store: describe(&store),
-        pending: migrations
-            .iter()
-            .filter(|m| m.state == MigrationState::Pending)
-            .count(),
+        pending,
+        stats,
         migrations: migrations
             .iter()
             .map(|m| Migration {
@@ -139,6 +151,9 @@ fn text(r: &Report) -> String {
             }
         ));
     }
+    if let Some(stats) = &r.stats {
+        stats_text(stats, &mut out);
+    }
     if r.log_ahead_of_server {
         out.push_str(
             "WARNING: the stored transaction ids are ahead of this server's: the events were \
@@ -167,4 +182,32 @@ fn text(r: &Report) -> String {
         out.push_str("run `eventsourcing-admin migrate` to apply the pending migrations\n");
     }
     out
+}
+
+fn stats_text(s: &StoreStats, out: &mut String) {
+    out.push_str(&format!(
+        "events: {}\nstreams: {}\nsnapshots: {}\nparked events: {}\n",
+        s.events, s.streams, s.snapshots, s.parked
+    ));
+    if s.consumers.is_empty() {
+        out.push_str("consumers: none (no tracking rows)\n");
+    } else {
+        out.push_str("consumers (tracking position, events behind):\n");
+        for c in &s.consumers {
+            out.push_str(&format!(
+                "  {:<30} ({}, {})  {} behind\n",
+                c.name, c.position_commit, c.position_seq, c.behind
+            ));
+        }
+    }
+    out.push_str("tables (bytes, index bytes):\n");
+    for t in &s.tables {
+        let size = |b: Option<u64>| b.map_or("?".to_owned(), |b| b.to_string());
+        out.push_str(&format!(
+            "  {:<26} {:>12} {:>12}\n",
+            t.table,
+            size(t.bytes),
+            size(t.index_bytes)
+        ));
+    }
 }

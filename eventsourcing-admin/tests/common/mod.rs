@@ -104,3 +104,120 @@ impl Target {
         admin_with(args, &vars)
     }
 }
+
+use eventsourcing::{
+    sqlite::{SqliteConfig, SqliteStore},
+    AnyStore, EventStore, NewEvent, Snapshot, Uuid,
+};
+
+impl Target {
+    /// The store opened in this process (migrated), to seed it through the store's own API.
+    pub async fn open(&self) -> AnyStore {
+        match self {
+            Target::Sqlite { path, .. } => AnyStore::Sqlite(
+                SqliteStore::open(SqliteConfig::new(path.clone()))
+                    .await
+                    .unwrap(),
+            ),
+            Target::Postgres { schema } => AnyStore::Postgres(schema.store().await),
+        }
+    }
+
+    /// Runs raw SQL (the store's tables unqualified): for corrupting rows on purpose.
+    pub async fn sql(&self, sql: &str) {
+        match self {
+            Target::Sqlite { path, .. } => {
+                let conn = eventsourcing::sqlite::rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch(sql).unwrap();
+            }
+            Target::Postgres { schema } => {
+                let client = schema.client().await.unwrap();
+                client
+                    .batch_execute(&format!("SET search_path TO \"{}\"; {sql}", schema.name()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// A literal for a stream id in this store's SQL.
+    pub fn id_literal(&self, id: Uuid) -> String {
+        match self {
+            Target::Sqlite { .. } => format!("x'{}'", id.simple()),
+            Target::Postgres { .. } => format!("'{id}'"),
+        }
+    }
+
+    /// The SQL to insert an event row with the given stream, version, type, payload
+    /// (an expression) and metadata (an expression or NULL).
+    pub fn insert_event(
+        &self,
+        id: Uuid,
+        version: i64,
+        event_type: &str,
+        payload: &str,
+        metadata: &str,
+    ) -> String {
+        let id = self.id_literal(id);
+        match self {
+            Target::Sqlite { .. } => format!(
+                "INSERT INTO events (stream_id, version, timestamp, event_type, schema_version, \
+                 payload, metadata) VALUES ({id}, {version}, 0, '{event_type}', 1, {payload}, \
+                 {metadata});"
+            ),
+            Target::Postgres { .. } => format!(
+                "INSERT INTO events (stream_id, version, timestamp, event_type, schema_version, \
+                 payload, metadata) VALUES ({id}, {version}, now(), '{event_type}', 1, \
+                 {payload}, {metadata});"
+            ),
+        }
+    }
+
+    /// The SQL to insert a snapshot row.
+    pub fn insert_snapshot(&self, id: Uuid, version: i64) -> String {
+        let id = self.id_literal(id);
+        let (time, payload) = match self {
+            Target::Sqlite { .. } => ("0", "x'7b7d'"),
+            Target::Postgres { .. } => ("now()", "'\\x7b7d'::bytea"),
+        };
+        format!(
+            "INSERT INTO snapshots (stream_id, version, timestamp, state_type, fingerprint, \
+             payload) VALUES ({id}, {version}, {time}, 'Widget', 1, {payload});"
+        )
+    }
+
+    /// A payload expression: these bytes.
+    pub fn bytes(&self, text: &str) -> String {
+        let hex: String = text.bytes().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Target::Sqlite { .. } => format!("x'{hex}'"),
+            Target::Postgres { .. } => format!("'\\x{hex}'::bytea"),
+        }
+    }
+}
+
+/// `count` events of `stream` from version 1, in one save.
+pub async fn append(store: &AnyStore, stream: Uuid, count: u64) {
+    let events = (1..=count)
+        .map(|v| NewEvent::new(stream, v, "Updated", format!("{{\"n\":{v}}}").into_bytes()))
+        .collect();
+    store.append(events).await.unwrap();
+}
+
+/// A snapshot of `stream` at `version`.
+pub async fn snapshot(store: &AnyStore, stream: Uuid, version: u64) {
+    store
+        .save_snapshot(
+            Snapshot {
+                stream_id: stream,
+                version,
+                state_type: "Widget".into(),
+                fingerprint: 1,
+                timestamp: eventsourcing::chrono::Utc::now(),
+                payload: b"{}".to_vec(),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+}
