@@ -131,6 +131,8 @@ async fn export_then_import_into_either_kind_gives_the_same_backup() {
         let again = source.admin(&["export", first_arg]);
         assert_eq!(again.code, 1, "{}", again.all());
         let expected = content(&first);
+        let run = source.admin(&["verify"]);
+        assert_eq!(run.code, 0, "{}", run.all());
 
         for target in Target::both().await {
             let what = format!("{} -> {}", source.name(), target.name());
@@ -147,6 +149,8 @@ async fn export_then_import_into_either_kind_gives_the_same_backup() {
             let run = target.admin(&["export", second.to_str().unwrap()]);
             assert_eq!(run.code, 0, "{what}: {}", run.all());
             assert_eq!(content(&second), expected, "{what}");
+            let run = target.admin(&["verify"]);
+            assert_eq!(run.code, 0, "{what}: verify: {}", run.all());
             // Not empty any more: refused, exit 1, the reason named.
             let run = target.admin(&["import", first_arg]);
             assert_eq!(run.code, 1, "{what}: {}", run.all());
@@ -226,6 +230,9 @@ async fn archive_and_restore_through_the_binary() {
                 assert_eq!(s.load(*id, 0, None).await.unwrap().len(), 3);
             }
         });
+        // Every event back: the store checks whole again.
+        let run = target.admin(&["verify"]);
+        assert_eq!(run.code, 0, "{}", run.all());
         let run = target.admin(&["archive", "restore", file_arg]);
         assert_eq!(run.code, 1, "{}", run.all());
         assert!(run.stderr.contains("already holds"), "{}", run.all());

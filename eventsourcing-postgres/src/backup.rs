@@ -16,8 +16,8 @@ use std::{collections::HashMap, io::Write, path::Path};
 
 use eventsourcing_core::{
     backup::{
-        verify_file, BackupError, BackupReader, BackupWriter, Content, Counts, EventRecord, Header,
-        ParkedRecord, Record, Remap, SnapshotRecord, TrackingRecord,
+        no_progress, verify_file, BackupError, BackupReader, BackupWriter, Content, Counts,
+        EventRecord, Header, ParkedRecord, Progress, Record, Remap, SnapshotRecord, TrackingRecord,
     },
     Error, Metadata, Position,
 };
@@ -47,6 +47,16 @@ impl PostgresStore {
     /// A stored row that cannot be read ([`Error::BadRow`]) stops the export: fix or remove it
     /// first (`eventsourcing-admin verify` lists them).
     pub async fn export<W: Write + Send>(&self, out: W) -> Result<(W, Counts), BackupError> {
+        self.export_with_progress(out, no_progress()).await
+    }
+
+    /// [`export`](Self::export), calling `progress` every
+    /// [`PROGRESS_EVERY`](eventsourcing_core::backup::PROGRESS_EVERY) records.
+    pub async fn export_with_progress<W: Write + Send>(
+        &self,
+        out: W,
+        progress: Progress,
+    ) -> Result<(W, Counts), BackupError> {
         let mut client = self.dedicated_client().await?;
         let db = |e| query_error(e, &self.config().schema);
         let tx = client
@@ -60,7 +70,8 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         let t = Tables::new(&self.config().schema);
-        let mut writer = BackupWriter::new(out, Header::new(Content::Full, "postgres"))?;
+        let mut writer =
+            BackupWriter::new(out, Header::new(Content::Full, "postgres"))?.with_progress(progress);
         let events = format!(
             "SELECT {EVENT_COLUMNS} FROM {} ORDER BY tx_id, position",
             t.events
@@ -155,6 +166,15 @@ impl PostgresStore {
     /// and metadata, and the events keep their relative log order; tracking and parked
     /// positions are moved to the new positions of the same events ([`Remap`]).
     pub async fn import(&self, path: &Path) -> Result<Counts, BackupError> {
+        self.import_with_progress(path, no_progress()).await
+    }
+
+    /// [`import`](Self::import), calling `progress` after each batch of the writing pass.
+    pub async fn import_with_progress(
+        &self,
+        path: &Path,
+        mut progress: Progress,
+    ) -> Result<Counts, BackupError> {
         let verified = verify_blocking(path).await?;
         if verified.header.content != Content::Full {
             return Err(BackupError::WrongContent {
@@ -200,6 +220,10 @@ impl PostgresStore {
             if batch.is_empty() {
                 break;
             }
+            progress(
+                total(&written) + batch.len() as u64,
+                total(&verified.counts),
+            );
             let mut events = Vec::new();
             let mut snapshots = Vec::new();
             let mut rest = Vec::new();
@@ -273,6 +297,11 @@ impl PostgresStore {
         }
         Ok(written)
     }
+}
+
+/// Every record of `counts`.
+pub(crate) fn total(counts: &Counts) -> u64 {
+    counts.events + counts.snapshots + counts.tracking + counts.parked
 }
 
 /// The store's four tables, schema-qualified and quoted.

@@ -14,8 +14,9 @@ use std::{io::Write, path::Path};
 
 use eventsourcing_core::{
     backup::{
-        verify_file, BackupError, BackupReader, BackupWriter, Content, Counts, EventRecord, Header,
-        ParkedRecord, Record, Remap, SnapshotRecord, TrackingRecord, Verified,
+        no_progress, verify_file, BackupError, BackupReader, BackupWriter, Content, Counts,
+        EventRecord, Header, ParkedRecord, Progress, Record, Remap, SnapshotRecord, TrackingRecord,
+        Verified, PROGRESS_EVERY,
     },
     Error, Position,
 };
@@ -41,7 +42,17 @@ impl SqliteStore {
         &self,
         out: W,
     ) -> Result<(W, Counts), BackupError> {
-        self.on_reader(move |conn, dbname| Ok(export(conn, dbname, out)))
+        self.export_with_progress(out, no_progress()).await
+    }
+
+    /// [`export`](Self::export), calling `progress` every [`PROGRESS_EVERY`] records (on the
+    /// reader's thread).
+    pub async fn export_with_progress<W: Write + Send + 'static>(
+        &self,
+        out: W,
+        progress: Progress,
+    ) -> Result<(W, Counts), BackupError> {
+        self.on_reader(move |conn, dbname| Ok(export(conn, dbname, out, progress)))
             .await?
     }
 
@@ -53,6 +64,16 @@ impl SqliteStore {
     /// and metadata, and the events keep their relative log order; tracking and parked
     /// positions are moved to the new positions of the same events ([`Remap`]).
     pub async fn import(&self, path: &Path) -> Result<Counts, BackupError> {
+        self.import_with_progress(path, no_progress()).await
+    }
+
+    /// [`import`](Self::import), calling `progress` every [`PROGRESS_EVERY`] records of the
+    /// writing pass (on the writer's thread).
+    pub async fn import_with_progress(
+        &self,
+        path: &Path,
+        progress: Progress,
+    ) -> Result<Counts, BackupError> {
         let verified = verify_blocking(path).await?;
         if verified.header.content != Content::Full {
             return Err(BackupError::WrongContent {
@@ -62,7 +83,7 @@ impl SqliteStore {
         }
         let path = path.to_owned();
         let counts = self
-            .on_writer(move |conn, dbname| Ok(import(conn, dbname, &path, verified)))
+            .on_writer(move |conn, dbname| Ok(import(conn, dbname, &path, verified, progress)))
             .await??;
         if counts.events > 0 {
             self.notify_changes();
@@ -75,10 +96,12 @@ fn export<W: Write>(
     conn: &mut Connection,
     dbname: &str,
     out: W,
+    progress: Progress,
 ) -> Result<(W, Counts), BackupError> {
     let db = |e| sql_error(dbname, e);
     let tx = conn.transaction().map_err(db)?;
-    let mut writer = BackupWriter::new(out, Header::new(Content::Full, "sqlite"))?;
+    let mut writer =
+        BackupWriter::new(out, Header::new(Content::Full, "sqlite"))?.with_progress(progress);
     each(
         &tx,
         &format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY position"),
@@ -210,7 +233,10 @@ fn import(
     dbname: &str,
     path: &Path,
     verified: Verified,
+    mut progress: Progress,
 ) -> Result<Counts, BackupError> {
+    let c = &verified.counts;
+    let total = c.events + c.snapshots + c.tracking + c.parked;
     let db = |e| BackupError::Store(sql_error(dbname, e));
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -229,7 +255,12 @@ fn import(
     let mut remap = Remap::new(verified.positions);
     let mut reader = BackupReader::open(path)?;
     let mut written = Counts::default();
+    let mut done = 0u64;
     while let Some(record) = reader.next_record()? {
+        done += 1;
+        if done % PROGRESS_EVERY == 0 {
+            progress(done, total);
+        }
         match record {
             Record::Event(e) => {
                 written.events += 1;

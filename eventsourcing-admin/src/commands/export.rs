@@ -1,16 +1,22 @@
 //! `export FILE`: the whole store (events in log order, snapshots, consumers' positions,
 //! parked events) into a new backup file in the portable format (`BACKUP-FORMAT.md`).
 
-use std::{fs::OpenOptions, io::BufWriter, path::PathBuf};
+use std::{
+    fs::OpenOptions,
+    io::BufWriter,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use eventsourcing::{
-    backup::{BackupError, Counts},
+    backup::{self, BackupError, Counts},
     AnyStore,
 };
 use serde::Serialize;
 
 use crate::{
     output::Failure,
+    progress::Progress,
     store::{describe, unsupported, Context, Open},
 };
 
@@ -41,11 +47,13 @@ pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
         .open(&args.file)
         .map_err(|e| Failure::Failed(format!("cannot create `{}`: {e}", args.file.display())))?;
     let out = BufWriter::with_capacity(1 << 20, file);
+    let (progress, shown) = shown("export");
     let result = match &store {
-        AnyStore::Sqlite(s) => s.export(out).await,
-        AnyStore::Postgres(s) => s.export(out).await,
+        AnyStore::Sqlite(s) => s.export_with_progress(out, progress).await,
+        AnyStore::Postgres(s) => s.export_with_progress(out, progress).await,
         other => return Err(unsupported(other, "export")),
     };
+    finish(&shown);
     let counts = match result.and_then(|(out, counts)| {
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
@@ -81,5 +89,27 @@ pub(crate) fn failed(e: BackupError) -> Failure {
     match e {
         BackupError::Store(e) => Failure::from(e),
         other => Failure::Failed(other.to_string()),
+    }
+}
+
+/// A progress display on stderr (see `progress.rs`) as the library's callback, and the handle
+/// that clears it once the work is done.
+pub(crate) fn shown(what: &'static str) -> (backup::Progress, Arc<Mutex<Option<Progress>>>) {
+    let shown = Arc::new(Mutex::new(Some(Progress::new(what, 0))));
+    let inner = Arc::clone(&shown);
+    let progress: backup::Progress = Box::new(move |done, total| {
+        if let Ok(mut guard) = inner.lock() {
+            if let Some(p) = guard.as_mut() {
+                p.set(done, total);
+            }
+        }
+    });
+    (progress, shown)
+}
+
+/// Clears the display [`shown`] made.
+pub(crate) fn finish(shown: &Mutex<Option<Progress>>) {
+    if let Some(p) = shown.lock().ok().and_then(|mut guard| guard.take()) {
+        p.finish();
     }
 }

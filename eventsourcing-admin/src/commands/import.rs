@@ -6,7 +6,7 @@ use eventsourcing::{backup::Counts, AnyStore};
 use serde::Serialize;
 
 use crate::{
-    commands::export::failed,
+    commands::export::{failed, finish, shown},
     output::Failure,
     store::{describe, unsupported, Context, Open},
 };
@@ -41,18 +41,20 @@ pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
         )));
     }
     let store = ctx.open(Open::MayCreate).await?;
-    let counts = match &store {
+    let (progress, display) = shown("import");
+    let result = match &store {
         AnyStore::Sqlite(s) => {
             s.migrate().await?;
-            s.import(&args.file).await
+            s.import_with_progress(&args.file, progress).await
         }
         AnyStore::Postgres(s) => {
             s.migrate().await?;
-            s.import(&args.file).await
+            s.import_with_progress(&args.file, progress).await
         }
         other => return Err(unsupported(other, "import")),
-    }
-    .map_err(failed)?;
+    };
+    finish(&display);
+    let counts = result.map_err(failed)?;
     let report = Report {
         store: describe(&store),
         file: args.file.display().to_string(),

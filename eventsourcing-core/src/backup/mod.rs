@@ -32,6 +32,18 @@ pub const FORMAT_NAME: &str = "eventsourcing-backup";
 /// refused before anything is written ([`BackupError::NewerVersion`]).
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Called now and then (every [`PROGRESS_EVERY`] records) with the records done so far and
+/// the records in all (0 while not known: an export learns it only at its end).
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
+
+/// Records between two calls of a [`Progress`].
+pub const PROGRESS_EVERY: u64 = 10_000;
+
+/// A [`Progress`] that shows nothing.
+pub fn no_progress() -> Progress {
+    Box::new(|_, _| {})
+}
+
 /// The counts of each kind of record in a backup: what the trailer states and what an export
 /// or import reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

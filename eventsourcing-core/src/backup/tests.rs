@@ -190,3 +190,24 @@ fn remap_takes_the_last_event_at_or_before() {
     assert_eq!(remap.get(p(25)), Position { commit: 5, seq: 2 });
     assert_eq!(remap.get(p(99)), Position { commit: 5, seq: 3 });
 }
+
+#[test]
+fn progress_is_reported_every_progress_every_records() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&seen);
+    let mut writer = BackupWriter::new(Vec::new(), Header::new(Content::Full, "t"))
+        .unwrap()
+        .with_progress(Box::new(move |done, total| {
+            sink.lock().unwrap().push((done, total))
+        }));
+    for seq in 1..=(2 * PROGRESS_EVERY + 5) {
+        writer.write(&event(seq, b"{}")).unwrap();
+    }
+    let (bytes, counts) = writer.finish().unwrap();
+    assert_eq!(counts.events, 2 * PROGRESS_EVERY + 5);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![(PROGRESS_EVERY, 0), (2 * PROGRESS_EVERY, 0)]
+    );
+    assert_eq!(verify(&bytes[..]).unwrap().counts, counts);
+}

@@ -4,18 +4,28 @@ use std::io::Write;
 
 use flate2::{write::GzEncoder, Compression};
 
-use super::{section::Sections, BackupError, Counts, Header, Record, Trailer};
+use super::{
+    section::Sections, BackupError, Counts, Header, Progress, Record, Trailer, PROGRESS_EVERY,
+};
 
 /// Writes a backup: the header at once, then the records given, then (on
 /// [`finish`](Self::finish)) the trailer. Memory stays bounded by one record.
 ///
 /// Gzip level 1: the export runs at the speed of the store, not of the compressor, and JSON
 /// of events still shrinks several times.
-#[derive(Debug)]
 pub struct BackupWriter<W: Write> {
     out: GzEncoder<W>,
     sections: Sections,
     line: Vec<u8>,
+    progress: Option<Progress>,
+}
+
+impl<W: Write> std::fmt::Debug for BackupWriter<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupWriter")
+            .field("counts", &self.sections.counts)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<W: Write> BackupWriter<W> {
@@ -25,9 +35,16 @@ impl<W: Write> BackupWriter<W> {
             out: GzEncoder::new(out, Compression::fast()),
             sections: Sections::new(),
             line: Vec::with_capacity(1024),
+            progress: None,
         };
         writer.write(&Record::Header(header))?;
         Ok(writer)
+    }
+
+    /// Calls `progress` every [`PROGRESS_EVERY`] records written.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Writes one record. Records must come in the format's order (events in ascending
@@ -44,6 +61,12 @@ impl<W: Write> BackupWriter<W> {
         self.line.push(b'\n');
         self.sections.accept(record, &self.line)?;
         self.out.write_all(&self.line)?;
+        let records = self.sections.lines - 1;
+        if records % PROGRESS_EVERY == 0 {
+            if let Some(progress) = &mut self.progress {
+                progress(records, 0);
+            }
+        }
         Ok(())
     }
 
