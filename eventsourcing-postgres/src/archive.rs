@@ -30,7 +30,7 @@ use crate::{
         PAGE,
     },
     error::query_error,
-    rows::{self, position_from_columns},
+    rows::{self, position_from_columns, version_param},
     store::PostgresStore,
     xid::Xid8,
 };
@@ -229,7 +229,10 @@ impl PostgresStore {
                 )));
             }
             let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
-            let versions: Vec<i64> = events.iter().map(|e| e.version as i64).collect();
+            let versions = events
+                .iter()
+                .map(|e| version_param(e.version))
+                .collect::<Result<Vec<i64>, _>>()?;
             let present = tx
                 .query(
                     &format!(

@@ -28,7 +28,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::{
     backup::{each, event_record, insert_event, verify_blocking, EVENT_COLUMNS},
-    error::sql_error,
+    error::{sql_error, to_i64},
     rows::get_u64,
     store::SqliteStore,
 };
@@ -215,7 +215,7 @@ fn restore(conn: &mut Connection, dbname: &str, path: &Path) -> Result<Counts, B
         let present: bool = tx
             .query_row(
                 "SELECT EXISTS (SELECT 1 FROM events WHERE stream_id = ?1 AND version = ?2)",
-                params![e.stream_id.as_bytes(), e.version as i64],
+                params![e.stream_id.as_bytes(), to_i64("version", e.version)?],
                 |r| r.get(0),
             )
             .map_err(db)?;
