@@ -70,8 +70,23 @@ impl PostgresStore {
             .await
             .map_err(db)?;
         let t = Tables::new(&self.config().schema);
-        let mut writer =
-            BackupWriter::new(out, Header::new(Content::Full, "postgres"))?.with_progress(progress);
+        // The rows of this snapshot, for the progress display's total: a count is a small
+        // fraction of reading them all.
+        let total: i64 = tx
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM {}) + (SELECT count(*) FROM {}) \
+                          + (SELECT count(*) FROM {}) + (SELECT count(*) FROM {})",
+                    t.events, t.snapshots, t.tracking, t.parked
+                ),
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        let mut writer = BackupWriter::new(out, Header::new(Content::Full, "postgres"))?
+            .with_progress(progress, total.max(0) as u64);
         let events = format!(
             "SELECT {EVENT_COLUMNS} FROM {} ORDER BY tx_id, position",
             t.events

@@ -100,8 +100,17 @@ fn export<W: Write>(
 ) -> Result<(W, Counts), BackupError> {
     let db = |e| sql_error(dbname, e);
     let tx = conn.transaction().map_err(db)?;
-    let mut writer =
-        BackupWriter::new(out, Header::new(Content::Full, "sqlite"))?.with_progress(progress);
+    // The rows of this snapshot, for the progress display's total.
+    let total: i64 = tx
+        .query_row(
+            "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM snapshots) \
+                  + (SELECT count(*) FROM tracking) + (SELECT count(*) FROM parked_events)",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let mut writer = BackupWriter::new(out, Header::new(Content::Full, "sqlite"))?
+        .with_progress(progress, total.max(0) as u64);
     each(
         &tx,
         &format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY position"),

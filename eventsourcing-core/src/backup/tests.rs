@@ -197,9 +197,10 @@ fn progress_is_reported_every_progress_every_records() {
     let sink = std::sync::Arc::clone(&seen);
     let mut writer = BackupWriter::new(Vec::new(), Header::new(Content::Full, "t"))
         .unwrap()
-        .with_progress(Box::new(move |done, total| {
-            sink.lock().unwrap().push((done, total))
-        }));
+        .with_progress(
+            Box::new(move |done, total| sink.lock().unwrap().push((done, total))),
+            7,
+        );
     for seq in 1..=(2 * PROGRESS_EVERY + 5) {
         writer.write(&event(seq, b"{}")).unwrap();
     }
@@ -207,7 +208,7 @@ fn progress_is_reported_every_progress_every_records() {
     assert_eq!(counts.events, 2 * PROGRESS_EVERY + 5);
     assert_eq!(
         *seen.lock().unwrap(),
-        vec![(PROGRESS_EVERY, 0), (2 * PROGRESS_EVERY, 0)]
+        vec![(PROGRESS_EVERY, 7), (2 * PROGRESS_EVERY, 7)]
     );
     assert_eq!(verify(&bytes[..]).unwrap().counts, counts);
 }

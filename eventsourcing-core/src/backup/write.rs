@@ -17,7 +17,7 @@ pub struct BackupWriter<W: Write> {
     out: GzEncoder<W>,
     sections: Sections,
     line: Vec<u8>,
-    progress: Option<Progress>,
+    progress: Option<(Progress, u64)>,
 }
 
 impl<W: Write> std::fmt::Debug for BackupWriter<W> {
@@ -41,9 +41,10 @@ impl<W: Write> BackupWriter<W> {
         Ok(writer)
     }
 
-    /// Calls `progress` every [`PROGRESS_EVERY`] records written.
-    pub fn with_progress(mut self, progress: Progress) -> Self {
-        self.progress = Some(progress);
+    /// Calls `progress` every [`PROGRESS_EVERY`] records written, with `total` as the records
+    /// in all (0 when not known).
+    pub fn with_progress(mut self, progress: Progress, total: u64) -> Self {
+        self.progress = Some((progress, total));
         self
     }
 
@@ -63,8 +64,8 @@ impl<W: Write> BackupWriter<W> {
         self.out.write_all(&self.line)?;
         let records = self.sections.lines - 1;
         if records % PROGRESS_EVERY == 0 {
-            if let Some(progress) = &mut self.progress {
-                progress(records, 0);
+            if let Some((progress, total)) = &mut self.progress {
+                progress(records, *total);
             }
         }
         Ok(())
