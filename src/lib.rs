@@ -109,6 +109,8 @@ pub use eventsourcing_core::{
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use tenants::{tenant_limits_from_env, tenants_from_env, AnyTenantStores, TENANT_LAYOUT};
+// Backups: the portable export/archive format (the stores' `export`, `import`, `archive`).
+pub use eventsourcing_core::backup;
 
 // Encoding.
 pub use eventsourcing_core::{Codec, CodecError, JsonCodec};

@@ -40,6 +40,9 @@ pub(crate) enum Command {
     #[command(visible_alias = "init_event_store", alias = "init-event-store")]
     Migrate(commands::migrate::Args),
     Status(commands::status::Args),
+    Export(commands::export::Args),
+    Import(commands::import::Args),
+    Archive(commands::archive::Args),
     Verify(commands::verify::Args),
     Snapshots(commands::snapshots::Args),
     Vacuum(commands::vacuum::Args),

@@ -1,6 +1,6 @@
 //! Benchmarks of the eventsourcing stores against their raw drivers doing the same SQL.
 //!
-//! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite|memory>`
+//! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite|export-postgres>`
 //! (PostgreSQL from `EVENTSOURCING_BENCH_POSTGRES_URL`, default
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
@@ -16,14 +16,18 @@ use common::BoxError;
 async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
-        eprintln!("usage: eventsourcing-bench <postgres|sqlite>...");
+        eprintln!("usage: eventsourcing-bench <postgres|sqlite|export-postgres>...");
         std::process::exit(2);
     }
     for store in &which {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
+            "export-postgres" => postgres::export().await,
             "sqlite" => sqlite::run().await,
-            other => Err(format!("unknown store `{other}` (known: postgres, sqlite)").into()),
+            other => Err(format!(
+                "unknown store `{other}` (known: postgres, sqlite, export-postgres)"
+            )
+            .into()),
         };
         if let Err(e) = result {
             eprintln!("{store}: {e}");

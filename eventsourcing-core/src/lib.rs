@@ -33,6 +33,7 @@
 mod aggregate;
 mod application;
 mod applying;
+pub mod backup;
 mod batch;
 mod changes;
 mod check;

@@ -463,9 +463,13 @@
 // - `maintenance` (what `eventsourcing-admin` runs): error, rows, sql, store
 // - `roles` (grants, the append-only trigger): error, migrate, sql, store
 // - `tenant` (a store per tenant): config, error, migrate, pool, sql, store
+// - `backup` (export, import): error, rows, sql, store, xid
+// - `archive` (archive, restore): backup, error, rows, store, xid
 // - `testing`: config, pool, sql, store
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
+mod archive;
+mod backup;
 mod config;
 mod conn;
 mod conn_str;

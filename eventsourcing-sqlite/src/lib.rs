@@ -187,6 +187,8 @@
 //! | `testing` | the `testing` module: stores on temporary files for test suites (not for production) |
 
 mod append;
+mod archive;
+mod backup;
 mod config;
 mod env;
 mod error;

@@ -176,6 +176,11 @@ impl SqliteStore {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// Wakes subscribers after events were written outside `save` (an import, a restore).
+    pub(crate) fn notify_changes(&self) {
+        self.inner.notifier.notify();
+    }
+
     /// Runs `f` on the writer connection's thread.
     pub(crate) async fn on_writer<T: Send + 'static>(
         &self,

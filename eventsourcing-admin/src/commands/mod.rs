@@ -2,7 +2,11 @@
 //! `mod` line and a match arm here, and a variant in `cli.rs`.
 
 pub(crate) mod append_only;
+pub(crate) mod archive;
+pub(crate) mod archive_restore;
+pub(crate) mod export;
 pub(crate) mod grants;
+pub(crate) mod import;
 pub(crate) mod indexes;
 pub(crate) mod migrate;
 pub(crate) mod snapshots;
@@ -18,6 +22,9 @@ pub(crate) async fn run(command: Command, ctx: &Context) -> Result<(), Failure> 
     match command {
         Command::Migrate(args) => migrate::run(args, ctx).await,
         Command::Status(args) => status::run(args, ctx).await,
+        Command::Export(args) => export::run(args, ctx).await,
+        Command::Import(args) => import::run(args, ctx).await,
+        Command::Archive(args) => archive::run(args, ctx).await,
         Command::Verify(args) => verify::run(args, ctx).await,
         Command::Snapshots(args) => snapshots::run(args, ctx).await,
         Command::Vacuum(args) => vacuum::run(args, ctx).await,

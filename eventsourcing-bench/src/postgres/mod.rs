@@ -45,6 +45,7 @@
 //! log order costs (the `tx_id` column and its index) and without the BRIN time index.
 
 mod append;
+mod export;
 mod live;
 mod load;
 mod raw;
@@ -65,6 +66,15 @@ use self::{
 use crate::common::BoxError;
 
 const DEFAULT_URL: &str = "postgresql://root@127.0.0.1:5432/test";
+
+/// `export-postgres`: the export of a million events against a raw `COPY` (see `export.rs`).
+pub(crate) async fn export() -> Result<(), BoxError> {
+    let url = std::env::var("EVENTSOURCING_BENCH_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_owned());
+    export::run(&url).await
+}
 
 /// Runs every PostgreSQL figure, in the order BENCHMARKS.md lists them, then drops both schemas.
 pub(crate) async fn run() -> Result<(), BoxError> {

@@ -1,0 +1,86 @@
+//! The portable backup format: what `export` writes, `import` reads and `archive` keeps.
+//!
+//! A backup is a gzip stream of newline-delimited JSON records (one JSON object per line):
+//! a [`Header`], the events in log order, the snapshots, the consumers' tracking positions,
+//! their parked events, and a [`Trailer`] with the counts of each and the SHA-256 of every line
+//! before it, so that a truncated or corrupted file is detected before anything is written.
+//! `BACKUP-FORMAT.md` at the repository root describes the records field by field.
+//!
+//! This module knows no database: the store crates read their tables into [`Record`]s and
+//! write them with a [`BackupWriter`], and import by reading a [`BackupReader`] twice (a
+//! [`verify`] pass, then the writing pass), remapping consumer positions with [`Remap`].
+
+mod error;
+mod read;
+mod record;
+mod remap;
+mod section;
+mod write;
+
+pub use error::BackupError;
+pub use read::{verify, verify_file, BackupReader, Verified};
+pub use record::{
+    EventRecord, Header, ParkedRecord, Record, SnapshotRecord, TrackingRecord, Trailer,
+};
+pub use remap::Remap;
+pub use write::BackupWriter;
+
+/// The `format` field of every header: what tells a backup from any other gzip file.
+pub const FORMAT_NAME: &str = "eventsourcing-backup";
+
+/// The format version this code writes, and the newest it reads. A file of a newer version is
+/// refused before anything is written ([`BackupError::NewerVersion`]).
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Called now and then (every [`PROGRESS_EVERY`] records) with the records done so far and
+/// the records in all (0 while not known: an export learns it only at its end).
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
+
+/// Records between two calls of a [`Progress`].
+pub const PROGRESS_EVERY: u64 = 10_000;
+
+/// A [`Progress`] that shows nothing.
+pub fn no_progress() -> Progress {
+    Box::new(|_, _| {})
+}
+
+/// The counts of each kind of record in a backup: what the trailer states and what an export
+/// or import reports.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Counts {
+    /// Event records.
+    pub events: u64,
+    /// Snapshot records.
+    pub snapshots: u64,
+    /// Tracking records (one per consumer).
+    pub tracking: u64,
+    /// Parked-event records.
+    pub parked: u64,
+}
+
+/// What a backup file holds: a whole store, or the events `archive` moved out of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Content {
+    /// Every event, snapshot, tracking position and parked event of a store (`export`).
+    Full,
+    /// Events of some streams only, removed from the store that wrote the file (`archive`):
+    /// `archive restore` puts them back into that store at their original positions.
+    Archive,
+}
+
+/// What `archive` did: the streams whose events it moved out, the quiet streams it left
+/// because no snapshot at their newest version lets them load without those events, and the
+/// records written to the archive file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ArchiveReport {
+    /// The streams archived (all their events but the newest are in the file).
+    pub streams: Vec<uuid::Uuid>,
+    /// Quiet streams left in place: no snapshot at their newest version.
+    pub skipped: Vec<uuid::Uuid>,
+    /// What the archive file holds.
+    pub counts: Counts,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,342 @@
+//! The records of a backup and their JSON lines.
+//!
+//! A payload is written as JSON (`"payload": {...}`) when its bytes are one JSON value on one
+//! line with nothing around it, so that reading the line back gives the very same bytes;
+//! otherwise as base64 (`"payload_base64": "..."`, standard alphabet, padded).
+
+use std::borrow::Cow;
+
+use base64::{engine::general_purpose::STANDARD, Engine};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::{BackupError, Content, Counts, FORMAT_NAME, FORMAT_VERSION};
+use crate::event::{Metadata, Position};
+
+/// The first record: what the file is and where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// The format version the file was written in ([`FORMAT_VERSION`] by this code).
+    pub format_version: u32,
+    /// A whole store or an archive.
+    pub content: Content,
+    /// The kind of store it was read from (`postgres`, `sqlite`, ...): informational, since
+    /// either store imports either kind's files.
+    pub source: String,
+    /// When the export began.
+    pub created_at: DateTime<Utc>,
+    /// The program that wrote it.
+    pub written_by: String,
+}
+
+impl Header {
+    /// A header of this format version for `content` read from a `source` store, now.
+    pub fn new(content: Content, source: &str) -> Self {
+        Header {
+            format: FORMAT_NAME.to_owned(),
+            format_version: FORMAT_VERSION,
+            content,
+            source: source.to_owned(),
+            created_at: crate::aggregate::now(),
+            written_by: concat!("eventsourcing ", env!("CARGO_PKG_VERSION")).to_owned(),
+        }
+    }
+}
+
+/// One stored event, with its original place in the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    /// The stream (aggregate id).
+    pub stream_id: Uuid,
+    /// Its version in the stream.
+    pub version: u64,
+    /// The stored event name.
+    pub event_type: String,
+    /// The stream's aggregate type ('' where the source did not record one).
+    pub stream_type: String,
+    /// The payload's schema version.
+    pub schema_version: u32,
+    /// When it was recorded.
+    pub timestamp: DateTime<Utc>,
+    /// The encoded payload, byte for byte.
+    pub payload: Vec<u8>,
+    /// Correlation, causation and user key/values.
+    pub metadata: Metadata,
+    /// Its position in the source store's log: an opaque ordinal, ascending through the file.
+    /// Only its order means something in another store.
+    pub position: Position,
+}
+
+/// One stored snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnapshotRecord {
+    /// The stream.
+    pub stream_id: Uuid,
+    /// The version the state is at.
+    pub version: u64,
+    /// The aggregate type name.
+    pub state_type: String,
+    /// The state's shape fingerprint.
+    pub fingerprint: u64,
+    /// When the event at `version` was recorded.
+    pub timestamp: DateTime<Utc>,
+    /// The encoded state, byte for byte.
+    pub payload: Vec<u8>,
+}
+
+/// A consumer's tracking position, in the source store's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackingRecord {
+    /// The consumer (projection or process application).
+    pub name: String,
+    /// The position of the last event it processed, in the source's log.
+    pub position: Position,
+}
+
+/// An event a consumer parked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParkedRecord {
+    /// The consumer.
+    pub name: String,
+    /// The event's position in the source's log.
+    pub position: Position,
+    /// The event's stream.
+    pub stream_id: Uuid,
+    /// The event's version.
+    pub version: u64,
+    /// The event's type.
+    pub event_type: String,
+    /// The handler's error.
+    pub error: String,
+    /// When it was parked.
+    pub parked_at: DateTime<Utc>,
+}
+
+/// The last record: the counts of every kind of record and the SHA-256 of every line before
+/// it (each line with its `\n`), in lowercase hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trailer {
+    /// The records of each kind.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// The hash of the lines before the trailer.
+    pub sha256: String,
+}
+
+/// One line of a backup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// The first line.
+    Header(Header),
+    /// An event.
+    Event(EventRecord),
+    /// A snapshot.
+    Snapshot(SnapshotRecord),
+    /// A consumer's position.
+    Tracking(TrackingRecord),
+    /// A parked event.
+    Parked(ParkedRecord),
+    /// The last line.
+    Trailer(Trailer),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Tagged<'a, T> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(flatten)]
+    body: T,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    stream_id: Uuid,
+    version: u64,
+    #[serde(borrow)]
+    event_type: Cow<'a, str>,
+    #[serde(borrow, default)]
+    stream_type: Cow<'a, str>,
+    schema_version: u32,
+    timestamp: DateTime<Utc>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    metadata: Metadata,
+    position: Position,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireSnapshot<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    stream_id: Uuid,
+    version: u64,
+    #[serde(borrow)]
+    state_type: Cow<'a, str>,
+    fingerprint: u64,
+    timestamp: DateTime<Utc>,
+    #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+    payload: Option<&'a RawValue>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    payload_base64: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Kind<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+}
+
+/// The payload as embedded JSON when that gives back the very same bytes, else as base64.
+fn encode_payload(bytes: &[u8]) -> (Option<&RawValue>, Option<String>) {
+    let json = std::str::from_utf8(bytes)
+        .ok()
+        .filter(|text| !text.contains(['\n', '\r']))
+        .and_then(|text| serde_json::from_str::<&RawValue>(text).ok())
+        .filter(|raw| raw.get().len() == bytes.len());
+    match json {
+        Some(raw) => (Some(raw), None),
+        None => (None, Some(STANDARD.encode(bytes))),
+    }
+}
+
+fn decode_payload(
+    line: u64,
+    json: Option<&RawValue>,
+    base64: Option<String>,
+) -> Result<Vec<u8>, BackupError> {
+    match (json, base64) {
+        (Some(raw), None) => Ok(raw.get().as_bytes().to_vec()),
+        (None, Some(text)) => STANDARD
+            .decode(text)
+            .map_err(|e| BackupError::format(line, format!("payload_base64: {e}"))),
+        _ => Err(BackupError::format(
+            line,
+            "a record needs exactly one of `payload` and `payload_base64`",
+        )),
+    }
+}
+
+impl Record {
+    /// The record as one JSON line, without the `\n`.
+    pub fn to_line(&self) -> Result<Vec<u8>, BackupError> {
+        let tagged = |kind: &'static str| Cow::Borrowed(kind);
+        let line = match self {
+            Record::Header(h) => serde_json::to_vec(&Tagged {
+                kind: tagged("header"),
+                body: h,
+            }),
+            Record::Event(e) => {
+                let (payload, payload_base64) = encode_payload(&e.payload);
+                serde_json::to_vec(&WireEvent {
+                    kind: tagged("event"),
+                    stream_id: e.stream_id,
+                    version: e.version,
+                    event_type: Cow::Borrowed(&e.event_type),
+                    stream_type: Cow::Borrowed(&e.stream_type),
+                    schema_version: e.schema_version,
+                    timestamp: e.timestamp,
+                    payload,
+                    payload_base64,
+                    metadata: e.metadata.clone(),
+                    position: e.position,
+                })
+            }
+            Record::Snapshot(s) => {
+                let (payload, payload_base64) = encode_payload(&s.payload);
+                serde_json::to_vec(&WireSnapshot {
+                    kind: tagged("snapshot"),
+                    stream_id: s.stream_id,
+                    version: s.version,
+                    state_type: Cow::Borrowed(&s.state_type),
+                    fingerprint: s.fingerprint,
+                    timestamp: s.timestamp,
+                    payload,
+                    payload_base64,
+                })
+            }
+            Record::Tracking(t) => serde_json::to_vec(&Tagged {
+                kind: tagged("tracking"),
+                body: t,
+            }),
+            Record::Parked(p) => serde_json::to_vec(&Tagged {
+                kind: tagged("parked"),
+                body: p,
+            }),
+            Record::Trailer(t) => serde_json::to_vec(&Tagged {
+                kind: tagged("trailer"),
+                body: t,
+            }),
+        };
+        line.map_err(|e| BackupError::Io(e.into()))
+    }
+
+    /// Parses one line (without its `\n`); `line` numbers the errors.
+    pub fn from_line(text: &[u8], line: u64) -> Result<Record, BackupError> {
+        let bad = |e: serde_json::Error| BackupError::format(line, e.to_string());
+        let kind: Kind<'_> = serde_json::from_slice(text).map_err(bad)?;
+        Ok(match kind.kind.as_ref() {
+            "header" => Record::Header(tagged_body(text, line)?),
+            "event" => {
+                let w: WireEvent<'_> = serde_json::from_slice(text).map_err(bad)?;
+                Record::Event(EventRecord {
+                    payload: decode_payload(line, w.payload, w.payload_base64)?,
+                    stream_id: w.stream_id,
+                    version: w.version,
+                    event_type: w.event_type.into_owned(),
+                    stream_type: w.stream_type.into_owned(),
+                    schema_version: w.schema_version,
+                    timestamp: w.timestamp,
+                    metadata: w.metadata,
+                    position: w.position,
+                })
+            }
+            "snapshot" => {
+                let w: WireSnapshot<'_> = serde_json::from_slice(text).map_err(bad)?;
+                Record::Snapshot(SnapshotRecord {
+                    payload: decode_payload(line, w.payload, w.payload_base64)?,
+                    stream_id: w.stream_id,
+                    version: w.version,
+                    state_type: w.state_type.into_owned(),
+                    fingerprint: w.fingerprint,
+                    timestamp: w.timestamp,
+                })
+            }
+            "tracking" => Record::Tracking(tagged_body(text, line)?),
+            "parked" => Record::Parked(tagged_body(text, line)?),
+            "trailer" => Record::Trailer(tagged_body(text, line)?),
+            other => {
+                return Err(BackupError::format(
+                    line,
+                    format!("unknown record type `{other}`"),
+                ))
+            }
+        })
+    }
+
+    /// The record's type as written in its `type` field.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::Header(_) => "header",
+            Record::Event(_) => "event",
+            Record::Snapshot(_) => "snapshot",
+            Record::Tracking(_) => "tracking",
+            Record::Parked(_) => "parked",
+            Record::Trailer(_) => "trailer",
+        }
+    }
+}
+
+fn tagged_body<T: for<'de> Deserialize<'de>>(text: &[u8], line: u64) -> Result<T, BackupError> {
+    let tagged: Tagged<'_, T> =
+        serde_json::from_slice(text).map_err(|e| BackupError::format(line, e.to_string()))?;
+    Ok(tagged.body)
+}
