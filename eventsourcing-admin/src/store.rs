@@ -46,6 +46,7 @@ impl Context {
     /// Opens the store the environment names, without migrating it.
     pub(crate) async fn open(&self, open: Open) -> Result<AnyStore, Failure> {
         let env = self.env();
+        refuse_a_silent_default(&env)?;
         match StoreKind::from_env(&env)? {
             StoreKind::Sqlite => {
                 let config = SqliteConfig::from_env(&env)?
@@ -77,6 +78,28 @@ impl Context {
                  administer: set it to eventsourcing.sqlite or eventsourcing.postgres"
             ))),
         }
+    }
+}
+
+/// PostgreSQL settings without `PERSISTENCE_MODULE` would open the default, SQLite: an
+/// operator who set `DATABASE_URL` meant PostgreSQL, and `migrate` would create a stray SQLite
+/// file instead. Say which variable to set.
+fn refuse_a_silent_default(env: &Env) -> Result<(), Failure> {
+    if env.lookup(&[PERSISTENCE_MODULE]).is_some() {
+        return Ok(());
+    }
+    let postgres = [
+        "DATABASE_URL",
+        "POSTGRES_HOST",
+        "POSTGRES_DBNAME",
+        "POSTGRES_DB",
+    ];
+    match env.lookup(&postgres) {
+        Some((var, _)) => Err(Failure::Usage(format!(
+            "{PERSISTENCE_MODULE} is not set, so the store would be SQLite, but {var} is set: \
+             set {PERSISTENCE_MODULE}=eventsourcing.postgres (or eventsourcing.sqlite)"
+        ))),
+        None => Ok(()),
     }
 }
 

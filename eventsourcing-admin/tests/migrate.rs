@@ -133,6 +133,26 @@ async fn bad_settings_exit_2_naming_the_variable() {
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("PERSISTENCE_MODULE"), "{}", run.all());
 
+    // PostgreSQL settings without PERSISTENCE_MODULE: not a silent SQLite file.
+    let dir = tempfile::tempdir().unwrap();
+    let run = admin_with(
+        &["migrate"],
+        &[
+            ("DATABASE_URL", eventsourcing_postgres::testing::url()),
+            (
+                "SQLITE_DBNAME",
+                dir.path().join("stray.db").to_string_lossy().into_owned(),
+            ),
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    assert!(
+        run.stderr.contains("PERSISTENCE_MODULE") && run.stderr.contains("DATABASE_URL"),
+        "{}",
+        run.all()
+    );
+    assert!(!dir.path().join("stray.db").exists());
+
     let run = admin_with(&["status"], &[("PERSISTENCE_MODULE", "memory".to_owned())]);
     assert_eq!(run.code, 2, "{}", run.all());
     assert!(run.stderr.contains("PERSISTENCE_MODULE"), "{}", run.all());

@@ -61,8 +61,8 @@ pub(crate) fn is_missing_table(err: &tokio_postgres::Error) -> bool {
 pub(crate) fn missing_tables(schema: &str, cause: &dyn fmt::Display) -> Error {
     Error::Schema(format!(
         "the event store tables do not exist in schema `{schema}` ({cause}): run \
-         `eventsourcing-admin migrate` (or call `PostgresStore::migrate`), or set CREATE_TABLE=y \
-         to create them at start-up"
+         `PERSISTENCE_MODULE=eventsourcing.postgres eventsourcing-admin migrate` (or call \
+         `PostgresStore::migrate`), or set CREATE_TABLE=y to create them at start-up"
     ))
 }
 
