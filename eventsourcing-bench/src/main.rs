@@ -1,6 +1,8 @@
 //! Benchmarks of the eventsourcing stores against their raw drivers doing the same SQL.
 //!
-//! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite|memory>`
+//! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite>...`, or
+//! `-- <postgres-cipher|sqlite-cipher>` for what compression and encryption cost
+//! (`common/cipher.rs`).
 //! (PostgreSQL from `EVENTSOURCING_BENCH_POSTGRES_URL`, default
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
@@ -16,18 +18,37 @@ use common::BoxError;
 async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
-        eprintln!("usage: eventsourcing-bench <postgres|sqlite>...");
+        eprintln!("usage: eventsourcing-bench <postgres|sqlite|postgres-cipher|sqlite-cipher>...");
         std::process::exit(2);
     }
     for store in &which {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
             "sqlite" => sqlite::run().await,
-            other => Err(format!("unknown store `{other}` (known: postgres, sqlite)").into()),
+            "postgres-cipher" => match saves() {
+                Ok(saves) => postgres::cipher::run(saves).await,
+                Err(e) => Err(e),
+            },
+            "sqlite-cipher" => match saves() {
+                Ok(saves) => sqlite::cipher::run(saves).await,
+                Err(e) => Err(e),
+            },
+            other => Err(format!(
+                "unknown mode `{other}` (known: postgres, sqlite, postgres-cipher, sqlite-cipher)"
+            )
+            .into()),
         };
         if let Err(e) = result {
             eprintln!("{store}: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// `EVENTSOURCING_BENCH_SAVES`: saves per append figure (default 2000).
+fn saves() -> Result<usize, BoxError> {
+    match std::env::var("EVENTSOURCING_BENCH_SAVES") {
+        Ok(value) => Ok(value.parse()?),
+        Err(_) => Ok(2000),
     }
 }
