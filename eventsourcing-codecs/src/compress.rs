@@ -44,6 +44,14 @@ impl Compression {
         }
     }
 
+    /// `bytes` compressed, whether or not that is smaller (the codec stores a payload
+    /// uncompressed when it is not).
+    pub fn compressed(self, bytes: &[u8]) -> Result<Vec<u8>, PayloadError> {
+        let mut out = Vec::new();
+        self.compress(bytes, &mut out)?;
+        Ok(out)
+    }
+
     /// Compresses `bytes` into `out`.
     pub(crate) fn compress(self, bytes: &[u8], out: &mut Vec<u8>) -> Result<(), PayloadError> {
         let failed = |e: std::io::Error| PayloadError::Decompress {

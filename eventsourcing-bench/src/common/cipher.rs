@@ -7,7 +7,9 @@
 //! - `load_1000_cipher`, `load_1000_zlib_cipher`: median milliseconds loading an aggregate of
 //!   1000 events (no snapshot), alternating load by load.
 //! - `size <event> <codec> bytes=N`: the stored payload of the seed's widget `Registered` event
-//!   and of the benchmark's `Added` event, read back from the store, for each codec.
+//!   and of the benchmark's `Added` event, read back from the store, for each codec; and
+//!   `<compressor>_always`: what it would take compressed even when that does not shrink it
+//!   (the codec then stores it uncompressed).
 
 use std::time::{Duration, Instant};
 
@@ -155,8 +157,19 @@ async fn sizes<S: EventStore + Clone>(store: &S) -> Result<(), BoxError> {
             ("counter_added", c.id(), 2),
         ] {
             let stored = store.load(id, version - 1, Some(version)).await?;
-            let bytes = stored.first().map_or(0, |e| e.payload.len());
-            println!("size {event} {name} bytes={bytes}");
+            let payload = stored
+                .first()
+                .map(|e| e.payload.clone())
+                .unwrap_or_default();
+            println!("size {event} {name} bytes={}", payload.len());
+            if name == "plain" {
+                // What storing it compressed regardless would take: the compressor's output
+                // and the 4-byte envelope header.
+                for c in Compression::ALL {
+                    let forced = c.compressed(&payload)?.len() + 4;
+                    println!("size {event} {}_always bytes={forced}", c.name());
+                }
+            }
         }
     }
     Ok(())
