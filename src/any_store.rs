@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use eventsourcing_codecs::PayloadCodec;
 use eventsourcing_core::{
     Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, ParkedEvent,
     Position, Snapshot, Snapshotting, StoredEvent, Tracking, Uuid,
@@ -122,20 +123,35 @@ impl AnyStore {
     }
 }
 
+/// What [`application_from_env`] returns: an application on the store the environment names,
+/// with the codec it names (plain JSON unless `COMPRESSOR_TOPIC` or `CIPHER_TOPIC` is set).
+pub type AnyApplication = Application<AnyStore, PayloadCodec>;
+
 /// An application on the store the environment names: `PERSISTENCE_MODULE`, read with the
 /// application-name prefix first (`WIDGETS_PERSISTENCE_MODULE` wins when `app_name` is
 /// `"widgets"`), like every other setting, and snapshotting as `IS_SNAPSHOTTING_ENABLED`,
-/// `SNAPSHOT_INTERVAL` and `MAX_SNAPSHOTS` say ([`Snapshotting::from_env`]). A malformed
+/// `SNAPSHOT_INTERVAL` and `MAX_SNAPSHOTS` say ([`Snapshotting::from_env`]). Events and
+/// snapshots are compressed and encrypted as `COMPRESSOR_TOPIC`, `CIPHER_TOPIC`, `CIPHER_KEY`,
+/// `CIPHER_OLD_KEYS` and `CIPHER_SUBJECT_KEYS` say ([`PayloadCodec::from_env`]). A malformed
 /// setting fails before any store is opened.
 ///
 /// [`Snapshotting::from_env`]: eventsourcing_core::Snapshotting::from_env
-pub async fn application_from_env(app_name: Option<&str>) -> Result<Application<AnyStore>, Error> {
+pub async fn application_from_env(app_name: Option<&str>) -> Result<AnyApplication, Error> {
     let mut env = Env::from_process();
     if let Some(name) = app_name {
         env = env.with_app_name(name);
     }
-    let snapshotting = Snapshotting::from_env(&env)?;
-    Ok(Application::new(AnyStore::from_env(&env).await?).with_snapshotting(snapshotting))
+    application_from(&env).await
+}
+
+/// Like [`application_from_env`], with the settings from `env` (a map in tests, or a file).
+pub async fn application_from(env: &Env) -> Result<AnyApplication, Error> {
+    let snapshotting = Snapshotting::from_env(env)?;
+    let codec = PayloadCodec::from_env(env)?;
+    Ok(
+        Application::with_codec(AnyStore::from_env(env).await?, codec)
+            .with_snapshotting(snapshotting),
+    )
 }
 
 macro_rules! dispatch {

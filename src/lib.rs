@@ -71,6 +71,7 @@
 //! | process applications | [`Process`], [`Outbox`], [`spawn_process`], [`ProjectionOptions`] |
 //! | projections | [`ProjectionOptions`], [`OnError`], [`ParkedEvent`], and each store's `spawn_projection` |
 //! | another encoding | [`Codec`], [`JsonCodec`] |
+//! | compressed or encrypted payloads, key rotation, crypto-shredding | [`PayloadCodec`], [`codecs`] |
 //! | to write a store or a runner | [`EventStore`] and the [`plumbing`] module |
 //!
 //! `use eventsourcing::prelude::*;` brings what a domain module needs.
@@ -97,7 +98,10 @@ pub use eventsourcing_core::{Metadata, NewEvent, Position, Snapshot, StoredEvent
 
 // Stores: the seam, the in-memory store, and the one chosen from the environment.
 mod any_store;
-pub use any_store::{application_from_env, AnyStore, StoreKind, ACCEPTED, PERSISTENCE_MODULE};
+pub use any_store::{
+    application_from, application_from_env, AnyApplication, AnyStore, StoreKind, ACCEPTED,
+    PERSISTENCE_MODULE,
+};
 pub use eventsourcing_core::{EventStore, MemoryStore};
 
 // Tenants: a store per tenant, bounded, from the environment.
@@ -112,8 +116,14 @@ pub use tenants::{tenant_limits_from_env, tenants_from_env, AnyTenantStores, TEN
 // Backups: the portable export/archive format (the stores' `export`, `import`, `archive`).
 pub use eventsourcing_core::backup;
 
-// Encoding.
-pub use eventsourcing_core::{Codec, CodecError, JsonCodec};
+// Encoding; compression and encryption.
+pub use eventsourcing_codecs::PayloadCodec;
+pub use eventsourcing_core::{Codec, CodecError, EncodeContext, JsonCodec, PayloadKind};
+
+/// Compression and encryption of payloads, key rotation, crypto-shredding (the
+/// `eventsourcing-codecs` crate): [`PayloadCodec`](codecs::PayloadCodec), [`Keyring`](codecs::Keyring),
+/// [`SubjectKeys`](codecs::SubjectKeys), [`FileSubjectKeys`](codecs::FileSubjectKeys).
+pub use eventsourcing_codecs as codecs;
 
 // Settings.
 pub use eventsourcing_core::{

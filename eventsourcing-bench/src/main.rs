@@ -1,6 +1,8 @@
 //! Benchmarks of the eventsourcing stores against their raw drivers doing the same SQL.
 //!
-//! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite|export-postgres>`
+//! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite>...`, or
+//! `-- <postgres-cipher|sqlite-cipher>` for what compression and encryption cost
+//! (`common/cipher.rs`), or `-- export-postgres` for the export of a million events.
 //! (PostgreSQL from `EVENTSOURCING_BENCH_POSTGRES_URL`, default
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
@@ -16,7 +18,9 @@ use common::BoxError;
 async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
-        eprintln!("usage: eventsourcing-bench <postgres|sqlite|export-postgres>...");
+        eprintln!(
+            "usage: eventsourcing-bench <postgres|sqlite|postgres-cipher|sqlite-cipher|export-postgres>..."
+        );
         std::process::exit(2);
     }
     for store in &which {
@@ -24,8 +28,16 @@ async fn main() {
             "postgres" => postgres::run().await,
             "export-postgres" => postgres::export().await,
             "sqlite" => sqlite::run().await,
+            "postgres-cipher" => match saves() {
+                Ok(saves) => postgres::cipher::run(saves).await,
+                Err(e) => Err(e),
+            },
+            "sqlite-cipher" => match saves() {
+                Ok(saves) => sqlite::cipher::run(saves).await,
+                Err(e) => Err(e),
+            },
             other => Err(format!(
-                "unknown store `{other}` (known: postgres, sqlite, export-postgres)"
+                "unknown mode `{other}` (known: postgres, sqlite, postgres-cipher, sqlite-cipher, export-postgres)"
             )
             .into()),
         };
@@ -33,5 +45,13 @@ async fn main() {
             eprintln!("{store}: {e}");
             std::process::exit(1);
         }
+    }
+}
+
+/// `EVENTSOURCING_BENCH_SAVES`: saves per append figure (default 2000).
+fn saves() -> Result<usize, BoxError> {
+    match std::env::var("EVENTSOURCING_BENCH_SAVES") {
+        Ok(value) => Ok(value.parse()?),
+        Err(_) => Ok(2000),
     }
 }

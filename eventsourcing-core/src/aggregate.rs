@@ -378,12 +378,14 @@ pub fn replay<A: Aggregate, C: Codec>(
             stored.schema_version,
             &stored.payload,
         )
-        .map_err(|source| Error::Decode {
-            stream_id,
-            version: stored.version,
-            event_type: stored.event_type.clone(),
-            schema_version: stored.schema_version,
-            source,
+        .map_err(|source| {
+            Error::decode_failed(
+                stream_id,
+                stored.version,
+                &stored.event_type,
+                stored.schema_version,
+                source,
+            )
         })?;
         match current.as_mut() {
             None => {

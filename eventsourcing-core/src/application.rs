@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use crate::{
     aggregate::{replay, Aggregate, DomainEvent},
-    codec::{Codec, JsonCodec},
+    codec::{Codec, EncodeContext, InContext, JsonCodec, PayloadKind},
     error::{BoxError, Error},
     event::{Metadata, NewEvent, Snapshot},
     snapshot::{self, Snapshotting},
@@ -25,7 +25,8 @@ pub type SavedHook = Arc<dyn Fn(&[NewEvent]) -> Result<(), BoxError> + Send + Sy
 
 struct Inner<S, C> {
     store: S,
-    codec: C,
+    // Shared with the `InContext` codecs that encode each aggregate's events.
+    codec: Arc<C>,
 }
 
 impl<S, C> Clone for Application<S, C> {
@@ -68,7 +69,7 @@ impl Retry {
 /// What a save gathers from its aggregates: the events to append and the snapshots due.
 #[derive(Debug)]
 pub struct Collector<'a, C> {
-    codec: &'a C,
+    codec: &'a Arc<C>,
     metadata: &'a Metadata,
     snapshotting: Snapshotting,
     events: Vec<NewEvent>,
@@ -76,7 +77,11 @@ pub struct Collector<'a, C> {
 }
 
 impl<'a, C: Codec> Collector<'a, C> {
-    pub(crate) fn new(codec: &'a C, metadata: &'a Metadata, snapshotting: Snapshotting) -> Self {
+    pub(crate) fn new(
+        codec: &'a Arc<C>,
+        metadata: &'a Metadata,
+        snapshotting: Snapshotting,
+    ) -> Self {
         Collector {
             codec,
             metadata,
@@ -98,12 +103,14 @@ impl<'a, C: Codec> Collector<'a, C> {
             return Ok(());
         }
         self.events.reserve(pending.len());
+        let codec = InContext::new(
+            Arc::clone(self.codec),
+            EncodeContext::new(meta.id(), A::TYPE_NAME, PayloadKind::Event),
+        );
         for recorded in pending {
             let event = &recorded.event;
-            let payload = event.encode(self.codec).map_err(|source| Error::Encode {
-                stream_id: meta.id(),
-                event_type: event.name().to_owned(),
-                source,
+            let payload = event.encode(&codec).map_err(|source| {
+                Error::encode_failed(meta.id(), event.name().to_owned(), source)
             })?;
             self.events.push(NewEvent {
                 stream_id: meta.id(),
@@ -126,7 +133,7 @@ impl<'a, C: Codec> Collector<'a, C> {
             .snapshotting
             .due::<A>(meta.saved_version(), meta.version())
         {
-            match snapshot::take(self.codec, aggregate) {
+            match snapshot::take(&**self.codec, aggregate) {
                 Ok(s) => self.snapshots.push(s),
                 // The events still save; only the shortcut for later loads is lost.
                 Err(e) => {
@@ -212,7 +219,10 @@ impl<S: EventStore, C: Codec> Application<S, C> {
     /// An application on `store` with another codec.
     pub fn with_codec(store: S, codec: C) -> Self {
         Application {
-            inner: Arc::new(Inner { store, codec }),
+            inner: Arc::new(Inner {
+                store,
+                codec: Arc::new(codec),
+            }),
             snapshotting: Snapshotting::default(),
             on_saved: None,
         }
@@ -249,6 +259,10 @@ impl<S: EventStore, C: Codec> Application<S, C> {
 
     /// The codec.
     pub fn codec(&self) -> &C {
+        &self.inner.codec
+    }
+
+    pub(crate) fn shared_codec(&self) -> &Arc<C> {
         &self.inner.codec
     }
 
@@ -334,12 +348,9 @@ impl<S: EventStore, C: Codec> Application<S, C> {
         version: Option<u64>,
     ) -> Result<u64, Error> {
         let aggregate: A = self.repository().load(id, version).await?;
-        let snapshot =
-            snapshot::take(&self.inner.codec, &aggregate).map_err(|source| Error::Encode {
-                stream_id: id,
-                event_type: format!("snapshot of {}", A::TYPE_NAME),
-                source,
-            })?;
+        let snapshot = snapshot::take(&*self.inner.codec, &aggregate).map_err(|source| {
+            Error::encode_failed(id, format!("snapshot of {}", A::TYPE_NAME), source)
+        })?;
         self.inner
             .store
             .save_snapshot(snapshot, self.snapshotting.kept())
@@ -430,7 +441,7 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
         let mut stale = false;
         if app.snapshotting.reads_for::<A>() {
             if let Some(snap) = app.inner.store.load_snapshot(id, version).await? {
-                match snapshot::restore::<A, C>(&app.inner.codec, &snap) {
+                match snapshot::restore::<A, C>(&*app.inner.codec, &snap) {
                     Ok(a) => base = Some(a),
                     Err(why) => {
                         tracing::info!(%id, version = snap.version, aggregate = A::TYPE_NAME, "ignoring snapshot: {why}");
@@ -451,14 +462,14 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
                 });
             }
         }
-        let aggregate = replay::<A, C>(&app.inner.codec, id, base, events)?;
+        let aggregate = replay::<A, C>(&*app.inner.codec, id, base, events)?;
         let aggregate = match aggregate {
             Some(a) if version.is_none_or(|v| a.version() == v) => a,
             _ => return Err(Error::NotFound { id, version }),
         };
         if stale {
             // Replace the snapshot this code cannot read with one it can.
-            match snapshot::take(&app.inner.codec, &aggregate) {
+            match snapshot::take(&*app.inner.codec, &aggregate) {
                 Ok(s) => app.write_snapshot(s).await,
                 Err(e) => tracing::warn!(%id, error = %e, "cannot encode snapshot"),
             }

@@ -92,6 +92,16 @@ pub enum Error {
         #[source]
         source: CodecError,
     },
+    /// The stream's payloads were encrypted under a key of their own subject, and that key was
+    /// deleted (crypto-shredding): they no longer decrypt, by design. A load builds nothing; a
+    /// save writes nothing. Other subjects are unaffected.
+    #[error("stream {stream_id} belongs to subject `{subject}`, whose key was deleted")]
+    Shredded {
+        /// The stream that was loaded or saved.
+        stream_id: Uuid,
+        /// The subject whose key was deleted.
+        subject: String,
+    },
     /// The stored events of a stream do not form a valid history of the aggregate type.
     #[error("stream {stream_id} is not a valid history of `{aggregate}`: {reason}")]
     Corrupt {
@@ -191,6 +201,53 @@ impl Error {
     /// Wraps a backend error worth retrying.
     pub fn transient(err: impl Into<BoxError>) -> Self {
         Error::Transient(err.into())
+    }
+
+    /// An event that did not decode: [`Error::Shredded`] when its subject's key was deleted,
+    /// [`Error::Decode`] otherwise.
+    pub(crate) fn decode_failed(
+        stream_id: Uuid,
+        version: u64,
+        event_type: &str,
+        schema_version: u32,
+        source: EventDecodeError,
+    ) -> Self {
+        if let EventDecodeError::Codec(codec) = &source {
+            if let Some(subject) = codec.shredded_subject() {
+                return Error::Shredded {
+                    stream_id,
+                    subject: subject.to_owned(),
+                };
+            }
+        }
+        Error::Decode {
+            stream_id,
+            version,
+            event_type: event_type.to_owned(),
+            schema_version,
+            source,
+        }
+    }
+
+    /// A value that did not encode: [`Error::Shredded`] when its subject's key was deleted,
+    /// [`Error::Encode`] otherwise.
+    pub(crate) fn encode_failed(stream_id: Uuid, event_type: String, source: CodecError) -> Self {
+        match source.shredded_subject() {
+            Some(subject) => Error::Shredded {
+                stream_id,
+                subject: subject.to_owned(),
+            },
+            None => Error::Encode {
+                stream_id,
+                event_type,
+                source,
+            },
+        }
+    }
+
+    /// True for [`Error::Shredded`].
+    pub fn is_shredded(&self) -> bool {
+        matches!(self, Error::Shredded { .. })
     }
 
     /// True for [`Error::NotFound`].

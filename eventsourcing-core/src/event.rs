@@ -212,13 +212,13 @@ impl StoredEvent {
     /// and process applications. Errors name the stream, version, type and schema version.
     pub fn decode<E: DomainEvent, C: Codec>(&self, codec: &C) -> Result<E, Error> {
         E::decode(codec, &self.event_type, self.schema_version, &self.payload).map_err(|source| {
-            Error::Decode {
-                stream_id: self.stream_id,
-                version: self.version,
-                event_type: self.event_type.clone(),
-                schema_version: self.schema_version,
+            Error::decode_failed(
+                self.stream_id,
+                self.version,
+                &self.event_type,
+                self.schema_version,
                 source,
-            }
+            )
         })
     }
 }

@@ -61,7 +61,7 @@ pub use aggregate::{
 pub use application::{Application, Collector, Repository, Retry, SavedHook, Unsaved};
 pub use changes::{ChangeNotifier, Changes};
 pub use check::check_save;
-pub use codec::{Codec, CodecError, JsonCodec};
+pub use codec::{Codec, CodecError, EncodeContext, InContext, JsonCodec, PayloadKind};
 pub use config::{ConfigError, Env, MAX_SECONDS};
 pub use error::{BoxError, Error};
 pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};

@@ -75,8 +75,11 @@ impl<'a, S: EventStore, C: Codec> Outbox<'a, S, C> {
 
     /// Queues the pending events of aggregates; they are written with the tracking position.
     pub fn save<U: Unsaved>(&mut self, mut aggregates: U) -> Result<(), Error> {
-        let mut collector =
-            Collector::new(self.app.codec(), &self.metadata, Snapshotting::disabled());
+        let mut collector = Collector::new(
+            self.app.shared_codec(),
+            &self.metadata,
+            Snapshotting::disabled(),
+        );
         aggregates.collect(&mut collector)?;
         self.events.extend(collector.into_events());
         aggregates.mark_saved();

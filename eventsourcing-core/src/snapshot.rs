@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     aggregate::Aggregate,
-    codec::{Codec, CodecError},
+    codec::{Codec, CodecError, EncodeContext, PayloadKind},
     config::{ConfigError, Env},
     event::Snapshot,
 };
@@ -128,10 +128,14 @@ pub(crate) fn take<A: Aggregate, C: Codec>(
     codec: &C,
     aggregate: &A,
 ) -> Result<Snapshot, CodecError> {
-    let payload = codec.encode(&StateOut {
-        created_on: aggregate.created_on(),
-        state: aggregate,
-    })?;
+    let context = EncodeContext::new(aggregate.id(), A::TYPE_NAME, PayloadKind::Snapshot);
+    let payload = codec.encode_in(
+        &context,
+        &StateOut {
+            created_on: aggregate.created_on(),
+            state: aggregate,
+        },
+    )?;
     Ok(Snapshot {
         stream_id: aggregate.id(),
         version: aggregate.version(),

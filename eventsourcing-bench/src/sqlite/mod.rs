@@ -45,6 +45,7 @@
 //! disk's sync latency or the machine's load hits both alike.
 
 mod append;
+pub(crate) mod cipher;
 mod live;
 mod load;
 mod projection;
