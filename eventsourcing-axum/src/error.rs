@@ -166,3 +166,73 @@ impl IntoResponse for HttpError {
         self.into_problem().into_response()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use axum::{body::to_bytes, http::header};
+    use eventsourcing::Uuid;
+
+    use super::*;
+    use crate::problem::PROBLEM_JSON;
+
+    async fn answer(error: HttpError) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = to_bytes(body, 1 << 16).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&bytes).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn each_error_has_its_status() {
+        let id = Uuid::nil();
+        let conflict = || Error::Conflict {
+            stream_id: id,
+            expected: 3,
+            actual: 4,
+        };
+        let cases = [
+            (HttpError::from(Error::NotFound { id, version: None }), 404),
+            (HttpError::from(conflict()), 409),
+            (HttpError::precondition(conflict()), 412),
+            (
+                HttpError::from(Error::Command("a name cannot be empty".into())),
+                422,
+            ),
+            (HttpError::from(Error::transient("connection refused")), 503),
+            (
+                HttpError::from(Error::store("disk I/O error at /var/lib/x")),
+                500,
+            ),
+        ];
+        for (error, status) in cases {
+            let (got, headers, body) = answer(error).await;
+            assert_eq!(got.as_u16(), status);
+            assert_eq!(headers[header::CONTENT_TYPE], PROBLEM_JSON);
+            assert_eq!(body["status"], status);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_500_says_nothing_of_its_cause_and_a_503_says_when_to_retry() {
+        let (_, _, body) =
+            answer(Error::store("disk I/O error at /var/lib/secret.db").into()).await;
+        assert!(!body.to_string().contains("secret"), "{body}");
+        let (_, headers, _) = answer(Error::transient("pool timed out").into()).await;
+        assert_eq!(
+            headers[header::RETRY_AFTER],
+            RETRY_AFTER_SECONDS.to_string().as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_rejection_tells_the_client_why() {
+        let (_, _, body) = answer(Error::Command("a name cannot be empty".into()).into()).await;
+        assert_eq!(body["detail"], "a name cannot be empty");
+        assert_eq!(body["type"], types::INVALID);
+    }
+}

@@ -86,10 +86,7 @@ impl IntoResponse for Problem {
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status_code();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_JSON),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
@@ -109,7 +106,9 @@ impl IntoResponse for Problem {
 ///     .route("/", get(|| async { "hello" }))
 ///     .layer(map_response(eventsourcing_axum::ensure_problem_details));
 /// ```
-pub async fn ensure_problem_details(response: axum::response::Response) -> axum::response::Response {
+pub async fn ensure_problem_details(
+    response: axum::response::Response,
+) -> axum::response::Response {
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) || is_problem(&response) {
         return response;

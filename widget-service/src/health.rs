@@ -28,8 +28,7 @@ struct Readiness {
 /// `GET /readyz`: 200 when the store answers, every migration is applied, and the projection
 /// runs and is not stalled; 503 otherwise, with what is wrong.
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    let store = match tokio::time::timeout(READY_TIMEOUT, check_schema(state.app().store())).await
-    {
+    let store = match tokio::time::timeout(READY_TIMEOUT, check_schema(state.app().store())).await {
         Ok(Ok(())) => "ok".to_owned(),
         Ok(Err(e)) if e.is_transient() => {
             tracing::warn!(error = %e, "readiness: store unreachable");

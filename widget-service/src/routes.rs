@@ -92,10 +92,7 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, HttpError> {
         // A weak tag never matches (If-Match compares strongly).
         let weak = tag.starts_with("W/");
         let quoted = tag.trim_start_matches("W/");
-        let Some(inner) = quoted
-            .strip_prefix('"')
-            .and_then(|t| t.strip_suffix('"'))
-        else {
+        let Some(inner) = quoted.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
             return Err(bad_request(format!(
                 "If-Match must hold entity tags such as \"3\", not {tag:?}"
             ))
@@ -192,7 +189,9 @@ pub(crate) async fn history(
         let decoded = event.decode::<WidgetRegistryEndpointEvent, _>(codec)?;
         events.push(EventView::of(event, decoded));
     }
-    let next_after = (events.len() == limit).then(|| events.last().map(|e| e.version)).flatten();
+    let next_after = (events.len() == limit)
+        .then(|| events.last().map(|e| e.version))
+        .flatten();
     Ok(Json(HistoryPage {
         id,
         events,

@@ -93,7 +93,11 @@ impl AppState {
     /// The projection's state: running, its lag, stalled or not.
     pub async fn projection_health(&self) -> ProjectionHealth {
         let (running, position) = {
-            let runner = self.inner.runner.lock().unwrap_or_else(PoisonError::into_inner);
+            let runner = self
+                .inner
+                .runner
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             match runner.as_ref() {
                 Some(r) => (!r.is_finished(), r.position()),
                 None => (false, Position::START),
@@ -107,7 +111,11 @@ impl AppState {
             }
         };
         let stalled = {
-            let mut stall = self.inner.stall.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut stall = self
+                .inner
+                .stall
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if position != stall.position || lag == Some(0) {
                 stall.position = position;
                 stall.since = Instant::now();

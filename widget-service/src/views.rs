@@ -162,7 +162,9 @@ impl EventView {
                 name,
                 tenant_id,
             } => serde_json::json!({ "url": url, "name": name, "tenant_id": tenant_id }),
-            WidgetRegistryEndpointEvent::NameUpdated { name } => serde_json::json!({ "name": name }),
+            WidgetRegistryEndpointEvent::NameUpdated { name } => {
+                serde_json::json!({ "name": name })
+            }
         };
         EventView {
             version: stored.version,

@@ -32,10 +32,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     };
     let metrics = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Suffix("_seconds".to_owned()),
-            DURATION_BUCKETS,
-        )?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)?
         .install_recorder()?;
     let listen = config.listen;
     let state = AppState::open(&env, config, Some(metrics)).await?;

@@ -38,7 +38,12 @@ impl Table {
         self.lock().position
     }
 
-    pub(crate) fn list(&self, tenant: &str, after: Option<Uuid>, limit: usize) -> Vec<TenantEndpoint> {
+    pub(crate) fn list(
+        &self,
+        tenant: &str,
+        after: Option<Uuid>,
+        limit: usize,
+    ) -> Vec<TenantEndpoint> {
         let state = self.lock();
         let from = (tenant.to_owned(), after.unwrap_or(Uuid::nil()));
         state
@@ -54,7 +59,12 @@ impl Table {
 
 /// Starts the runner that keeps `table` up to date with `store`'s log.
 pub(crate) fn spawn(store: AnyStore, table: Table, options: ProjectionOptions) -> RunnerHandle {
-    spawn_runner(store, Consumer::new(PROJECTION, event_types()), Target(table), options)
+    spawn_runner(
+        store,
+        Consumer::new(PROJECTION, event_types()),
+        Target(table),
+        options,
+    )
 }
 
 struct Target(Table);

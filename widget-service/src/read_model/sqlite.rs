@@ -87,8 +87,9 @@ pub(crate) async fn list(
         .await?;
     rows.into_iter()
         .map(|(id, url, name)| {
-            let id = Uuid::parse_str(&id)
-                .map_err(|e| Error::store(format!("endpoints_by_tenant holds the id {id:?}: {e}")))?;
+            let id = Uuid::parse_str(&id).map_err(|e| {
+                Error::store(format!("endpoints_by_tenant holds the id {id:?}: {e}"))
+            })?;
             Ok(TenantEndpoint { id, url, name })
         })
         .collect()
