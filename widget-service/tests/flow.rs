@@ -1,4 +1,5 @@
-//! The seed's flow over HTTP against the real server, on SQLite and on PostgreSQL: create,
+//! The seed's flow over HTTP against the real server, on SQLite and on PostgreSQL (and on the
+//! memory store where no restart is involved): create,
 //! read, rename, read again; optimistic concurrency with If-Match; concurrent renames without
 //! it; the tenant read model catching up.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,7 +16,7 @@ use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_seeds_flow_create_read_rename_read() {
-    for backend in Backend::each().await {
+    for backend in Backend::each_with_memory().await {
         let server = backend.start();
         let http = client();
         let created = create(
@@ -166,7 +167,7 @@ async fn a_stale_if_match_is_412_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_renames_without_if_match_all_land() {
     const RENAMES: usize = 16;
-    for backend in Backend::each().await {
+    for backend in Backend::each_with_memory().await {
         let server = backend.start();
         let http = client();
         let created = create(&server, &http, "https://example.com/c", "C", &tenant()).await;
@@ -217,7 +218,7 @@ async fn concurrent_renames_without_if_match_all_land() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_tenant_read_model_catches_up() {
-    for backend in Backend::each().await {
+    for backend in Backend::each_with_memory().await {
         let server = backend.start();
         let http = client();
         let (mine, other) = (tenant(), tenant());

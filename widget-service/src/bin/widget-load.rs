@@ -17,8 +17,10 @@
 //!   (reqwest, keep-alive), concurrently.
 //!
 //! Renames go to endpoints created in the same run, each client renaming its own, so they
-//! measure the rename path, not conflicts. Prints one line per figure and run, then the
-//! median of the runs.
+//! measure the rename path, not conflicts. The projection of the tenant read model runs
+//! throughout (as in the service) and is caught up before each phase; the in-process and HTTP
+//! phases alternate which goes first from run to run. Prints one line per figure and run,
+//! then the median of the runs and the spread of the rates.
 
 use std::{
     sync::Arc,
@@ -128,16 +130,34 @@ fn endpoint(tag: &str, c: usize, i: usize) -> WidgetRegistryEndpoint {
     )
 }
 
-async fn run_once(
+/// Waits until the projection has caught up, so that no phase pays for the one before it
+/// (the projection's batches share SQLite's one writer with the saves).
+async fn settle(state: &AppState) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let health = state.projection_health().await;
+        if !health.running {
+            return Err("the projection stopped".into());
+        }
+        if health.lag == Some(0) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the projection did not catch up within 300 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Ids created by each client, the rename targets.
+type Targets = Arc<Vec<Vec<Uuid>>>;
+
+/// `append_1`: one save after another, as eventsourcing-bench measures it.
+async fn append_1(
     app: &Application<AnyStore>,
-    base: &str,
-    http: &reqwest::Client,
     o: &Options,
     run: usize,
-) -> Result<Vec<(&'static str, Figure)>, BoxError> {
-    let mut figures = Vec::new();
-
-    // append_1: one save after another, as eventsourcing-bench measures it.
+) -> Result<Figure, BoxError> {
     let mut latencies = Vec::with_capacity(o.requests);
     let started = Instant::now();
     for i in 0..o.requests {
@@ -145,11 +165,20 @@ async fn run_once(
         app.create(endpoint(&format!("seq{run}"), 0, i)).await?;
         latencies.push(t.elapsed());
     }
-    figures.push(("append_1", Figure::of(started.elapsed(), latencies)));
+    Ok(Figure::of(started.elapsed(), latencies))
+}
 
-    // In-process, concurrently: the ids created are the rename targets of both paths.
-    let created: Arc<Vec<std::sync::Mutex<Vec<Uuid>>>> =
-        Arc::new((0..o.clients).map(|_| std::sync::Mutex::default()).collect());
+/// `create_lib`: in-process creates, concurrently; returns the ids, per client.
+async fn create_lib(
+    app: &Application<AnyStore>,
+    o: &Options,
+    run: usize,
+) -> Result<(Figure, Targets), BoxError> {
+    let created: Arc<Vec<std::sync::Mutex<Vec<Uuid>>>> = Arc::new(
+        (0..o.clients)
+            .map(|_| std::sync::Mutex::default())
+            .collect(),
+    );
     let (a, ids) = (app.clone(), Arc::clone(&created));
     let tag = format!("lib{run}");
     let figure = measure(o.clients, o.requests, move |c, i| {
@@ -163,16 +192,21 @@ async fn run_once(
         }
     })
     .await?;
-    figures.push(("create_lib", figure));
-    let targets: Arc<Vec<Vec<Uuid>>> = Arc::new(
-        created
-            .iter()
-            .map(|m| m.lock().map(|v| v.clone()).unwrap_or_default())
-            .collect(),
-    );
+    let targets = created
+        .iter()
+        .map(|m| m.lock().map(|v| v.clone()).unwrap_or_default())
+        .collect();
+    Ok((figure, Arc::new(targets)))
+}
 
-    let (a, t) = (app.clone(), Arc::clone(&targets));
-    let figure = measure(o.clients, o.requests, move |c, i| {
+/// `rename_lib`: in-process renames (`update_with_retry`), concurrently.
+async fn rename_lib(
+    app: &Application<AnyStore>,
+    o: &Options,
+    targets: &Targets,
+) -> Result<Figure, BoxError> {
+    let (a, t) = (app.clone(), Arc::clone(targets));
+    measure(o.clients, o.requests, move |c, i| {
         let (a, t) = (a.clone(), Arc::clone(&t));
         async move {
             let id = pick(&t, c, i)?;
@@ -183,12 +217,22 @@ async fn run_once(
             Ok(())
         }
     })
-    .await?;
-    figures.push(("rename_lib", figure));
+    .await
+}
 
-    // Over HTTP.
-    let (h, url, tag) = (http.clone(), format!("{base}/endpoints"), format!("http{run}"));
-    let figure = measure(o.clients, o.requests, move |c, i| {
+/// `create_http`: `POST /endpoints`, concurrently.
+async fn create_http(
+    http: &reqwest::Client,
+    base: &str,
+    o: &Options,
+    run: usize,
+) -> Result<Figure, BoxError> {
+    let (h, url, tag) = (
+        http.clone(),
+        format!("{base}/endpoints"),
+        format!("http{run}"),
+    );
+    measure(o.clients, o.requests, move |c, i| {
         let (h, url) = (h.clone(), url.clone());
         let body = serde_json::json!({
             "url": format!("https://load.example/{tag}/{c}/{i}"),
@@ -204,11 +248,18 @@ async fn run_once(
             Ok(())
         }
     })
-    .await?;
-    figures.push(("create_http", figure));
+    .await
+}
 
-    let (h, base, t) = (http.clone(), base.to_owned(), Arc::clone(&targets));
-    let figure = measure(o.clients, o.requests, move |c, i| {
+/// `rename_http`: `PATCH /endpoints/{id}` without `If-Match`, concurrently.
+async fn rename_http(
+    http: &reqwest::Client,
+    base: &str,
+    o: &Options,
+    targets: &Targets,
+) -> Result<Figure, BoxError> {
+    let (h, base, t) = (http.clone(), base.to_owned(), Arc::clone(targets));
+    measure(o.clients, o.requests, move |c, i| {
         let (h, base, t) = (h.clone(), base.clone(), Arc::clone(&t));
         async move {
             let id = pick(&t, c, i)?;
@@ -224,14 +275,51 @@ async fn run_once(
             Ok(())
         }
     })
-    .await?;
-    figures.push(("rename_http", figure));
+    .await
+}
+
+/// One run: `append_1`, then the creates, then the renames, the in-process one first in even
+/// runs and the HTTP one first in odd runs; the projection caught up before each phase.
+async fn run_once(
+    state: &AppState,
+    base: &str,
+    http: &reqwest::Client,
+    o: &Options,
+    run: usize,
+) -> Result<Vec<(&'static str, Figure)>, BoxError> {
+    let app = state.app();
+    let lib_first = run % 2 == 0;
+    let mut figures = Vec::new();
+    settle(state).await?;
+    figures.push(("append_1", append_1(app, o, run).await?));
+    settle(state).await?;
+    if !lib_first {
+        figures.push(("create_http", create_http(http, base, o, run).await?));
+        settle(state).await?;
+    }
+    let (figure, targets) = create_lib(app, o, run).await?;
+    figures.push(("create_lib", figure));
+    settle(state).await?;
+    if lib_first {
+        figures.push(("create_http", create_http(http, base, o, run).await?));
+        settle(state).await?;
+        figures.push(("rename_lib", rename_lib(app, o, &targets).await?));
+        settle(state).await?;
+        figures.push(("rename_http", rename_http(http, base, o, &targets).await?));
+    } else {
+        figures.push(("rename_http", rename_http(http, base, o, &targets).await?));
+        settle(state).await?;
+        figures.push(("rename_lib", rename_lib(app, o, &targets).await?));
+    }
     Ok(figures)
 }
 
 /// Client `c`'s `i`-th rename target: its own endpoints in turn.
 fn pick(targets: &[Vec<Uuid>], c: usize, i: usize) -> Result<Uuid, BoxError> {
-    let mine = targets.get(c).filter(|v| !v.is_empty()).ok_or("no endpoints to rename")?;
+    let mine = targets
+        .get(c)
+        .filter(|v| !v.is_empty())
+        .ok_or("no endpoints to rename")?;
     Ok(mine[i % mine.len()])
 }
 
@@ -252,8 +340,13 @@ async fn run() -> Result<(), BoxError> {
     let o = options()?;
     let dir = tempfile_dir()?;
     let mut vars: Vec<(String, String)> = std::env::vars().collect();
-    if std::env::var_os("SQLITE_DBNAME").is_none() && std::env::var_os("WIDGETS_SQLITE_DBNAME").is_none() {
-        vars.push(("SQLITE_DBNAME".into(), dir.join("widgets.db").display().to_string()));
+    if std::env::var_os("SQLITE_DBNAME").is_none()
+        && std::env::var_os("WIDGETS_SQLITE_DBNAME").is_none()
+    {
+        vars.push((
+            "SQLITE_DBNAME".into(),
+            dir.join("widgets.db").display().to_string(),
+        ));
     }
     let env = Env::from_map(vars);
     let config = Config {
@@ -265,6 +358,7 @@ async fn run() -> Result<(), BoxError> {
         .install_recorder()?;
     let state = AppState::open(&env, config, Some(metrics)).await?;
     let app = state.app().clone();
+    let shared = state.clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -283,7 +377,7 @@ async fn run() -> Result<(), BoxError> {
     );
     let mut all: Vec<(&'static str, Vec<Figure>)> = Vec::new();
     for run in 0..o.runs {
-        for (name, f) in run_once(&app, &base, &http, &o, run).await? {
+        for (name, f) in run_once(&shared, &base, &http, &o, run).await? {
             println!(
                 "run={run} {name} per_s={:.0} p50_ms={:.3} p99_ms={:.3}",
                 f.per_second, f.p50_ms, f.p99_ms
@@ -316,7 +410,8 @@ async fn run() -> Result<(), BoxError> {
 
 /// A fresh directory under the system's temporary directory.
 fn tempfile_dir() -> Result<std::path::PathBuf, BoxError> {
-    let dir = std::env::temp_dir().join(format!("widget-load-{}", eventsourcing::new_id().simple()));
+    let dir =
+        std::env::temp_dir().join(format!("widget-load-{}", eventsourcing::new_id().simple()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

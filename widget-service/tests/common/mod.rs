@@ -15,7 +15,9 @@ use serde_json::Value;
 /// Where a test's data lives; dropped (file or schema removed) after the servers using it.
 pub(crate) enum Backend {
     Sqlite(tempfile::TempDir),
-    Postgres(TestSchema),
+    Postgres(Box<TestSchema>),
+    /// The memory store: nothing outlives the process.
+    Memory,
 }
 
 impl Backend {
@@ -24,7 +26,7 @@ impl Backend {
     }
 
     pub(crate) async fn postgres() -> Self {
-        Backend::Postgres(TestSchema::new().await)
+        Backend::Postgres(Box::new(TestSchema::new().await))
     }
 
     /// Both stores, for the tests that run on each.
@@ -32,10 +34,18 @@ impl Backend {
         vec![Backend::sqlite(), Backend::postgres().await]
     }
 
+    /// Both durable stores and the memory store, for the tests that need no restart.
+    pub(crate) async fn each_with_memory() -> Vec<Backend> {
+        let mut all = Backend::each().await;
+        all.push(Backend::Memory);
+        all
+    }
+
     pub(crate) fn name(&self) -> &'static str {
         match self {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
+            Backend::Memory => "memory",
         }
     }
 
@@ -61,6 +71,9 @@ impl Backend {
                     .env("PERSISTENCE_MODULE", "eventsourcing.postgres")
                     .env("DATABASE_URL", testing::url())
                     .env("POSTGRES_SCHEMA", schema.name());
+            }
+            Backend::Memory => {
+                command.env("PERSISTENCE_MODULE", "eventsourcing.popo");
             }
         }
     }
