@@ -17,7 +17,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// problems have a type of their own under `urn:eventsourcing:problem:` (see
 /// [`types`](crate::types)). Responses also carry [`retry_after`](Self::retry_after) as a
 /// `Retry-After` header when set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Problem {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]
@@ -32,6 +32,10 @@ pub struct Problem {
     /// Seconds after which a retry may succeed (sent as `Retry-After`, not in the body).
     #[serde(skip)]
     pub retry_after: Option<u32>,
+    /// Extension members (RFC 9457 section 3.2): more about this problem, beside the
+    /// standard members.
+    #[serde(flatten, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -43,6 +47,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             retry_after: None,
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -54,6 +59,7 @@ impl Problem {
             status: status.as_u16(),
             detail: None,
             retry_after: None,
+            extensions: serde_json::Map::new(),
         }
     }
 
@@ -61,6 +67,13 @@ impl Problem {
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// With an extension member `name` (a name other than the standard members').
+    #[must_use]
+    pub fn with_extension(mut self, name: &str, value: serde_json::Value) -> Self {
+        self.extensions.insert(name.to_owned(), value);
         self
     }
 

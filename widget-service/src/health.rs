@@ -5,6 +5,7 @@ use axum::{
     http::{header, StatusCode},
     response::{IntoResponse, Response},
 };
+use eventsourcing_axum::Problem;
 use serde::Serialize;
 
 use crate::{
@@ -26,7 +27,8 @@ struct Readiness {
 }
 
 /// `GET /readyz`: 200 when the store answers, every migration is applied, and the projection
-/// runs and is not stalled; 503 otherwise, with what is wrong.
+/// runs and is not stalled; 503 otherwise, as problem details whose extension members say
+/// what is wrong (`ready`, `store`, `projection`).
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     let store = match tokio::time::timeout(READY_TIMEOUT, check_schema(state.app().store())).await {
         Ok(Ok(())) => "ok".to_owned(),
@@ -46,16 +48,23 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     };
     let projection = state.projection_health().await;
     let ready = store == "ok" && projection.running && !projection.stalled;
-    let status = match ready {
-        true => StatusCode::OK,
-        false => StatusCode::SERVICE_UNAVAILABLE,
-    };
     let body = Readiness {
         ready,
         store,
         projection,
     };
-    (status, axum::Json(body)).into_response()
+    if ready {
+        return axum::Json(body).into_response();
+    }
+    // Not ready is an error response like any other: problem details, with the readiness
+    // report as extension members.
+    let mut problem = Problem::status(StatusCode::SERVICE_UNAVAILABLE)
+        .with_detail("not ready: see store and projection")
+        .with_retry_after(eventsourcing_axum::RETRY_AFTER_SECONDS);
+    if let Ok(serde_json::Value::Object(members)) = serde_json::to_value(&body) {
+        problem.extensions = members;
+    }
+    problem.into_response()
 }
 
 /// `GET /metrics`: everything recorded through the `metrics` facade (the library's and this
@@ -67,7 +76,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
             handle.render(),
         )
             .into_response(),
-        None => eventsourcing_axum::Problem::status(StatusCode::NOT_FOUND)
+        None => Problem::status(StatusCode::NOT_FOUND)
             .with_detail("no metrics recorder is installed")
             .into_response(),
     }

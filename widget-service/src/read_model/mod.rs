@@ -53,7 +53,14 @@ impl ReadModel {
     /// Starts the projection on `store` and waits until its table exists (its setup ran), so
     /// that the first query finds it.
     pub(crate) async fn start(store: &AnyStore) -> Result<(ReadModel, RunnerHandle), Error> {
-        let options = ProjectionOptions::default();
+        // A service's projection outlives any outage of its database: transient failures are
+        // retried for ever (every 5 s at most once the backoff has grown), and `/readyz` says
+        // it is stalled meanwhile. Only a failure that is not transient (an event the handler
+        // cannot take) ends it, and that needs an operator.
+        let options = ProjectionOptions {
+            attempts: u32::MAX,
+            ..ProjectionOptions::default()
+        };
         let (model, runner) = match store {
             AnyStore::Sqlite(s) => (
                 ReadModel::Sqlite(s.clone()),

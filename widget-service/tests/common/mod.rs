@@ -9,7 +9,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use eventsourcing_postgres::testing::{self, TestSchema};
+use eventsourcing_postgres::{
+    cluster::TestCluster,
+    testing::{self, TestSchema},
+};
 use serde_json::Value;
 
 /// Where a test's data lives; dropped (file or schema removed) after the servers using it.
@@ -18,6 +21,9 @@ pub(crate) enum Backend {
     Postgres(Box<TestSchema>),
     /// The memory store: nothing outlives the process.
     Memory,
+    /// A throwaway PostgreSQL cluster of the test's own, to stop and start (schema `widgets`,
+    /// a pool timeout of 2 s so that requests during an outage fail soon).
+    Cluster(Box<TestCluster>),
 }
 
 impl Backend {
@@ -46,6 +52,7 @@ impl Backend {
             Backend::Sqlite(_) => "sqlite",
             Backend::Postgres(_) => "postgres",
             Backend::Memory => "memory",
+            Backend::Cluster(_) => "postgres (own cluster)",
         }
     }
 
@@ -74,6 +81,13 @@ impl Backend {
             }
             Backend::Memory => {
                 command.env("PERSISTENCE_MODULE", "eventsourcing.popo");
+            }
+            Backend::Cluster(cluster) => {
+                command
+                    .env("PERSISTENCE_MODULE", "eventsourcing.postgres")
+                    .env("DATABASE_URL", cluster.conninfo())
+                    .env("POSTGRES_SCHEMA", "widgets")
+                    .env("POOL_TIMEOUT", "2");
             }
         }
     }
