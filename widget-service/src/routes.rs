@@ -68,8 +68,8 @@ pub(crate) async fn get(
 enum IfMatch {
     /// No header, or `*`: any current version.
     Any,
-    /// Exactly this version.
-    Version(u64),
+    /// One of these versions (the client's entity tags).
+    Versions(Vec<u64>),
     /// Tags that are not versions of ours: never current.
     Never,
 }
@@ -104,17 +104,15 @@ fn if_match(headers: &HeaderMap) -> Result<IfMatch, HttpError> {
             }
         }
     }
-    Ok(match versions.as_slice() {
-        [] => IfMatch::Never,
-        [v] => IfMatch::Version(*v),
-        // Several tags: the first one decides (a client sends one version).
-        [v, ..] => IfMatch::Version(*v),
+    Ok(match versions.is_empty() {
+        true => IfMatch::Never,
+        false => IfMatch::Versions(versions),
     })
 }
 
-/// `PATCH /endpoints/{id}`: renames. With `If-Match: "N"` only version `N` is renamed (412
-/// otherwise, also when a concurrent save wins); without it the rename is retried on a
-/// conflict, up to `WIDGETS_RENAME_ATTEMPTS` attempts.
+/// `PATCH /endpoints/{id}`: renames. With `If-Match: "N"` (or a list of tags) only a current
+/// version it names is renamed (412 otherwise, also when a concurrent save wins); without it
+/// the rename is retried on a conflict, up to `WIDGETS_RENAME_ATTEMPTS` attempts.
 pub(crate) async fn rename(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
@@ -132,10 +130,11 @@ pub(crate) async fn rename(
             })
             .await?
         }
-        IfMatch::Version(expected) => {
+        IfMatch::Versions(expected) => {
             let mut endpoint: WidgetRegistryEndpoint = app.repository().get(id).await?;
-            if endpoint.version() != expected {
-                return Err(precondition_failed(expected, endpoint.version()).into());
+            if !expected.contains(&endpoint.version()) {
+                let named = expected.iter().max().copied().unwrap_or_default();
+                return Err(precondition_failed(named, endpoint.version()).into());
             }
             endpoint.rename(&body.name).map_err(invalid)?;
             app.save(&mut endpoint)

@@ -161,6 +161,27 @@ async fn a_stale_if_match_is_412_and_changes_nothing() {
         let now: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
         assert_eq!(now["name"], "first");
         assert_eq!(now["version"], 2);
+
+        // A list of tags matches when one of them is current.
+        let listed = http
+            .patch(&url)
+            .header("if-match", "\"1\", \"2\"")
+            .json(&serde_json::json!({ "name": "third" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(listed.status(), 200, "{}", backend.name());
+        assert_eq!(common::etag(&listed), "\"3\"");
+        // `*` matches any current version.
+        let any = http
+            .patch(&url)
+            .header("if-match", "*")
+            .json(&serde_json::json!({ "name": "fourth" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(any.status(), 200);
+        assert_eq!(common::etag(&any), "\"4\"");
     }
 }
 
@@ -320,5 +341,52 @@ async fn the_tenant_read_model_catches_up() {
             .await
             .unwrap();
         assert_eq!(ready["projection"]["lag"], 0, "{}: {ready}", backend.name());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_renames_with_the_same_if_match_one_wins() {
+    const CLIENTS: usize = 16;
+    for backend in Backend::each_with_memory().await {
+        let server = backend.start();
+        let http = client();
+        let created = create(
+            &server,
+            &http,
+            "https://example.com/race",
+            "race",
+            &tenant(),
+        )
+        .await;
+        let url = server.url(&format!("/endpoints/{}", created["id"].as_str().unwrap()));
+        let tasks: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let (http, url) = (http.clone(), url.clone());
+                tokio::spawn(async move {
+                    let response = http
+                        .patch(&url)
+                        .header("if-match", "\"1\"")
+                        .json(&serde_json::json!({ "name": format!("racer {i}") }))
+                        .send()
+                        .await
+                        .unwrap();
+                    response.status().as_u16()
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for task in tasks {
+            statuses.push(task.await.unwrap());
+        }
+        let won = statuses.iter().filter(|s| **s == 200).count();
+        let refused = statuses.iter().filter(|s| **s == 412).count();
+        assert_eq!(
+            (won, refused),
+            (1, CLIENTS - 1),
+            "{}: {statuses:?}",
+            backend.name()
+        );
+        let now: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        assert_eq!(now["version"], 2, "{}", backend.name());
     }
 }
