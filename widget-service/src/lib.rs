@@ -15,7 +15,7 @@
 //!
 //! Every error is an RFC 9457 problem-details body ([`eventsourcing_axum`]).
 //!
-//! Modules: `config` (settings), `views` (bodies and their checks), `read_model` (the
+//! Modules: `config` (settings), `views` (bodies and their checks; uses `read_model`'s row type), `read_model` (the
 //! projection per store), `state` (shared state, uses `read_model`), `routes` and `health`
 //! (handlers, use `state` and `views`), `http` (the router, uses the handlers). None uses a
 //! module that uses it.
