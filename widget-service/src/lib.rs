@@ -15,10 +15,10 @@
 //!
 //! Every error is an RFC 9457 problem-details body ([`eventsourcing_axum`]).
 //!
-//! Modules: `config` (settings), `views` (bodies and their checks; uses `read_model`'s row type), `read_model` (the
-//! projection per store), `state` (shared state, uses `read_model`), `routes` and `health`
-//! (handlers, use `state` and `views`), `http` (the router, uses the handlers). None uses a
-//! module that uses it.
+//! Modules: `config` (settings), `read_model` (the projection per store), `views` (bodies and
+//! their checks; uses `read_model`'s row type), `state` (shared state, uses `read_model`),
+//! `routes` and `health` (handlers, use `state` and `views`), `http` (the router, uses the
+//! handlers). None uses a module that uses it.
 
 pub mod config;
 mod health;
