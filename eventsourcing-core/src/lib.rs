@@ -20,6 +20,7 @@
 //! | [`Env`]: settings from the environment | `config.rs` |
 //! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
+//! | [`metrics`]: every metric name, kind, unit and label; the `tracing` spans | `metrics.rs` |
 //! | [`Error`] | `error.rs` |
 //!
 //! # Invariants
@@ -40,6 +41,7 @@ pub mod engine;
 mod error;
 mod event;
 mod memory;
+pub mod metrics;
 mod migrate;
 mod process;
 mod projection;
