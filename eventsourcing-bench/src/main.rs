@@ -5,12 +5,15 @@
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
 //! Each line: `<figure> ours=<value> raw=<value> ratio=<ours/raw> unit=<unit>`.
+//!
+//! `EVENTSOURCING_BENCH_RECORDER=prometheus` installs a metrics recorder first;
+//! `EVENTSOURCING_BENCH_ONLY=append,load` runs only those groups (see `common/recorder.rs`).
 
 mod common;
 mod postgres;
 mod sqlite;
 
-use common::BoxError;
+use common::{recorder::Recorder, BoxError};
 
 #[tokio::main]
 async fn main() {
@@ -19,6 +22,13 @@ async fn main() {
         eprintln!("usage: eventsourcing-bench <postgres|sqlite>...");
         std::process::exit(2);
     }
+    let recorder = match Recorder::from_env() {
+        Ok(recorder) => recorder,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
     for store in &which {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
@@ -29,5 +39,8 @@ async fn main() {
             eprintln!("{store}: {e}");
             std::process::exit(1);
         }
+    }
+    if let Some(recorder) = recorder {
+        recorder.report();
     }
 }
