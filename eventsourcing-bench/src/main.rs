@@ -10,6 +10,7 @@
 //! `EVENTSOURCING_BENCH_ONLY=append,load` runs only those groups (see `common/recorder.rs`).
 
 mod common;
+mod memory;
 mod postgres;
 mod sqlite;
 
@@ -19,7 +20,7 @@ use common::{recorder::Recorder, BoxError};
 async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
-        eprintln!("usage: eventsourcing-bench <postgres|sqlite>...");
+        eprintln!("usage: eventsourcing-bench <postgres|sqlite|memory>...");
         std::process::exit(2);
     }
     let recorder = match Recorder::from_env() {
@@ -33,7 +34,10 @@ async fn main() {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
             "sqlite" => sqlite::run().await,
-            other => Err(format!("unknown store `{other}` (known: postgres, sqlite)").into()),
+            "memory" => memory::run().await,
+            other => {
+                Err(format!("unknown store `{other}` (known: postgres, sqlite, memory)").into())
+            }
         };
         if let Err(e) = result {
             eprintln!("{store}: {e}");
