@@ -4,6 +4,8 @@
 //! and labels the script implies, and the pool gauges show a connection in use and a caller
 //! waiting while a projection's handler holds the only connection.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../examples/common/widget.rs"]
 mod widget;
 
@@ -437,7 +439,10 @@ async fn sqlite_workload_records_every_metric() {
     assert_eq!(failures("parks", "stopped"), 0);
     assert_eq!(failures("stops", "stopped"), 1);
     assert_eq!(failures("stops", "parked"), 0);
-    let lag = seen.gauge(m::PROJECTION_LAG_EVENTS, &[("projection", "parks")]);
+    let lag = seen.gauge(
+        m::PROJECTION_LAG_EVENTS,
+        &[("projection", "parks"), ("store", "sqlite")],
+    );
     assert_eq!(lag.first(), Some(&((script.events - 1) as f64)));
     assert_eq!(lag.last(), Some(&0.0));
     assert!(seen.counter(m::LOG_READS, sqlite) > 1);
@@ -542,10 +547,108 @@ async fn postgres_workload_records_every_metric_and_the_pool() {
     };
     assert_eq!(failures("parks", "parked"), script.renames);
     assert_eq!(failures("stops", "stopped"), 1);
-    let lag = seen.gauge(m::PROJECTION_LAG_EVENTS, &[("projection", "parks")]);
+    let lag = seen.gauge(
+        m::PROJECTION_LAG_EVENTS,
+        &[("projection", "parks"), ("store", "postgres")],
+    );
     assert_eq!(lag.first(), Some(&(script.events as f64)));
     assert_eq!(lag.last(), Some(&0.0));
     assert_eq!(seen.gauge(m::POOL_WAITING, pooled).last(), Some(&0.0));
     drop(store);
     drop(schema);
+}
+
+/// The spans the library opens, with their fields, as a `tracing` subscriber sees them.
+#[derive(Default)]
+struct Spans(Mutex<Vec<(String, String)>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={:?} ", field.name(), value));
+    }
+}
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut fields = String::new();
+        span.record(&mut Fields(&mut fields));
+        let mut spans = self.0.lock().unwrap();
+        spans.push((span.metadata().name().to_owned(), fields));
+        tracing::span::Id::from_u64(spans.len() as u64)
+    }
+
+    fn record(&self, span: &tracing::span::Id, values: &tracing::span::Record<'_>) {
+        let mut spans = self.0.lock().unwrap();
+        if let Some((_, fields)) = spans.get_mut(span.into_u64() as usize - 1) {
+            values.record(&mut Fields(fields));
+        }
+    }
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// On one thread, so that the subscriber set for it sees every span of the workload.
+#[tokio::test(flavor = "current_thread")]
+async fn spans_name_the_aggregate_the_stream_and_the_projection() {
+    let _one_at_a_time = SERIAL.lock().await;
+    let spans = Arc::new(Spans::default());
+    let _subscriber = tracing::subscriber::set_default(Arc::clone(&spans));
+    let guard = TempGuard::new();
+    let store = SqliteStore::open(SqliteConfig::new(guard.dbname()))
+        .await
+        .unwrap();
+    let app = Application::new(store.clone()).with_snapshotting(Snapshotting::every(2));
+    let mut w = app.create(widget("spans")).await.unwrap();
+    w.rename("spans2").unwrap();
+    app.save(&mut w).await.unwrap();
+    let _: Widget = app.repository().get(w.id()).await.unwrap();
+    let log = store.read_log(Position::START, 10).await.unwrap();
+    assert_eq!(log.len(), 2);
+    let projection = Picky {
+        name: "spanned",
+        gate: None,
+    };
+    let handle =
+        eventsourcing::sqlite::spawn_projection(store.clone(), projection, options(OnError::Park));
+    for _ in 0..PATIENCE {
+        if store.projection_lag("spanned").await.unwrap() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    handle.stop().await.unwrap();
+
+    let spans = spans.0.lock().unwrap();
+    let find = |name: &str, with: &[String]| {
+        spans
+            .iter()
+            .any(|(n, fields)| n == name && with.iter().all(|w| fields.contains(w.as_str())))
+    };
+    let ty = format!("aggregate_type=\"{}\"", <Widget as Aggregate>::TYPE_NAME);
+    let id = format!("stream_id={}", w.id());
+    assert!(find(
+        "eventsourcing.save",
+        &[ty.clone(), id.clone(), "events=1".into()]
+    ));
+    assert!(find(
+        "eventsourcing.load",
+        &[ty, id, "snapshot=\"hit\"".into()]
+    ));
+    assert!(find(
+        "eventsourcing.read_log",
+        &["store=\"sqlite\"".into(), "events=2".into()]
+    ));
+    assert!(find(
+        "eventsourcing.projection_batch",
+        &["projection=spanned".into(), "events=2".into()]
+    ));
 }

@@ -439,12 +439,11 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
     async fn load<A: Aggregate>(&self, id: Uuid, version: Option<u64>) -> Result<A, Error> {
         let started = Instant::now();
         let mut snapshot = SnapshotUse::None;
+        let span = metrics::load_span(A::TYPE_NAME, id);
         let loaded = self.rebuild(id, version, &mut snapshot);
-        let aggregate = loaded
-            .instrument(metrics::load_span(A::TYPE_NAME, id))
-            .await?;
+        let aggregate = loaded.instrument(span.clone()).await?;
         let store = self.app.inner.store.store_kind();
-        metrics::record_load(store, A::TYPE_NAME, snapshot, started);
+        metrics::record_load(&span, store, A::TYPE_NAME, snapshot, started);
         Ok(aggregate)
     }
 

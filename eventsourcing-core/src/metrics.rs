@@ -378,8 +378,9 @@ pub(crate) fn load_span(aggregate_type: &'static str, id: Uuid) -> Span {
     )
 }
 
-/// Records a successful load.
+/// Records a successful load (and on its span whether it used a snapshot).
 pub(crate) fn record_load(
+    span: &Span,
     store: &'static str,
     aggregate_type: &'static str,
     snapshot: SnapshotUse,
@@ -390,7 +391,7 @@ pub(crate) fn record_load(
         SnapshotUse::Hit => "hit",
         SnapshotUse::Miss => "miss",
     };
-    Span::current().record("snapshot", label);
+    span.record("snapshot", label);
     let labels = [
         ("aggregate_type", aggregate_type),
         ("store", store),
