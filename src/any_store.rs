@@ -228,6 +228,10 @@ impl EventStore for AnyStore {
     fn changes(&self) -> Changes {
         dispatch!(self, s => s.changes())
     }
+
+    fn store_kind(&self) -> &'static str {
+        dispatch!(self, s => s.store_kind())
+    }
 }
 
 #[cfg(test)]

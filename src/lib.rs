@@ -139,6 +139,9 @@ pub use eventsourcing_core::{
     ProjectionOptions, RunnerHandle, Subscription,
 };
 
+// Metrics (through the `metrics` facade; the application installs the exporter) and spans.
+pub use eventsourcing_core::metrics;
+
 // The crates that appear in this crate's API, so users need not match their versions.
 pub use eventsourcing_core::{chrono, serde, serde_json, uuid, Uuid};
 

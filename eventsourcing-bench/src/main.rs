@@ -7,27 +7,39 @@
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
 //! Each line: `<figure> ours=<value> raw=<value> ratio=<ours/raw> unit=<unit>`.
+//!
+//! `EVENTSOURCING_BENCH_RECORDER=prometheus` installs a metrics recorder first;
+//! `EVENTSOURCING_BENCH_ONLY=append,load` runs only those groups (see `common/recorder.rs`).
 
 mod common;
+mod memory;
 mod postgres;
 mod sqlite;
 
-use common::BoxError;
+use common::{recorder::Recorder, BoxError};
 
 #[tokio::main]
 async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
         eprintln!(
-            "usage: eventsourcing-bench <postgres|sqlite|postgres-cipher|sqlite-cipher|export-postgres>..."
+            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres>..."
         );
         std::process::exit(2);
     }
+    let recorder = match Recorder::from_env() {
+        Ok(recorder) => recorder,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
     for store in &which {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
             "export-postgres" => postgres::export().await,
             "sqlite" => sqlite::run().await,
+            "memory" => memory::run().await,
             "postgres-cipher" => match saves() {
                 Ok(saves) => postgres::cipher::run(saves).await,
                 Err(e) => Err(e),
@@ -37,7 +49,7 @@ async fn main() {
                 Err(e) => Err(e),
             },
             other => Err(format!(
-                "unknown mode `{other}` (known: postgres, sqlite, postgres-cipher, sqlite-cipher, export-postgres)"
+                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres)"
             )
             .into()),
         };
@@ -45,6 +57,9 @@ async fn main() {
             eprintln!("{store}: {e}");
             std::process::exit(1);
         }
+    }
+    if let Some(recorder) = recorder {
+        recorder.report();
     }
 }
 

@@ -1,5 +1,6 @@
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Instant};
 
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -7,6 +8,7 @@ use crate::{
     codec::{Codec, EncodeContext, InContext, JsonCodec, PayloadKind},
     error::{BoxError, Error},
     event::{Metadata, NewEvent, Snapshot},
+    metrics::{self, SaveSummary, SnapshotUse},
     snapshot::{self, Snapshotting},
     store::EventStore,
 };
@@ -74,6 +76,7 @@ pub struct Collector<'a, C> {
     snapshotting: Snapshotting,
     events: Vec<NewEvent>,
     snapshots: Vec<Snapshot>,
+    summary: SaveSummary,
 }
 
 impl<'a, C: Codec> Collector<'a, C> {
@@ -88,6 +91,7 @@ impl<'a, C: Codec> Collector<'a, C> {
             snapshotting,
             events: Vec::new(),
             snapshots: Vec::new(),
+            summary: SaveSummary::default(),
         }
     }
 
@@ -107,6 +111,7 @@ impl<'a, C: Codec> Collector<'a, C> {
             Arc::clone(self.codec),
             EncodeContext::new(meta.id(), A::TYPE_NAME, PayloadKind::Event),
         );
+        self.summary.add(A::TYPE_NAME, meta.id(), pending.len());
         for recorded in pending {
             let event = &recorded.event;
             let payload = event.encode(&codec).map_err(|source| {
@@ -287,16 +292,13 @@ impl<S: EventStore, C: Codec> Application<S, C> {
         mut aggregates: U,
         metadata: &Metadata,
     ) -> Result<(), Error> {
-        let mut collector = Collector {
-            codec: &self.inner.codec,
-            metadata,
-            snapshotting: self.snapshotting,
-            events: Vec::new(),
-            snapshots: Vec::new(),
-        };
+        let mut collector = Collector::new(&self.inner.codec, metadata, self.snapshotting);
         aggregates.collect(&mut collector)?;
         let Collector {
-            events, snapshots, ..
+            events,
+            snapshots,
+            summary,
+            ..
         } = collector;
         if events.is_empty() {
             return Ok(());
@@ -304,7 +306,15 @@ impl<S: EventStore, C: Codec> Application<S, C> {
         let count = events.len();
         // Only a registered hook pays for the copy.
         let for_hook = self.on_saved.as_ref().map(|_| events.clone());
-        self.inner.store.append(events).await?;
+        let (span, started) = (summary.span(count), Instant::now());
+        let appended = self
+            .inner
+            .store
+            .append(events)
+            .instrument(span.clone())
+            .await;
+        summary.record(self.inner.store.store_kind(), started, &appended);
+        appended?;
         tracing::trace!(events = count, "saved");
         aggregates.mark_saved();
         if let (Some(hook), Some(events)) = (&self.on_saved, for_hook) {
@@ -320,7 +330,7 @@ impl<S: EventStore, C: Codec> Application<S, C> {
             }
         }
         for snapshot in snapshots {
-            self.write_snapshot(snapshot).await;
+            self.write_snapshot(snapshot).instrument(span.clone()).await;
         }
         Ok(())
     }
@@ -329,13 +339,14 @@ impl<S: EventStore, C: Codec> Application<S, C> {
     /// because the save it belongs to has already succeeded.
     async fn write_snapshot(&self, snapshot: Snapshot) {
         let (id, version) = (snapshot.stream_id, snapshot.version);
-        if let Err(e) = self
-            .inner
-            .store
+        let state_type = snapshot.state_type.clone();
+        let store = &self.inner.store;
+        match store
             .save_snapshot(snapshot, self.snapshotting.kept())
             .await
         {
-            tracing::warn!(%id, version, error = %e, "cannot write snapshot");
+            Ok(()) => metrics::record_snapshot_written(store.store_kind(), &state_type),
+            Err(e) => tracing::warn!(%id, version, error = %e, "cannot write snapshot"),
         }
     }
 
@@ -355,6 +366,7 @@ impl<S: EventStore, C: Codec> Application<S, C> {
             .store
             .save_snapshot(snapshot, self.snapshotting.kept())
             .await?;
+        metrics::record_snapshot_written(self.inner.store.store_kind(), A::TYPE_NAME);
         Ok(aggregate.version())
     }
 
@@ -436,13 +448,34 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
     }
 
     async fn load<A: Aggregate>(&self, id: Uuid, version: Option<u64>) -> Result<A, Error> {
+        let started = Instant::now();
+        let mut snapshot = SnapshotUse::None;
+        let span = metrics::load_span(A::TYPE_NAME, id);
+        let loaded = self.rebuild(id, version, &mut snapshot);
+        let aggregate = loaded.instrument(span.clone()).await?;
+        let store = self.app.inner.store.store_kind();
+        metrics::record_load(&span, store, A::TYPE_NAME, snapshot, started);
+        Ok(aggregate)
+    }
+
+    /// Loads and replays; says in `used` whether it started from a snapshot.
+    async fn rebuild<A: Aggregate>(
+        &self,
+        id: Uuid,
+        version: Option<u64>,
+        used: &mut SnapshotUse,
+    ) -> Result<A, Error> {
         let app = self.app;
         let mut base: Option<A> = None;
         let mut stale = false;
         if app.snapshotting.reads_for::<A>() {
+            *used = SnapshotUse::Miss;
             if let Some(snap) = app.inner.store.load_snapshot(id, version).await? {
                 match snapshot::restore::<A, C>(&*app.inner.codec, &snap) {
-                    Ok(a) => base = Some(a),
+                    Ok(a) => {
+                        base = Some(a);
+                        *used = SnapshotUse::Hit;
+                    }
                     Err(why) => {
                         tracing::info!(%id, version = snap.version, aggregate = A::TYPE_NAME, "ignoring snapshot: {why}");
                         stale = true;

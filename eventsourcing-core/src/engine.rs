@@ -8,7 +8,9 @@
 //! [`Plan`]'s steps, record the position, commit), and which of its errors
 //! are transient.
 
-use std::{error::Error as StdError, future::Future, sync::Arc};
+use std::{error::Error as StdError, future::Future, sync::Arc, time::Instant};
+
+use tracing::Instrument;
 
 pub use crate::batch::{
     catch_panic, catch_panic_async, error_chain, Batch, Known, Outcome, Plan, Step,
@@ -19,6 +21,7 @@ use crate::{
     changes::Changes,
     error::{BoxError, Error},
     event::{Position, StoredEvent},
+    metrics::ProjectionMetrics,
     projection::{OnError, ProjectionOptions},
     runner::{backoff, PositionCell, RunnerHandle, StopSignal},
     store::EventStore,
@@ -85,9 +88,14 @@ where
 {
     // Subscribed before the runner starts, so a save right after this call wakes it.
     let changes = source.changes();
+    let metrics = ProjectionMetrics::new(&consumer.name, source.store_kind());
     RunnerHandle::spawn(move |stop, cell| async move {
-        let mut runner = Runner::new(consumer, target, options, stop);
-        runner.run(&source, changes, cell).await
+        let mut runner = Runner::new(consumer, target, options, stop, metrics);
+        let result = runner.run(&source, changes, cell).await;
+        if result.is_err() {
+            runner.metrics.stopped();
+        }
+        result
     })
 }
 
@@ -132,11 +140,19 @@ struct Runner<T> {
     stop: StopSignal,
     /// Consecutive transient failures.
     failures: u32,
+    metrics: ProjectionMetrics,
 }
 
 impl<T: BatchTarget> Runner<T> {
-    fn new(consumer: Consumer, target: T, options: ProjectionOptions, stop: StopSignal) -> Self {
+    fn new(
+        consumer: Consumer,
+        target: T,
+        options: ProjectionOptions,
+        stop: StopSignal,
+        metrics: ProjectionMetrics,
+    ) -> Self {
         Runner {
+            metrics,
             name: consumer.name,
             types: consumer.types.map(Into::into),
             target,
@@ -228,6 +244,7 @@ impl<T: BatchTarget> Runner<T> {
         loop {
             let (index, error, recorded) = match self.target.attempt(batch, &known).await {
                 Ok(Outcome::Done { position, stopped }) => {
+                    self.metrics.parked(known.parked.len());
                     let failure = match stopped_by.take() {
                         Some((index, source)) if stopped => {
                             Some(Failure::Fatal(self.handler_error(batch, index, source)))
@@ -360,6 +377,7 @@ impl<T: BatchTarget> Runner<T> {
             };
             caught_up = events.len() < page;
             let Some(last) = events.last() else {
+                self.metrics.lag(true, None);
                 if recorded < after {
                     // Caught up with events it skipped: record them now, once, so that the lag
                     // of an idle consumer reads zero.
@@ -392,12 +410,22 @@ impl<T: BatchTarget> Runner<T> {
                 cell.set(after);
                 continue;
             }
+            let last_at = last.timestamp;
             let batch = Arc::new(Batch {
                 events,
                 end,
                 types: self.types.clone(),
             });
-            let applied = self.apply(&batch).await;
+            let (span, started) = (self.metrics.batch_span(batch.events.len()), Instant::now());
+            let applied = self.apply(&batch).instrument(span).await;
+            let committed = match applied.position {
+                Some(p) if p > recorded => batch.events.iter().filter(|e| e.position <= p).count(),
+                _ => 0,
+            };
+            self.metrics.batch(started, committed);
+            if applied.failure.is_none() {
+                self.metrics.lag(caught_up, Some(last_at));
+            }
             if let Some(position) = applied.position {
                 if position > recorded {
                     recorded = position;

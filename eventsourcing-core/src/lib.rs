@@ -22,6 +22,7 @@
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Tenants`], [`TenantStores`], [`TenantId`]: a store per tenant, bounded | `tenants.rs`, `tenant_id.rs` |
 //! | [`maintenance`]: store statistics, index use, snapshot pruning, the store check (`verify`) | `maintenance.rs` |
+//! | [`metrics`]: every metric name, kind, unit and label; the `tracing` spans | `metrics.rs` |
 //! | [`Error`] | `error.rs` |
 //!
 //! # Invariants
@@ -44,6 +45,7 @@ mod error;
 mod event;
 pub mod maintenance;
 mod memory;
+pub mod metrics;
 mod migrate;
 mod process;
 mod projection;

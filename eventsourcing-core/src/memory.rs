@@ -138,7 +138,8 @@ impl EventStore for MemoryStore {
         // Positions are assigned in log order, so the log is sorted by position.
         let start = inner.log.partition_point(|e| e.position <= after);
         let end = start.saturating_add(limit).min(inner.log.len());
-        std::future::ready(Ok(inner.log[start..end].to_vec()))
+        let page = inner.log[start..end].to_vec();
+        crate::metrics::observe_log_read("memory", after, limit, std::future::ready(Ok(page)))
     }
 
     fn save_snapshot(
@@ -216,5 +217,9 @@ impl EventStore for MemoryStore {
 
     fn changes(&self) -> Changes {
         self.notifier.subscribe()
+    }
+
+    fn store_kind(&self) -> &'static str {
+        "memory"
     }
 }

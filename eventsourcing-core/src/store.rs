@@ -100,4 +100,10 @@ pub trait EventStore: Send + Sync + 'static {
     /// Wakes subscribers when new events may be readable. A store that cannot tell returns
     /// [`Changes::none`], and subscribers fall back to polling.
     fn changes(&self) -> Changes;
+
+    /// What kind of store this is (`memory`, `sqlite`, `postgres`): the `store` label of the
+    /// [metrics](crate::metrics). Other stores may keep the default, `other`.
+    fn store_kind(&self) -> &'static str {
+        "other"
+    }
 }

@@ -8,7 +8,10 @@ use std::{
     time::Duration,
 };
 
-use eventsourcing_core::{ConfigError, Error};
+use eventsourcing_core::{
+    metrics::{InUse, PoolGauges},
+    ConfigError, Error,
+};
 use tokio::sync::{Semaphore, SemaphorePermit};
 use tokio_postgres::{Client, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -19,6 +22,11 @@ use crate::{
     error::{query_error, ConnectError, PoolTimeout, TooManyWaiting},
     sql::{Sql, Stmt},
 };
+
+/// The `store` label of this crate's metrics.
+pub(crate) const KIND: &str = "postgres";
+/// Callers waiting for and holding pooled connections, in every store of the process.
+static POOL_GAUGES: PoolGauges = PoolGauges::new(KIND, "pooled");
 
 /// Opens connections with the store's settings: TLS as configured, then one round trip setting
 /// the session's timeouts.
@@ -163,6 +171,7 @@ impl Pool {
     /// A connection, or at once an error if too many callers wait already, or after
     /// `pool_timeout` an error saying why the last connection attempt failed.
     pub(crate) async fn checkout(&self) -> Result<Checkout<'_>, Error> {
+        let queued = POOL_GAUGES.queued();
         let permit = match &self.waiting {
             Some(semaphore) => Some(semaphore.try_acquire().map_err(|_| {
                 Error::Transient(Box::new(TooManyWaiting {
@@ -185,6 +194,7 @@ impl Pool {
         Ok(Checkout {
             conn,
             _permit: permit,
+            _busy: queued.start(),
             pool: self,
         })
     }
@@ -194,6 +204,8 @@ impl Pool {
 pub(crate) struct Checkout<'a> {
     conn: bb8::PooledConnection<'a, Manager>,
     _permit: Option<SemaphorePermit<'a>>,
+    /// The connection counted in use until it goes back.
+    _busy: InUse,
     pool: &'a Pool,
 }
 

@@ -5,7 +5,7 @@ use std::{error::Error as StdError, future::Future, sync::Arc};
 
 use eventsourcing_core::{
     engine::{catch_panic_async, spawn_runner, Batch, BatchTarget, Consumer, Known, Outcome, Step},
-    BoxError, Error, EventStore, Position, RunnerHandle, StoredEvent,
+    metrics, BoxError, Error, EventStore, Position, RunnerHandle, StoredEvent,
 };
 use tokio_postgres::Transaction;
 
@@ -221,7 +221,9 @@ impl PostgresStore {
             .await
             .map_err(|e| self.error(e))?;
         let count: i64 = row.try_get(0).map_err(pg_error)?;
-        Ok(u64::try_from(count).unwrap_or(0))
+        let lag = u64::try_from(count).unwrap_or(0);
+        metrics::record_projection_lag(self.store_kind(), name, lag);
+        Ok(lag)
     }
 }
 

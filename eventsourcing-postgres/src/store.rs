@@ -5,8 +5,8 @@ use std::{fmt, future::Future, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
-    Changes, Env, Error, EventStore, MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot,
-    StoredEvent, Tracking,
+    metrics, Changes, Env, Error, EventStore, MigrationStatus, NewEvent, ParkedEvent, Position,
+    Snapshot, StoredEvent, Tracking,
 };
 use uuid::Uuid;
 
@@ -17,7 +17,7 @@ use crate::{
     horizon::{HorizonWatch, LogHorizon},
     live::Live,
     migrate::{self, MigrationReport},
-    pool::{Checkout, Connector, Pool},
+    pool::{Checkout, Connector, Pool, KIND},
     read::{self, Columns},
     sql::Stmt,
     status::{self, SchemaStatus},
@@ -289,7 +289,8 @@ impl EventStore for PostgresStore {
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        read::read_log(&self.inner.pool, &self.inner.horizon, after, limit)
+        let read = read::read_log(&self.inner.pool, &self.inner.horizon, after, limit);
+        metrics::observe_log_read(KIND, after, limit, read)
     }
 
     fn save_snapshot(
@@ -338,5 +339,9 @@ impl EventStore for PostgresStore {
     /// [Live notifications](crate#live-notifications).
     fn changes(&self) -> Changes {
         self.inner.live.changes()
+    }
+
+    fn store_kind(&self) -> &'static str {
+        KIND
     }
 }

@@ -6,7 +6,7 @@
 
 use std::sync::{mpsc::Receiver, Arc};
 
-use eventsourcing_core::{ChangeNotifier, Error};
+use eventsourcing_core::{metrics::Queued, ChangeNotifier, Error};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
@@ -26,6 +26,8 @@ pub(crate) struct Save {
     /// Woken once the save's events have committed.
     pub(crate) notifier: ChangeNotifier,
     pub(crate) reply: oneshot::Sender<Result<(), Error>>,
+    /// The save as the writer's pool gauges count it: waiting until its group is written.
+    pub(crate) queued: Option<Queued>,
 }
 
 /// `first` and the saves queued right behind it, and the first other work met on the way (to
@@ -43,7 +45,13 @@ pub(crate) fn gather(first: Save, queue: &Receiver<Work>) -> (Vec<Save>, Option<
 }
 
 /// Writes `group` in one transaction if it can, and tells each save its outcome.
-pub(crate) fn write_group(conn: &mut Connection, group: Vec<Save>) {
+pub(crate) fn write_group(conn: &mut Connection, mut group: Vec<Save>) {
+    // Every save of the group holds the writer until the group is written.
+    let _busy: Vec<_> = group
+        .iter_mut()
+        .filter_map(|save| save.queued.take())
+        .map(Queued::start)
+        .collect();
     if group.len() > 1 {
         if let Ok(outcomes) = commit_together(conn, &group) {
             for (save, outcome) in group.into_iter().zip(outcomes) {

@@ -5,7 +5,7 @@ use std::{error::Error as StdError, sync::Arc};
 
 use eventsourcing_core::{
     engine::{catch_panic, spawn_runner, Batch, BatchTarget, Consumer, Known, Outcome, Step},
-    BoxError, Error, Position, RunnerHandle, StoredEvent, Uuid,
+    metrics, BoxError, Error, EventStore, Position, RunnerHandle, StoredEvent, Uuid,
 };
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
@@ -119,24 +119,27 @@ impl SqliteStore {
     /// caught-up projection is zero, and while it catches up the skipped events it has not yet
     /// recorded (fewer than [`page_size`](ProjectionOptions::page_size)) still count.
     pub async fn projection_lag(&self, name: &str) -> Result<u64, Error> {
-        let name = name.to_owned();
-        self.on_reader(move |conn, dbname| {
-            let err = |e| sql_error(dbname, e);
-            // One read transaction: the position and the count from the same snapshot.
-            let tx = conn.transaction().map_err(err)?;
-            let after = read_tracking(&tx, &name)
-                .map_err(err)?
-                .unwrap_or(Position::START);
-            let Some(floor) = log_floor(after) else {
-                return Ok(0);
-            };
-            let count: i64 = tx
-                .prepare_cached("SELECT count(*) FROM events WHERE position > ?1")
-                .and_then(|mut stmt| stmt.query_row([floor], |row| row.get(0)))
-                .map_err(err)?;
-            Ok(u64::try_from(count).unwrap_or(0))
-        })
-        .await
+        let owned = name.to_owned();
+        let lag = self
+            .on_reader(move |conn, dbname| {
+                let err = |e| sql_error(dbname, e);
+                // One read transaction: the position and the count from the same snapshot.
+                let tx = conn.transaction().map_err(err)?;
+                let after = read_tracking(&tx, &owned)
+                    .map_err(err)?
+                    .unwrap_or(Position::START);
+                let Some(floor) = log_floor(after) else {
+                    return Ok(0);
+                };
+                let count: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM events WHERE position > ?1")
+                    .and_then(|mut stmt| stmt.query_row([floor], |row| row.get(0)))
+                    .map_err(err)?;
+                Ok(u64::try_from(count).unwrap_or(0))
+            })
+            .await?;
+        metrics::record_projection_lag(self.store_kind(), name, lag);
+        Ok(lag)
     }
 
     /// Runs `f` on a reader connection inside a read transaction (one consistent snapshot),

@@ -1,8 +1,8 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use eventsourcing_core::{
-    ChangeNotifier, Changes, Env, Error, EventStore, MigrationReport, MigrationStatus, NewEvent,
-    ParkedEvent, Position, Snapshot, StoredEvent, Tracking, Uuid,
+    metrics::observe_log_read, ChangeNotifier, Changes, Env, Error, EventStore, MigrationReport,
+    MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot, StoredEvent, Tracking, Uuid,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -16,7 +16,7 @@ use crate::{
     read::{current_version, load, load_snapshot, read_page},
     read_ahead::{is_full, ReadAhead},
     rows::{clamp_i64, log_floor, read_tracking},
-    worker::{Job, Workers},
+    worker::{Job, Workers, KIND, READER_GAUGES, WRITER_GAUGES},
 };
 
 /// The SQLite event store: a file database (or an in-memory one) that needs no server.
@@ -170,6 +170,7 @@ impl SqliteStore {
             dbname: Arc::clone(&self.inner.dbname),
             notifier: self.inner.notifier.clone(),
             reply,
+            queued: Some(WRITER_GAUGES.queued()),
         };
         let stopped = || stopped(&self.inner.dbname);
         self.inner.workers.save(save).map_err(|_| stopped())?;
@@ -202,7 +203,15 @@ impl SqliteStore {
         role: Role,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
-        let (job, rx) = self.job(f);
+        // The queue and the busy connections, as the pool gauges of the metrics.
+        let queued = match role {
+            Role::Writer => WRITER_GAUGES.queued(),
+            Role::Reader => READER_GAUGES.queued(),
+        };
+        let (job, rx) = self.job(move |conn, dbname| {
+            let _busy = queued.start();
+            f(conn, dbname)
+        });
         let workers = &self.inner.workers;
         let sent = match role {
             Role::Writer => workers.write(job),
@@ -275,33 +284,36 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_log(&self, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let Some(floor) = log_floor(after) else {
-            return Ok(Vec::new());
-        };
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let ahead = self
-            .inner
-            .read_ahead
-            .as_ref()
-            .and_then(|r| r.take(floor, limit));
-        let events = match ahead {
-            // Only a full page read ahead is certain to be what a read now would return: a
-            // shorter one may have missed events saved since.
-            Some(page) => match page.await {
-                Ok(Ok(events)) if is_full(&events, limit) => events,
-                _ => self.read_page(floor, limit).await?,
-            },
-            None => self.read_page(floor, limit).await?,
-        };
-        if is_full(&events, limit) {
-            if let Some(last) = events.last() {
-                self.read_ahead(clamp_i64(last.position.commit), limit);
+        let page = async {
+            if limit == 0 {
+                return Ok(Vec::new());
             }
-        }
-        Ok(events)
+            let Some(floor) = log_floor(after) else {
+                return Ok(Vec::new());
+            };
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let ahead = self
+                .inner
+                .read_ahead
+                .as_ref()
+                .and_then(|r| r.take(floor, limit));
+            let events = match ahead {
+                // Only a full page read ahead is certain to be what a read now would return: a
+                // shorter one may have missed events saved since.
+                Some(page) => match page.await {
+                    Ok(Ok(events)) if is_full(&events, limit) => events,
+                    _ => self.read_page(floor, limit).await?,
+                },
+                None => self.read_page(floor, limit).await?,
+            };
+            if is_full(&events, limit) {
+                if let Some(last) = events.last() {
+                    self.read_ahead(clamp_i64(last.position.commit), limit);
+                }
+            }
+            Ok(events)
+        };
+        observe_log_read(KIND, after, limit, page).await
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
@@ -343,6 +355,10 @@ impl EventStore for SqliteStore {
     /// [Notifications](SqliteStore#notifications).
     fn changes(&self) -> Changes {
         self.inner.notifier.subscribe()
+    }
+
+    fn store_kind(&self) -> &'static str {
+        KIND
     }
 }
 

@@ -14,12 +14,18 @@ use std::{
     time::Duration,
 };
 
-use eventsourcing_core::Error;
+use eventsourcing_core::{metrics::PoolGauges, Error};
 use std::ffi::c_int;
 
 use rusqlite::{hooks::Wal, Connection};
 
 use crate::group::{self, Save};
+/// The `store` label of this crate's metrics.
+pub(crate) const KIND: &str = "sqlite";
+/// Jobs queued for and running on the writer connection, in every store of the process.
+pub(crate) static WRITER_GAUGES: PoolGauges = PoolGauges::new(KIND, "writer");
+/// Jobs queued for and running on reader connections (on the writer, for in-memory databases).
+pub(crate) static READER_GAUGES: PoolGauges = PoolGauges::new(KIND, "reader");
 
 /// Work for a connection thread. It sends its own result (through a oneshot channel).
 pub(crate) type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;

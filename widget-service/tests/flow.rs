@@ -125,6 +125,16 @@ async fn the_seeds_flow_create_read_rename_read() {
             ),
             "{metrics}"
         );
+        // The library's metrics beside them: the create and the rename were saves.
+        let store = match backend.name() {
+            "sqlite" => "sqlite",
+            "memory" => "memory",
+            _ => "postgres",
+        };
+        let saves = format!(
+            "eventsourcing_saves_total{{aggregate_type=\"WidgetRegistryEndpoint\",store=\"{store}\"}} 2"
+        );
+        assert!(metrics.contains(&saves), "{saves} not in {metrics}");
     }
 }
 

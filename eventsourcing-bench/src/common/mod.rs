@@ -6,6 +6,7 @@ pub(crate) mod cipher;
 pub(crate) mod counter;
 pub(crate) mod fold;
 pub(crate) mod live;
+pub(crate) mod recorder;
 pub(crate) mod stats;
 pub(crate) mod timing;
 

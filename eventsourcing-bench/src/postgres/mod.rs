@@ -64,7 +64,7 @@ use self::{
     raw::{connect, raw_ddl, Prepared},
     reader::Reader,
 };
-use crate::common::BoxError;
+use crate::common::{recorder::wanted, BoxError};
 
 const DEFAULT_URL: &str = "postgresql://root@127.0.0.1:5432/test";
 
@@ -118,11 +118,22 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         for _ in 0..WRITERS {
             raws.push(Arc::new(Prepared::connect(&raw_config, &raw_schema).await?));
         }
-        append::figures(&app, &raws, saves).await?;
-        load::load(&app, &raws[0]).await?;
+        if wanted("append") {
+            append::figures(&app, &raws, saves).await?;
+        }
+        if wanted("load") {
+            load::load(&app, &raws[0]).await?;
+        }
         let reader = Reader::connect(&raw_config, &ours_schema).await?;
-        load::load_snap(&app, &reader).await?;
-        live::catchup(app.store(), &reader).await?;
+        if wanted("load_snap") {
+            load::load_snap(&app, &reader).await?;
+        }
+        if wanted("catchup") {
+            live::catchup(app.store(), &reader).await?;
+        }
+        if !wanted("live") {
+            return Ok(());
+        }
         live::live_latency(&app, &raws[0], &raw_config, &raw_schema).await
     }
     .await;

@@ -59,7 +59,7 @@ use eventsourcing::{
 };
 
 use self::raw::Raw;
-use crate::common::BoxError;
+use crate::common::{recorder::wanted, BoxError};
 
 /// Deletes the database files when the benchmark ends, however it ends.
 struct Cleanup(PathBuf);
@@ -106,14 +106,28 @@ pub(crate) async fn run() -> Result<(), BoxError> {
     let app = Application::new(store);
     let mut raw = Raw::open(&dbname, synchronous)?;
 
-    append::append_new(&app, &mut raw, saves).await?;
-    append::append_1_snapshot_10(&app, saves).await?;
-    load::load(&app, &mut raw).await?;
-    load::load_snap(&app, &raw).await?;
-    live::catchup(app.store(), &raw).await?;
-    live::catchup_projection(app.store(), &mut raw).await?;
-    live::live_latency(&app, &dbname, &mut raw).await?;
-    append::append_8_writers(&app, &dbname, synchronous, saves).await?;
+    if wanted("append") {
+        append::append_new(&app, &mut raw, saves).await?;
+    }
+    if wanted("append_snapshot") {
+        append::append_1_snapshot_10(&app, saves).await?;
+    }
+    if wanted("load") {
+        load::load(&app, &mut raw).await?;
+    }
+    if wanted("load_snap") {
+        load::load_snap(&app, &raw).await?;
+    }
+    if wanted("catchup") {
+        live::catchup(app.store(), &raw).await?;
+        live::catchup_projection(app.store(), &mut raw).await?;
+    }
+    if wanted("live") {
+        live::live_latency(&app, &dbname, &mut raw).await?;
+    }
+    if wanted("writers") {
+        append::append_8_writers(&app, &dbname, synchronous, saves).await?;
+    }
 
     drop(app);
     drop(raw);

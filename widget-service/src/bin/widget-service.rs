@@ -34,6 +34,8 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), DURATION_BUCKETS)?
         .install_recorder()?;
+    // The library's own metrics (saves, loads, snapshots, projection lag, pool), described.
+    eventsourcing::metrics::describe();
     let listen = config.listen;
     let state = AppState::open(&env, config, Some(metrics)).await?;
     tracing::info!(store = ?state.app().store().kind(), "store open, projection running");
