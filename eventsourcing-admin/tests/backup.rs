@@ -221,6 +221,10 @@ async fn archive_and_restore_through_the_binary() {
                 assert_eq!(left[0].version, 3);
             }
         });
+        // Archived streams start at their snapshot's version: whole, not a gap.
+        let run = target.admin(&["--json", "verify"]);
+        assert_eq!(run.code, 0, "{}", run.all());
+        assert_eq!(run.json()["archived_streams"], 4, "{}", run.all());
 
         let run = target.admin(&["archive", "restore", file_arg]);
         assert_eq!(run.code, 0, "{}", run.all());

@@ -362,19 +362,7 @@ pub(crate) async fn pages<W: Write>(
 
 /// A row of [`EVENT_COLUMNS`] as a record; a row that cannot be read is [`Error::BadRow`].
 pub(crate) fn event_record(row: &Row) -> Result<EventRecord, Error> {
-    let e = rows::log_event(row)?;
-    e.check_defect()?;
-    Ok(EventRecord {
-        stream_id: e.stream_id,
-        version: e.version,
-        event_type: e.event_type,
-        stream_type: e.stream_type,
-        schema_version: e.schema_version,
-        timestamp: e.timestamp,
-        payload: e.payload,
-        metadata: e.metadata,
-        position: e.position,
-    })
+    EventRecord::from_stored(rows::log_event(row)?)
 }
 
 /// Inserts `events` in their order and returns each one's (old, new) position. With

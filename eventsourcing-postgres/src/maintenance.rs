@@ -253,6 +253,7 @@ impl PostgresStore {
              WHERE (stream_id, version) > ($1, $2) ORDER BY stream_id, version LIMIT $3"
         );
         maintenance::verify(
+            self,
             payload,
             |after| {
                 let page_sql = page_sql.clone();

@@ -246,10 +246,16 @@ async fn read_log_pages_in_order() {
     }
     let mut seen = Vec::new();
     let mut after = Position::START;
-    loop {
+    // A page comes back short (even empty) while an older transaction anywhere on the server
+    // (another test's) is still open: the log never skips, it waits. So read until everything
+    // written is seen, with a deadline.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while seen.len() < expected.len() {
+        assert!(tokio::time::Instant::now() < deadline, "saw only {seen:?}");
         let page = store.read_log(after, 3).await.unwrap();
         if page.is_empty() {
-            break;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
         }
         assert!(page.len() <= 3);
         for e in &page {
@@ -259,6 +265,7 @@ async fn read_log_pages_in_order() {
         }
     }
     assert_eq!(seen, expected);
+    assert!(store.read_log(after, 3).await.unwrap().is_empty());
     assert!(store.read_log(Position::START, 0).await.unwrap().is_empty());
 }
 
@@ -275,15 +282,23 @@ async fn read_by_time_returns_the_window_in_log_order() {
         })
         .collect();
     store.append(events).await.unwrap();
-    let window = store
-        .read_by_time(
-            base + Duration::minutes(2),
-            base + Duration::minutes(4),
-            Position::START,
-            100,
-        )
-        .await
-        .unwrap();
+    // Short (even empty) while an older transaction of another test is open: read again.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let window = loop {
+        let window = store
+            .read_by_time(
+                base + Duration::minutes(2),
+                base + Duration::minutes(4),
+                Position::START,
+                100,
+            )
+            .await
+            .unwrap();
+        if window.len() >= 2 || tokio::time::Instant::now() > deadline {
+            break window;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let versions: Vec<u64> = window.iter().map(|e| e.version).collect();
     assert_eq!(versions, vec![2, 3]);
     let after_first = store

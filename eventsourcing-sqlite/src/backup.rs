@@ -222,19 +222,7 @@ fn uuid(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<eventsourcing_cor
 
 /// A row of [`EVENT_COLUMNS`] as a record; a row that cannot be read is [`Error::BadRow`].
 pub(crate) fn event_record(row: &rusqlite::Row<'_>) -> Result<EventRecord, RowError> {
-    let e = read_event(row)?;
-    e.check_defect()?;
-    Ok(EventRecord {
-        stream_id: e.stream_id,
-        version: e.version,
-        event_type: e.event_type,
-        stream_type: e.stream_type,
-        schema_version: e.schema_version,
-        timestamp: e.timestamp,
-        payload: e.payload,
-        metadata: e.metadata,
-        position: e.position,
-    })
+    Ok(EventRecord::from_stored(read_event(row)?)?)
 }
 
 fn import(

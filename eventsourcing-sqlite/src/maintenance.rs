@@ -133,6 +133,7 @@ impl SqliteStore {
             .on_reader(|conn, dbname| bad_snapshots(conn).map_err(|e| sql_error(dbname, e)))
             .await?;
         maintenance::verify(
+            self,
             payload,
             |after| {
                 let store = self.clone();

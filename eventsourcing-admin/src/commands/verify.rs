@@ -56,6 +56,12 @@ pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
             "{target}: checked {} events in {} streams\n",
             r.events, r.streams
         );
+        if r.archived_streams > 0 {
+            out.push_str(&format!(
+                "  {} streams start after archived events, at a snapshot\n",
+                r.archived_streams
+            ));
+        }
         for p in &r.problems {
             out.push_str(&format!(
                 "  stream {} version {}: {} ({})\n",

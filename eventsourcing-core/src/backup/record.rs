@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{BackupError, Content, Counts, FORMAT_NAME, FORMAT_VERSION};
-use crate::event::{Metadata, Position};
+use crate::event::{Metadata, Position, StoredEvent};
 
 /// The first record: what the file is and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +69,26 @@ pub struct EventRecord {
     /// Its position in the source store's log: an opaque ordinal, ascending through the file.
     /// Only its order means something in another store.
     pub position: Position,
+}
+
+impl EventRecord {
+    /// The record of an event a store read; an event the store could not read (a
+    /// [`StoredEvent::defect`]) is [`Error::BadRow`](crate::Error::BadRow): a backup never
+    /// carries a row it could not read.
+    pub fn from_stored(e: StoredEvent) -> Result<Self, crate::Error> {
+        e.check_defect()?;
+        Ok(EventRecord {
+            stream_id: e.stream_id,
+            version: e.version,
+            event_type: e.event_type,
+            stream_type: e.stream_type,
+            schema_version: e.schema_version,
+            timestamp: e.timestamp,
+            payload: e.payload,
+            metadata: e.metadata,
+            position: e.position,
+        })
+    }
 }
 
 /// One stored snapshot.
