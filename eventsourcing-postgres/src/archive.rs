@@ -18,8 +18,8 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::backup::{
-    verify_file, ArchiveReport, BackupError, BackupReader, BackupWriter, Content, Counts, Header,
-    Record,
+    check_consumers, verify_file, ArchiveReport, BackupError, BackupReader, BackupWriter, Content,
+    Counts, Header, Record,
 };
 use tokio_postgres::{IsolationLevel, Transaction};
 use uuid::Uuid;
@@ -118,17 +118,15 @@ impl PostgresStore {
                 )
                 .await
                 .map_err(db)?;
-            for row in &tracking {
-                let position =
-                    position_from_columns(row.try_get(1).map_err(db)?, row.try_get(2).map_err(db)?);
-                if position < newest {
-                    return Err(BackupError::ConsumerBehind {
-                        name: row.try_get(0).map_err(db)?,
-                        position,
-                        newest,
-                    });
-                }
-            }
+            let consumers = tracking
+                .iter()
+                .map(|row| {
+                    let (commit, seq) = (row.try_get(1)?, row.try_get(2)?);
+                    Ok((row.try_get(0)?, position_from_columns(commit, seq)))
+                })
+                .collect::<Result<Vec<_>, tokio_postgres::Error>>()
+                .map_err(db)?;
+            check_consumers(consumers, newest)?;
         }
         let file = OpenOptions::new().write(true).create_new(true).open(path)?;
         // Until the commit is sent, a failure removes the file: the store still holds every

@@ -19,8 +19,8 @@ use std::{
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
     backup::{
-        verify_file, ArchiveReport, BackupError, BackupReader, BackupWriter, Content, Counts,
-        Header, Record,
+        check_consumers, verify_file, ArchiveReport, BackupError, BackupReader, BackupWriter,
+        Content, Counts, Header, Record,
     },
     Position, Uuid,
 };
@@ -129,20 +129,14 @@ fn archive(
         let mut stmt = tx
             .prepare("SELECT name, position_commit, position_seq FROM tracking ORDER BY name")
             .map_err(db)?;
-        let mut rows = stmt.query([]).map_err(db)?;
-        while let Some(row) = rows.next().map_err(db)? {
-            let position = Position {
-                commit: get_u64(row, 1).map_err(db)?,
-                seq: get_u64(row, 2).map_err(db)?,
-            };
-            if position < newest {
-                return Err(BackupError::ConsumerBehind {
-                    name: row.get(0).map_err(db)?,
-                    position,
-                    newest,
-                });
-            }
-        }
+        let consumers = stmt
+            .query_map([], |row| {
+                let (commit, seq) = (get_u64(row, 1)?, get_u64(row, 2)?);
+                Ok((row.get(0)?, Position { commit, seq }))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(db)?;
+        check_consumers(consumers, newest)?;
     }
     let file = OpenOptions::new().write(true).create_new(true).open(path)?;
     // Until the commit, a failure removes the file: the store still holds every event in it.

@@ -44,6 +44,26 @@ pub fn no_progress() -> Progress {
     Box::new(|_, _| {})
 }
 
+/// What `archive` checks before it removes events up to `newest`: every consumer (name and
+/// recorded position, in the order given) has processed them, or the first one that has not is
+/// [`BackupError::ConsumerBehind`].
+pub fn check_consumers(
+    consumers: impl IntoIterator<Item = (String, crate::Position)>,
+    newest: crate::Position,
+) -> Result<(), BackupError> {
+    match consumers
+        .into_iter()
+        .find(|(_, position)| *position < newest)
+    {
+        Some((name, position)) => Err(BackupError::ConsumerBehind {
+            name,
+            position,
+            newest,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// The counts of each kind of record in a backup: what the trailer states and what an export
 /// or import reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
