@@ -11,24 +11,18 @@
 //! `SET LOCAL eventsourcing.allow_archive = 'on'` (the setting an append-only trigger on
 //! `events` checks before refusing a `DELETE`).
 
-use std::{
-    fs::{File, OpenOptions},
-    path::Path,
-};
+use std::{fs::OpenOptions, path::Path};
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::backup::{
-    check_consumers, verify_file, ArchiveReport, BackupError, BackupReader, BackupWriter, Content,
-    Counts, Header, Record,
+    check_consumers, sync_file, verify_file, verify_holding, ArchiveReport, BackupError,
+    BackupReader, BackupWriter, Content, Counts, Header, Record,
 };
 use tokio_postgres::{IsolationLevel, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    backup::{
-        event_record, insert_events, next_batch, pages, verify_blocking, Tables, EVENT_COLUMNS,
-        PAGE,
-    },
+    backup::{event_record, insert_events, next_batch, pages, Tables, EVENT_COLUMNS, PAGE},
     error::query_error,
     rows::{self, position_from_columns, version_param},
     store::PostgresStore,
@@ -151,7 +145,7 @@ impl PostgresStore {
             )
             .await?;
             let (out, counts) = writer.finish()?;
-            sync(out, path)?;
+            sync_file(out, path)?;
             check_file(path, counts).await?;
             let deleted = delete(&tx, &t, &streams, &lasts).await?;
             if deleted != counts.events {
@@ -182,13 +176,7 @@ impl PostgresStore {
     /// positions, in one transaction, after checking the whole file. Refused
     /// ([`BackupError::AlreadyPresent`]) when any of them is in the store.
     pub async fn restore_archive(&self, path: &Path) -> Result<Counts, BackupError> {
-        let verified = verify_blocking(path).await?;
-        if verified.header.content != Content::Archive {
-            return Err(BackupError::WrongContent {
-                expected: Content::Archive,
-                found: verified.header.content,
-            });
-        }
+        verify_holding(path, Content::Archive).await?;
         let mut client = self.dedicated_client().await?;
         let db = |e| query_error(e, &self.config().schema);
         let t = Tables::new(&self.config().schema);
@@ -264,18 +252,6 @@ fn qualified() -> String {
         .map(|c| format!("e.{c}"))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Syncs the file and its directory, so the archive survives a crash before the delete.
-pub(crate) fn sync(out: std::io::BufWriter<File>, path: &Path) -> Result<(), BackupError> {
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }
 
 /// Reads the archive back whole and checks it holds what was written.

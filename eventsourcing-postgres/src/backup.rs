@@ -16,7 +16,7 @@ use std::{collections::HashMap, io::Write, path::Path};
 
 use eventsourcing_core::{
     backup::{
-        no_progress, verify_file, BackupError, BackupReader, BackupWriter, Content, Counts,
+        no_progress, verify_holding, BackupError, BackupReader, BackupWriter, Content, Counts,
         EventRecord, Header, ParkedRecord, Progress, Record, Remap, SnapshotRecord, TrackingRecord,
     },
     Error, Metadata, Position,
@@ -190,13 +190,7 @@ impl PostgresStore {
         path: &Path,
         mut progress: Progress,
     ) -> Result<Counts, BackupError> {
-        let verified = verify_blocking(path).await?;
-        if verified.header.content != Content::Full {
-            return Err(BackupError::WrongContent {
-                expected: Content::Full,
-                found: verified.header.content,
-            });
-        }
+        let verified = verify_holding(path, Content::Full).await?;
         let mut client = self.dedicated_client().await?;
         let db = |e| query_error(e, &self.config().schema);
         let tx = client.transaction().await.map_err(db)?;
@@ -506,15 +500,6 @@ async fn insert_snapshots(
 }
 
 /// [`verify_file`] off the async threads.
-pub(crate) async fn verify_blocking(
-    path: &Path,
-) -> Result<eventsourcing_core::backup::Verified, BackupError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || verify_file(&path))
-        .await
-        .map_err(|e| BackupError::Io(std::io::Error::other(e)))?
-}
-
 type FileReader = BackupReader<std::fs::File>;
 
 /// Up to `n` records, read (and decompressed) off the async threads; an empty batch at the

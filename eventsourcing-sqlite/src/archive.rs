@@ -11,7 +11,7 @@
 //! checked whole before the events are deleted and the transaction commits.
 
 use std::{
-    fs::{File, OpenOptions},
+    fs::OpenOptions,
     io::BufWriter,
     path::{Path, PathBuf},
 };
@@ -19,15 +19,15 @@ use std::{
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
     backup::{
-        check_consumers, verify_file, ArchiveReport, BackupError, BackupReader, BackupWriter,
-        Content, Counts, Header, Record,
+        check_consumers, sync_file, verify_file, verify_holding, ArchiveReport, BackupError,
+        BackupReader, BackupWriter, Content, Counts, Header, Record,
     },
     Position, Uuid,
 };
 use rusqlite::{params, Connection, TransactionBehavior};
 
 use crate::{
-    backup::{each, event_record, insert_event, verify_blocking, EVENT_COLUMNS},
+    backup::{each, event_record, insert_event, EVENT_COLUMNS},
     error::{sql_error, to_i64},
     rows::get_u64,
     store::SqliteStore,
@@ -57,13 +57,7 @@ impl SqliteStore {
     /// positions, in one transaction, after checking the whole file. Refused
     /// ([`BackupError::AlreadyPresent`]) when any of them is in the store.
     pub async fn restore_archive(&self, path: &Path) -> Result<Counts, BackupError> {
-        let verified = verify_blocking(path).await?;
-        if verified.header.content != Content::Archive {
-            return Err(BackupError::WrongContent {
-                expected: Content::Archive,
-                found: verified.header.content,
-            });
-        }
+        verify_holding(path, Content::Archive).await?;
         let path: PathBuf = path.to_owned();
         self.on_writer(move |conn, dbname| Ok(restore(conn, dbname, &path)))
             .await?
@@ -159,7 +153,7 @@ fn archive(
             dbname,
         )?;
         let (out, counts) = writer.finish()?;
-        sync(out, path)?;
+        sync_file(out, path)?;
         let verified = verify_file(path)?;
         if verified.counts != counts {
             return Err(BackupError::Counts {
@@ -224,16 +218,4 @@ fn restore(conn: &mut Connection, dbname: &str, path: &Path) -> Result<Counts, B
     }
     tx.commit().map_err(db)?;
     Ok(counts)
-}
-
-/// Syncs the file and its directory, so the archive survives a crash before the delete.
-fn sync(out: BufWriter<File>, path: &Path) -> Result<(), BackupError> {
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)?.sync_all()?;
-    Ok(())
 }

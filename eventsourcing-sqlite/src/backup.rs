@@ -14,7 +14,7 @@ use std::{io::Write, path::Path};
 
 use eventsourcing_core::{
     backup::{
-        no_progress, verify_file, BackupError, BackupReader, BackupWriter, Content, Counts,
+        no_progress, verify_holding, BackupError, BackupReader, BackupWriter, Content, Counts,
         EventRecord, Header, ParkedRecord, Progress, Record, Remap, SnapshotRecord, TrackingRecord,
         Verified, PROGRESS_EVERY,
     },
@@ -74,13 +74,7 @@ impl SqliteStore {
         path: &Path,
         progress: Progress,
     ) -> Result<Counts, BackupError> {
-        let verified = verify_blocking(path).await?;
-        if verified.header.content != Content::Full {
-            return Err(BackupError::WrongContent {
-                expected: Content::Full,
-                found: verified.header.content,
-            });
-        }
+        let verified = verify_holding(path, Content::Full).await?;
         let path = path.to_owned();
         let counts = self
             .on_writer(move |conn, dbname| Ok(import(conn, dbname, &path, verified, progress)))
@@ -369,12 +363,4 @@ pub(crate) fn insert_event(
     ])?;
     let p = tx.last_insert_rowid() as u64;
     Ok(Position { commit: p, seq: p })
-}
-
-/// [`verify_file`] off the async threads.
-pub(crate) async fn verify_blocking(path: &Path) -> Result<Verified, BackupError> {
-    let path = path.to_owned();
-    tokio::task::spawn_blocking(move || verify_file(&path))
-        .await
-        .map_err(|e| BackupError::Io(std::io::Error::other(e)))?
 }

@@ -44,6 +44,42 @@ pub fn no_progress() -> Progress {
     Box::new(|_, _| {})
 }
 
+/// Checks the whole file at `path` off the async threads ([`verify_file`]) and that it holds
+/// `expected` (a full backup for `import`, an archive for `archive restore`): what both do
+/// before they write anything.
+pub async fn verify_holding(
+    path: &std::path::Path,
+    expected: Content,
+) -> Result<Verified, BackupError> {
+    let path = path.to_owned();
+    let verified = tokio::task::spawn_blocking(move || verify_file(&path))
+        .await
+        .map_err(|e| BackupError::Io(std::io::Error::other(e)))??;
+    if verified.header.content != expected {
+        return Err(BackupError::WrongContent {
+            expected,
+            found: verified.header.content,
+        });
+    }
+    Ok(verified)
+}
+
+/// Flushes `out`, then syncs the file and its directory, so that a file just written survives
+/// a crash (an archive, before the events in it are deleted).
+pub fn sync_file(
+    out: std::io::BufWriter<std::fs::File>,
+    path: &std::path::Path,
+) -> Result<(), BackupError> {
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 /// What `archive` checks before it removes events up to `newest`: every consumer (name and
 /// recorded position, in the order given) has processed them, or the first one that has not is
 /// [`BackupError::ConsumerBehind`].
