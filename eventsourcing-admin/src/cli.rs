@@ -1,12 +1,12 @@
 //! The command line: global options and one variant per command (each command's own arguments
 //! are defined in its file under `commands/`).
 //!
-//! To add a command: a file in `commands/`, its `pub(crate) mod` line and match arm in
-//! `commands/mod.rs`, and one variant here.
+//! To add a command: a file in `commands/` and its `pub(crate) mod` line in
+//! `commands/mod.rs`, and one variant and one match arm here.
 
 use clap::{Parser, Subcommand};
 
-use crate::commands;
+use crate::{commands, output::Failure, store::Context};
 
 const AFTER_HELP: &str = "\
 The store comes from the environment, as the application reads it: PERSISTENCE_MODULE
@@ -50,4 +50,24 @@ pub(crate) enum Command {
     Tenants(commands::tenants::Args),
     Grants(commands::grants::Args),
     AppendOnly(commands::append_only::Args),
+}
+
+impl Command {
+    /// Runs the command.
+    pub(crate) async fn run(self, ctx: &Context) -> Result<(), Failure> {
+        match self {
+            Command::Migrate(args) => commands::migrate::run(args, ctx).await,
+            Command::Status(args) => commands::status::run(args, ctx).await,
+            Command::Export(args) => commands::export::run(args, ctx).await,
+            Command::Import(args) => commands::import::run(args, ctx).await,
+            Command::Archive(args) => commands::archive::run(args, ctx).await,
+            Command::Verify(args) => commands::verify::run(args, ctx).await,
+            Command::Snapshots(args) => commands::snapshots::run(args, ctx).await,
+            Command::Vacuum(args) => commands::vacuum::run(args, ctx).await,
+            Command::Indexes(args) => commands::indexes::run(args, ctx).await,
+            Command::Tenants(args) => commands::tenants::run(args, ctx).await,
+            Command::Grants(args) => commands::grants::run(args, ctx).await,
+            Command::AppendOnly(args) => commands::append_only::run(args, ctx).await,
+        }
+    }
 }

@@ -23,7 +23,7 @@ async fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let out = output::Output::new(cli.json);
     let ctx = store::Context::new(cli.app.clone(), out);
-    match commands::run(cli.command, &ctx).await {
+    match cli.command.run(&ctx).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
     }

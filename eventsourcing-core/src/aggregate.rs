@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::{
     applying,
     codec::{Codec, CodecError},
-    error::Error,
+    error::{Error, EventDecodeError},
     event::StoredEvent,
 };
 
@@ -52,42 +52,6 @@ pub trait DomainEvent: Clone + fmt::Debug + Send + Sync + 'static {
         schema_version: u32,
         payload: &[u8],
     ) -> Result<Self, EventDecodeError>;
-}
-
-/// Why a stored event could not be decoded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EventDecodeError {
-    /// The stored name is not one of the aggregate's events.
-    #[error("`{name}` is not an event of `{aggregate}` (known: {})", known.join(", "))]
-    UnknownType {
-        /// The stored name.
-        name: String,
-        /// The aggregate type.
-        aggregate: &'static str,
-        /// The names it knows.
-        known: &'static [&'static str],
-    },
-    /// The payload was written with a schema version this code does not read.
-    #[error("schema version {found} is not supported (this code reads up to version {supported})")]
-    UnsupportedSchemaVersion {
-        /// The stored schema version.
-        found: u32,
-        /// The newest version the code knows.
-        supported: u32,
-    },
-    /// The payload was written with an older schema version and no upcast turns it into the
-    /// current one.
-    #[error("no upcast handles schema version {found} (the current schema version is {current})")]
-    NoUpcast {
-        /// The stored schema version.
-        found: u32,
-        /// The event's current schema version.
-        current: u32,
-    },
-    /// The codec rejected the payload.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
 }
 
 /// The replay half of an aggregate: what `#[aggregate]` generates from the `#[event]` methods.
@@ -452,6 +416,23 @@ impl DomainEvent for NoEvents {
             name: name.to_owned(),
             aggregate: "",
             known: &[],
+        })
+    }
+}
+
+// Beside `DomainEvent`, so that the event envelope (`event.rs`) needs nothing of this module.
+impl StoredEvent {
+    /// Decodes the payload as one of an aggregate's events (e.g. `WidgetEvent`), for projections
+    /// and process applications. Errors name the stream, version, type and schema version.
+    pub fn decode<E: DomainEvent, C: Codec>(&self, codec: &C) -> Result<E, Error> {
+        E::decode(codec, &self.event_type, self.schema_version, &self.payload).map_err(|source| {
+            Error::decode_failed(
+                self.stream_id,
+                self.version,
+                &self.event_type,
+                self.schema_version,
+                source,
+            )
         })
     }
 }

@@ -3,8 +3,6 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Serialize};
 use uuid::Uuid;
 
-use crate::error::BoxError;
-
 /// Turns event payloads (and snapshots) into bytes and back.
 ///
 /// This is the seam where other formats plug in. Byte-level stages such as compression and
@@ -119,13 +117,13 @@ impl<C: Codec> Codec for InContext<C> {
 #[error("{source}")]
 pub struct CodecError {
     #[source]
-    source: BoxError,
+    source: Box<dyn std::error::Error + Send + Sync + 'static>,
     shredded: Option<String>,
 }
 
 impl CodecError {
     /// Wraps the underlying error.
-    pub fn new(err: impl Into<BoxError>) -> Self {
+    pub fn new(err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
         CodecError {
             source: err.into(),
             shredded: None,
@@ -133,7 +131,10 @@ impl CodecError {
     }
 
     /// The payload belongs to `subject`, whose key was deleted (crypto-shredding).
-    pub fn shredded(subject: impl Into<String>, err: impl Into<BoxError>) -> Self {
+    pub fn shredded(
+        subject: impl Into<String>,
+        err: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
         CodecError {
             source: err.into(),
             shredded: Some(subject.into()),

@@ -1,9 +1,6 @@
 use uuid::Uuid;
 
-use crate::{
-    aggregate::EventDecodeError, codec::CodecError, config::ConfigError, event::Position,
-    tenant_id::TenantError,
-};
+use crate::{codec::CodecError, config::ConfigError, position::Position, tenant_id::TenantError};
 
 /// A boxed error from a backend or from user code.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -254,4 +251,40 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
+}
+
+/// Why a stored event could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The stored name is not one of the aggregate's events.
+    #[error("`{name}` is not an event of `{aggregate}` (known: {})", known.join(", "))]
+    UnknownType {
+        /// The stored name.
+        name: String,
+        /// The aggregate type.
+        aggregate: &'static str,
+        /// The names it knows.
+        known: &'static [&'static str],
+    },
+    /// The payload was written with a schema version this code does not read.
+    #[error("schema version {found} is not supported (this code reads up to version {supported})")]
+    UnsupportedSchemaVersion {
+        /// The stored schema version.
+        found: u32,
+        /// The newest version the code knows.
+        supported: u32,
+    },
+    /// The payload was written with an older schema version and no upcast turns it into the
+    /// current one.
+    #[error("no upcast handles schema version {found} (the current schema version is {current})")]
+    NoUpcast {
+        /// The stored schema version.
+        found: u32,
+        /// The event's current schema version.
+        current: u32,
+    },
+    /// The codec rejected the payload.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
 }

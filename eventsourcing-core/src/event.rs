@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::{aggregate::DomainEvent, codec::Codec, error::Error};
+use crate::error::Error;
+pub use crate::position::Position;
 
 /// Who and what caused a save: attached to every event the save writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,26 +44,6 @@ impl Metadata {
         self.values.insert(key.into(), value.into());
         self
     }
-}
-
-/// A place in the global order of all events of a store (the notification log).
-///
-/// Positions compare first by `commit`, then by `seq`. On PostgreSQL `commit` is the writing
-/// transaction's id, so the order is one in which no event can later appear before a position a
-/// reader has passed; single-writer stores number their saves in `commit`.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Position {
-    /// The save (transaction) order.
-    pub commit: u64,
-    /// The order within and across saves.
-    pub seq: u64,
-}
-
-impl Position {
-    /// The position before every event.
-    pub const START: Position = Position { commit: 0, seq: 0 };
 }
 
 /// An event on its way into a store.
@@ -205,22 +186,6 @@ pub struct Tracking {
     pub name: String,
     /// The position of the last event it processed.
     pub position: Position,
-}
-
-impl StoredEvent {
-    /// Decodes the payload as one of an aggregate's events (e.g. `WidgetEvent`), for projections
-    /// and process applications. Errors name the stream, version, type and schema version.
-    pub fn decode<E: DomainEvent, C: Codec>(&self, codec: &C) -> Result<E, Error> {
-        E::decode(codec, &self.event_type, self.schema_version, &self.payload).map_err(|source| {
-            Error::decode_failed(
-                self.stream_id,
-                self.version,
-                &self.event_type,
-                self.schema_version,
-                source,
-            )
-        })
-    }
 }
 
 impl Tracking {

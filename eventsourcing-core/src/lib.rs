@@ -47,6 +47,7 @@ pub mod maintenance;
 mod memory;
 pub mod metrics;
 mod migrate;
+mod position;
 mod process;
 mod projection;
 mod runner;
@@ -57,15 +58,15 @@ mod tenant_id;
 mod tenants;
 
 pub use aggregate::{
-    id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventDecodeError, EventSourced,
-    Meta, Recorded, ID_NAMESPACE,
+    id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventSourced, Meta, Recorded,
+    ID_NAMESPACE,
 };
 pub use application::{Application, Collector, Repository, Retry, SavedHook, Unsaved};
 pub use changes::{ChangeNotifier, Changes};
 pub use check::check_save;
 pub use codec::{Codec, CodecError, EncodeContext, InContext, JsonCodec, PayloadKind};
 pub use config::{ConfigError, Env, MAX_SECONDS};
-pub use error::{BoxError, Error};
+pub use error::{BoxError, Error, EventDecodeError};
 pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
 pub use migrate::{

@@ -4,19 +4,13 @@
 //! is rolled back alone and its neighbours commit; each caller hears its own outcome, and only
 //! after the commit that made its save durable.
 
-use std::sync::{mpsc::Receiver, Arc};
+use std::sync::Arc;
 
 use eventsourcing_core::{metrics::Queued, ChangeNotifier, Error};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use crate::{
-    append::{write, write_rows, Plan, TrackingRow},
-    worker::Work,
-};
-
-/// The most saves one commit takes: a bound on how long the first of them waits for the rest.
-const MAX_GROUP: usize = 64;
+use crate::append::{write, write_rows, Plan, TrackingRow};
 
 /// One save queued for the writer.
 pub(crate) struct Save {
@@ -28,20 +22,6 @@ pub(crate) struct Save {
     pub(crate) reply: oneshot::Sender<Result<(), Error>>,
     /// The save as the writer's pool gauges count it: waiting until its group is written.
     pub(crate) queued: Option<Queued>,
-}
-
-/// `first` and the saves queued right behind it, and the first other work met on the way (to
-/// run after the group, keeping the queue's order).
-pub(crate) fn gather(first: Save, queue: &Receiver<Work>) -> (Vec<Save>, Option<Work>) {
-    let mut group = vec![first];
-    while group.len() < MAX_GROUP {
-        match queue.try_recv() {
-            Ok(Work::Save(save)) => group.push(save),
-            Ok(other) => return (group, Some(other)),
-            Err(_) => break,
-        }
-    }
-    (group, None)
 }
 
 /// Writes `group` in one transaction if it can, and tells each save its outcome.

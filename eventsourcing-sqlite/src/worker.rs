@@ -227,6 +227,23 @@ fn send(sender: Option<&Sender<Work>>, work: Work) -> Result<(), Gone> {
 #[derive(Debug)]
 pub(crate) struct Gone;
 
+/// The most saves one commit takes: a bound on how long the first of them waits for the rest.
+const MAX_GROUP: usize = 64;
+
+/// `first` and the saves queued right behind it, and the first other work met on the way (to
+/// run after the group, keeping the queue's order).
+fn gather(first: Save, queue: &Receiver<Work>) -> (Vec<Save>, Option<Work>) {
+    let mut group = vec![first];
+    while group.len() < MAX_GROUP {
+        match queue.try_recv() {
+            Ok(Work::Save(save)) => group.push(save),
+            Ok(other) => return (group, Some(other)),
+            Err(_) => break,
+        }
+    }
+    (group, None)
+}
+
 fn serve(mut conn: Connection, queue: Receiver<Work>, mut wal: Option<WalLimit>) {
     // Ends when every sender is dropped and the queue is drained; the connection then closes.
     let mut next = None;
@@ -234,7 +251,7 @@ fn serve(mut conn: Connection, queue: Receiver<Work>, mut wal: Option<WalLimit>)
         match work {
             Work::Job(job) => run(job, &mut conn),
             Work::Save(first) => {
-                let (saves, after) = group::gather(first, &queue);
+                let (saves, after) = gather(first, &queue);
                 next = after;
                 // A panic fails the saves of the group (their callers see the reply dropped),
                 // not the thread; the transaction rolls back as it unwinds.
