@@ -8,7 +8,7 @@
 //! | concept | where |
 //! |---|---|
 //! | aggregate traits, [`Meta`], replay | `aggregate.rs` |
-//! | stored-event envelope, [`Metadata`], [`Position`] | `event.rs` |
+//! | stored-event envelope, [`Metadata`]; [`Position`] in the log | `event.rs`, `position.rs` |
 //! | [`Codec`] seam, [`JsonCodec`] | `codec.rs` |
 //! | [`EventStore`] trait | `store.rs` |
 //! | [`Subscription`], [`read_log_stream`], [`ChangeNotifier`] | `subscription.rs`, `changes.rs` |
