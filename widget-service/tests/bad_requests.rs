@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, create, Backend};
+use common::{client, create, get_json, Backend};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -220,14 +220,7 @@ async fn bad_requests_get_the_right_status_and_problem_details() {
         }
 
         // None of that changed the endpoint.
-        let now: Value = http
-            .get(server.url(&endpoint))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let now: Value = get_json(&http, server.url(&endpoint)).await;
         assert_eq!(now["version"], 1);
         assert_eq!(now["name"], "Bad");
     }

@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{client, create, etag, tenant, Backend};
+use common::{client, create, etag, get_json, tenant, Backend};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,36 +63,23 @@ async fn the_seeds_flow_create_read_rename_read() {
         assert_eq!(body["version"], 2);
 
         // The earlier version is still there.
-        let old: Value = http
-            .get(server.url(&format!("/endpoints/{id}?version=1")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let old: Value = get_json(&http, server.url(&format!("/endpoints/{id}?version=1"))).await;
         assert_eq!(old["name"], "Test Endpoint");
         assert_eq!(old["version"], 1);
 
         // The history, a page at a time.
-        let page: Value = http
-            .get(server.url(&format!("/endpoints/{id}/history?limit=1")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(
+            &http,
+            server.url(&format!("/endpoints/{id}/history?limit=1")),
+        )
+        .await;
         assert_eq!(page["events"][0]["type"], "Registered");
         assert_eq!(page["next_after"], 1);
-        let page: Value = http
-            .get(server.url(&format!("/endpoints/{id}/history?after=1")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(
+            &http,
+            server.url(&format!("/endpoints/{id}/history?after=1")),
+        )
+        .await;
         assert_eq!(page["events"][0]["type"], "NameUpdated");
         assert_eq!(page["events"][0]["data"]["name"], "Updated Name");
         assert_eq!(page["next_after"], Value::Null);
@@ -168,7 +155,7 @@ async fn a_stale_if_match_is_412_and_changes_nothing() {
         let problem: Value = stale.json().await.unwrap();
         assert_eq!(problem["status"], 412);
 
-        let now: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let now: Value = get_json(&http, &url).await;
         assert_eq!(now["name"], "first");
         assert_eq!(now["version"], 2);
 
@@ -225,16 +212,9 @@ async fn concurrent_renames_without_if_match_all_land() {
             assert_eq!(status, 200, "{}: {body}", backend.name());
         }
 
-        let now: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let now: Value = get_json(&http, &url).await;
         assert_eq!(now["version"], 1 + RENAMES as u64, "{}", backend.name());
-        let history: Value = http
-            .get(server.url(&format!("/endpoints/{id}/history")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let history: Value = get_json(&http, server.url(&format!("/endpoints/{id}/history"))).await;
         let names: BTreeSet<String> = history["events"]
             .as_array()
             .unwrap()
@@ -278,14 +258,8 @@ async fn the_tenant_read_model_catches_up() {
         // Eventually consistent: poll, with a generous deadline on the waiting only.
         let deadline = Instant::now() + Duration::from_secs(30);
         let listing = loop {
-            let page: Value = http
-                .get(server.url(&format!("/tenants/{mine}/endpoints")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let page: Value =
+                get_json(&http, server.url(&format!("/tenants/{mine}/endpoints"))).await;
             let rows = page["endpoints"].as_array().unwrap().clone();
             let caught_up = rows.len() == 5
                 && rows
@@ -313,26 +287,20 @@ async fn the_tenant_read_model_catches_up() {
         );
 
         // Paged by id.
-        let first: Value = http
-            .get(server.url(&format!("/tenants/{mine}/endpoints?limit=3")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let first: Value = get_json(
+            &http,
+            server.url(&format!("/tenants/{mine}/endpoints?limit=3")),
+        )
+        .await;
         let after = first["next_after"]
             .as_str()
             .expect("a next page")
             .to_owned();
-        let second: Value = http
-            .get(server.url(&format!("/tenants/{mine}/endpoints?limit=3&after={after}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let second: Value = get_json(
+            &http,
+            server.url(&format!("/tenants/{mine}/endpoints?limit=3&after={after}")),
+        )
+        .await;
         let paged: BTreeSet<String> = first["endpoints"]
             .as_array()
             .unwrap()
@@ -342,14 +310,7 @@ async fn the_tenant_read_model_catches_up() {
             .collect();
         assert_eq!(paged, ids);
 
-        let ready: Value = http
-            .get(server.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ready: Value = get_json(&http, server.url("/readyz")).await;
         assert_eq!(ready["projection"]["lag"], 0, "{}: {ready}", backend.name());
     }
 }
@@ -396,7 +357,7 @@ async fn concurrent_renames_with_the_same_if_match_one_wins() {
             "{}: {statuses:?}",
             backend.name()
         );
-        let now: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        let now: Value = get_json(&http, &url).await;
         assert_eq!(now["version"], 2, "{}", backend.name());
     }
 }

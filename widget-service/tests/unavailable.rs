@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{client, create, Backend, Server};
+use common::{client, create, get_json, Backend, Server};
 use eventsourcing_postgres::cluster::{StopMode, TestCluster};
 use serde_json::Value;
 
@@ -94,14 +94,7 @@ async fn a_database_outage_is_503_then_the_service_recovers() {
     // The projection lived through the outage: it shows the endpoint saved after it.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let page: Value = http
-            .get(server.url("/tenants/tenant-outage/endpoints"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = get_json(&http, server.url("/tenants/tenant-outage/endpoints")).await;
         if page["endpoints"]
             .as_array()
             .unwrap()

@@ -191,6 +191,14 @@ impl Drop for Server {
 }
 
 /// A client of the tests (no pooling surprises: reqwest's defaults).
+/// GETs `url` and reads the JSON body (panics on a transport error or a body that is not JSON).
+pub(crate) async fn get_json(
+    http: &reqwest::Client,
+    url: impl reqwest::IntoUrl,
+) -> serde_json::Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
+}
+
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
