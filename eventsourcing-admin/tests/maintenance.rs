@@ -47,8 +47,8 @@ async fn status_counts_events_streams_snapshots_and_each_consumers_lag() {
 
         let run = target.admin(&["status"]);
         assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(run.stdout.contains("events: 5"), "{name}: {}", run.all());
-        assert!(run.stdout.contains("5 behind"), "{name}: {}", run.all());
+        run.assert_stdout(name, "events: 5");
+        run.assert_stdout(name, "5 behind");
     }
 }
 
@@ -66,16 +66,8 @@ async fn verify_pages_through_a_sound_store_without_false_alarms() {
 
         let run = target.admin(&["verify"]);
         assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(
-            run.stdout.contains("checked 1237 events in 2 streams"),
-            "{name}: {}",
-            run.all()
-        );
-        assert!(
-            run.stdout.contains("no problems found"),
-            "{name}: {}",
-            run.all()
-        );
+        run.assert_stdout(name, "checked 1237 events in 2 streams");
+        run.assert_stdout(name, "no problems found");
     }
 }
 
@@ -139,12 +131,11 @@ async fn verify_exits_1_listing_every_corrupted_row() {
         // The text names each stream and what is wrong with it.
         let run = target.admin(&["verify"]);
         assert_eq!(run.code, 1, "{name}: {}", run.all());
-        assert!(
-            run.stdout.contains(&format!(
+        run.assert_stdout(
+            name,
+            &format!(
                 "stream {gap} version 4: version 4 follows version 1: versions 2..=3 are missing"
-            )),
-            "{name}: {}",
-            run.all()
+            ),
         );
         assert!(
             run.stdout
@@ -197,19 +188,11 @@ async fn snapshots_prune_keeps_the_newest_of_every_stream() {
         // All are younger than a day: nothing goes.
         let run = target.admin(&["snapshots", "prune", "--keep", "1", "--older-than", "1d"]);
         assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(
-            run.stdout.contains("deleted 0 snapshots, 3 kept"),
-            "{name}: {}",
-            run.all()
-        );
+        run.assert_stdout(name, "deleted 0 snapshots, 3 kept");
 
         let run = target.admin(&["snapshots", "prune", "--keep", "1"]);
         assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(
-            run.stdout.contains("deleted 1 snapshots, 2 kept"),
-            "{name}: {}",
-            run.all()
-        );
+        run.assert_stdout(name, "deleted 1 snapshots, 2 kept");
         assert_eq!(
             store.load_snapshot(a, None).await.unwrap().unwrap().version,
             3
@@ -264,11 +247,7 @@ async fn vacuum_runs_each_step_and_leaves_the_store_sound() {
         );
 
         let run = target.admin(&["verify"]);
-        assert!(
-            run.stdout.contains("checked 10 events in 1 streams"),
-            "{name}: {}",
-            run.all()
-        );
+        run.assert_stdout(name, "checked 10 events in 1 streams");
     }
 }
 
@@ -316,7 +295,7 @@ async fn indexes_lists_each_index_with_size_and_usage() {
         }
         let run = target.admin(&["indexes"]);
         assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(run.stdout.contains("usage"), "{name}: {}", run.all());
+        run.assert_stdout(name, "usage");
     }
 }
 

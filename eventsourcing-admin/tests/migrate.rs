@@ -23,7 +23,7 @@ async fn migrate_creates_the_tables_once_and_status_shows_them() {
 
         let run = target.admin(&["status"]);
         assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(run.stdout.contains("checksum ok"), "{name}: {}", run.all());
+        run.assert_stdout(name, "checksum ok");
         assert!(!run.stdout.contains("pending"), "{name}: {}", run.all());
 
         let json = target.admin(&["status", "--json"]).json();

@@ -22,6 +22,16 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
+    /// Fails, naming `what` and showing both streams, unless stdout contains `needle`.
+    #[track_caller]
+    pub fn assert_stdout(&self, what: &str, needle: &str) {
+        assert!(
+            self.stdout.contains(needle),
+            "{what}: no {needle:?} in {}",
+            self.all()
+        );
+    }
+
     /// The stdout parsed as JSON (panics with the output if it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
