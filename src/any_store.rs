@@ -209,6 +209,14 @@ impl EventStore for AnyStore {
         dispatch!(self, s => s.load_snapshot(stream_id, at_or_below).await)
     }
 
+    async fn load_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        up_to: Option<u64>,
+    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
+        dispatch!(self, s => s.load_from_snapshot(stream_id, up_to).await)
+    }
+
     async fn append_tracked(&self, events: Vec<NewEvent>, tracking: Tracking) -> Result<(), Error> {
         dispatch!(self, s => s.append_tracked(events, tracking).await)
     }

@@ -466,25 +466,29 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
         used: &mut SnapshotUse,
     ) -> Result<A, Error> {
         let app = self.app;
+        let store = &app.inner.store;
         let mut base: Option<A> = None;
         let mut stale = false;
-        if app.snapshotting.reads_for::<A>() {
+        let events = if app.snapshotting.reads_for::<A>() {
             *used = SnapshotUse::Miss;
-            if let Some(snap) = app.inner.store.load_snapshot(id, version).await? {
-                match snapshot::restore::<A, C>(&*app.inner.codec, &snap) {
-                    Ok(a) => {
-                        base = Some(a);
-                        *used = SnapshotUse::Hit;
-                    }
-                    Err(why) => {
-                        tracing::info!(%id, version = snap.version, aggregate = A::TYPE_NAME, "ignoring snapshot: {why}");
-                        stale = true;
-                    }
+            // The snapshot and the events after it, in one round trip where the store can.
+            let (snap, events) = store.load_from_snapshot(id, version).await?;
+            match snap.map(|snap| (snapshot::restore::<A, C>(&*app.inner.codec, &snap), snap)) {
+                None => events,
+                Some((Ok(a), _)) => {
+                    base = Some(a);
+                    *used = SnapshotUse::Hit;
+                    events
+                }
+                Some((Err(why), snap)) => {
+                    tracing::info!(%id, version = snap.version, aggregate = A::TYPE_NAME, "ignoring snapshot: {why}");
+                    stale = true;
+                    store.load_for_replay(id, 0, version).await?
                 }
             }
-        }
-        let after = base.as_ref().map_or(0, |a| a.version());
-        let events = app.inner.store.load_for_replay(id, after, version).await?;
+        } else {
+            store.load_for_replay(id, 0, version).await?
+        };
         for event in &events {
             event.check_defect()?;
             if !event.stream_type.is_empty() && event.stream_type != A::TYPE_NAME {

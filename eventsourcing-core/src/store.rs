@@ -69,6 +69,27 @@ pub trait EventStore: Send + Sync + 'static {
         at_or_below: Option<u64>,
     ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send;
 
+    /// What a snapshotting load reads: the newest snapshot of the stream at or below `up_to`
+    /// (any version when `None`) and the events after it up to `up_to`, read as
+    /// [`load_for_replay`](Self::load_for_replay) reads them (after version 0 when there is no
+    /// snapshot). Stores override it to read both in one round trip; the default makes the two
+    /// calls.
+    ///
+    /// The events start after the snapshot's version even if the caller cannot use the
+    /// snapshot (another struct shape): it then reads the earlier events itself.
+    fn load_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<(Option<Snapshot>, Vec<StoredEvent>), Error>> + Send {
+        async move {
+            let snapshot = self.load_snapshot(stream_id, up_to).await?;
+            let after = snapshot.as_ref().map_or(0, |s| s.version);
+            let events = self.load_for_replay(stream_id, after, up_to).await?;
+            Ok((snapshot, events))
+        }
+    }
+
     /// Appends `events` (possibly none) and records `tracking`, atomically: both or neither.
     ///
     /// Fails like [`append`](Self::append), and with [`Error::AlreadyProcessed`] (writing
