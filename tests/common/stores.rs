@@ -10,7 +10,7 @@ use eventsourcing::{postgres::PostgresStore, sqlite::SqliteStore, Error, EventSt
 use super::wait::wait_until;
 
 /// A store with projections: `SqliteStore` or `PostgresStore`.
-pub trait Projections: EventStore + Clone {
+pub(crate) trait Projections: EventStore + Clone {
     /// The store's own `projection_lag(name)`: the events of the log after `name`'s position.
     async fn projection_lag(&self, name: &str) -> Result<u64, Error>;
 
@@ -38,7 +38,7 @@ macro_rules! projections {
 projections!(SqliteStore, PostgresStore);
 
 /// Waits until the projection `name` has caught up with `store`'s log (its lag is 0).
-pub async fn caught_up<S: Projections>(store: &S, name: &str) {
+pub(crate) async fn caught_up<S: Projections>(store: &S, name: &str) {
     wait_until(
         &format!("the projection {name} catches up"),
         move || async move { store.projection_lag(name).await.unwrap() == 0 },

@@ -9,10 +9,10 @@ use std::{future::Future, time::Duration};
 
 /// How long any wait may take before the test fails instead of hanging: generous, for a slow
 /// machine or a server other tests keep busy.
-pub const WAIT: Duration = Duration::from_secs(120);
+pub(crate) const WAIT: Duration = Duration::from_secs(120);
 
 /// Polls `found` until it gives a value, and returns it; fails naming `what` after [`WAIT`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut found: F) -> T
+pub(crate) async fn wait_for<T, F, Fut>(what: &str, mut found: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -31,7 +31,7 @@ where
 }
 
 /// Polls `done` until it holds; fails naming `what` after [`WAIT`].
-pub async fn wait_until<F, Fut>(what: &str, mut done: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
