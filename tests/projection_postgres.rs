@@ -14,7 +14,7 @@ use eventsourcing::{
         tokio_postgres::{IsolationLevel, Row, Transaction},
         PostgresConfig, PostgresProjection, PostgresStore,
     },
-    BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
+    BoxError, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
 use projection::{kill::Reopen, Harness, Model, Tally};
 
@@ -245,17 +245,5 @@ impl Harness for Postgres {
             .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
             .collect();
         (recorded, model)
-    }
-
-    async fn lag(&self, name: &str) -> u64 {
-        self.store.projection_lag(name).await.unwrap()
-    }
-
-    async fn parked(&self, name: &str) -> Vec<ParkedEvent> {
-        self.store.parked(name).await.unwrap()
-    }
-
-    async fn unpark(&self, name: &str, position: Position) -> bool {
-        self.store.unpark(name, position).await.unwrap()
     }
 }

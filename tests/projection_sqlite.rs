@@ -13,7 +13,7 @@ use eventsourcing::{
         testing::{memory_store, temp_file_store, TempGuard},
         SqliteConfig, SqliteProjection, SqliteStore,
     },
-    BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
+    BoxError, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
 use projection::{kill::Reopen, Harness, Model, Tally};
 
@@ -258,17 +258,5 @@ impl Harness for Sqlite {
             .query(move |tx| read_tally(tx, &name))
             .await
             .unwrap()
-    }
-
-    async fn lag(&self, name: &str) -> u64 {
-        self.store.projection_lag(name).await.unwrap()
-    }
-
-    async fn parked(&self, name: &str) -> Vec<ParkedEvent> {
-        self.store.parked(name).await.unwrap()
-    }
-
-    async fn unpark(&self, name: &str, position: Position) -> bool {
-        self.store.unpark(name, position).await.unwrap()
     }
 }

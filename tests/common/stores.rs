@@ -5,7 +5,9 @@
 
 #![allow(dead_code, async_fn_in_trait, clippy::unwrap_used)]
 
-use eventsourcing::{postgres::PostgresStore, sqlite::SqliteStore, Error, EventStore, Position};
+use eventsourcing::{
+    postgres::PostgresStore, sqlite::SqliteStore, Error, EventStore, ParkedEvent, Position,
+};
 
 use super::wait::wait_until;
 
@@ -16,6 +18,9 @@ pub(crate) trait Projections: EventStore + Clone {
 
     /// The store's own `unpark(name, position)`.
     async fn unpark(&self, name: &str, position: Position) -> Result<bool, Error>;
+
+    /// The store's own `parked(name)` (its inherent method, not `EventStore::parked`).
+    async fn own_parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error>;
 }
 
 /// Implements [`Projections`] for each store by calling its inherent methods.
@@ -29,6 +34,10 @@ macro_rules! projections {
 
                 async fn unpark(&self, name: &str, position: Position) -> Result<bool, Error> {
                     <$store>::unpark(self, name, position).await
+                }
+
+                async fn own_parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
+                    <$store>::parked(self, name).await
                 }
             }
         )*
