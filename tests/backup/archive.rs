@@ -3,11 +3,10 @@
 use eventsourcing::{
     backup::BackupError, chrono::Utc, Aggregate, EventStore, Position, Snapshotting, Tracking,
 };
-use eventsourcing_postgres::testing::TestSchema;
 use eventsourcing_sqlite::testing::temp_file_store;
 
 use crate::{
-    fixtures::{app, log, widgets, Backup},
+    fixtures::{app, log, on_both_stores, widgets, Backup},
     widget::WidgetRegistryEndpoint as Widget,
 };
 
@@ -117,17 +116,7 @@ async fn archive_and_restore<S: Backup>(store: &S) {
     let _ = Position::START;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn archive_and_restore_postgres() {
-    let schema = TestSchema::new().await;
-    archive_and_restore(&schema.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn archive_and_restore_sqlite() {
-    let (store, _guard) = temp_file_store();
-    archive_and_restore(&store).await;
-}
+on_both_stores!(archive_and_restore: archive_and_restore_postgres, archive_and_restore_sqlite);
 
 /// `--force` archives even when a consumer is behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,12 +18,11 @@ pub mod stores;
 use std::{collections::BTreeSet, future::Future, time::Duration};
 
 use eventsourcing::{
-    migrate_tenants, prelude::*, Error, Position, RunnerHandle, StoredEvent, TenantError, TenantId,
-    TenantLimits, TenantStores, Tenants,
+    migrate_tenants, prelude::*, Error, RunnerHandle, TenantError, TenantId, TenantLimits,
+    TenantStores, Tenants,
 };
 
-use stores::{caught_up, Projections};
-use wait::wait_for;
+use stores::{caught_up, full_log, Projections};
 use widget::WidgetRegistryEndpoint as Widget;
 
 /// A registry's bounds: `max_connections` in all, `max_open` tenants open at once, waiting up
@@ -46,16 +45,6 @@ pub trait Counted: Projections {
 
     /// The streams the counting projection counted.
     async fn counted(&self) -> BTreeSet<Uuid>;
-}
-
-/// The log of `store` once it holds `n` events. A PostgreSQL log holds back committed events
-/// while an older transaction runs anywhere on the server (other tests share it).
-pub async fn full_log<S: EventStore>(store: &S, n: usize) -> Vec<StoredEvent> {
-    wait_for(&format!("the log holds {n} events"), move || async move {
-        let log = store.read_log(Position::START, 100).await.unwrap();
-        (log.len() >= n).then_some(log)
-    })
-    .await
 }
 
 /// A widget registered for `tenant`, renamed `renames` times (`<name>0`, `<name>1`, …), saved.
