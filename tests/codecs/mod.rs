@@ -2,13 +2,7 @@
 //! on every store by `tests/encryption.rs`: round trips of events and snapshots, rotation,
 //! crypto-shredding, wrong and missing keys, and saves that cannot encode writing nothing.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::sync::Arc;
 

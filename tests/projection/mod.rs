@@ -18,7 +18,6 @@
 #![allow(
     dead_code,
     unreachable_pub,
-    missing_docs,
     async_fn_in_trait,
     clippy::unwrap_used,
     clippy::expect_used

@@ -79,7 +79,7 @@ where
     let b = tenants.get("globex").await.unwrap();
     let mut ids = Vec::new();
     for (tenant, name) in [(&a, "a"), (&b, "b")] {
-        let w = saved_widget::<F>(tenant, &tenant.id().to_string(), name, 3).await;
+        let w = saved_widget::<F>(tenant, tenant.id().as_ref(), name, 3).await;
         tenant.take_snapshot::<Widget>(w.id(), None).await.unwrap();
         ids.push(w.id());
     }
