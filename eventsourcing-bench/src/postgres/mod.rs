@@ -100,7 +100,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         if wanted("load") {
             load::load(&app, &raws[0]).await?;
         }
-        let reader = Reader::connect(raw_config, &ours_schema).await?;
+        let reader = Reader::connect(app.store()).await?;
         if wanted("load_snap") {
             load::load_snap(&app, &reader).await?;
         }
