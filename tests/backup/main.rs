@@ -13,16 +13,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../examples/common/widget.rs"]
+#[path = "../../examples/common/widget.rs"]
 mod widget;
 
-#[path = "backup/fixtures.rs"]
-mod fixtures;
-
-#[path = "backup/archive.rs"]
 mod archive;
-
-#[path = "backup/halfway.rs"]
+mod fixtures;
 mod halfway;
 
 use std::{
