@@ -7,7 +7,6 @@
 mod projection;
 
 use eventsourcing::{
-    chrono::TimeDelta,
     postgres::{
         spawn_projection,
         testing::{server_config, TestSchema},
@@ -44,10 +43,7 @@ async fn fresh() -> Postgres {
     }
 }
 
-mod on_postgres {
-    use super::fresh;
-    super::projection::projection_tests!(fresh);
-}
+projection::projection_tests!(on_postgres: fresh);
 
 projection::kill::kill_tests!(fresh, Postgres);
 
@@ -154,11 +150,6 @@ fn position(row: &Row) -> Position {
 
 impl Harness for Postgres {
     type Store = PostgresStore;
-
-    /// The server's clock and ours may differ a little.
-    const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(5);
-
-    const SYNTAX_ERROR: &'static str = "syntax error";
 
     fn store(&self) -> &PostgresStore {
         &self.store

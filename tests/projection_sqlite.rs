@@ -6,7 +6,6 @@
 mod projection;
 
 use eventsourcing::{
-    chrono::TimeDelta,
     sqlite::{
         rusqlite::{self, OptionalExtension, Transaction},
         spawn_projection,
@@ -38,15 +37,8 @@ async fn file() -> Sqlite {
     }
 }
 
-mod in_memory {
-    use super::memory;
-    super::projection::projection_tests!(memory);
-}
-
-mod on_file {
-    use super::file;
-    super::projection::projection_tests!(file);
-}
+projection::projection_tests!(in_memory: memory);
+projection::projection_tests!(on_file: file);
 
 projection::kill::kill_tests!(file, Sqlite);
 
@@ -209,11 +201,6 @@ impl SqliteProjection for CorruptMetadata {
 
 impl Harness for Sqlite {
     type Store = SqliteStore;
-
-    /// `parked_at` is kept in microseconds.
-    const CLOCK_SLACK: TimeDelta = TimeDelta::milliseconds(1);
-
-    const SYNTAX_ERROR: &'static str = "incomplete input";
 
     fn store(&self) -> &SqliteStore {
         &self.store

@@ -3,7 +3,9 @@
 
 use eventsourcing::{chrono::Utc, Error, EventStore, OnError, ProjectionOptions};
 
-use super::{event, expected, options, poisoned, wait_for, Harness, ParkedFailures, Tally};
+use super::{
+    event, expected, options, poisoned, wait_for, Expected, Harness, ParkedFailures, Tally,
+};
 
 pub async fn a_failing_handler_stops_and_a_restart_resumes_from_that_event<H: Harness>(h: H) {
     let (s, log) = poisoned(h.store()).await;
@@ -121,6 +123,6 @@ pub async fn a_failing_setup_ends_the_runner_naming_the_projection<H: Harness>(h
         .unwrap_err();
     let message = err.to_string();
     assert!(message.contains("`broken`"), "{message}");
-    assert!(message.contains(H::SYNTAX_ERROR), "{message}");
+    assert!(message.contains(H::Store::SYNTAX_ERROR), "{message}");
     assert_eq!(h.store().tracking_position("broken").await.unwrap(), None);
 }

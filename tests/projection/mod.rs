@@ -2,9 +2,9 @@
 //!
 //! A store's test file says `mod projection;`, implements [`Harness`] (how to spawn the tally
 //! projection on that store and read what it wrote) and invokes
-//! `projection::projection_tests!(fixture)` where `async fn fixture() -> H` makes a harness on a
-//! fresh, empty store (its guard inside, cleaning up when dropped). The tests land in a module
-//! named `projection`, so `cargo test projection` selects them.
+//! `projection::projection_tests!(module: fixture)` where `async fn fixture() -> H` makes a
+//! harness on a fresh, empty store (its guard inside, cleaning up when dropped). The tests land
+//! in `module::projection`, so `cargo test projection` selects them.
 //!
 //! - `exactly_once.rs`: aborts, concurrent writers, two runners, live wake-ups.
 //! - `failures.rs`: the Stop and Park policies, a failing setup.
@@ -49,6 +49,8 @@ use std::{
 
 use eventsourcing::{
     chrono::{DateTime, TimeDelta, Utc},
+    postgres::PostgresStore,
+    sqlite::SqliteStore,
     BoxError, EventStore, NewEvent, ParkedEvent, Position, ProjectionOptions, RunnerHandle,
     StoredEvent, Uuid,
 };
@@ -59,14 +61,7 @@ pub(crate) use wait::{wait_until, WAIT};
 /// One store under test: the tally projection on it, and its read model and positions.
 pub trait Harness: Send + Sync + 'static {
     /// The store.
-    type Store: Projections;
-
-    /// How far the `parked_at` the store records may be behind our clock: its precision, and
-    /// for a server its clock's distance from ours.
-    const CLOCK_SLACK: TimeDelta;
-
-    /// What the store's error says about the broken setup's `CREATE TABLE nonsense (`.
-    const SYNTAX_ERROR: &'static str;
+    type Store: Projections + Expected;
 
     /// The store the harness was made with.
     fn store(&self) -> &Self::Store;
@@ -116,6 +111,28 @@ pub trait Harness: Send + Sync + 'static {
     async fn unpark(&self, name: &str, position: Position) -> bool {
         self.store().unpark(name, position).await.unwrap()
     }
+}
+
+/// What the suite expects of each store where the stores differ.
+pub trait Expected {
+    /// How far the `parked_at` the store records may be behind our clock: its precision, and
+    /// for a server its clock's distance from ours.
+    const CLOCK_SLACK: TimeDelta;
+
+    /// What the store's error says about the broken setup's `CREATE TABLE nonsense (`.
+    const SYNTAX_ERROR: &'static str;
+}
+
+/// `parked_at` is kept in microseconds.
+impl Expected for SqliteStore {
+    const CLOCK_SLACK: TimeDelta = TimeDelta::milliseconds(1);
+    const SYNTAX_ERROR: &'static str = "incomplete input";
+}
+
+/// The server's clock and ours may differ a little.
+impl Expected for PostgresStore {
+    const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(5);
+    const SYNTAX_ERROR: &'static str = "syntax error";
 }
 
 /// A read model of the log, as each store's harness implements it in its own tables: one row per
@@ -349,7 +366,7 @@ impl ParkedFailures<'_> {
         assert_eq!(poison.position, log[2].position);
         assert_eq!(poison.event_type, "Poison");
         assert!(poison.error.contains(self.poison_error), "{}", poison.error);
-        assert!(poison.parked_at >= self.before - H::CLOCK_SLACK);
+        assert!(poison.parked_at >= self.before - H::Store::CLOCK_SLACK);
         assert_eq!(
             (panic.stream_id, panic.version, panic.event_type.as_str()),
             (s, 5, "Panic")
@@ -372,11 +389,11 @@ pub fn options(page_size: usize) -> ProjectionOptions {
     }
 }
 
-/// Runs every test of the suite on the harness `$fixture` makes, in a module named
-/// `projection`.
+/// Runs every test of the suite on the harness `$fixture` makes, in a module
+/// `$module::projection`.
 macro_rules! projection_tests {
-    ($fixture:ident) => {
-        $crate::projection::projection_tests!(@tests $fixture;
+    ($module:ident: $fixture:ident) => {
+        $crate::projection::projection_tests!(@tests $module: $fixture;
             exactly_once::abort_in_the_middle_of_catch_up_then_restart_applies_each_event_once,
             exactly_once::eight_writers_with_a_live_projection_end_consistent,
             exactly_once::a_live_event_arrives_without_waiting_for_the_poll,
@@ -392,14 +409,16 @@ macro_rules! projection_tests {
             random_aborts::random_aborts_of_two_process_instances_copy_each_event_once,
         );
     };
-    (@tests $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {
-        mod projection {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    $crate::projection::$file::$name(super::$fixture().await).await;
-                }
-            )*
+    (@tests $module:ident: $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {
+        mod $module {
+            mod projection {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        $crate::projection::$file::$name(super::super::$fixture().await).await;
+                    }
+                )*
+            }
         }
     };
 }
