@@ -278,3 +278,23 @@ impl HeldTransaction {
             .unwrap_or_else(|e| panic!("the held session closed with an error: {e}"));
     }
 }
+
+/// Waits for every task, all of them within `within` (else panics naming `what`), and returns
+/// their results in order; panics if a task panicked. For the concurrent writers and readers of
+/// a test, so that a hang fails the test instead of holding it.
+pub async fn join_all<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+    within: std::time::Duration,
+    what: &str,
+) -> Vec<T> {
+    let all = async {
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| panic!("{what}: {e}")));
+        }
+        results
+    };
+    tokio::time::timeout(within, all)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {within:?}"))
+}

@@ -8,7 +8,8 @@ mod common;
 
 use std::{collections::BTreeSet, time::Duration};
 
-use common::{etag, join_all, rename, tenant, Backend, Deadline};
+use common::{etag, rename, tenant, Backend, Deadline};
+use eventsourcing_postgres::testing::join_all;
 use serde_json::Value;
 
 /// The ids of a page of endpoints (`/tenants/{tenant}/endpoints`).
@@ -144,7 +145,7 @@ async fn concurrent_renames(
             })
         })
         .collect();
-    join_all(tasks, "a concurrent rename").await
+    join_all(tasks, Duration::from_secs(120), "the concurrent renames").await
 }
 
 #[tokio::test(flavor = "multi_thread")]

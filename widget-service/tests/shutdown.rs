@@ -12,7 +12,8 @@ use std::{
     time::Duration,
 };
 
-use common::{join_all, tenant, Backend, Deadline};
+use common::{tenant, Backend, Deadline};
+use eventsourcing_postgres::testing::join_all;
 use serde_json::Value;
 
 const CLIENTS: usize = 16;
@@ -73,9 +74,13 @@ async fn sigterm_during_saves_keeps_every_acknowledged_save() {
             server.log()
         );
 
-        let ids: Vec<String> = join_all(clients, "a client after the server's exit")
-            .await
-            .concat();
+        let ids: Vec<String> = join_all(
+            clients,
+            Duration::from_secs(120),
+            "the clients after the server's exit",
+        )
+        .await
+        .concat();
         assert!(ids.len() >= 4 * CLIENTS);
         drop(server);
 

@@ -260,18 +260,6 @@ impl Server {
     }
 }
 
-/// Waits for each task (each within 120 s, else fails naming `what`); their results in order.
-pub(crate) async fn join_all<T>(tasks: Vec<tokio::task::JoinHandle<T>>, what: &str) -> Vec<T> {
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        let joined = tokio::time::timeout(Duration::from_secs(120), task)
-            .await
-            .unwrap_or_else(|_| panic!("{what} did not finish within 120 s"));
-        results.push(joined.unwrap_or_else(|e| panic!("{what}: {e}")));
-    }
-    results
-}
-
 /// `PATCH url` renaming to `name`, with `If-Match: if_match` if given (for tasks that hold
 /// only a client and the URL).
 pub(crate) async fn rename(
