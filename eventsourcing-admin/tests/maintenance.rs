@@ -4,18 +4,14 @@
 
 mod common;
 
-use common::{new_stream, snapshot, Target};
+use common::{snapshots, Target};
 use eventsourcing::EventStore;
 
 #[tokio::test]
 async fn status_counts_events_streams_snapshots_and_each_consumers_lag() {
     for target in Target::both().await {
-        let store = target.open().await;
-        let a = new_stream(&store, 3).await;
-        new_stream(&store, 2).await;
-        for v in 1..=3 {
-            snapshot(&store, a, v).await;
-        }
+        let (store, [a, _]) = target.with_streams([3, 2]).await;
+        snapshots(&store, a, 1..=3).await;
         drop(store);
         target
             .sql(
@@ -52,11 +48,9 @@ async fn status_counts_events_streams_snapshots_and_each_consumers_lag() {
 #[tokio::test]
 async fn verify_pages_through_a_sound_store_without_false_alarms() {
     for target in Target::both().await {
-        let store = target.open().await;
         // Longer than two pages, so a stream crosses page boundaries.
-        let long = new_stream(&store, 1234).await;
-        new_stream(&store, 3).await;
-        snapshot(&store, long, 1000).await;
+        let (store, [long, _]) = target.with_streams([1234, 3]).await;
+        snapshots(&store, long, [1000]).await;
         drop(store);
 
         target
@@ -138,13 +132,9 @@ async fn verify_exits_1_listing_every_corrupted_row() {
 #[tokio::test]
 async fn snapshots_prune_keeps_the_newest_of_every_stream() {
     for target in Target::both().await {
-        let store = target.open().await;
-        let a = new_stream(&store, 3).await;
-        let b = new_stream(&store, 2).await;
-        for v in 1..=3 {
-            snapshot(&store, a, v).await;
-        }
-        snapshot(&store, b, 2).await;
+        let (store, [a, b]) = target.with_streams([3, 2]).await;
+        snapshots(&store, a, 1..=3).await;
+        snapshots(&store, b, [2]).await;
 
         let run = target.admin(&["snapshots", "prune", "--keep", "2", "--json"]);
         let pruned = run.assert_code(0).json();

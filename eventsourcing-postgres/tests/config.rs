@@ -104,12 +104,82 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// The settings read from each environment: names, aliases, prefixes, URL.
+/// Fails, naming `what`, unless the settings read from `env` are exactly `expected`.
+#[track_caller]
+fn assert_reads(env: &Env, expected: &Seen<'_>, what: &str) {
+    let config = PostgresConfig::from_env(env).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(Seen::of(&config), *expected, "{what}");
+}
+
+/// What setting one Python name sets.
+type Sets = fn(&mut Seen<'static>);
+
+/// Each Python name and what it sets: read alone (on top of [`base`]) and all at once.
+#[test]
+fn every_python_name_is_read_alone_and_together() {
+    let names: [(&str, &str, Sets); 17] = [
+        ("POSTGRES_HOST", "h1", |s| s.host = "h1".into()),
+        ("POSTGRES_PORT", "6432", |s| s.port = 6432),
+        ("POSTGRES_USER", "u1", |s| s.user = Some("u1")),
+        ("POSTGRES_PASSWORD", SECRET, |s| {
+            s.has_password = true;
+            s.password = Some(SECRET.as_bytes());
+        }),
+        ("POSTGRES_DBNAME", "d1", |s| s.dbname = Some("d1")),
+        ("POSTGRES_SCHEMA", "events_here", |s| {
+            s.schema = "events_here"
+        }),
+        ("POSTGRES_POOL_SIZE", "20", |s| {
+            s.pool_size = 20;
+            s.max_connections = 20 + s.max_overflow;
+        }),
+        ("POSTGRES_MAX_OVERFLOW", "7", |s| {
+            s.max_overflow = 7;
+            s.max_connections = s.pool_size + 7;
+        }),
+        ("POSTGRES_CONNECT_TIMEOUT", "2.5", |s| {
+            s.pool_timeout = Duration::from_millis(2500);
+            s.connect_timeout = Some(Duration::from_millis(2500));
+        }),
+        ("POSTGRES_CONN_MAX_AGE", "60", |s| {
+            s.recycle = Some(Duration::from_secs(60))
+        }),
+        ("POSTGRES_PRE_PING", "y", |s| s.pre_ping = true),
+        ("POSTGRES_MAX_WAITING", "3", |s| s.max_waiting = Some(3)),
+        ("POSTGRES_LOCK_TIMEOUT", "1.5", |s| {
+            s.lock_timeout = Duration::from_millis(1500)
+        }),
+        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "0", |s| {
+            s.idle_in_transaction_session_timeout = Duration::ZERO
+        }),
+        ("POSTGRES_SSLMODE", "verify-full", |s| {
+            s.ssl_mode = SslMode::VerifyFull
+        }),
+        ("POSTGRES_SSLROOTCERT", "/certs/ca.pem", |s| {
+            s.ssl_root_cert = Some(Path::new("/certs/ca.pem"))
+        }),
+        ("CREATE_TABLE", "n", |s| s.create_table = false),
+    ];
+    let mut together = Seen::defaults();
+    for (var, value, sets) in names {
+        let mut alone = Seen::defaults();
+        sets(&mut alone);
+        assert_reads(
+            &env_with(&[(var, value)]),
+            &alone,
+            &format!("{var}={value} alone"),
+        );
+        sets(&mut together);
+    }
+    let all: Vec<_> = names.iter().map(|(var, value, _)| (*var, *value)).collect();
+    assert_reads(&env_with(&all), &together, "every name at once");
+    assert_eq!(together.max_connections, 27);
+}
+
+/// The settings read from each environment: aliases, prefixes, URL.
 #[test]
 fn settings_are_read_from_the_environment() {
-    let dir = std::env::temp_dir();
     let defaults = Seen::defaults();
-    let ca = dir.join("ca.pem");
     let required = Seen {
         host: "h".into(),
         user: Some("u"),
@@ -120,50 +190,6 @@ fn settings_are_read_from_the_environment() {
             "only the required: the Python library's defaults",
             env_with(&[]),
             defaults.clone(),
-        ),
-        (
-            "every Python name",
-            Env::from_map([
-                ("POSTGRES_HOST", "h1"),
-                ("POSTGRES_PORT", "6432"),
-                ("POSTGRES_USER", "u1"),
-                ("POSTGRES_PASSWORD", SECRET),
-                ("POSTGRES_DBNAME", "d1"),
-                ("POSTGRES_SCHEMA", "events_here"),
-                ("POSTGRES_POOL_SIZE", "20"),
-                ("POSTGRES_MAX_OVERFLOW", "7"),
-                ("POSTGRES_CONNECT_TIMEOUT", "2.5"),
-                ("POSTGRES_CONN_MAX_AGE", "60"),
-                ("POSTGRES_PRE_PING", "y"),
-                ("POSTGRES_MAX_WAITING", "3"),
-                ("POSTGRES_LOCK_TIMEOUT", "1.5"),
-                ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "0"),
-                ("POSTGRES_SSLMODE", "verify-full"),
-                ("POSTGRES_SSLROOTCERT", ca.to_str().unwrap()),
-                ("CREATE_TABLE", "n"),
-            ]),
-            Seen {
-                host: "h1".into(),
-                port: 6432,
-                user: Some("u1"),
-                dbname: Some("d1"),
-                has_password: true,
-                password: Some(SECRET.as_bytes()),
-                schema: "events_here",
-                ssl_mode: SslMode::VerifyFull,
-                ssl_root_cert: Some(&ca),
-                pool_size: 20,
-                max_overflow: 7,
-                max_connections: 27,
-                pool_timeout: Duration::from_millis(2500),
-                connect_timeout: Some(Duration::from_millis(2500)),
-                recycle: Some(Duration::from_secs(60)),
-                pre_ping: true,
-                max_waiting: Some(3),
-                lock_timeout: Duration::from_millis(1500),
-                idle_in_transaction_session_timeout: Duration::ZERO,
-                create_table: false,
-            },
         ),
         (
             "the seed's aliases (POOL_RECYCLE=0: never recycle)",
@@ -270,8 +296,7 @@ fn settings_are_read_from_the_environment() {
         ),
     ];
     for (what, env, expected) in cases {
-        let config = PostgresConfig::from_env(&env).unwrap_or_else(|e| panic!("{what}: {e}"));
-        assert_eq!(Seen::of(&config), expected, "{what}");
+        assert_reads(&env, &expected, what);
     }
 }
 

@@ -8,12 +8,19 @@ use common::events;
 use eventsourcing_core::{EventStore, Position, Uuid};
 use eventsourcing_sqlite::{testing::TempGuard, SqliteStore, Synchronous};
 
-#[tokio::test]
-async fn a_reopened_store_sees_what_was_saved() {
+/// A store on a new file holding `count` events of one new stream: the file's guard, the
+/// stream and the store.
+async fn holding(count: u64) -> (TempGuard, Uuid, SqliteStore) {
     let guard = TempGuard::new();
     let stream = Uuid::new_v4();
-    let first = guard.store().await;
-    first.append(events(stream, 1, 3)).await.unwrap();
+    let store = guard.store().await;
+    store.append(events(stream, 1, count)).await.unwrap();
+    (guard, stream, store)
+}
+
+#[tokio::test]
+async fn a_reopened_store_sees_what_was_saved() {
+    let (guard, stream, first) = holding(3).await;
     let written = first.read_log(Position::START, 10).await.unwrap();
     drop(first);
 
@@ -60,10 +67,7 @@ async fn two_open_stores_on_one_file_see_each_other_and_conflict() {
 
 #[tokio::test]
 async fn a_store_leaked_without_closing_loses_nothing() {
-    let guard = TempGuard::new();
-    let stream = Uuid::new_v4();
-    let leaked = guard.store().await;
-    leaked.append(events(stream, 1, 5)).await.unwrap();
+    let (guard, stream, leaked) = holding(5).await;
     // Its connections stay open and are never closed (no checkpoint, no clean shutdown).
     std::mem::forget(leaked);
 

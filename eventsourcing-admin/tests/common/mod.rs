@@ -168,7 +168,19 @@ impl Target {
     /// A new stream of `count` events, appended through the store's own API, which is closed
     /// again before the test runs the binary; returns its id.
     pub async fn with_stream(&self, count: u64) -> Uuid {
-        new_stream(&self.open().await, count).await
+        let (_, [stream]) = self.with_streams([count]).await;
+        stream
+    }
+
+    /// The store opened in this process with a new stream of each of `counts` events; returns
+    /// it and the streams' ids.
+    pub async fn with_streams<const N: usize>(&self, counts: [u64; N]) -> (AnyStore, [Uuid; N]) {
+        let store = self.open().await;
+        let mut ids = [Uuid::nil(); N];
+        for (id, count) in ids.iter_mut().zip(counts) {
+            *id = new_stream(&store, count).await;
+        }
+        (store, ids)
     }
 
     /// The store migrated by the binary (`migrate` exits 0), then opened in this process.
@@ -260,20 +272,17 @@ pub async fn new_stream(store: &AnyStore, count: u64) -> Uuid {
     stream
 }
 
-/// A snapshot of `stream` at `version`.
-pub async fn snapshot(store: &AnyStore, stream: Uuid, version: u64) {
-    store
-        .save_snapshot(
-            Snapshot {
-                stream_id: stream,
-                version,
-                state_type: "Widget".into(),
-                fingerprint: 1,
-                timestamp: eventsourcing::chrono::Utc::now(),
-                payload: b"{}".to_vec(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
+/// A snapshot of `stream` at each of `versions`.
+pub async fn snapshots(store: &AnyStore, stream: Uuid, versions: impl IntoIterator<Item = u64>) {
+    for version in versions {
+        let snapshot = Snapshot {
+            stream_id: stream,
+            version,
+            state_type: "Widget".into(),
+            fingerprint: 1,
+            timestamp: eventsourcing::chrono::Utc::now(),
+            payload: b"{}".to_vec(),
+        };
+        store.save_snapshot(snapshot, None).await.unwrap();
+    }
 }
