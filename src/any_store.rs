@@ -114,8 +114,11 @@ macro_rules! forward {
     )*};
     (memory: $memory:expr; $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {$(
         async fn $name(&self $(, $arg: $ty)*) -> $ret {
-            dispatch!(self, s => s.$name($($arg),*).await,
-                AnyStore::Memory(_) => Err($memory(stringify!($name)).into()))
+            dispatch!(self, s => s.$name($($arg),*).await, AnyStore::Memory(_) => {
+                // Built without any other store, the memory arm is the only one using them.
+                let _ = ($($arg,)*);
+                Err($memory(stringify!($name)).into())
+            })
         }
     )*};
 }
@@ -271,8 +274,10 @@ impl Backup for AnyStore {
         &self,
         writer: BackupWriter<W>,
     ) -> Result<(W, Counts), BackupError> {
-        dispatch!(self, s => s.export_to(writer).await,
-            AnyStore::Memory(_) => Err(not_kept("export").into()))
+        dispatch!(self, s => s.export_to(writer).await, AnyStore::Memory(_) => {
+            drop(writer);
+            Err(not_kept("export").into())
+        })
     }
 
     forward! {
@@ -311,6 +316,20 @@ mod tests {
             StoreKind::from_env(&Env::from_map::<&str, &str>([])).unwrap(),
             StoreKind::Sqlite
         );
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_refuses_what_it_cannot_administer_naming_the_operation() {
+        let store = AnyStore::Memory(MemoryStore::new());
+        let err = store.stats().await.unwrap_err().to_string();
+        assert!(
+            err.contains("`stats`") && err.contains("in-memory"),
+            "{err}"
+        );
+        let err = store.export(Vec::new()).await.unwrap_err().to_string();
+        assert!(err.contains("`export`"), "{err}");
+        assert!(store.vacuum_steps().is_empty());
+        assert!(store.migration_status().await.unwrap().is_empty());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub type ArchiveWriter = BackupWriter<BufWriter<File>>;
 /// One run of `archive`: what to archive (streams whose newest event is older than
 /// [`before`](Self::before)), where (a new file), whether consumers behind may be passed over
 /// ([`force`](Self::force)), and what was done so far. A store's
-/// [`Backup::archive_with`](super::Backup::archive_with) fills it from its tables, in one
+/// [`Archive::archive_with`](super::Archive::archive_with) fills it from its tables, in one
 /// transaction:
 ///
 /// 1. each quiet stream with [`stream`](Self::stream) (chosen when a snapshot at its newest
@@ -160,5 +160,51 @@ impl Drop for ArchiveJob {
             drop(self.writer.take());
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("es-archive-{}-{name}.esb", Uuid::new_v4()))
+    }
+
+    #[test]
+    fn an_unfinished_job_removes_its_file_and_a_finished_one_keeps_it() {
+        let dropped = path("dropped");
+        let mut job = ArchiveJob::new(Utc::now(), &dropped, false, "test");
+        job.create_file().unwrap();
+        assert!(dropped.exists());
+        drop(job);
+        assert!(!dropped.exists(), "an unfinished archive left its file");
+
+        let kept = path("kept");
+        let mut job = ArchiveJob::new(Utc::now(), &kept, false, "test");
+        assert!(job.stream(Uuid::from_u128(1), true));
+        assert!(!job.stream(Uuid::from_u128(2), false));
+        job.create_file().unwrap();
+        job.seal().unwrap();
+        let err = job.deleted(1).unwrap_err().to_string();
+        assert!(err.contains("nothing was deleted"), "{err}");
+        job.deleted(0).unwrap();
+        let report = job.finish();
+        assert!(kept.exists(), "a finished archive lost its file");
+        assert_eq!(report.streams, [Uuid::from_u128(1)]);
+        assert_eq!(report.skipped, [Uuid::from_u128(2)]);
+
+        let mut again = ArchiveJob::new(Utc::now(), &kept, false, "test");
+        assert!(
+            again.create_file().is_err(),
+            "an existing file was overwritten"
+        );
+        drop(again);
+        assert!(
+            kept.exists(),
+            "a refused archive removed a file it did not write"
+        );
+        std::fs::remove_file(&kept).unwrap();
     }
 }
