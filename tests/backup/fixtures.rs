@@ -8,7 +8,8 @@ use eventsourcing::chrono::{DateTime, Utc};
 use eventsourcing::{
     backup::{ArchiveReport, BackupError, BackupReader, Counts, Record},
     prelude::*,
-    EventStore, Metadata, ParkedEvent, Position, Snapshotting, StoredEvent, Tracking,
+    Archive as _, Backup as _, EventStore, Metadata, ParkedEvent, Position, Snapshotting,
+    StoredEvent, Tracking,
 };
 use eventsourcing_postgres::PostgresStore;
 use eventsourcing_sqlite::SqliteStore;

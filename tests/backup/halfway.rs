@@ -7,7 +7,7 @@ use std::{path::Path, time::Duration};
 use eventsourcing::{
     backup::{BackupError, BackupWriter, Content, EventRecord, Header, Record},
     chrono::Utc,
-    Metadata, Position, Uuid,
+    Backup as _, Metadata, Position, Uuid,
 };
 use eventsourcing_postgres::testing::TestSchema;
 use eventsourcing_sqlite::testing::temp_file_store;
@@ -32,6 +32,7 @@ fn synthetic(path: &Path, streams: u128, duplicate: bool) {
             payload: format!("{{\"seq\":{seq}}}").into_bytes(),
             metadata: Metadata::default(),
             position: Position { commit: 1, seq },
+            defect: None,
         })
     };
     for stream in 0..streams {

@@ -11,7 +11,7 @@
 
 use std::{io::BufWriter, time::Instant};
 
-use eventsourcing::postgres::{PostgresConfig, PostgresStore, SslMode};
+use eventsourcing::postgres::{Backup as _, PostgresConfig, PostgresStore, SslMode};
 use futures_util::StreamExt;
 
 use super::raw::connect;
