@@ -13,7 +13,7 @@ use std::time::Duration;
 use eventsourcing::prelude::*;
 use eventsourcing::sqlite::rusqlite::{self, Transaction};
 use eventsourcing::sqlite::{spawn_projection, ProjectionOptions, SqliteProjection, SqliteStore};
-use eventsourcing::{BoxError, Env, StoredEvent};
+use eventsourcing::{BoxError, Env, RunnerHandle, StoredEvent};
 
 // The seed's aggregate, `WidgetRegistryEndpoint`, is in `common/widget.rs`, shared with the tests.
 #[path = "common/widget.rs"]
@@ -133,36 +133,23 @@ async fn run() -> Result<(), BoxError> {
         .last()
         .map(|e| e.position)
         .unwrap_or_default();
-    while projection.position() < last {
-        if projection.is_finished() {
-            return Err(projection
-                .join()
-                .await
-                .err()
-                .map_or("the projection stopped".into(), Into::into));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let projection = until(projection, "the projection", async |p| {
+        Ok(p.position() >= last)
+    })
+    .await?;
     let audit_id = audit_log_id(a.id());
-    loop {
+    let auditor = until(auditor, "the auditor", async |_| {
         match app.repository().get::<AuditLog>(audit_id).await {
             Ok(log) if log.renames.len() == 2 => {
                 println!("audit log of {}: {:?}", a.url, log.renames);
-                break;
+                Ok(true)
             }
-            Ok(_) => {}
-            Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e.into()),
+            Ok(_) => Ok(false),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        if auditor.is_finished() {
-            return Err(auditor
-                .join()
-                .await
-                .err()
-                .map_or("the auditor stopped".into(), Into::into));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    })
+    .await?;
 
     let rows = store
         .query(|tx| {
@@ -180,4 +167,23 @@ async fn run() -> Result<(), BoxError> {
     projection.stop().await?;
     auditor.stop().await?;
     Ok(())
+}
+
+/// Polls `done` until it holds and hands `runner` back; fails with the runner's error if it
+/// stops first (it runs until told to stop).
+async fn until(
+    runner: RunnerHandle,
+    what: &str,
+    mut done: impl AsyncFnMut(&RunnerHandle) -> Result<bool, BoxError>,
+) -> Result<RunnerHandle, BoxError> {
+    loop {
+        if done(&runner).await? {
+            return Ok(runner);
+        }
+        if runner.is_finished() {
+            let error = runner.join().await.err();
+            return Err(error.map_or_else(|| format!("{what} stopped").into(), Into::into));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }

@@ -1,11 +1,20 @@
-//! Choosing the store from the environment, as the Python library's `PERSISTENCE_MODULE` does.
+//! Choosing the store from the environment, as the Python library's `PERSISTENCE_MODULE` does,
+//! and the one place that dispatches to it: `AnyStore` forwards [`EventStore`] and the
+//! operator's traits ([`Maintenance`], [`Backup`], [`Archive`]) to the store it holds.
 
-use std::fmt;
+use std::{fmt, io::Write};
 
 use eventsourcing_codecs::PayloadCodec;
 use eventsourcing_core::{
-    Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, NewEvent, ParkedEvent,
-    Position, Snapshot, Snapshotting, StoredEvent, Tracking, Uuid,
+    backup::{
+        Archive, ArchiveJob, ArchiveReport, Backup, BackupError, BackupWriter, CheckedFile, Counts,
+    },
+    maintenance::{
+        IndexUsage, Maintenance, PruneReport, RawEvent, RawSnapshot, SnapshotPrune, StoreStats,
+    },
+    Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, MigrationReport,
+    MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot, Snapshotting, StoredEvent,
+    Tracking, Uuid,
 };
 
 /// The variable that chooses the store.
@@ -62,7 +71,9 @@ impl StoreKind {
     }
 }
 
-/// Any of the stores, chosen at run time.
+/// Any of the stores, chosen at run time. It is an [`EventStore`], and [`Maintenance`],
+/// [`Backup`] and [`Archive`] for SQLite and PostgreSQL (the in-memory store keeps nothing to
+/// administer: those operations fail on it).
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum AnyStore {
@@ -74,6 +85,42 @@ pub enum AnyStore {
     /// PostgreSQL.
     #[cfg(feature = "postgres")]
     Postgres(eventsourcing_postgres::PostgresStore),
+}
+
+/// `$call` on the store `$self` holds (bound to `$s`); the in-memory store takes the `$memory`
+/// arm where one is given.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        dispatch!($self, $s => $call, AnyStore::Memory($s) => $call)
+    };
+    ($self:ident, $s:ident => $call:expr, $memory:pat => $other:expr) => {
+        match $self {
+            $memory => $other,
+            #[cfg(feature = "sqlite")]
+            AnyStore::Sqlite($s) => $call,
+            #[cfg(feature = "postgres")]
+            AnyStore::Postgres($s) => $call,
+        }
+    };
+}
+
+/// Async trait methods that forward to the store `AnyStore` holds, one signature a line; after
+/// `memory: f;`, the in-memory store answers `Err(f(name))` instead.
+macro_rules! forward {
+    ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {$(
+        async fn $name(&self $(, $arg: $ty)*) -> $ret {
+            dispatch!(self, s => s.$name($($arg),*).await)
+        }
+    )*};
+    (memory: $memory:expr; $(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {$(
+        async fn $name(&self $(, $arg: $ty)*) -> $ret {
+            dispatch!(self, s => s.$name($($arg),*).await, AnyStore::Memory(_) => {
+                // Built without any other store, the memory arm is the only one using them.
+                let _ = ($($arg,)*);
+                Err($memory(stringify!($name)).into())
+            })
+        }
+    )*};
 }
 
 impl fmt::Debug for AnyStore {
@@ -109,6 +156,19 @@ impl AnyStore {
                 format!("the {other:?} store is not compiled in (enable its cargo feature)"),
             ))),
         }
+    }
+
+    /// Applies the pending migrations of the store (each store's `migrate`); the in-memory
+    /// store has none to apply.
+    pub async fn migrate(&self) -> Result<MigrationReport, Error> {
+        dispatch!(self, s => s.migrate().await,
+            AnyStore::Memory(_) => Ok(MigrationReport::default()))
+    }
+
+    /// Where each migration of the store stands (each store's `migration_status`); the
+    /// in-memory store has none.
+    pub async fn migration_status(&self) -> Result<Vec<MigrationStatus>, Error> {
+        dispatch!(self, s => s.migration_status().await, AnyStore::Memory(_) => Ok(Vec::new()))
     }
 
     /// Which store this is.
@@ -154,83 +214,24 @@ pub async fn application_from(env: &Env) -> Result<AnyApplication, Error> {
     )
 }
 
-macro_rules! dispatch {
-    ($self:ident, $s:ident => $call:expr) => {
-        match $self {
-            AnyStore::Memory($s) => $call,
-            #[cfg(feature = "sqlite")]
-            AnyStore::Sqlite($s) => $call,
-            #[cfg(feature = "postgres")]
-            AnyStore::Postgres($s) => $call,
-        }
-    };
-}
-
 impl EventStore for AnyStore {
-    async fn append(&self, events: Vec<NewEvent>) -> Result<(), Error> {
-        dispatch!(self, s => s.append(events).await)
-    }
-
-    async fn load(
-        &self,
-        stream_id: Uuid,
-        after_version: u64,
-        up_to: Option<u64>,
-    ) -> Result<Vec<StoredEvent>, Error> {
-        dispatch!(self, s => s.load(stream_id, after_version, up_to).await)
-    }
-
-    async fn load_for_replay(
-        &self,
-        stream_id: Uuid,
-        after_version: u64,
-        up_to: Option<u64>,
-    ) -> Result<Vec<StoredEvent>, Error> {
-        dispatch!(self, s => s.load_for_replay(stream_id, after_version, up_to).await)
-    }
-
-    async fn stream_version(&self, stream_id: Uuid) -> Result<u64, Error> {
-        dispatch!(self, s => s.stream_version(stream_id).await)
-    }
-
-    async fn read_log(&self, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
-        dispatch!(self, s => s.read_log(after, limit).await)
-    }
-
-    async fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
-        dispatch!(self, s => s.save_snapshot(snapshot, keep).await)
-    }
-
-    async fn load_snapshot(
-        &self,
-        stream_id: Uuid,
-        at_or_below: Option<u64>,
-    ) -> Result<Option<Snapshot>, Error> {
-        dispatch!(self, s => s.load_snapshot(stream_id, at_or_below).await)
-    }
-
-    async fn load_from_snapshot(
-        &self,
-        stream_id: Uuid,
-        up_to: Option<u64>,
-    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
-        dispatch!(self, s => s.load_from_snapshot(stream_id, up_to).await)
-    }
-
-    async fn append_tracked(&self, events: Vec<NewEvent>, tracking: Tracking) -> Result<(), Error> {
-        dispatch!(self, s => s.append_tracked(events, tracking).await)
-    }
-
-    async fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error> {
-        dispatch!(self, s => s.tracking_position(name).await)
-    }
-
-    async fn park(&self, parked: ParkedEvent) -> Result<(), Error> {
-        dispatch!(self, s => s.park(parked).await)
-    }
-
-    async fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error> {
-        dispatch!(self, s => s.parked(name).await)
+    forward! {
+        fn append(&self, events: Vec<NewEvent>) -> Result<(), Error>;
+        fn load(&self, stream_id: Uuid, after_version: u64, up_to: Option<u64>)
+            -> Result<Vec<StoredEvent>, Error>;
+        fn load_for_replay(&self, stream_id: Uuid, after_version: u64, up_to: Option<u64>)
+            -> Result<Vec<StoredEvent>, Error>;
+        fn stream_version(&self, stream_id: Uuid) -> Result<u64, Error>;
+        fn read_log(&self, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error>;
+        fn save_snapshot(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error>;
+        fn load_snapshot(&self, stream_id: Uuid, at_or_below: Option<u64>)
+            -> Result<Option<Snapshot>, Error>;
+        fn load_from_snapshot(&self, stream_id: Uuid, up_to: Option<u64>)
+            -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error>;
+        fn append_tracked(&self, events: Vec<NewEvent>, tracking: Tracking) -> Result<(), Error>;
+        fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error>;
+        fn park(&self, parked: ParkedEvent) -> Result<(), Error>;
+        fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error>;
     }
 
     fn changes(&self) -> Changes {
@@ -239,6 +240,57 @@ impl EventStore for AnyStore {
 
     fn store_kind(&self) -> &'static str {
         dispatch!(self, s => s.store_kind())
+    }
+}
+
+/// What the in-memory store answers to an operation of [`Maintenance`], [`Backup`] or
+/// [`Archive`]: it keeps nothing to administer.
+fn not_kept(operation: &str) -> Error {
+    Error::store(format!(
+        "`{operation}` is not available for the in-memory store, which keeps nothing to \
+         administer"
+    ))
+}
+
+impl Maintenance for AnyStore {
+    forward! {
+        memory: not_kept;
+        fn stats(&self) -> Result<StoreStats, Error>;
+        fn index_usage(&self) -> Result<Vec<IndexUsage>, Error>;
+        fn prune_snapshots(&self, prune: SnapshotPrune) -> Result<PruneReport, Error>;
+        fn vacuum_step(&self, sql: &str) -> Result<Option<String>, Error>;
+        fn count_events(&self) -> Result<u64, Error>;
+        fn bad_snapshots(&self) -> Result<Vec<RawSnapshot>, Error>;
+        fn events_page(&self, after: Option<(Uuid, i64)>) -> Result<Vec<RawEvent>, Error>;
+    }
+
+    fn vacuum_steps(&self) -> Vec<String> {
+        dispatch!(self, s => s.vacuum_steps(), AnyStore::Memory(_) => Vec::new())
+    }
+}
+
+impl Backup for AnyStore {
+    async fn export_to<W: Write + Send + 'static>(
+        &self,
+        writer: BackupWriter<W>,
+    ) -> Result<(W, Counts), BackupError> {
+        dispatch!(self, s => s.export_to(writer).await, AnyStore::Memory(_) => {
+            drop(writer);
+            Err(not_kept("export").into())
+        })
+    }
+
+    forward! {
+        memory: not_kept;
+        fn import_from(&self, file: CheckedFile) -> Result<Counts, BackupError>;
+    }
+}
+
+impl Archive for AnyStore {
+    forward! {
+        memory: not_kept;
+        fn archive_with(&self, job: ArchiveJob) -> Result<ArchiveReport, BackupError>;
+        fn restore_from(&self, file: CheckedFile) -> Result<Counts, BackupError>;
     }
 }
 
@@ -264,6 +316,20 @@ mod tests {
             StoreKind::from_env(&Env::from_map::<&str, &str>([])).unwrap(),
             StoreKind::Sqlite
         );
+    }
+
+    #[tokio::test]
+    async fn the_memory_store_refuses_what_it_cannot_administer_naming_the_operation() {
+        let store = AnyStore::Memory(MemoryStore::new());
+        let err = store.stats().await.unwrap_err().to_string();
+        assert!(
+            err.contains("`stats`") && err.contains("in-memory"),
+            "{err}"
+        );
+        let err = store.export(Vec::new()).await.unwrap_err().to_string();
+        assert!(err.contains("`export`"), "{err}");
+        assert!(store.vacuum_steps().is_empty());
+        assert!(store.migration_status().await.unwrap().is_empty());
     }
 
     #[test]

@@ -67,6 +67,7 @@
 //! | to choose a store | [`MemoryStore`], [`sqlite`], [`postgres`], [`application_from_env`], [`AnyStore`] |
 //! | settings from the environment | [`Env`], [`Snapshotting`], [`ConfigError`] |
 //! | a store per tenant | [`Tenants`], [`tenants_from_env`], [`TenantId`], [`migrate_tenants`] |
+//! | to operate a store: migrate, statistics, check, prune, vacuum, export, import, archive | [`Maintenance`], [`Backup`], [`Archive`] (on each store and [`AnyStore`]), [`maintenance`], [`backup`] |
 //! | to read the log | [`Subscription`], [`read_log_stream`], [`StoredEvent`], [`Position`] |
 //! | process applications | [`Process`], [`Outbox`], [`spawn_process`], [`ProjectionOptions`] |
 //! | projections | [`ProjectionOptions`], [`OnError`], [`ParkedEvent`], and each store's `spawn_projection` |
@@ -113,8 +114,10 @@ pub use eventsourcing_core::{
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use tenants::{tenant_limits_from_env, tenants_from_env, AnyTenantStores, TENANT_LAYOUT};
-// Backups: the portable export/archive format (the stores' `export`, `import`, `archive`).
-pub use eventsourcing_core::backup;
+// Operating a store: migrations, statistics, the store check, backups and archives, the same
+// on every store (`eventsourcing-admin` runs them), and the portable backup format.
+pub use eventsourcing_core::backup::{self, Archive, Backup};
+pub use eventsourcing_core::maintenance::{self, Maintenance};
 
 // Encoding; compression and encryption.
 pub use eventsourcing_codecs::PayloadCodec;

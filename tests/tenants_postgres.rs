@@ -28,8 +28,7 @@ impl Counted for PostgresStore {
     }
 
     async fn counted(&self) -> BTreeSet<Uuid> {
-        let counted = count(self).counted(self).await;
-        counted.into_iter().map(|(stream, _)| stream).collect()
+        count(self).counted(self).await.into_keys().collect()
     }
 }
 

@@ -2,7 +2,7 @@
 //! are defined in its file under `commands/`).
 //!
 //! To add a command: a file in `commands/` and its `pub(crate) mod` line in
-//! `commands/mod.rs`, and one variant and one match arm here.
+//! `commands/mod.rs`, and one line in `commands!` here.
 
 use clap::{Parser, Subcommand};
 
@@ -34,40 +34,43 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-/// The commands; one line each.
-#[derive(Debug, Subcommand)]
-pub(crate) enum Command {
-    #[command(visible_alias = "init_event_store", alias = "init-event-store")]
-    Migrate(commands::migrate::Args),
-    Status(commands::status::Args),
-    Export(commands::export::Args),
-    Import(commands::import::Args),
-    Archive(commands::archive::Args),
-    Verify(commands::verify::Args),
-    Snapshots(commands::snapshots::Args),
-    Vacuum(commands::vacuum::Args),
-    Indexes(commands::indexes::Args),
-    Tenants(commands::tenants::Args),
-    Grants(commands::grants::Args),
-    AppendOnly(commands::append_only::Args),
+/// Declares the commands once: the clap enum (a variant per command, its arguments defined in
+/// its file under `commands/`, a command with subcommands marked `#[command(subcommand)]`) and
+/// the dispatch to each file's `run`.
+macro_rules! commands {
+    ($($(#[$attr:meta])* $command:ident => $module:ident,)*) => {
+        /// The commands.
+        #[derive(Debug, Subcommand)]
+        pub(crate) enum Command {
+            $($(#[$attr])* $command(commands::$module::Args),)*
+        }
+
+        impl Command {
+            /// Runs the command.
+            pub(crate) async fn run(self, ctx: &Context) -> Result<(), Failure> {
+                match self {
+                    $(Command::$command(args) => commands::$module::run(args, ctx).await,)*
+                }
+            }
+        }
+    };
 }
 
-impl Command {
-    /// Runs the command.
-    pub(crate) async fn run(self, ctx: &Context) -> Result<(), Failure> {
-        match self {
-            Command::Migrate(args) => commands::migrate::run(args, ctx).await,
-            Command::Status(args) => commands::status::run(args, ctx).await,
-            Command::Export(args) => commands::export::run(args, ctx).await,
-            Command::Import(args) => commands::import::run(args, ctx).await,
-            Command::Archive(args) => commands::archive::run(args, ctx).await,
-            Command::Verify(args) => commands::verify::run(args, ctx).await,
-            Command::Snapshots(args) => commands::snapshots::run(args, ctx).await,
-            Command::Vacuum(args) => commands::vacuum::run(args, ctx).await,
-            Command::Indexes(args) => commands::indexes::run(args, ctx).await,
-            Command::Tenants(args) => commands::tenants::run(args, ctx).await,
-            Command::Grants(args) => commands::grants::run(args, ctx).await,
-            Command::AppendOnly(args) => commands::append_only::run(args, ctx).await,
-        }
-    }
+commands! {
+    #[command(visible_alias = "init_event_store", alias = "init-event-store")]
+    Migrate => migrate,
+    Status => status,
+    Export => export,
+    Import => import,
+    Archive => archive,
+    Verify => verify,
+    #[command(subcommand)]
+    Snapshots => snapshots,
+    Vacuum => vacuum,
+    Indexes => indexes,
+    #[command(subcommand)]
+    Tenants => tenants,
+    #[command(subcommand)]
+    Grants => grants,
+    AppendOnly => append_only,
 }

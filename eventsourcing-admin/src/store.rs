@@ -11,6 +11,8 @@ use eventsourcing::{
     AnyStore, Env, StoreKind, PERSISTENCE_MODULE,
 };
 
+use serde::Serialize;
+
 use crate::output::{Failure, Output};
 
 /// What every command gets: the settings' source and where to print.
@@ -20,9 +22,9 @@ pub(crate) struct Context {
     pub(crate) out: Output,
 }
 
-/// Whether opening may create the database (a SQLite file): only `migrate` may.
+/// Whether opening may create the database (a SQLite file): only `migrate` and `import` may.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Open {
+enum Open {
     /// The database must exist already.
     Existing,
     /// A missing SQLite file is created (then migrated by the caller).
@@ -43,8 +45,40 @@ impl Context {
         }
     }
 
-    /// Opens the store the environment names, without migrating it.
-    pub(crate) async fn open(&self, open: Open) -> Result<AnyStore, Failure> {
+    /// Prints `report` about `store`: with `--json` one document, the store's description
+    /// (`store`) first, then the report's fields; as text what `text` makes of the description
+    /// and the report.
+    pub(crate) fn report_on<T: Serialize>(
+        &self,
+        store: &AnyStore,
+        report: &T,
+        text: impl FnOnce(&str, &T) -> String,
+    ) -> Result<(), Failure> {
+        #[derive(Serialize)]
+        struct OnStore<'a, T> {
+            store: String,
+            #[serde(flatten)]
+            report: &'a T,
+        }
+        let report = OnStore {
+            store: describe(store),
+            report,
+        };
+        self.out.report(&report, |r| text(&r.store, r.report))
+    }
+
+    /// Opens the store the environment names, which must exist, without migrating it.
+    pub(crate) async fn open(&self) -> Result<AnyStore, Failure> {
+        self.open_as(Open::Existing).await
+    }
+
+    /// Opens the store the environment names, creating a missing SQLite file (the caller
+    /// migrates it).
+    pub(crate) async fn open_or_create(&self) -> Result<AnyStore, Failure> {
+        self.open_as(Open::MayCreate).await
+    }
+
+    async fn open_as(&self, open: Open) -> Result<AnyStore, Failure> {
         let env = self.env();
         refuse_a_silent_default(&env)?;
         match StoreKind::from_env(&env)? {
@@ -120,12 +154,4 @@ pub(crate) fn describe(store: &AnyStore) -> String {
         }
         other => format!("{:?}", other.kind()),
     }
-}
-
-/// The failure for a command that does not apply to `store`'s kind.
-pub(crate) fn unsupported(store: &AnyStore, command: &str) -> Failure {
-    Failure::Usage(format!(
-        "`{command}` is not available for the {:?} store",
-        store.kind()
-    ))
 }

@@ -9,40 +9,13 @@ use common::Target;
 use eventsourcing::{
     backup::{BackupReader, Record},
     chrono::{TimeZone, Utc},
-    postgres::PostgresStore,
-    sqlite::{SqliteConfig, SqliteStore},
-    EventStore, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking, Uuid,
+    AnyStore, EventStore, Metadata, NewEvent, Position, Snapshot, Tracking, Uuid,
 };
-
-/// The library's handle on the store a target points the binary at.
-enum Handle {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
-}
-
-async fn handle(target: &Target) -> Handle {
-    match target {
-        Target::Sqlite { path, .. } => Handle::Sqlite(
-            SqliteStore::open(SqliteConfig::new(path.clone()))
-                .await
-                .unwrap(),
-        ),
-        Target::Postgres { schema } => Handle::Postgres(schema.store().await),
-    }
-}
-
-macro_rules! on {
-    ($handle:expr, $s:ident => $body:expr) => {
-        match $handle {
-            Handle::Sqlite($s) => $body,
-            Handle::Postgres($s) => $body,
-        }
-    };
-}
+use eventsourcing_postgres::testing::log_holding;
 
 /// `n` streams of three events recorded in 2020 (metadata on the first), a snapshot of each at
-/// version 3.
-async fn fill<S: EventStore>(store: &S, n: u128) -> Vec<Uuid> {
+/// version 3; returns once the log shows every event.
+async fn fill(store: &AnyStore, n: u128) -> Vec<Uuid> {
     let mut ids = Vec::new();
     for i in 0..n {
         let id = Uuid::from_u128(1000 + i);
@@ -70,20 +43,18 @@ async fn fill<S: EventStore>(store: &S, n: u128) -> Vec<Uuid> {
         store.save_snapshot(snapshot, None).await.unwrap();
         ids.push(id);
     }
+    log_holding(store, 3 * ids.len()).await;
     ids
 }
 
-/// The log once it holds `n` events (PostgreSQL holds back events behind any running
-/// transaction on the shared server), for at most a minute.
-async fn log<S: EventStore>(store: &S, n: usize) -> Vec<StoredEvent> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let log = store.read_log(Position::START, 100_000).await.unwrap();
-        if log.len() >= n || std::time::Instant::now() > deadline {
-            return log;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// Records that a consumer `name` has handled the log up to its event `index` (from 0).
+async fn consumer_at(store: &AnyStore, name: &str, index: usize) {
+    let position = log_holding(store, index + 1).await[index].position;
+    let tracking = Tracking {
+        name: name.into(),
+        position,
+    };
+    store.append_tracked(vec![], tracking).await.unwrap();
 }
 
 /// The records of a backup with positions replaced by the place of the event they point at.
@@ -113,48 +84,41 @@ fn content(path: &Path) -> Vec<String> {
 async fn export_then_import_into_either_kind_gives_the_same_backup() {
     let dir = tempfile::tempdir().unwrap();
     for source in Target::both().await {
-        assert_eq!(source.admin(&["migrate"]).code, 0);
-        let store = handle(&source).await;
-        on!(&store, s => {
-            fill(s, 8).await;
-            let events = log(s, 24).await;
-            let tracking = Tracking { name: "projection".into(), position: events[10].position };
-            s.append_tracked(vec![], tracking).await.unwrap();
-        });
+        let store = source.migrated().await;
+        fill(&store, 8).await;
+        consumer_at(&store, "projection", 10).await;
         let first = dir.path().join(format!("{}.esb", source.name()));
         let first_arg = first.to_str().unwrap();
-        let run = source.admin(&["--json", "export", first_arg]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        assert_eq!(run.json()["counts"]["events"], 24);
-        assert_eq!(run.json()["counts"]["snapshots"], 8);
+        let counts = &source
+            .admin(&["--json", "export", first_arg])
+            .assert_code(0)
+            .json()["counts"];
+        assert_eq!(counts["events"], 24, "{counts}");
+        assert_eq!(counts["snapshots"], 8, "{counts}");
         // The file exists now: a second export to it is refused, and it is left whole.
-        let again = source.admin(&["export", first_arg]);
-        assert_eq!(again.code, 1, "{}", again.all());
+        source.admin(&["export", first_arg]).assert_code(1);
         let expected = content(&first);
-        let run = source.admin(&["verify"]);
-        assert_eq!(run.code, 0, "{}", run.all());
+        source.admin(&["verify"]).assert_code(0);
 
         for target in Target::both().await {
             let what = format!("{} -> {}", source.name(), target.name());
-            let run = target.admin(&["import", first_arg]);
-            assert_eq!(run.code, 0, "{what}: {}", run.all());
-            assert!(
-                run.stdout.contains("imported 24 events"),
-                "{what}: {}",
-                run.all()
-            );
+            target
+                .admin(&["import", first_arg])
+                .assert_code(0)
+                .assert_stdout("imported 24 events");
             let second = dir
                 .path()
                 .join(format!("{}-{}.esb", source.name(), target.name()));
-            let run = target.admin(&["export", second.to_str().unwrap()]);
-            assert_eq!(run.code, 0, "{what}: {}", run.all());
+            target
+                .admin(&["export", second.to_str().unwrap()])
+                .assert_code(0);
             assert_eq!(content(&second), expected, "{what}");
-            let run = target.admin(&["verify"]);
-            assert_eq!(run.code, 0, "{what}: verify: {}", run.all());
+            target.admin(&["verify"]).assert_code(0);
             // Not empty any more: refused, exit 1, the reason named.
-            let run = target.admin(&["import", first_arg]);
-            assert_eq!(run.code, 1, "{what}: {}", run.all());
-            assert!(run.stderr.contains("not empty"), "{what}: {}", run.all());
+            target
+                .admin(&["import", first_arg])
+                .assert_code(1)
+                .assert_stderr("not empty");
         }
     }
 }
@@ -163,18 +127,20 @@ async fn export_then_import_into_either_kind_gives_the_same_backup() {
 async fn import_refuses_a_truncated_file_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let source = Target::sqlite();
-    assert_eq!(source.admin(&["migrate"]).code, 0);
-    on!(&handle(&source).await, s => { fill(s, 5).await; });
+    fill(&source.migrated().await, 5).await;
     let file = dir.path().join("whole.esb");
-    assert_eq!(source.admin(&["export", file.to_str().unwrap()]).code, 0);
+    source
+        .admin(&["export", file.to_str().unwrap()])
+        .assert_code(0);
     let bytes = std::fs::read(&file).unwrap();
     let cut = dir.path().join("cut.esb");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     for target in Target::both().await {
-        let run = target.admin(&["import", cut.to_str().unwrap()]);
-        assert_eq!(run.code, 1, "{}", run.all());
-        assert!(run.stderr.contains("backup file"), "{}", run.all());
-        let events = on!(&handle(&target).await, s => log(s, 0).await.len());
+        target
+            .admin(&["import", cut.to_str().unwrap()])
+            .assert_code(1)
+            .assert_stderr("backup file");
+        let events = log_holding(&target.open().await, 0).await.len();
         assert_eq!(events, 0, "{}: nothing written", target.name());
     }
 }
@@ -183,62 +149,52 @@ async fn import_refuses_a_truncated_file_and_writes_nothing() {
 async fn archive_and_restore_through_the_binary() {
     let dir = tempfile::tempdir().unwrap();
     for target in Target::both().await {
-        assert_eq!(target.admin(&["migrate"]).code, 0);
-        let store = handle(&target).await;
-        let ids = on!(&store, s => {
-            let ids = fill(s, 4).await;
-            let events = log(s, 12).await;
-            let behind = Tracking { name: "slow".into(), position: events[0].position };
-            s.append_tracked(vec![], behind).await.unwrap();
-            ids
-        });
+        let store = target.migrated().await;
+        let ids = fill(&store, 4).await;
+        consumer_at(&store, "slow", 0).await;
         let file = dir.path().join(format!("{}-cold.esb", target.name()));
         let file_arg = file.to_str().unwrap();
-        let run = target.admin(&["archive", "--before", "2021-01-01", file_arg]);
-        assert_eq!(run.code, 1, "{}", run.all());
-        assert!(
-            run.stderr.contains("`slow`") && run.stderr.contains("--force"),
-            "{}",
-            run.all()
-        );
+        target
+            .admin(&["archive", "--before", "2021-01-01", file_arg])
+            .assert_code(1)
+            .assert_stderr("`slow`")
+            .assert_stderr("--force");
         assert!(!file.exists());
 
-        let run = target.admin(&[
-            "--json",
-            "archive",
-            "--before",
-            "2021-01-01",
-            "--force",
-            file_arg,
-        ]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        assert_eq!(run.json()["counts"]["events"], 8, "{}", run.all());
-        assert_eq!(run.json()["streams"].as_array().unwrap().len(), 4);
-        on!(&store, s => {
-            for id in &ids {
-                let left = s.load(*id, 0, None).await.unwrap();
-                assert_eq!(left.len(), 1);
-                assert_eq!(left[0].version, 3);
-            }
-        });
+        let archived = target
+            .admin(&[
+                "--json",
+                "archive",
+                "--before",
+                "2021-01-01",
+                "--force",
+                file_arg,
+            ])
+            .assert_code(0)
+            .json();
+        assert_eq!(archived["counts"]["events"], 8, "{archived}");
+        assert_eq!(archived["streams"].as_array().unwrap().len(), 4);
+        for id in &ids {
+            let left = store.load(*id, 0, None).await.unwrap();
+            assert_eq!(left.len(), 1);
+            assert_eq!(left[0].version, 3);
+        }
         // Archived streams start at their snapshot's version: whole, not a gap.
-        let run = target.admin(&["--json", "verify"]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        assert_eq!(run.json()["archived_streams"], 4, "{}", run.all());
+        let verified = target.admin(&["--json", "verify"]).assert_code(0).json();
+        assert_eq!(verified["archived_streams"], 4, "{verified}");
 
-        let run = target.admin(&["archive", "restore", file_arg]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        assert!(run.stdout.contains("restored 8 events"), "{}", run.all());
-        on!(&store, s => {
-            for id in &ids {
-                assert_eq!(s.load(*id, 0, None).await.unwrap().len(), 3);
-            }
-        });
+        target
+            .admin(&["archive", "restore", file_arg])
+            .assert_code(0)
+            .assert_stdout("restored 8 events");
+        for id in &ids {
+            assert_eq!(store.load(*id, 0, None).await.unwrap().len(), 3);
+        }
         // Every event back: the store checks whole again.
-        let run = target.admin(&["verify"]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        let run = target.admin(&["archive", "restore", file_arg]);
-        assert_eq!(run.code, 1, "{}", run.all());
-        assert!(run.stderr.contains("already holds"), "{}", run.all());
+        target.admin(&["verify"]).assert_code(0);
+        target
+            .admin(&["archive", "restore", file_arg])
+            .assert_code(1)
+            .assert_stderr("already holds");
     }
 }

@@ -3,8 +3,8 @@
 
 mod common;
 
-use common::{append, Target};
-use eventsourcing::Uuid;
+use common::{new_stream, Target};
+use eventsourcing_postgres::testing::HeldTransaction;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_names_the_open_transaction_that_holds_the_log_back() {
@@ -14,23 +14,11 @@ async fn status_names_the_open_transaction_that_holds_the_log_back() {
         unreachable!()
     };
     // A session that took a transaction id and stays open (a forgotten BEGIN).
-    let client = schema.client().await.unwrap();
-    client
-        .batch_execute(
-            "SET application_name = 'forgotten-begin'; BEGIN; SELECT pg_current_xact_id()",
-        )
-        .await
-        .unwrap();
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    append(&store, Uuid::new_v4(), 1).await;
+    let held = HeldTransaction::begin(&schema.config(), "forgotten-begin").await;
+    let pid = held.pid();
+    new_stream(&store, 1).await;
 
-    let run = target.admin(&["status", "--json"]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    let horizon = &run.json()["log_horizon"];
+    let horizon = &target.admin(&["status", "--json"]).assert_code(0).json()["log_horizon"];
     assert_eq!(horizon["held_back"], true, "{horizon}");
     let holder = horizon["holders"]
         .as_array()
@@ -40,19 +28,12 @@ async fn status_names_the_open_transaction_that_holds_the_log_back() {
         .unwrap_or_else(|| panic!("pid {pid} not among {horizon}"));
     assert_eq!(holder["application_name"], "forgotten-begin", "{horizon}");
 
-    let run = target.admin(&["status"]);
-    assert!(
-        run.stdout.contains("held back by the transaction of pid"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stdout.contains("pg_terminate_backend("),
-        "{}",
-        run.all()
-    );
+    target
+        .admin(&["status"])
+        .assert_stdout("held back by the transaction of pid")
+        .assert_stdout("pg_terminate_backend(");
 
-    client.batch_execute("COMMIT").await.unwrap();
+    held.commit().await;
     let json = target.admin(&["status", "--json"]).json();
     assert!(
         json["log_horizon"]["holders"]

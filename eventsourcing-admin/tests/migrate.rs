@@ -9,21 +9,17 @@ use common::{admin_with, Target};
 async fn migrate_creates_the_tables_once_and_status_shows_them() {
     for target in Target::both().await {
         let name = target.name();
-        let run = target.admin(&["init_event_store"]);
-        assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(
-            run.stdout.contains("applied migration 1 ("),
-            "{name}: {}",
-            run.all()
-        );
-
-        let run = target.admin(&["migrate"]);
-        assert_eq!(run.code, 0, "{name}: {}", run.all());
-        assert!(run.stdout.contains("up to date ("), "{name}: {}", run.all());
+        target
+            .admin(&["init_event_store"])
+            .assert_code(0)
+            .assert_stdout("applied migration 1 (");
+        target
+            .admin(&["migrate"])
+            .assert_code(0)
+            .assert_stdout("up to date (");
 
         let run = target.admin(&["status"]);
-        assert_eq!(run.code, 0, "{name}: {}", run.all());
-        run.assert_stdout(name, "checksum ok");
+        run.assert_code(0).assert_stdout("checksum ok");
         assert!(!run.stdout.contains("pending"), "{name}: {}", run.all());
 
         let json = target.admin(&["status", "--json"]).json();
@@ -42,18 +38,11 @@ async fn migrate_creates_the_tables_once_and_status_shows_them() {
 #[tokio::test]
 async fn postgres_status_before_migrate_lists_pending_migrations_and_the_log_horizon() {
     let target = Target::postgres().await;
-    let run = target.admin(&["status"]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(
-        run.stdout.contains("pending     1  events"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stdout.contains("eventsourcing-admin migrate"),
-        "{}",
-        run.all()
-    );
+    target
+        .admin(&["status"])
+        .assert_code(0)
+        .assert_stdout("pending     1  events")
+        .assert_stdout("eventsourcing-admin migrate");
 
     target.admin(&["migrate"]);
     let json = target.admin(&["status", "--json"]).json();
@@ -63,9 +52,10 @@ async fn postgres_status_before_migrate_lists_pending_migrations_and_the_log_hor
 #[test]
 fn sqlite_status_on_a_missing_file_is_a_setting_error_and_creates_nothing() {
     let target = Target::sqlite();
-    let run = target.admin(&["status"]);
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("SQLITE_DBNAME"), "{}", run.all());
+    target
+        .admin(&["status"])
+        .assert_code(2)
+        .assert_stderr("SQLITE_DBNAME");
     let Target::Sqlite { path, .. } = &target else {
         unreachable!()
     };
@@ -79,18 +69,17 @@ async fn the_app_prefix_wins_over_the_plain_variables() {
     };
     let other = Target::postgres().await;
     // The plain POSTGRES_SCHEMA names `other`; the prefixed one wins with --app.
-    let run = other.admin_env(
-        &["--app", "widgets", "migrate"],
-        &[("WIDGETS_POSTGRES_SCHEMA", schema.name().to_owned())],
-    );
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains(schema.name()), "{}", run.all());
-    let run = other.admin(&["status", "--json"]);
+    other
+        .admin_env(
+            &["--app", "widgets", "migrate"],
+            &[("WIDGETS_POSTGRES_SCHEMA", schema.name().to_owned())],
+        )
+        .assert_code(0)
+        .assert_stdout(schema.name());
+    let plain = other.admin(&["status", "--json"]).json();
     assert_eq!(
-        run.json()["pending"],
-        5,
-        "the plain schema was not migrated: {}",
-        run.all()
+        plain["pending"], 5,
+        "the plain schema was not migrated: {plain}"
     );
 }
 
@@ -101,12 +90,13 @@ fn sqlite_reads_the_app_prefix_too() {
         unreachable!()
     };
     let prefixed = dir.path().join("widgets.db").to_string_lossy().into_owned();
-    let run = target.admin_env(
-        &["--app", "widgets", "migrate"],
-        &[("WIDGETS_SQLITE_DBNAME", prefixed.clone())],
-    );
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains(&prefixed), "{}", run.all());
+    target
+        .admin_env(
+            &["--app", "widgets", "migrate"],
+            &[("WIDGETS_SQLITE_DBNAME", prefixed.clone())],
+        )
+        .assert_code(0)
+        .assert_stdout(&prefixed);
     assert!(std::path::Path::new(&prefixed).exists());
     // The plain SQLITE_DBNAME's file was not created.
     assert_eq!(target.admin(&["status"]).code, 2);
@@ -115,27 +105,28 @@ fn sqlite_reads_the_app_prefix_too() {
 #[tokio::test]
 async fn bad_settings_exit_2_naming_the_variable() {
     let target = Target::postgres().await;
-    let run = target.admin_env(
-        &["status"],
-        &[
-            ("DATABASE_URL", String::new()),
-            ("POSTGRES_HOST", "127.0.0.1".to_owned()),
-            ("POSTGRES_PORT", "x".to_owned()),
-        ],
-    );
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("POSTGRES_PORT"), "{}", run.all());
+    target
+        .admin_env(
+            &["status"],
+            &[
+                ("DATABASE_URL", String::new()),
+                ("POSTGRES_HOST", "127.0.0.1".to_owned()),
+                ("POSTGRES_PORT", "x".to_owned()),
+            ],
+        )
+        .assert_code(2)
+        .assert_stderr("POSTGRES_PORT");
 
-    let run = admin_with(
+    admin_with(
         &["status"],
         &[("PERSISTENCE_MODULE", "eventsourcing.mongo".to_owned())],
-    );
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("PERSISTENCE_MODULE"), "{}", run.all());
+    )
+    .assert_code(2)
+    .assert_stderr("PERSISTENCE_MODULE");
 
     // PostgreSQL settings without PERSISTENCE_MODULE: not a silent SQLite file.
     let dir = tempfile::tempdir().unwrap();
-    let run = admin_with(
+    admin_with(
         &["migrate"],
         &[
             ("DATABASE_URL", eventsourcing_postgres::testing::url()),
@@ -144,34 +135,31 @@ async fn bad_settings_exit_2_naming_the_variable() {
                 dir.path().join("stray.db").to_string_lossy().into_owned(),
             ),
         ],
-    );
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(
-        run.stderr.contains("PERSISTENCE_MODULE") && run.stderr.contains("DATABASE_URL"),
-        "{}",
-        run.all()
-    );
+    )
+    .assert_code(2)
+    .assert_stderr("PERSISTENCE_MODULE")
+    .assert_stderr("DATABASE_URL");
     assert!(!dir.path().join("stray.db").exists());
 
-    let run = admin_with(&["status"], &[("PERSISTENCE_MODULE", "memory".to_owned())]);
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("PERSISTENCE_MODULE"), "{}", run.all());
+    admin_with(&["status"], &[("PERSISTENCE_MODULE", "memory".to_owned())])
+        .assert_code(2)
+        .assert_stderr("PERSISTENCE_MODULE");
 }
 
 #[test]
 fn an_unknown_command_exits_2_with_usage_and_help_lists_the_commands() {
-    let run = admin_with(&["frobnicate"], &[]);
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("Usage"), "{}", run.all());
+    admin_with(&["frobnicate"], &[])
+        .assert_code(2)
+        .assert_stderr("Usage");
 
     let run = admin_with(&["--help"], &[]);
-    assert_eq!(run.code, 0, "{}", run.all());
+    run.assert_code(0);
     for word in ["migrate", "init_event_store", "status", "Exit codes"] {
-        assert!(run.stdout.contains(word), "{word}: {}", run.all());
+        run.assert_stdout(word);
     }
-    let run = admin_with(&["migrate", "--help"], &[]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains("Example"), "{}", run.all());
+    admin_with(&["migrate", "--help"], &[])
+        .assert_code(0)
+        .assert_stdout("Example");
 }
 
 #[test]
@@ -187,8 +175,7 @@ fn an_unreachable_postgres_is_an_error_naming_host_and_port() {
             ("POSTGRES_DBNAME", "nothing".to_owned()),
         ],
     );
-    assert_eq!(run.code, 1, "{}", run.all());
-    assert!(run.stderr.contains("127.0.0.1:1"), "{}", run.all());
+    run.assert_code(1).assert_stderr("127.0.0.1:1");
     assert!(!run.all().contains("s3cret-pw"), "{}", run.all());
     assert!(!run.all().contains("panicked"), "{}", run.all());
 }

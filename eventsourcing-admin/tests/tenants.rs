@@ -35,42 +35,32 @@ fn schema_tenants(prefix: &str) -> (DropTenants, Vec<(&'static str, String)>) {
 async fn tenants_create_list_and_migrate_with_progress_and_refuse_bad_ids() {
     let (tenants, vars) = schema_tenants("es_adm");
 
-    let run = admin_with(&["tenants", "create", "acme", "globex"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
-    run.assert_stdout("tenants create", "tenant acme: ready (5 migrations");
+    admin_with(&["tenants", "create", "acme", "globex"], &vars)
+        .assert_code(0)
+        .assert_stdout("tenant acme: ready (5 migrations");
 
     // One bad id: refused before anything is created.
-    let run = admin_with(&["tenants", "create", "initech", "a b"], &vars);
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(
-        run.stderr.contains("invalid tenant id \"a b\""),
-        "{}",
-        run.all()
-    );
+    admin_with(&["tenants", "create", "initech", "a b"], &vars)
+        .assert_code(2)
+        .assert_stderr("invalid tenant id \"a b\"");
     for bad in ["..", "pg_x", "postgres", &"x".repeat(200)] {
-        assert_eq!(
-            admin_with(&["tenants", "create", bad], &vars).code,
-            2,
-            "{bad}"
-        );
+        admin_with(&["tenants", "create", bad], &vars).assert_code(2);
     }
 
     let json = admin_with(&["tenants", "list", "--json"], &vars).json();
     assert_eq!(json, serde_json::json!(["acme", "globex"]));
     assert_eq!(tenants.0.list().await.unwrap().len(), 2);
 
-    let run = admin_with(&["tenants", "migrate"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
-    run.assert_stdout("tenants migrate", "2 tenants migrated");
-    assert!(run.stderr.contains("tenants 1/2: acme"), "{}", run.all());
-    assert!(run.stderr.contains("tenants 2/2: globex"), "{}", run.all());
+    admin_with(&["tenants", "migrate"], &vars)
+        .assert_code(0)
+        .assert_stdout("2 tenants migrated")
+        .assert_stderr("tenants 1/2: acme")
+        .assert_stderr("tenants 2/2: globex");
 
-    let run = admin_with(
-        &["tenants", "list"],
-        &[("TENANT_LAYOUT", "cloud".to_owned())],
-    );
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("TENANT_LAYOUT"), "{}", run.all());
+    let cloud = [("TENANT_LAYOUT", "cloud".to_owned())];
+    admin_with(&["tenants", "list"], &cloud)
+        .assert_code(2)
+        .assert_stderr("TENANT_LAYOUT");
 }
 
 #[test]
@@ -83,11 +73,10 @@ fn tenant_files_are_created_and_listed() {
             dir.path().join("t_{id}.db").to_string_lossy().into_owned(),
         ),
     ];
-    let run = admin_with(&["tenants", "create", "b", "a"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
+    admin_with(&["tenants", "create", "b", "a"], &vars).assert_code(0);
     assert!(dir.path().join("t_a.db").exists());
     assert_eq!(admin_with(&["tenants", "list"], &vars).stdout, "a\nb\n");
-    assert_eq!(admin_with(&["tenants", "create", "../x"], &vars).code, 2);
+    admin_with(&["tenants", "create", "../x"], &vars).assert_code(2);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
 
@@ -95,7 +84,7 @@ fn tenant_files_are_created_and_listed() {
 /// login) and the schema's events table as SQL names it.
 async fn migrated_postgres() -> (Target, Client, String) {
     let target = Target::postgres().await;
-    assert_eq!(target.admin(&["migrate"]).code, 0);
+    target.admin(&["migrate"]).assert_code(0);
     let Target::Postgres { schema } = &target else {
         unreachable!()
     };
@@ -110,15 +99,12 @@ async fn grants_print_and_apply_give_the_role_no_right_to_change_events() {
     let guard = TestRole::new("es_admrole").await;
     let role = guard.name();
 
-    let run = target.admin(&["grants", "print", role]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    run.assert_stdout(
-        "grants print",
-        &format!("GRANT SELECT, INSERT ON {events} TO \"{role}\";"),
-    );
+    target
+        .admin(&["grants", "print", role])
+        .assert_code(0)
+        .assert_stdout(&format!("GRANT SELECT, INSERT ON {events} TO \"{role}\";"));
 
-    let run = target.admin(&["grants", "apply", role]);
-    assert_eq!(run.code, 0, "{}", run.all());
+    target.admin(&["grants", "apply", role]).assert_code(0);
     let row = owner
         .query_one(
             "SELECT has_table_privilege($1, $2, 'INSERT'), has_table_privilege($1, $2, 'UPDATE'), \
@@ -136,9 +122,10 @@ async fn append_only_on_refuses_the_owner_and_off_lifts_it() {
     let (target, owner, events) = migrated_postgres().await;
 
     for _ in 0..2 {
-        let run = target.admin(&["append-only", "on"]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        run.assert_stdout("append-only on", "append-only on");
+        target
+            .admin(&["append-only", "on"])
+            .assert_code(0)
+            .assert_stdout("append-only on");
     }
     let err = owner
         .batch_execute(&format!("DELETE FROM {events}"))
@@ -148,8 +135,7 @@ async fn append_only_on_refuses_the_owner_and_off_lifts_it() {
     let json = target.admin(&["append-only", "status", "--json"]).json();
     assert_eq!(json[0]["append_only"], true, "{json}");
 
-    let run = target.admin(&["append-only", "off"]);
-    assert_eq!(run.code, 0, "{}", run.all());
+    target.admin(&["append-only", "off"]).assert_code(0);
     owner
         .batch_execute(&format!("DELETE FROM {events}"))
         .await
@@ -163,22 +149,15 @@ async fn grants_and_append_only_for_every_tenant_let_the_role_run_each_tenant() 
     use eventsourcing::{EventStore, NewEvent, TenantLimits, Tenants};
 
     let (tenants, vars) = schema_tenants("es_admg");
-    assert_eq!(
-        admin_with(&["tenants", "create", "acme", "globex"], &vars).code,
-        0
-    );
+    admin_with(&["tenants", "create", "acme", "globex"], &vars).assert_code(0);
     let role = TestRole::new("es_admrole").await;
 
-    let run = admin_with(&["grants", "apply", role.name(), "--tenants"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
-    for tenant in ["acme", "globex"] {
-        run.assert_stdout(
-            "grants apply --tenants",
-            &format!("-- applied tenant {tenant}"),
-        );
-    }
+    admin_with(&["grants", "apply", role.name(), "--tenants"], &vars)
+        .assert_code(0)
+        .assert_stdout("-- applied tenant acme")
+        .assert_stdout("-- applied tenant globex");
     let run = admin_with(&["append-only", "on", "--tenants"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
+    run.assert_code(0);
     assert_eq!(
         run.stdout.matches("append-only on").count(),
         2,

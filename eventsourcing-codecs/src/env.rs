@@ -166,36 +166,22 @@ mod tests {
     fn bad_settings_name_the_variable_and_never_show_a_key() {
         let good = b64(&[1u8; 32]);
         let short = b64(&[2u8; 16]);
+        // CIPHER_TOPIC and CIPHER_KEY set, as most cases have them.
+        let cipher = |topic: &str, key: &str| {
+            vec![
+                ("CIPHER_TOPIC", topic.to_owned()),
+                ("CIPHER_KEY", key.to_owned()),
+            ]
+        };
+        let old_keys = ("CIPHER_OLD_KEYS", format!("{good},{short}"));
         let cases: Vec<(Vec<(&str, String)>, &str)> = vec![
-            (
-                vec![
-                    ("CIPHER_TOPIC", "aes".into()),
-                    ("CIPHER_KEY", short.clone()),
-                ],
-                "WIDGETS_CIPHER_KEY",
-            ),
-            (
-                vec![
-                    ("CIPHER_TOPIC", "aes".into()),
-                    ("CIPHER_KEY", "%%%secret%%%".into()),
-                ],
-                "WIDGETS_CIPHER_KEY",
-            ),
+            (cipher("aes", &short), "WIDGETS_CIPHER_KEY"),
+            (cipher("aes", "%%%secret%%%"), "WIDGETS_CIPHER_KEY"),
             (vec![("CIPHER_TOPIC", "aes".into())], "WIDGETS_CIPHER_TOPIC"),
             (vec![("CIPHER_KEY", good.clone())], "WIDGETS_CIPHER_KEY"),
+            (cipher("rot13", &good), "WIDGETS_CIPHER_TOPIC"),
             (
-                vec![
-                    ("CIPHER_TOPIC", "rot13".into()),
-                    ("CIPHER_KEY", good.clone()),
-                ],
-                "WIDGETS_CIPHER_TOPIC",
-            ),
-            (
-                vec![
-                    ("CIPHER_TOPIC", "aes".into()),
-                    ("CIPHER_KEY", good.clone()),
-                    ("CIPHER_OLD_KEYS", format!("{good},{short}")),
-                ],
+                [cipher("aes", &good), vec![old_keys]].concat(),
                 "WIDGETS_CIPHER_OLD_KEYS",
             ),
             (

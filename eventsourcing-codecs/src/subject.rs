@@ -25,18 +25,10 @@ pub trait SubjectKeys: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Subject keys in memory, for tests: gone when the process ends.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct MemorySubjectKeys {
     // `None`: deleted.
-    keys: Mutex<HashMap<String, Option<Key>>>,
-}
-
-impl fmt::Debug for MemorySubjectKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemorySubjectKeys")
-            .field("subjects", &lock(&self.keys).len())
-            .finish()
-    }
+    keys: BySubject<Option<Key>>,
 }
 
 impl MemorySubjectKeys {
@@ -46,14 +38,35 @@ impl MemorySubjectKeys {
     }
 }
 
-/// A lock that survives a panic elsewhere (the map stays consistent: every write is one insert).
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Values by subject, in memory, shared between threads. `Debug` shows how many subjects it
+/// holds, never which (subjects name people).
+pub(crate) struct BySubject<V>(Mutex<HashMap<String, V>>);
+
+impl<V> Default for BySubject<V> {
+    fn default() -> Self {
+        BySubject(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<V> fmt::Debug for BySubject<V> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} subjects", self.lock().len())
+    }
+}
+
+impl<V> BySubject<V> {
+    /// The map, behind a lock that survives a panic elsewhere (the map stays consistent: every
+    /// write is one insert or remove).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<String, V>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl SubjectKeys for MemorySubjectKeys {
     fn get_or_create(&self, subject: &str) -> Result<Key, PayloadError> {
-        let mut keys = lock(&self.keys);
+        let mut keys = self.keys.lock();
         match keys.get(subject) {
             Some(Some(key)) => Ok(key.clone()),
             Some(None) => Err(PayloadError::Shredded {
@@ -68,11 +81,11 @@ impl SubjectKeys for MemorySubjectKeys {
     }
 
     fn get(&self, subject: &str) -> Result<Option<Key>, PayloadError> {
-        Ok(lock(&self.keys).get(subject).cloned().flatten())
+        Ok(self.keys.lock().get(subject).cloned().flatten())
     }
 
     fn delete(&self, subject: &str) -> Result<bool, PayloadError> {
-        let previous = lock(&self.keys).insert(subject.to_owned(), None);
+        let previous = self.keys.lock().insert(subject.to_owned(), None);
         Ok(matches!(previous, Some(Some(_))))
     }
 }

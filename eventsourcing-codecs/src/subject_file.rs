@@ -1,8 +1,6 @@
 use std::{
-    collections::HashMap,
-    fmt, fs, io,
+    fs, io,
     path::{Path, PathBuf},
-    sync::Mutex,
 };
 
 use sha2::{Digest, Sha256};
@@ -12,7 +10,7 @@ use crate::{
     envelope::NONCE_LEN,
     error::KeyId,
     key::{fill_random, Key, Keyring, KEY_LEN, TAG_LEN},
-    subject::{lock, SubjectKeys},
+    subject::{BySubject, SubjectKeys},
     PayloadError,
 };
 
@@ -31,19 +29,11 @@ const WRAPPED_LEN: usize = 4 + 4 + NONCE_LEN + KEY_LEN + TAG_LEN;
 /// subject's key before it was deleted keeps it until it restarts. Deleting a file does not
 /// scrub the disk blocks or backups that held it: shredding is as good as the care taken with
 /// this directory's copies.
+#[derive(Debug)]
 pub struct FileSubjectKeys {
     dir: PathBuf,
     master: Keyring,
-    cache: Mutex<HashMap<String, Key>>,
-}
-
-impl fmt::Debug for FileSubjectKeys {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileSubjectKeys")
-            .field("dir", &self.dir)
-            .field("master", &self.master)
-            .finish_non_exhaustive()
-    }
+    cache: BySubject<Key>,
 }
 
 fn store_error(what: &str, e: io::Error) -> PayloadError {
@@ -61,7 +51,7 @@ impl FileSubjectKeys {
         Ok(FileSubjectKeys {
             dir,
             master,
-            cache: Mutex::new(HashMap::new()),
+            cache: BySubject::default(),
         })
     }
 
@@ -174,7 +164,7 @@ impl SubjectKeys for FileSubjectKeys {
         let shredded = || PayloadError::Shredded {
             subject: subject.to_owned(),
         };
-        if let Some(key) = lock(&self.cache).get(subject) {
+        if let Some(key) = self.cache.lock().get(subject) {
             return Ok(key.clone());
         }
         let key = match self.read(subject)? {
@@ -201,17 +191,17 @@ impl SubjectKeys for FileSubjectKeys {
                 }
             }
         };
-        lock(&self.cache).insert(subject.to_owned(), key.clone());
+        self.cache.lock().insert(subject.to_owned(), key.clone());
         Ok(key)
     }
 
     fn get(&self, subject: &str) -> Result<Option<Key>, PayloadError> {
-        if let Some(key) = lock(&self.cache).get(subject) {
+        if let Some(key) = self.cache.lock().get(subject) {
             return Ok(Some(key.clone()));
         }
         let key = self.read(subject)?.flatten();
         if let Some(key) = &key {
-            lock(&self.cache).insert(subject.to_owned(), key.clone());
+            self.cache.lock().insert(subject.to_owned(), key.clone());
         }
         Ok(key)
     }
@@ -225,7 +215,7 @@ impl SubjectKeys for FileSubjectKeys {
         }
         renamed.map_err(|e| store_error("cannot delete a subject key", e))?;
         self.sync_dir()?;
-        lock(&self.cache).remove(subject);
+        self.cache.lock().remove(subject);
         Ok(existed)
     }
 }

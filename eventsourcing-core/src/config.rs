@@ -35,6 +35,41 @@ impl ConfigError {
 
 type Source = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Builder methods of a store's config builder (a struct whose `config` field holds the config
+/// being built) that store their argument in the config field of the same name, as it is; each
+/// with its docs. The store crates' builders share it:
+///
+/// ```
+/// #[derive(Default)]
+/// pub struct MyConfig {
+///     create_table: bool,
+/// }
+///
+/// #[derive(Default)]
+/// pub struct MyConfigBuilder {
+///     config: MyConfig,
+/// }
+///
+/// impl MyConfigBuilder {
+///     eventsourcing_core::config_setters! {
+///         /// Whether opening the store applies the migrations.
+///         create_table: bool;
+///     }
+/// }
+///
+/// assert!(MyConfigBuilder::default().create_table(true).config.create_table);
+/// ```
+#[macro_export]
+macro_rules! config_setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        pub fn $field(mut self, $field: $ty) -> Self {
+            self.config.$field = $field;
+            self
+        }
+    )*};
+}
+
 /// Settings read from environment variables, the way the Python `eventsourcing` library reads
 /// them: with an application name `WIDGETS`, `WIDGETS_POSTGRES_HOST` wins over `POSTGRES_HOST`.
 ///
@@ -137,19 +172,30 @@ impl Env {
         }
     }
 
+    /// The setting among `keys`, its trimmed text read by `read` (the value, or what it should
+    /// have been); `None` when unset. A malformed value is an error naming the variable and
+    /// saying what was expected.
+    fn read<T, E: fmt::Display>(
+        &self,
+        keys: &[&str],
+        read: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Option<T>, ConfigError> {
+        let Some((name, value)) = self.lookup(keys) else {
+            return Ok(None);
+        };
+        read(value.trim())
+            .map(Some)
+            .map_err(|expected| ConfigError::invalid(name, &value, expected))
+    }
+
     /// A setting parsed with `FromStr`; a malformed value is an error naming the variable.
     pub fn parse<T: FromStr>(&self, keys: &[&str]) -> Result<Option<T>, ConfigError>
     where
         T::Err: fmt::Display,
     {
-        match self.lookup(keys) {
-            None => Ok(None),
-            Some((name, value)) => value
-                .trim()
-                .parse::<T>()
-                .map(Some)
-                .map_err(|e| ConfigError::invalid(name, &value, format_args!("valid: {e}"))),
-        }
+        self.read(keys, |text| {
+            text.parse::<T>().map_err(|e| format!("valid: {e}"))
+        })
     }
 
     /// A whole number within `range`; anything else (a fraction, a sign where none is allowed,
@@ -162,33 +208,20 @@ impl Env {
     where
         T: FromStr + PartialOrd + fmt::Display,
     {
-        match self.lookup(keys) {
-            None => Ok(None),
-            Some((name, value)) => value
-                .trim()
-                .parse::<T>()
+        self.read(keys, |text| {
+            text.parse::<T>()
                 .ok()
                 .filter(|n| range.contains(n))
-                .map(Some)
-                .ok_or_else(|| {
-                    ConfigError::invalid(
-                        name,
-                        &value,
-                        format_args!("a whole number from {} to {}", range.start(), range.end()),
-                    )
-                }),
-        }
+                .ok_or_else(|| format!("a whole number from {} to {}", range.start(), range.end()))
+        })
     }
 
     /// A yes/no setting: `y`, `yes`, `t`, `true`, `on`, `1` and `n`, `no`, `f`, `false`, `off`,
     /// `0`, in any case.
     pub fn flag(&self, keys: &[&str]) -> Result<Option<bool>, ConfigError> {
-        match self.lookup(keys) {
-            None => Ok(None),
-            Some((name, value)) => parse_flag(&value)
-                .map(Some)
-                .ok_or_else(|| ConfigError::invalid(name, &value, "a yes/no value (use y or n)")),
-        }
+        self.read(keys, |text| {
+            parse_flag(text).ok_or("a yes/no value (use y or n)")
+        })
     }
 
     /// A duration in seconds (fractions allowed), from 0 to [`MAX_SECONDS`] (a year: longer
@@ -204,24 +237,15 @@ impl Env {
         keys: &[&str],
         max: Duration,
     ) -> Result<Option<Duration>, ConfigError> {
-        match self.lookup(keys) {
-            None => Ok(None),
-            Some((name, value)) => value
-                .trim()
-                .parse::<f64>()
+        self.read(keys, |text| {
+            text.parse::<f64>()
                 .ok()
                 .filter(|s| s.is_finite() && (0.0..=max.as_secs_f64()).contains(s))
                 .and_then(|s| Duration::try_from_secs_f64(s).ok())
                 // The f64 comparison may let a value within rounding of `max` through.
-                .map(|d| Some(d.min(max)))
-                .ok_or_else(|| {
-                    ConfigError::invalid(
-                        name,
-                        &value,
-                        format_args!("a number of seconds from 0 to {}", max.as_secs_f64()),
-                    )
-                }),
-        }
+                .map(|d| d.min(max))
+                .ok_or_else(|| format!("a number of seconds from 0 to {}", max.as_secs_f64()))
+        })
     }
 }
 

@@ -180,7 +180,7 @@ pub struct Snapshot {
 }
 
 /// A consumer's progress through the log: "`name` has processed everything up to `position`".
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tracking {
     /// The consumer (projection or process application) name.
     pub name: String,

@@ -21,7 +21,8 @@
 //! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
 //! | [`Tenants`], [`TenantStores`], [`TenantId`]: a store per tenant, bounded | `tenants.rs`, `tenant_id.rs` |
-//! | [`maintenance`]: store statistics, index use, snapshot pruning, the store check (`verify`) | `maintenance.rs` |
+//! | [`maintenance`]: the [`Maintenance`](maintenance::Maintenance) trait: store statistics, index use, snapshot pruning, vacuum, the store check (`verify`) | `maintenance.rs` |
+//! | [`backup`]: the portable backup format, the [`Backup`](backup::Backup) and [`Archive`](backup::Archive) traits | `backup/` |
 //! | [`metrics`]: every metric name, kind, unit and label; the `tracing` spans | `metrics.rs` |
 //! | [`Error`] | `error.rs` |
 //!

@@ -59,7 +59,7 @@ impl Default for ProjectionOptions {
 }
 
 /// An event a projection running with [`OnError::Park`] could not handle.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ParkedEvent {
     /// The projection's name.
     pub name: String,

@@ -227,6 +227,17 @@ impl TenantPattern {
         // Only names this pattern would make (a name must round-trip).
         (self.name(&tenant).ok()? == name).then_some(tenant)
     }
+
+    /// The tenants among `names` (of databases, schemas or files): those this pattern makes,
+    /// sorted. What a store's [`TenantStores::list`](crate::TenantStores::list) returns.
+    pub fn tenants_among(&self, names: impl IntoIterator<Item = String>) -> Vec<TenantId> {
+        let mut tenants: Vec<TenantId> = names
+            .into_iter()
+            .filter_map(|name| self.tenant_of(&name))
+            .collect();
+        tenants.sort();
+        tenants
+    }
 }
 
 impl fmt::Display for TenantPattern {

@@ -16,31 +16,12 @@ pub(crate) fn aggregate_attrs(cx: &mut Ctxt, attrs: &[Attribute]) -> AggregateAt
             // #[aggregate(name = "Widget")]
             if meta.path.is_ident("name") {
                 let lit: LitStr = meta.value()?.parse()?;
-                if out.name.is_some() {
-                    cx.error_spanned_by(&meta.path, "duplicate aggregate attribute `name`");
-                } else {
-                    out.name = Some(lit);
-                }
+                set_once(cx, &meta.path, "aggregate", &mut out.name, lit);
                 Ok(())
             } else if meta.path.is_ident("snapshot_every") {
                 // #[aggregate(snapshot_every = 10)]
-                let lit: syn::LitInt = meta.value()?.parse()?;
-                match lit.base10_parse::<u64>() {
-                    Ok(0) | Err(_) => cx.error_spanned_by(
-                        &lit,
-                        "`snapshot_every` must be a whole number of at least 1",
-                    ),
-                    Ok(_) => {}
-                }
-                if out.snapshot_every.is_some() {
-                    cx.error_spanned_by(
-                        &meta.path,
-                        "duplicate aggregate attribute `snapshot_every`",
-                    );
-                } else {
-                    out.snapshot_every = Some(lit);
-                }
-                Ok(())
+                let slot = &mut out.snapshot_every;
+                at_least_one::<u64>(cx, &meta, "aggregate", slot, "`snapshot_every`")
             } else {
                 let key = meta.path.to_token_stream_string();
                 Err(meta.error(format!("unknown aggregate attribute `{key}`")))
@@ -131,11 +112,7 @@ fn event_key(
     if meta.path.is_ident("name") {
         // #[event(name = "NameUpdated")]
         let lit: LitStr = meta.value()?.parse()?;
-        if out.name.is_some() {
-            cx.error_spanned_by(&meta.path, "duplicate event attribute `name`");
-        } else {
-            out.name = Some(lit);
-        }
+        set_once(cx, &meta.path, "event", &mut out.name, lit);
         Ok(())
     } else if meta.path.is_ident("alias") {
         // #[event(alias = "NameChanged")]: an earlier stored name, still read
@@ -144,28 +121,11 @@ fn event_key(
         Ok(())
     } else if meta.path.is_ident("version") {
         // #[event(version = 2)]: the schema version payloads are written with
-        let lit: syn::LitInt = meta.value()?.parse()?;
-        match lit.base10_parse::<u32>() {
-            Ok(0) | Err(_) => cx.error_spanned_by(
-                &lit,
-                "an event's `version` must be a whole number of at least 1",
-            ),
-            Ok(_) => {}
-        }
-        if out.version.is_some() {
-            cx.error_spanned_by(&meta.path, "duplicate event attribute `version`");
-        } else {
-            out.version = Some(lit);
-        }
-        Ok(())
+        at_least_one::<u32>(cx, &meta, "event", &mut out.version, "an event's `version`")
     } else if meta.path.is_ident("upcast") {
         // #[event(version = 2, upcast = Self::upcast_renamed)]: fn(u32, serde_json::Value) -> Option<serde_json::Value>
         let path: syn::Path = meta.value()?.parse()?;
-        if out.upcast.is_some() {
-            cx.error_spanned_by(&meta.path, "duplicate event attribute `upcast`");
-        } else {
-            out.upcast = Some(path);
-        }
+        set_once(cx, &meta.path, "event", &mut out.upcast, path);
         Ok(())
     } else {
         let key = meta.path.to_token_stream_string();
@@ -174,6 +134,39 @@ fn event_key(
             format!("unknown event attribute `{key}`"),
         ))
     }
+}
+
+/// Keeps the first value of the attribute key `key`; a second one is reported as a duplicate
+/// `kind` (`aggregate`, `event`) attribute.
+fn set_once<T>(cx: &mut Ctxt, key: &syn::Path, kind: &str, slot: &mut Option<T>, value: T) {
+    if slot.is_some() {
+        let name = key.to_token_stream_string();
+        cx.error_spanned_by(key, format!("duplicate {kind} attribute `{name}`"));
+    } else {
+        *slot = Some(value);
+    }
+}
+
+/// `key = N` of a `kind` attribute into `slot` (once, as [`set_once`]); `what` (the key, as
+/// the message names it) must be a whole number of at least 1 that fits `T`, or that is
+/// reported at the literal (which is kept, so that one mistake is one error).
+fn at_least_one<T>(
+    cx: &mut Ctxt,
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    kind: &str,
+    slot: &mut Option<syn::LitInt>,
+    what: &str,
+) -> syn::Result<()>
+where
+    T: std::str::FromStr + PartialEq + From<u8>,
+    T::Err: std::fmt::Display,
+{
+    let lit: syn::LitInt = meta.value()?.parse()?;
+    if !matches!(lit.base10_parse::<T>(), Ok(n) if n != T::from(0)) {
+        cx.error_spanned_by(&lit, format!("{what} must be a whole number of at least 1"));
+    }
+    set_once(cx, &meta.path, kind, slot, lit);
+    Ok(())
 }
 
 trait PathString {

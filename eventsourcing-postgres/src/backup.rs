@@ -1,33 +1,33 @@
 //! `export` and `import` of the portable backup format (`eventsourcing_core::backup`,
-//! `BACKUP-FORMAT.md`).
+//! `BACKUP-FORMAT.md`): this store's part of core's [`Backup`] trait (with `archive.rs`).
 //!
 //! Export reads everything in one `REPEATABLE READ, READ ONLY` transaction on a dedicated
 //! connection (one consistent moment of the store), through server-side portals of
 //! [`PAGE`] rows, so memory stays bounded whatever the store's size.
 //!
-//! Import first reads the whole file once ([`verify_file`]: header version, record order,
-//! trailer counts and hash) and writes nothing unless it is sound; then, in ONE transaction
-//! that also locks the four tables against other writers, it checks the store is empty and
-//! inserts the events in the file's order, batch by batch, so they keep their relative log
-//! order. A failure at any point (a bad record, a lost connection) rolls everything back: the
-//! target is as it was. The client holds one batch at a time; the server holds the transaction.
+//! Import gets the file checked whole (header version, record order, trailer counts and hash)
+//! by core before anything is written; then, in ONE transaction that also locks the four
+//! tables against other writers, it checks the store is empty and inserts the events in the
+//! file's order, batch by batch, so they keep their relative log order. A failure at any point
+//! (a bad record, a lost connection) rolls everything back: the target is as it was. The client
+//! holds one batch at a time; the server holds the transaction.
 
-use std::{collections::HashMap, io::Write, path::Path};
+use std::{collections::HashMap, io::Write};
 
 use eventsourcing_core::{
-    backup::{
-        no_progress, verify_holding, BackupError, BackupReader, BackupWriter, Content, Counts,
-        EventRecord, Header, ParkedRecord, Progress, Record, Remap, SnapshotRecord, TrackingRecord,
-    },
-    Error, Metadata, Position,
+    backup::{Backup, BackupError, BackupWriter, CheckedFile, Counts, EventRecord, Record},
+    Error, Metadata, Position, Tracking,
 };
-use tokio_postgres::{types::Json, IsolationLevel, Row, Transaction};
+use tokio_postgres::{
+    types::{Json, ToSql},
+    IsolationLevel, Row, Transaction, TransactionBuilder,
+};
 use uuid::Uuid;
 
 use crate::{
-    error::query_error,
+    error::{out_of_range, pg_error, query_error},
     rows::{self, fingerprint_column, position_columns, version_param},
-    sql::quote_ident,
+    sql::{quote_ident, EVENT_COLUMNS},
     store::PostgresStore,
     xid::Xid8,
 };
@@ -35,40 +35,18 @@ use crate::{
 /// Rows fetched per round trip on export, and records written per statement on import.
 pub(crate) const PAGE: usize = 2000;
 
-/// The columns `rows::log_event` decodes.
-pub(crate) const EVENT_COLUMNS: &str = "stream_id, version, tx_id, position, event_type, \
-     schema_version, timestamp, payload, metadata, stream_type";
-
-impl PostgresStore {
-    /// Writes every event (in log order), snapshot, tracking position and parked event to
-    /// `out` in the backup format, from one consistent moment of the store. Returns `out`
-    /// (flushed; sync a file yourself) and the counts.
-    ///
-    /// A stored row that cannot be read ([`Error::BadRow`]) stops the export: fix or remove it
-    /// first (`eventsourcing-admin verify` lists them).
-    pub async fn export<W: Write + Send>(&self, out: W) -> Result<(W, Counts), BackupError> {
-        self.export_with_progress(out, no_progress()).await
-    }
-
-    /// [`export`](Self::export), calling `progress` every
-    /// [`PROGRESS_EVERY`](eventsourcing_core::backup::PROGRESS_EVERY) records.
-    pub async fn export_with_progress<W: Write + Send>(
+impl Backup for PostgresStore {
+    async fn export_to<W: Write + Send + 'static>(
         &self,
-        out: W,
-        progress: Progress,
+        mut writer: BackupWriter<W>,
     ) -> Result<(W, Counts), BackupError> {
         let mut client = self.dedicated_client().await?;
         let db = |e| query_error(e, &self.config().schema);
-        let tx = client
+        let consistent = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(db)?;
-        tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
-            .await
-            .map_err(db)?;
+            .read_only(true);
+        let tx = start_long(consistent, &db).await?;
         let t = Tables::new(&self.config().schema);
         // The rows of this snapshot, for the progress display's total: a count is a small
         // fraction of reading them all.
@@ -85,119 +63,56 @@ impl PostgresStore {
             .map_err(db)?
             .try_get(0)
             .map_err(db)?;
-        let mut writer = BackupWriter::new(out, Header::new(Content::Full, "postgres"))?
-            .with_progress(progress, total.max(0) as u64);
+        writer.set_total(total.max(0) as u64);
         let events = format!(
             "SELECT {EVENT_COLUMNS} FROM {} ORDER BY tx_id, position",
             t.events
         );
-        pages(
-            &tx,
-            &events,
-            &[],
-            |row| Ok(Record::Event(event_record(row)?)),
-            &mut writer,
-            &db,
-        )
-        .await?;
+        let event = |row: &Row| Record::event(rows::log_event(row)?);
+        pages(&tx, &events, &[], event, &mut writer, &db).await?;
         let snapshots = format!(
             "SELECT version, timestamp, state_type, fingerprint, payload, stream_id FROM {} \
              ORDER BY stream_id, version",
             t.snapshots
         );
-        pages(
-            &tx,
-            &snapshots,
-            &[],
-            |row| {
-                let s = rows::snapshot(row, row.try_get(5).map_err(crate::error::pg_error)?)?;
-                Ok(Record::Snapshot(SnapshotRecord {
-                    stream_id: s.stream_id,
-                    version: s.version,
-                    state_type: s.state_type,
-                    fingerprint: s.fingerprint,
-                    timestamp: s.timestamp,
-                    payload: s.payload,
-                }))
-            },
-            &mut writer,
-            &db,
-        )
-        .await?;
+        let snapshot = |row: &Row| {
+            let stream_id = row.try_get(5).map_err(pg_error)?;
+            Ok(Record::Snapshot(rows::snapshot(row, stream_id)?))
+        };
+        pages(&tx, &snapshots, &[], snapshot, &mut writer, &db).await?;
         let tracking = format!(
             "SELECT name, position_commit, position_seq FROM {} ORDER BY name",
             t.tracking
         );
-        pages(
-            &tx,
-            &tracking,
-            &[],
-            |row| {
-                let get = |i| row.try_get::<_, i64>(i).map_err(crate::error::pg_error);
-                Ok(Record::Tracking(TrackingRecord {
-                    name: row.try_get(0).map_err(crate::error::pg_error)?,
-                    position: rows::position_from_columns(get(1)?, get(2)?),
-                }))
-            },
-            &mut writer,
-            &db,
-        )
-        .await?;
+        let consumer = |row: &Row| {
+            let get = |i| row.try_get::<_, i64>(i).map_err(pg_error);
+            Ok(Record::Tracking(Tracking {
+                name: row.try_get(0).map_err(pg_error)?,
+                position: rows::position_from_columns(get(1)?, get(2)?),
+            }))
+        };
+        pages(&tx, &tracking, &[], consumer, &mut writer, &db).await?;
         let parked = format!(
             "SELECT position_commit, position_seq, stream_id, version, event_type, error, \
                     parked_at, name FROM {} ORDER BY name, position_commit, position_seq",
             t.parked
         );
-        pages(
-            &tx,
-            &parked,
-            &[],
-            |row| {
-                let name: String = row.try_get(7).map_err(crate::error::pg_error)?;
-                let p = rows::parked_event(row, &name)?;
-                Ok(Record::Parked(ParkedRecord {
-                    name,
-                    position: p.position,
-                    stream_id: p.stream_id,
-                    version: p.version,
-                    event_type: p.event_type,
-                    error: p.error,
-                    parked_at: p.parked_at,
-                }))
-            },
-            &mut writer,
-            &db,
-        )
-        .await?;
+        let parked_event = |row: &Row| {
+            let name: String = row.try_get(7).map_err(pg_error)?;
+            Ok(Record::Parked(rows::parked_event(row, &name)?))
+        };
+        pages(&tx, &parked, &[], parked_event, &mut writer, &db).await?;
         tx.commit().await.map_err(db)?;
         writer.finish()
     }
 
-    /// Imports the backup at `path` into this store, which must be empty (no events,
-    /// snapshots, tracking or parked rows: [`BackupError::NotEmpty`] otherwise).
-    ///
-    /// The file is checked whole before anything is written; then everything is written in
-    /// one transaction (all or nothing). Streams keep their ids, versions, timestamps, types
-    /// and metadata, and the events keep their relative log order; tracking and parked
-    /// positions are moved to the new positions of the same events ([`Remap`]).
-    pub async fn import(&self, path: &Path) -> Result<Counts, BackupError> {
-        self.import_with_progress(path, no_progress()).await
-    }
-
-    /// [`import`](Self::import), calling `progress` after each batch of the writing pass.
-    pub async fn import_with_progress(
-        &self,
-        path: &Path,
-        mut progress: Progress,
-    ) -> Result<Counts, BackupError> {
-        let verified = verify_holding(path, Content::Full).await?;
+    async fn import_from(&self, mut file: CheckedFile) -> Result<Counts, BackupError> {
         let mut client = self.dedicated_client().await?;
         let db = |e| query_error(e, &self.config().schema);
-        let tx = client.transaction().await.map_err(db)?;
+        let tx = start_long(client.build_transaction(), &db).await?;
         let t = Tables::new(&self.config().schema);
         tx.batch_execute(&format!(
-            "SET LOCAL idle_in_transaction_session_timeout = 0; \
-             LOCK TABLE {}, {}, {}, {} IN EXCLUSIVE MODE",
+            "LOCK TABLE {}, {}, {}, {} IN EXCLUSIVE MODE",
             t.events, t.snapshots, t.tracking, t.parked
         ))
         .await
@@ -220,19 +135,7 @@ impl PostgresStore {
                 });
             }
         }
-        let mut remap = Remap::new(verified.positions);
-        let mut reader = Some(BackupReader::open(path)?);
-        let mut written = Counts::default();
-        loop {
-            let (back, batch) = next_batch(reader.take(), PAGE).await?;
-            reader = back;
-            if batch.is_empty() {
-                break;
-            }
-            progress(
-                total(&written) + batch.len() as u64,
-                total(&verified.counts),
-            );
+        while let Some(batch) = file.next_batch(PAGE).await? {
             let mut events = Vec::new();
             let mut snapshots = Vec::new();
             let mut rest = Vec::new();
@@ -243,63 +146,39 @@ impl PostgresStore {
                     other => rest.push(other),
                 }
             }
-            written.events += events.len() as u64;
             for (old, new) in insert_events(&tx, &t.events, &events, false).await? {
-                remap.event(old, new);
+                file.moved(old, new);
             }
-            written.snapshots += snapshots.len() as u64;
             insert_snapshots(&tx, &t.snapshots, &snapshots).await?;
             for record in rest {
                 match record {
                     Record::Tracking(r) => {
-                        written.tracking += 1;
-                        let (commit, seq) = position_columns(remap.get(r.position))?;
-                        tx.execute(
-                            &format!(
-                                "INSERT INTO {} (name, position_commit, position_seq) \
-                                 VALUES ($1, $2, $3)",
-                                t.tracking
-                            ),
-                            &[&r.name, &commit, &seq],
-                        )
-                        .await
-                        .map_err(db)?;
+                        let (commit, seq) = position_columns(file.position(r.position))?;
+                        tx.execute(&t.insert_tracking, &[&r.name, &commit, &seq])
+                            .await
+                            .map_err(db)?;
                     }
                     Record::Parked(p) => {
-                        written.parked += 1;
-                        let (commit, seq) = position_columns(remap.get(p.position))?;
-                        tx.execute(
-                            &format!(
-                                "INSERT INTO {} (name, position_commit, position_seq, stream_id, \
-                                 version, event_type, error, parked_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                                t.parked
-                            ),
-                            &[
-                                &p.name,
-                                &commit,
-                                &seq,
-                                &p.stream_id,
-                                &version_param(p.version)?,
-                                &p.event_type,
-                                &p.error,
-                                &p.parked_at,
-                            ],
-                        )
-                        .await
-                        .map_err(db)?;
+                        let (commit, seq) = position_columns(file.position(p.position))?;
+                        let version = version_param(p.version)?;
+                        let params: [&(dyn ToSql + Sync); 8] = [
+                            &p.name,
+                            &commit,
+                            &seq,
+                            &p.stream_id,
+                            &version,
+                            &p.event_type,
+                            &p.error,
+                            &p.parked_at,
+                        ];
+                        tx.execute(&t.insert_parked, &params).await.map_err(db)?;
                     }
                     _ => {}
                 }
             }
         }
-        if written != verified.counts {
-            // The file changed between the two passes.
-            return Err(BackupError::Counts {
-                expected: verified.counts,
-                found: written,
-            });
-        }
+        // Checked before the commit: the file must not have changed between the two passes.
+        let written = file.finish()?;
         tx.commit().await.map_err(db)?;
         if written.events > 0 {
             self.announce_events();
@@ -308,17 +187,15 @@ impl PostgresStore {
     }
 }
 
-/// Every record of `counts`.
-pub(crate) fn total(counts: &Counts) -> u64 {
-    counts.events + counts.snapshots + counts.tracking + counts.parked
-}
-
-/// The store's four tables, schema-qualified and quoted.
+/// The store's four tables, schema-qualified and quoted, and the inserts of the rows that are
+/// not events or snapshots.
 pub(crate) struct Tables {
     pub(crate) events: String,
     pub(crate) snapshots: String,
     pub(crate) tracking: String,
     pub(crate) parked: String,
+    insert_tracking: String,
+    insert_parked: String,
 }
 
 impl Tables {
@@ -329,15 +206,37 @@ impl Tables {
             snapshots: format!("{q}.snapshots"),
             tracking: format!("{q}.tracking"),
             parked: format!("{q}.parked_events"),
+            insert_tracking: format!(
+                "INSERT INTO {q}.tracking (name, position_commit, position_seq) \
+                 VALUES ($1, $2, $3)"
+            ),
+            insert_parked: format!(
+                "INSERT INTO {q}.parked_events (name, position_commit, position_seq, stream_id, \
+                 version, event_type, error, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ),
         }
     }
+}
+
+/// Starts `builder`'s transaction for work that lasts as long as the store is large (an export,
+/// an import, an archive): the session's `idle_in_transaction_session_timeout` is lifted for
+/// it, since the client holds it open between statements while it reads or writes the file.
+pub(crate) async fn start_long<'c>(
+    builder: TransactionBuilder<'c>,
+    db: &impl Fn(tokio_postgres::Error) -> Error,
+) -> Result<Transaction<'c>, Error> {
+    let tx = builder.start().await.map_err(db)?;
+    tx.batch_execute("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .await
+        .map_err(db)?;
+    Ok(tx)
 }
 
 /// Runs `query` through a portal, [`PAGE`] rows at a time, writing each row as a record.
 pub(crate) async fn pages<W: Write>(
     tx: &Transaction<'_>,
     query: &str,
-    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    params: &[&(dyn ToSql + Sync)],
     record: impl Fn(&Row) -> Result<Record, Error>,
     writer: &mut BackupWriter<W>,
     db: &impl Fn(tokio_postgres::Error) -> Error,
@@ -354,9 +253,17 @@ pub(crate) async fn pages<W: Write>(
     }
 }
 
-/// A row of [`EVENT_COLUMNS`] as a record; a row that cannot be read is [`Error::BadRow`].
-pub(crate) fn event_record(row: &Row) -> Result<EventRecord, Error> {
-    EventRecord::from_stored(rows::log_event(row)?)
+/// One column of `rows`, as an array parameter of an `unnest` insert.
+fn column<'a, T, U>(rows: &'a [T], value: impl Fn(&'a T) -> U) -> Vec<U> {
+    rows.iter().map(value).collect()
+}
+
+/// [`column`] of values that may not fit their column's type.
+fn try_column<'a, T, U>(
+    rows: &'a [T],
+    value: impl Fn(&'a T) -> Result<U, Error>,
+) -> Result<Vec<U>, Error> {
+    rows.iter().map(value).collect()
 }
 
 /// Inserts `events` in their order and returns each one's (old, new) position. With
@@ -372,31 +279,23 @@ pub(crate) async fn insert_events(
     if events.is_empty() {
         return Ok(Vec::new());
     }
-    let db = crate::error::pg_error;
-    let ids: Vec<Uuid> = events.iter().map(|e| e.stream_id).collect();
-    let versions = events
-        .iter()
-        .map(|e| version_param(e.version))
-        .collect::<Result<Vec<i64>, Error>>()?;
-    let times: Vec<_> = events.iter().map(|e| e.timestamp).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let schemas = events
-        .iter()
-        .map(|e| i32::try_from(e.schema_version))
-        .collect::<Result<Vec<i32>, _>>()
-        .map_err(|_| crate::error::out_of_range("a schema version is above integer range"))?;
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let metadata: Vec<Option<Json<&Metadata>>> = events
-        .iter()
-        .map(|e| (!e.metadata.is_empty()).then_some(Json(&e.metadata)))
-        .collect();
-    let stream_types: Vec<&str> = events.iter().map(|e| e.stream_type.as_str()).collect();
-    let txids: Vec<Xid8> = events.iter().map(|e| Xid8(e.position.commit)).collect();
-    let seqs = events
-        .iter()
-        .map(|e| i64::try_from(e.position.seq))
-        .collect::<Result<Vec<i64>, _>>()
-        .map_err(|_| crate::error::out_of_range("a position is above bigint range"))?;
+    let ids = column(events, |e| e.stream_id);
+    let versions = try_column(events, |e| version_param(e.version))?;
+    let times = column(events, |e| e.timestamp);
+    let types = column(events, |e| e.event_type.as_str());
+    let schemas = try_column(events, |e| {
+        i32::try_from(e.schema_version)
+            .map_err(|_| out_of_range("a schema version is above integer range"))
+    })?;
+    let payloads = column(events, |e| e.payload.as_slice());
+    let metadata: Vec<Option<Json<&Metadata>>> = column(events, |e| {
+        (!e.metadata.is_empty()).then_some(Json(&e.metadata))
+    });
+    let stream_types = column(events, |e| e.stream_type.as_str());
+    let txids = column(events, |e| Xid8(e.position.commit));
+    let seqs = try_column(events, |e| {
+        i64::try_from(e.position.seq).map_err(|_| out_of_range("a position is above bigint range"))
+    })?;
     let unnest = "unnest($1::uuid[], $2::int8[], $3::timestamptz[], $4::text[], $5::int4[], \
                   $6::bytea[], $7::jsonb[], $8::text[], $9::xid8[], $10::int8[]) \
                   WITH ORDINALITY AS t(s, v, ts, et, sv, p, m, st, x, q, n)";
@@ -432,31 +331,28 @@ pub(crate) async fn insert_events(
             ],
         )
         .await
-        .map_err(db)?;
+        .map_err(pg_error)?;
     let mut new = HashMap::with_capacity(rows.len());
     for row in &rows {
-        let id: Uuid = row.try_get(0).map_err(db)?;
-        let version: i64 = row.try_get(1).map_err(db)?;
-        let x: Xid8 = row.try_get(2).map_err(db)?;
-        let seq: i64 = row.try_get(3).map_err(db)?;
+        let id: Uuid = row.try_get(0).map_err(pg_error)?;
+        let version: i64 = row.try_get(1).map_err(pg_error)?;
+        let x: Xid8 = row.try_get(2).map_err(pg_error)?;
+        let seq: i64 = row.try_get(3).map_err(pg_error)?;
         new.insert((id, version), rows::log_position(x, seq));
     }
     let mut out = Vec::with_capacity(events.len());
     let mut last = None;
     for (e, version) in events.iter().zip(&versions) {
         let Some(&position) = new.get(&(e.stream_id, *version)) else {
-            return Err(Error::Store(
-                format!(
-                    "event {} of stream {} was not inserted",
-                    e.version, e.stream_id
-                )
-                .into(),
-            )
+            return Err(Error::store(format!(
+                "event {} of stream {} was not inserted",
+                e.version, e.stream_id
+            ))
             .into());
         };
         if last.is_some_and(|last| last >= position) {
-            return Err(Error::Store(
-                "the inserted events did not keep the file's order; nothing was imported".into(),
+            return Err(Error::store(
+                "the inserted events did not keep the file's order; nothing was imported",
             )
             .into());
         }
@@ -469,23 +365,17 @@ pub(crate) async fn insert_events(
 async fn insert_snapshots(
     tx: &Transaction<'_>,
     table: &str,
-    snapshots: &[SnapshotRecord],
+    snapshots: &[eventsourcing_core::Snapshot],
 ) -> Result<(), BackupError> {
     if snapshots.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = snapshots.iter().map(|s| s.stream_id).collect();
-    let versions = snapshots
-        .iter()
-        .map(|s| version_param(s.version))
-        .collect::<Result<Vec<i64>, Error>>()?;
-    let times: Vec<_> = snapshots.iter().map(|s| s.timestamp).collect();
-    let types: Vec<&str> = snapshots.iter().map(|s| s.state_type.as_str()).collect();
-    let prints: Vec<i64> = snapshots
-        .iter()
-        .map(|s| fingerprint_column(s.fingerprint))
-        .collect();
-    let payloads: Vec<&[u8]> = snapshots.iter().map(|s| s.payload.as_slice()).collect();
+    let ids = column(snapshots, |s| s.stream_id);
+    let versions = try_column(snapshots, |s| version_param(s.version))?;
+    let times = column(snapshots, |s| s.timestamp);
+    let types = column(snapshots, |s| s.state_type.as_str());
+    let prints = column(snapshots, |s| fingerprint_column(s.fingerprint));
+    let payloads = column(snapshots, |s| s.payload.as_slice());
     tx.execute(
         &format!(
             "INSERT INTO {table} (stream_id, version, timestamp, state_type, fingerprint, payload) \
@@ -495,32 +385,6 @@ async fn insert_snapshots(
         &[&ids, &versions, &times, &types, &prints, &payloads],
     )
     .await
-    .map_err(crate::error::pg_error)?;
+    .map_err(pg_error)?;
     Ok(())
-}
-
-/// [`verify_file`] off the async threads.
-type FileReader = BackupReader<std::fs::File>;
-
-/// Up to `n` records, read (and decompressed) off the async threads; an empty batch at the
-/// checked end of the file.
-pub(crate) async fn next_batch(
-    reader: Option<FileReader>,
-    n: usize,
-) -> Result<(Option<FileReader>, Vec<Record>), BackupError> {
-    let Some(mut reader) = reader else {
-        return Ok((None, Vec::new()));
-    };
-    tokio::task::spawn_blocking(move || {
-        let mut batch = Vec::with_capacity(n);
-        while batch.len() < n {
-            match reader.next_record()? {
-                Some(record) => batch.push(record),
-                None => return Ok((None, batch)),
-            }
-        }
-        Ok((Some(reader), batch))
-    })
-    .await
-    .map_err(|e| BackupError::Io(std::io::Error::other(e)))?
 }

@@ -379,28 +379,10 @@ impl PostgresConfigBuilder {
         self
     }
 
-    /// TLS mode (default [`SslMode::Prefer`]).
-    pub fn ssl_mode(mut self, mode: SslMode) -> Self {
-        self.config.ssl_mode = mode;
-        self
-    }
-
     /// A PEM file of trusted root certificates for `verify-ca` / `verify-full`; without one, the
     /// Mozilla roots of `webpki-roots` are trusted.
     pub fn ssl_root_cert(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.root_certs = Some(RootCerts::File(path.into()));
-        self
-    }
-
-    /// Connections kept open (bb8 `min_idle`, default 5).
-    pub fn pool_size(mut self, size: u32) -> Self {
-        self.config.pool_size = size;
-        self
-    }
-
-    /// Connections allowed beyond the pool size (default 10); bb8 `max_size` = size + overflow.
-    pub fn max_overflow(mut self, overflow: u32) -> Self {
-        self.config.max_overflow = overflow;
         self
     }
 
@@ -420,39 +402,30 @@ impl PostgresConfigBuilder {
         self
     }
 
-    /// Check each connection with an empty query before handing it out (bb8
-    /// `test_on_check_out`, default off).
-    pub fn pre_ping(mut self, pre_ping: bool) -> Self {
-        self.config.pre_ping = pre_ping;
-        self
-    }
-
-    /// Fail at once, instead of waiting, when this many callers already wait for a connection
-    /// (default: no limit).
-    pub fn max_waiting(mut self, max_waiting: Option<u32>) -> Self {
-        self.config.max_waiting = max_waiting;
-        self
-    }
-
-    /// The session's `lock_timeout` (default zero: wait forever). At most INT_MAX
-    /// milliseconds (about 24.8 days, PostgreSQL's limit): [`build`](Self::build) refuses more.
-    pub fn lock_timeout(mut self, timeout: Duration) -> Self {
-        self.config.lock_timeout = timeout;
-        self
-    }
-
-    /// The session's `idle_in_transaction_session_timeout` (default 5 s; zero: never). At most
-    /// INT_MAX milliseconds, like [`lock_timeout`](Self::lock_timeout).
-    pub fn idle_in_transaction_session_timeout(mut self, timeout: Duration) -> Self {
-        self.config.idle_in_transaction_session_timeout = timeout;
-        self
-    }
-
-    /// Whether [`PostgresStore::connect`](crate::PostgresStore::connect) applies the migrations
-    /// (default true). With false nothing issues DDL at run time.
-    pub fn create_table(mut self, create: bool) -> Self {
-        self.config.create_table = create;
-        self
+    eventsourcing_core::config_setters! {
+        /// TLS mode (default [`SslMode::Prefer`]).
+        ssl_mode: SslMode;
+        /// Connections kept open (bb8 `min_idle`, default 5).
+        pool_size: u32;
+        /// Connections allowed beyond the pool size (default 10); bb8 `max_size` = size +
+        /// overflow.
+        max_overflow: u32;
+        /// Check each connection with an empty query before handing it out (bb8
+        /// `test_on_check_out`, default off).
+        pre_ping: bool;
+        /// Fail at once, instead of waiting, when this many callers already wait for a
+        /// connection (default: no limit).
+        max_waiting: Option<u32>;
+        /// The session's `lock_timeout` (default zero: wait forever). At most INT_MAX
+        /// milliseconds (about 24.8 days, PostgreSQL's limit): [`build`](Self::build) refuses
+        /// more.
+        lock_timeout: Duration;
+        /// The session's `idle_in_transaction_session_timeout` (default 5 s; zero: never). At
+        /// most INT_MAX milliseconds, like [`lock_timeout`](Self::lock_timeout).
+        idle_in_transaction_session_timeout: Duration;
+        /// Whether [`PostgresStore::connect`](crate::PostgresStore::connect) applies the
+        /// migrations (default true). With false nothing issues DDL at run time.
+        create_table: bool;
     }
 
     /// Checks the settings: `host`, `user` and `dbname` are required, the pool needs at least
@@ -473,23 +446,31 @@ fn rebuild(
 ) -> tokio_postgres::Config {
     use tokio_postgres::config::Host;
     let mut c = tokio_postgres::Config::new();
-    if let Some(user) = pg.get_user() {
-        c.user(user);
+    // The settings copied as they are (`get_x` to `x`); those that may be unset, when set.
+    macro_rules! copy {
+        ($($get:ident => $set:ident),* $(,)?) => {$( c.$set(pg.$get()); )*};
     }
-    if let Some(password) = pg.get_password() {
-        c.password(password);
+    macro_rules! copy_set {
+        ($($get:ident => $set:ident),* $(,)?) => {$( if let Some(v) = pg.$get() { c.$set(v); } )*};
     }
-    if let Some(dbname) = pg.get_dbname() {
-        c.dbname(dbname);
-    }
-    if let Some(options) = pg.get_options() {
-        c.options(options);
-    }
-    if let Some(name) = pg.get_application_name() {
-        c.application_name(name);
-    }
-    c.ssl_mode(pg.get_ssl_mode());
-    c.ssl_negotiation(pg.get_ssl_negotiation());
+    copy_set!(
+        get_user => user,
+        get_password => password,
+        get_dbname => dbname,
+        get_options => options,
+        get_application_name => application_name,
+        get_keepalives_interval => keepalives_interval,
+        get_keepalives_retries => keepalives_retries,
+    );
+    copy!(
+        get_ssl_mode => ssl_mode,
+        get_ssl_negotiation => ssl_negotiation,
+        get_keepalives => keepalives,
+        get_keepalives_idle => keepalives_idle,
+        get_target_session_attrs => target_session_attrs,
+        get_channel_binding => channel_binding,
+        get_load_balance_hosts => load_balance_hosts,
+    );
     match hosts {
         Some(hosts) => {
             for host in hosts {
@@ -519,17 +500,6 @@ fn rebuild(
     if let Some(timeout) = pg.get_tcp_user_timeout() {
         c.tcp_user_timeout(*timeout);
     }
-    c.keepalives(pg.get_keepalives());
-    c.keepalives_idle(pg.get_keepalives_idle());
-    if let Some(interval) = pg.get_keepalives_interval() {
-        c.keepalives_interval(interval);
-    }
-    if let Some(retries) = pg.get_keepalives_retries() {
-        c.keepalives_retries(retries);
-    }
-    c.target_session_attrs(pg.get_target_session_attrs());
-    c.channel_binding(pg.get_channel_binding());
-    c.load_balance_hosts(pg.get_load_balance_hosts());
     c
 }
 

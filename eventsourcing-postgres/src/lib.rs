@@ -460,11 +460,11 @@
 // - `status`: error, horizon, migrate, pool, read, sql
 // - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
-// - `maintenance` (what `eventsourcing-admin` runs): error, rows, sql, store
+// - `maintenance` (core's `Maintenance`: what `eventsourcing-admin` runs): error, rows, sql, store
 // - `roles` (grants, the append-only trigger): error, migrate, sql, store
 // - `tenant` (a store per tenant): config, error, migrate, pool, sql, store
-// - `backup` (export, import): error, rows, sql, store, xid
-// - `archive` (archive, restore): backup, error, rows, store, xid
+// - `backup` (core's `Backup`: export, import): error, rows, sql, store, xid
+// - `archive` (core's `Archive`: archive, restore): backup, error, rows, sql, store, xid
 // - `testing`: config, pool, projection, sql, store, tenant
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
@@ -500,9 +500,10 @@ pub use config::{
     PostgresConfig, PostgresConfigBuilder, DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
     DEFAULT_MAX_OVERFLOW, DEFAULT_POOL_SIZE, DEFAULT_POOL_TIMEOUT, DEFAULT_RECYCLE, DEFAULT_SCHEMA,
 };
+pub use eventsourcing_core::backup::{Archive, Backup};
 pub use eventsourcing_core::maintenance::{
-    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
-    StoreStats, TableSize, VerifyReport,
+    ConsumerLag, IndexUsage, Maintenance, MaintenanceStep, PayloadCheck, Problem, PruneReport,
+    SnapshotPrune, StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,

@@ -73,14 +73,7 @@ impl Migrator for PgMigrator<'_> {
     /// `unlock` (or when the connection closes). The key is the one the transaction-level lock
     /// of earlier releases took, so a rolling upgrade still migrates one instance at a time.
     async fn lock(&mut self) -> Result<(), Error> {
-        self.client
-            .execute(
-                "SELECT pg_advisory_lock(hashtextextended($1, 0))",
-                &[&lock_key(self.schema)],
-            )
-            .await
-            .map(drop)
-            .map_err(pg_error)
+        self.advisory("pg_advisory_lock").await
     }
 
     async fn ensure_table(&mut self) -> Result<(), Error> {
@@ -176,11 +169,16 @@ impl Migrator for PgMigrator<'_> {
     }
 
     async fn unlock(&mut self) -> Result<(), Error> {
+        self.advisory("pg_advisory_unlock").await
+    }
+}
+
+impl PgMigrator<'_> {
+    /// Calls the session-level advisory lock `function` (take or release) on this schema's key.
+    async fn advisory(&mut self, function: &str) -> Result<(), Error> {
+        let sql = format!("SELECT {function}(hashtextextended($1, 0))");
         self.client
-            .execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 0))",
-                &[&lock_key(self.schema)],
-            )
+            .execute(&sql, &[&lock_key(self.schema)])
             .await
             .map(drop)
             .map_err(pg_error)

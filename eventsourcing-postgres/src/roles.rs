@@ -81,6 +81,10 @@ pub fn remove_append_only_statements(schema: &str) -> String {
 }
 
 /// Runs [`grant_statements`] on `client` (connected as the owner), in one transaction.
+///
+/// Concurrent runs (say, `grants apply --tenants` beside a deployment's own) wait for each
+/// other on a transaction-level advisory lock: two `GRANT`s changing the same catalog row at
+/// once (the database's `CONNECT` list) would otherwise fail with "tuple concurrently updated".
 pub async fn apply_grants(
     client: &mut Client,
     dbname: &str,
@@ -88,6 +92,12 @@ pub async fn apply_grants(
     role: &str,
 ) -> Result<(), Error> {
     let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended('eventsourcing.grants', 0))",
+        &[],
+    )
+    .await
+    .map_err(pg_error)?;
     for statement in grant_statements(dbname, schema, role) {
         tx.batch_execute(&statement).await.map_err(pg_error)?;
     }

@@ -2,8 +2,6 @@
 //! a schema per tenant in one database (`POSTGRES_SCHEMA=tenant_{id}`), opened, created,
 //! migrated and listed for core's [`Tenants`](eventsourcing_core::Tenants) registry.
 
-use std::future::Future;
-
 use eventsourcing_core::{
     ConfigError, Error, MigrationReport, TenantError, TenantId, TenantPattern, TenantStores,
 };
@@ -191,60 +189,47 @@ fn is_missing_database(err: &Error) -> bool {
 impl TenantStores for PostgresTenants {
     type Store = PostgresStore;
 
-    fn open(
-        &self,
-        tenant: &TenantId,
-        connections: u32,
-    ) -> impl Future<Output = Result<PostgresStore, Error>> + Send {
-        let tenant = tenant.clone();
-        async move {
-            let config = self.tenant_config(&tenant, connections)?;
-            if self.base.create_table() && self.layout == TenantLayout::Database {
-                // One connection at a time: this one is closed before the store opens its own.
-                self.ensure_database(config.dbname().unwrap_or_default())
-                    .await?;
-            }
-            let not_found = |what: String| {
-                Error::from(TenantError::NotFound {
-                    tenant: tenant.to_string(),
-                    name: what,
-                })
-            };
-            let store = match PostgresStore::connect_pool_only(config.clone()).await {
-                Err(e) if is_missing_database(&e) => Err(not_found(format!(
-                    "database {}",
-                    config.dbname().unwrap_or_default()
-                ))),
-                other => other,
-            }?;
-            if !self.base.create_table() {
-                // Nothing is created at run time: a schema without the tables is no tenant.
-                if let Err(Error::Schema(reason)) = store.check_schema().await {
-                    return Err(not_found(format!("schema {}: {reason}", config.schema())));
-                }
-            }
-            Ok(store)
+    async fn open(&self, tenant: &TenantId, connections: u32) -> Result<PostgresStore, Error> {
+        let config = self.tenant_config(tenant, connections)?;
+        if self.base.create_table() && self.layout == TenantLayout::Database {
+            // One connection at a time: this one is closed before the store opens its own.
+            self.ensure_database(config.dbname().unwrap_or_default())
+                .await?;
         }
+        let not_found = |what: String| {
+            Error::from(TenantError::NotFound {
+                tenant: tenant.to_string(),
+                name: what,
+            })
+        };
+        let store = match PostgresStore::connect_pool_only(config.clone()).await {
+            Err(e) if is_missing_database(&e) => Err(not_found(format!(
+                "database {}",
+                config.dbname().unwrap_or_default()
+            ))),
+            other => other,
+        }?;
+        if !self.base.create_table() {
+            // Nothing is created at run time: a schema without the tables is no tenant.
+            if let Err(Error::Schema(reason)) = store.check_schema().await {
+                return Err(not_found(format!("schema {}: {reason}", config.schema())));
+            }
+        }
+        Ok(store)
     }
 
     fn connections(&self, store: &PostgresStore) -> u32 {
         store.pool_state().connections
     }
 
-    fn create(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<MigrationReport, Error>> + Send {
-        let tenant = tenant.clone();
-        async move {
-            let config = self.tenant_config(&tenant, 1)?;
-            if self.layout == TenantLayout::Database {
-                self.ensure_database(config.dbname().unwrap_or_default())
-                    .await?;
-            }
-            let mut client = connect(&config).await?;
-            migrate::migrate(&mut client, config.schema()).await
+    async fn create(&self, tenant: &TenantId) -> Result<MigrationReport, Error> {
+        let config = self.tenant_config(tenant, 1)?;
+        if self.layout == TenantLayout::Database {
+            self.ensure_database(config.dbname().unwrap_or_default())
+                .await?;
         }
+        let mut client = connect(&config).await?;
+        migrate::migrate(&mut client, config.schema()).await
     }
 
     async fn list(&self) -> Result<Vec<TenantId>, Error> {
@@ -256,12 +241,7 @@ impl TenantStores for PostgresTenants {
             TenantLayout::Schema => "SELECT nspname::text FROM pg_namespace",
         };
         let rows = admin.query(sql, &[]).await.map_err(pg_error)?;
-        let mut tenants: Vec<TenantId> = rows
-            .iter()
-            .filter_map(|row| row.try_get::<_, String>(0).ok())
-            .filter_map(|name| self.pattern.tenant_of(&name))
-            .collect();
-        tenants.sort();
-        Ok(tenants)
+        let names = rows.iter().filter_map(|row| row.try_get(0).ok());
+        Ok(self.pattern.tenants_among(names))
     }
 }

@@ -15,6 +15,8 @@
 //! ```
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a fixture's failures are test failures
 
+use std::collections::BTreeMap;
+
 use crate::{config::PostgresConfig, store::PostgresStore};
 
 /// The variable naming the test server.
@@ -165,6 +167,142 @@ pub async fn session_timeouts(store: &PostgresStore) -> (String, String) {
     (row.get(0), row.get(1))
 }
 
+impl TestSchema {
+    /// Settings for this schema, changed by `adjust`:
+    /// `schema.config_with(|b| b.lock_timeout(Duration::from_millis(20)))`. Panics if the
+    /// result is not valid.
+    pub fn config_with(
+        &self,
+        adjust: impl FnOnce(
+            crate::config::PostgresConfigBuilder,
+        ) -> crate::config::PostgresConfigBuilder,
+    ) -> PostgresConfig {
+        adjust(self.config.to_builder())
+            .build()
+            .unwrap_or_else(|e| panic!("adjusted settings for `{}`: {e}", self.name))
+    }
+
+    /// A store on this schema with the settings changed by `adjust`, migrated. Panics on
+    /// failure.
+    pub async fn store_with(
+        &self,
+        adjust: impl FnOnce(
+            crate::config::PostgresConfigBuilder,
+        ) -> crate::config::PostgresConfigBuilder,
+    ) -> PostgresStore {
+        PostgresStore::connect(self.config_with(adjust))
+            .await
+            .unwrap_or_else(|e| panic!("connecting to the test schema `{}`: {e}", self.name))
+    }
+}
+
+/// The log from the start once it holds at least `n` events. PostgreSQL's log holds back
+/// committed events while an older transaction runs anywhere on the server (other tests share
+/// it), so this reads again until it does; panics after a minute.
+pub async fn log_holding<S: eventsourcing_core::EventStore>(
+    store: &S,
+    n: usize,
+) -> Vec<eventsourcing_core::StoredEvent> {
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = store
+            .read_log(eventsourcing_core::Position::START, 1_000_000)
+            .await
+            .unwrap_or_else(|e| panic!("reading the log: {e}"));
+        if log.len() >= n {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the log holds {} events after a minute, not {n}: is a transaction left open on \
+             the server?",
+            log.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A session of its own that took a transaction id and keeps its transaction open (a
+/// forgotten `BEGIN`) under an `application_name`: it holds back every reader of the log on
+/// its server until [`HeldTransaction::commit`].
+#[derive(Debug)]
+pub struct HeldTransaction {
+    client: tokio_postgres::Client,
+    connection: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    pid: i32,
+}
+
+impl HeldTransaction {
+    /// Opens the session on the server and database of `config` (without TLS, and without
+    /// the store's session timeouts, so that the server never ends it) and begins the
+    /// transaction. Panics on failure.
+    pub async fn begin(config: &PostgresConfig, application_name: &str) -> Self {
+        let (client, connection) = config
+            .tokio_postgres_config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("a session to hold a transaction open: {e}"));
+        let connection = tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "SET application_name = '{}'; BEGIN; SELECT pg_current_xact_id()",
+                application_name.replace('\'', "''")
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("beginning the held transaction: {e}"));
+        let pid = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap_or_else(|e| panic!("the held session's pid: {e}"))
+            .get(0);
+        HeldTransaction {
+            client,
+            connection,
+            pid,
+        }
+    }
+
+    /// The server process of the session (`pg_stat_activity.pid`).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Commits, closes the session and waits (at most 10 s) until it has closed.
+    pub async fn commit(self) {
+        self.client
+            .batch_execute("COMMIT")
+            .await
+            .unwrap_or_else(|e| panic!("committing the held transaction: {e}"));
+        drop(self.client);
+        tokio::time::timeout(std::time::Duration::from_secs(10), self.connection)
+            .await
+            .unwrap_or_else(|_| panic!("the held session did not close within 10 s"))
+            .unwrap_or_else(|e| panic!("the held session's task: {e}"))
+            .unwrap_or_else(|e| panic!("the held session closed with an error: {e}"));
+    }
+}
+
+/// Waits for every task, all of them within `within` (else panics naming `what`), and returns
+/// their results in order; panics if a task panicked. For the concurrent writers and readers of
+/// a test, so that a hang fails the test instead of holding it.
+pub async fn join_all<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+    within: std::time::Duration,
+    what: &str,
+) -> Vec<T> {
+    let all = async {
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            results.push(task.await.unwrap_or_else(|e| panic!("{what}: {e}")));
+        }
+        results
+    };
+    tokio::time::timeout(within, all)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {within:?}"))
+}
+
 /// A name for something a test creates on the server (a role, a tenant pattern, an
 /// `application_name`): `prefix`, `_` and ten random hexadecimal digits, lower case.
 pub fn unique_name(prefix: &str) -> String {
@@ -276,19 +414,15 @@ impl CountEvents {
     /// The projection's name.
     pub const NAME: &'static str = "count_events";
 
-    /// The (stream, version) of every event counted into the table, in that order. Panics on
-    /// failure.
-    pub async fn counted(&self, store: &PostgresStore) -> Vec<(uuid::Uuid, u64)> {
+    /// How many events of each stream the table holds. Panics on failure.
+    pub async fn counted(&self, store: &PostgresStore) -> BTreeMap<uuid::Uuid, u64> {
         let client = store
             .dedicated_client()
             .await
             .unwrap_or_else(|e| panic!("a session to read {}: {e}", self.table));
-        let sql = format!(
-            "SELECT stream_id, version FROM {} ORDER BY stream_id, version",
-            self.table
-        );
+        let per_stream = format!("SELECT stream_id, count(*) FROM {} GROUP BY 1", self.table);
         let rows = client
-            .query(&sql, &[])
+            .query(&per_stream, &[])
             .await
             .unwrap_or_else(|e| panic!("reading {}: {e}", self.table));
         rows.iter()

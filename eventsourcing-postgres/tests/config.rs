@@ -1,10 +1,13 @@
 //! Settings from the environment, the builder and connection strings; the password never shows.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use eventsourcing_core::{Env, Error};
-use eventsourcing_postgres::{PostgresConfig, PostgresStore, SslMode};
+use eventsourcing_postgres::{
+    testing::{join_all, TestSchema},
+    PostgresConfig, PostgresConfigBuilder, PostgresStore, SslMode,
+};
 
 const SECRET: &str = "hunter2-Sup3r-s3cret";
 
@@ -22,145 +25,279 @@ fn env_with(extra: &[(&'static str, &str)]) -> Env {
     Env::from_map(vars)
 }
 
-#[test]
-fn defaults_are_the_python_librarys() {
-    let config = PostgresConfig::from_env(&env_with(&[])).unwrap();
-    assert_eq!(config.host(), "db.example");
-    assert_eq!(config.port(), 5432);
-    assert_eq!(config.user(), Some("app"));
-    assert_eq!(config.dbname(), Some("widgets"));
-    assert!(!config.has_password());
-    assert_eq!(config.schema(), "public");
-    assert_eq!(config.ssl_mode(), SslMode::Prefer);
-    assert_eq!(config.pool_size(), 5);
-    assert_eq!(config.max_overflow(), 10);
-    assert_eq!(config.max_connections(), 15);
-    assert_eq!(config.pool_timeout(), Duration::from_secs(30));
-    assert_eq!(config.recycle(), Some(Duration::from_secs(3600)));
-    assert!(!config.pre_ping());
-    assert_eq!(config.max_waiting(), None);
-    assert_eq!(config.lock_timeout(), Duration::ZERO);
-    assert_eq!(
-        config.idle_in_transaction_session_timeout(),
-        Duration::from_secs(5)
-    );
-    assert!(config.create_table());
-    assert_eq!(
-        config.tokio_postgres_config().get_connect_timeout(),
-        Some(&Duration::from_secs(30))
-    );
+/// Every setting a config shows, to compare a config with what a case expects in one go.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen<'a> {
+    host: String,
+    port: u16,
+    user: Option<&'a str>,
+    dbname: Option<&'a str>,
+    has_password: bool,
+    password: Option<&'a [u8]>,
+    schema: &'a str,
+    ssl_mode: SslMode,
+    ssl_root_cert: Option<&'a Path>,
+    pool_size: u32,
+    max_overflow: u32,
+    max_connections: u32,
+    pool_timeout: Duration,
+    connect_timeout: Option<Duration>,
+    recycle: Option<Duration>,
+    pre_ping: bool,
+    max_waiting: Option<u32>,
+    lock_timeout: Duration,
+    idle_in_transaction_session_timeout: Duration,
+    create_table: bool,
 }
 
-#[test]
-fn every_python_name_is_read() {
-    let dir = std::env::temp_dir();
-    let env = Env::from_map([
-        ("POSTGRES_HOST", "h1"),
-        ("POSTGRES_PORT", "6432"),
-        ("POSTGRES_USER", "u1"),
-        ("POSTGRES_PASSWORD", SECRET),
-        ("POSTGRES_DBNAME", "d1"),
-        ("POSTGRES_SCHEMA", "events_here"),
-        ("POSTGRES_POOL_SIZE", "20"),
-        ("POSTGRES_MAX_OVERFLOW", "7"),
-        ("POSTGRES_CONNECT_TIMEOUT", "2.5"),
-        ("POSTGRES_CONN_MAX_AGE", "60"),
-        ("POSTGRES_PRE_PING", "y"),
-        ("POSTGRES_MAX_WAITING", "3"),
-        ("POSTGRES_LOCK_TIMEOUT", "1.5"),
-        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "0"),
-        ("POSTGRES_SSLMODE", "verify-full"),
-        ("POSTGRES_SSLROOTCERT", dir.join("ca.pem").to_str().unwrap()),
-        ("CREATE_TABLE", "n"),
-    ]);
-    let config = PostgresConfig::from_env(&env).unwrap();
-    assert_eq!(config.host(), "h1");
-    assert_eq!(config.port(), 6432);
-    assert_eq!(config.user(), Some("u1"));
-    assert!(config.has_password());
-    assert_eq!(
-        config.tokio_postgres_config().get_password(),
-        Some(SECRET.as_bytes())
-    );
-    assert_eq!(config.dbname(), Some("d1"));
-    assert_eq!(config.schema(), "events_here");
-    assert_eq!(config.pool_size(), 20);
-    assert_eq!(config.max_overflow(), 7);
-    assert_eq!(config.max_connections(), 27);
-    assert_eq!(config.pool_timeout(), Duration::from_millis(2500));
-    assert_eq!(
-        config.tokio_postgres_config().get_connect_timeout(),
-        Some(&Duration::from_millis(2500))
-    );
-    assert_eq!(config.recycle(), Some(Duration::from_secs(60)));
-    assert!(config.pre_ping());
-    assert_eq!(config.max_waiting(), Some(3));
-    assert_eq!(config.lock_timeout(), Duration::from_millis(1500));
-    assert_eq!(config.idle_in_transaction_session_timeout(), Duration::ZERO);
-    assert_eq!(config.ssl_mode(), SslMode::VerifyFull);
-    assert_eq!(config.ssl_root_cert(), Some(dir.join("ca.pem").as_path()));
-    assert!(!config.create_table());
+impl<'a> Seen<'a> {
+    fn of(config: &'a PostgresConfig) -> Self {
+        let pg = config.tokio_postgres_config();
+        Seen {
+            host: config.host(),
+            port: config.port(),
+            user: config.user(),
+            dbname: config.dbname(),
+            has_password: config.has_password(),
+            password: pg.get_password(),
+            schema: config.schema(),
+            ssl_mode: config.ssl_mode(),
+            ssl_root_cert: config.ssl_root_cert(),
+            pool_size: config.pool_size(),
+            max_overflow: config.max_overflow(),
+            max_connections: config.max_connections(),
+            pool_timeout: config.pool_timeout(),
+            connect_timeout: pg.get_connect_timeout().copied(),
+            recycle: config.recycle(),
+            pre_ping: config.pre_ping(),
+            max_waiting: config.max_waiting(),
+            lock_timeout: config.lock_timeout(),
+            idle_in_transaction_session_timeout: config.idle_in_transaction_session_timeout(),
+            create_table: config.create_table(),
+        }
+    }
+
+    /// The Python library's defaults, with [`base`]'s host, user and database.
+    fn defaults() -> Self {
+        Seen {
+            host: "db.example".into(),
+            port: 5432,
+            user: Some("app"),
+            dbname: Some("widgets"),
+            has_password: false,
+            password: None,
+            schema: "public",
+            ssl_mode: SslMode::Prefer,
+            ssl_root_cert: None,
+            pool_size: 5,
+            max_overflow: 10,
+            max_connections: 15,
+            pool_timeout: Duration::from_secs(30),
+            connect_timeout: Some(Duration::from_secs(30)),
+            recycle: Some(Duration::from_secs(3600)),
+            pre_ping: false,
+            max_waiting: None,
+            lock_timeout: Duration::ZERO,
+            idle_in_transaction_session_timeout: Duration::from_secs(5),
+            create_table: true,
+        }
+    }
 }
 
-#[test]
-fn the_seeds_aliases_are_read() {
-    let env = Env::from_map([
-        ("POSTGRES_HOST", "h"),
-        ("POSTGRES_USER", "u"),
-        ("POSTGRES_DB", "widget_service"),
-        ("POOL_SIZE", "20"),
-        ("POOL_MAX_OVERFLOW", "10"),
-        ("POOL_TIMEOUT", "30"),
-        ("POOL_RECYCLE", "0"),
-        ("POOL_PRE_PING", "yes"),
-    ]);
-    let config = PostgresConfig::from_env(&env).unwrap();
-    assert_eq!(config.dbname(), Some("widget_service"));
-    assert_eq!(config.pool_size(), 20);
-    assert_eq!(config.max_overflow(), 10);
-    assert_eq!(config.pool_timeout(), Duration::from_secs(30));
-    assert_eq!(config.recycle(), None, "0 = never recycle");
-    assert!(config.pre_ping());
+/// Fails, naming `what`, unless the settings read from `env` are exactly `expected`.
+#[track_caller]
+fn assert_reads(env: &Env, expected: &Seen<'_>, what: &str) {
+    let config = PostgresConfig::from_env(env).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(Seen::of(&config), *expected, "{what}");
 }
 
+/// What setting one Python name sets.
+type Sets = fn(&mut Seen<'static>);
+
+/// Each Python name and what it sets: read alone (on top of [`base`]) and all at once.
 #[test]
-fn the_python_name_wins_over_the_seeds_alias() {
-    let env = env_with(&[
-        ("POSTGRES_POOL_SIZE", "9"),
-        ("POOL_SIZE", "7"),
-        ("POSTGRES_DB", "other"),
-    ]);
-    let config = PostgresConfig::from_env(&env).unwrap();
-    assert_eq!(config.pool_size(), 9);
-    assert_eq!(config.dbname(), Some("widgets"), "POSTGRES_DBNAME wins");
+fn every_python_name_is_read_alone_and_together() {
+    let names: [(&str, &str, Sets); 17] = [
+        ("POSTGRES_HOST", "h1", |s| s.host = "h1".into()),
+        ("POSTGRES_PORT", "6432", |s| s.port = 6432),
+        ("POSTGRES_USER", "u1", |s| s.user = Some("u1")),
+        ("POSTGRES_PASSWORD", SECRET, |s| {
+            s.has_password = true;
+            s.password = Some(SECRET.as_bytes());
+        }),
+        ("POSTGRES_DBNAME", "d1", |s| s.dbname = Some("d1")),
+        ("POSTGRES_SCHEMA", "events_here", |s| {
+            s.schema = "events_here"
+        }),
+        ("POSTGRES_POOL_SIZE", "20", |s| {
+            s.pool_size = 20;
+            s.max_connections = 20 + s.max_overflow;
+        }),
+        ("POSTGRES_MAX_OVERFLOW", "7", |s| {
+            s.max_overflow = 7;
+            s.max_connections = s.pool_size + 7;
+        }),
+        ("POSTGRES_CONNECT_TIMEOUT", "2.5", |s| {
+            s.pool_timeout = Duration::from_millis(2500);
+            s.connect_timeout = Some(Duration::from_millis(2500));
+        }),
+        ("POSTGRES_CONN_MAX_AGE", "60", |s| {
+            s.recycle = Some(Duration::from_secs(60))
+        }),
+        ("POSTGRES_PRE_PING", "y", |s| s.pre_ping = true),
+        ("POSTGRES_MAX_WAITING", "3", |s| s.max_waiting = Some(3)),
+        ("POSTGRES_LOCK_TIMEOUT", "1.5", |s| {
+            s.lock_timeout = Duration::from_millis(1500)
+        }),
+        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", "0", |s| {
+            s.idle_in_transaction_session_timeout = Duration::ZERO
+        }),
+        ("POSTGRES_SSLMODE", "verify-full", |s| {
+            s.ssl_mode = SslMode::VerifyFull
+        }),
+        ("POSTGRES_SSLROOTCERT", "/certs/ca.pem", |s| {
+            s.ssl_root_cert = Some(Path::new("/certs/ca.pem"))
+        }),
+        ("CREATE_TABLE", "n", |s| s.create_table = false),
+    ];
+    let mut together = Seen::defaults();
+    for (var, value, sets) in names {
+        let mut alone = Seen::defaults();
+        sets(&mut alone);
+        assert_reads(
+            &env_with(&[(var, value)]),
+            &alone,
+            &format!("{var}={value} alone"),
+        );
+        sets(&mut together);
+    }
+    let all: Vec<_> = names.iter().map(|(var, value, _)| (*var, *value)).collect();
+    assert_reads(&env_with(&all), &together, "every name at once");
+    assert_eq!(together.max_connections, 27);
 }
 
+/// The settings read from each environment: aliases, prefixes, URL.
 #[test]
-fn the_application_prefix_wins_for_every_name_and_alias() {
-    let env = Env::from_map([
-        ("POSTGRES_HOST", "plain"),
-        ("WIDGETS_POSTGRES_HOST", "prefixed"),
-        ("POSTGRES_USER", "u"),
-        ("POSTGRES_DB", "plain_db"),
-        ("WIDGETS_POSTGRES_DB", "prefixed_db"),
-        ("POSTGRES_POOL_SIZE", "3"),
-        ("WIDGETS_POOL_SIZE", "11"),
-        ("POSTGRES_SCHEMA", "plain_schema"),
-        ("WIDGETS_POSTGRES_SCHEMA", "widgets"),
-        ("CREATE_TABLE", "y"),
-        ("WIDGETS_CREATE_TABLE", "n"),
-    ])
-    .with_app_name("widgets");
-    let config = PostgresConfig::from_env(&env).unwrap();
-    assert_eq!(config.host(), "prefixed");
-    assert_eq!(config.dbname(), Some("prefixed_db"));
-    assert_eq!(
-        config.pool_size(),
-        11,
-        "a prefixed alias beats an unprefixed name"
-    );
-    assert_eq!(config.schema(), "widgets");
-    assert!(!config.create_table());
+fn settings_are_read_from_the_environment() {
+    let defaults = Seen::defaults();
+    let required = Seen {
+        host: "h".into(),
+        user: Some("u"),
+        ..defaults.clone()
+    };
+    let cases = [
+        (
+            "only the required: the Python library's defaults",
+            env_with(&[]),
+            defaults.clone(),
+        ),
+        (
+            "the seed's aliases (POOL_RECYCLE=0: never recycle)",
+            Env::from_map([
+                ("POSTGRES_HOST", "h"),
+                ("POSTGRES_USER", "u"),
+                ("POSTGRES_DB", "widget_service"),
+                ("POOL_SIZE", "20"),
+                ("POOL_MAX_OVERFLOW", "10"),
+                ("POOL_TIMEOUT", "30"),
+                ("POOL_RECYCLE", "0"),
+                ("POOL_PRE_PING", "yes"),
+            ]),
+            Seen {
+                dbname: Some("widget_service"),
+                pool_size: 20,
+                max_connections: 30,
+                recycle: None,
+                pre_ping: true,
+                ..required.clone()
+            },
+        ),
+        (
+            "the Python name wins over the seed's alias (POSTGRES_DBNAME over POSTGRES_DB)",
+            env_with(&[
+                ("POSTGRES_POOL_SIZE", "9"),
+                ("POOL_SIZE", "7"),
+                ("POSTGRES_DB", "other"),
+            ]),
+            Seen {
+                pool_size: 9,
+                max_connections: 19,
+                ..defaults.clone()
+            },
+        ),
+        (
+            "the application prefix wins for every name and alias (a prefixed alias beats an \
+             unprefixed name)",
+            Env::from_map([
+                ("POSTGRES_HOST", "plain"),
+                ("WIDGETS_POSTGRES_HOST", "prefixed"),
+                ("POSTGRES_USER", "u"),
+                ("POSTGRES_DB", "plain_db"),
+                ("WIDGETS_POSTGRES_DB", "prefixed_db"),
+                ("POSTGRES_POOL_SIZE", "3"),
+                ("WIDGETS_POOL_SIZE", "11"),
+                ("POSTGRES_SCHEMA", "plain_schema"),
+                ("WIDGETS_POSTGRES_SCHEMA", "widgets"),
+                ("CREATE_TABLE", "y"),
+                ("WIDGETS_CREATE_TABLE", "n"),
+            ])
+            .with_app_name("widgets"),
+            Seen {
+                host: "prefixed".into(),
+                dbname: Some("prefixed_db"),
+                pool_size: 11,
+                max_connections: 21,
+                schema: "widgets",
+                create_table: false,
+                ..required.clone()
+            },
+        ),
+        (
+            "DATABASE_URL gives what it contains and variables fill the rest",
+            Env::from_map([
+                (
+                    "DATABASE_URL",
+                    "postgresql://url_user:url%20pw@url-host:7777/url_db?sslmode=require",
+                ),
+                ("POSTGRES_HOST", "ignored-host"),
+                ("POSTGRES_SCHEMA", "from_var"),
+                ("POOL_SIZE", "2"),
+            ]),
+            Seen {
+                host: "url-host".into(),
+                port: 7777,
+                user: Some("url_user"),
+                dbname: Some("url_db"),
+                has_password: true,
+                password: Some(b"url pw"),
+                ssl_mode: SslMode::Require,
+                schema: "from_var",
+                pool_size: 2,
+                max_connections: 12,
+                ..defaults.clone()
+            },
+        ),
+        (
+            "a DATABASE_URL without user and database takes them from the variables",
+            Env::from_map([
+                ("DATABASE_URL", "postgres://only-host"),
+                ("POSTGRES_USER", "var_user"),
+                ("POSTGRES_DB", "var_db"),
+                ("POSTGRES_PASSWORD", SECRET),
+            ]),
+            Seen {
+                host: "only-host".into(),
+                user: Some("var_user"),
+                dbname: Some("var_db"),
+                has_password: true,
+                password: Some(SECRET.as_bytes()),
+                ..defaults.clone()
+            },
+        ),
+    ];
+    for (what, env, expected) in cases {
+        assert_reads(&env, &expected, what);
+    }
 }
 
 /// A leftover `POSTGRES_SSLMODE` never weakens (or changes) the URL's `sslmode`, in either
@@ -202,44 +339,6 @@ fn the_url_sslmode_wins_over_a_leftover_variable() {
 }
 
 #[test]
-fn database_url_gives_what_it_contains_and_variables_fill_the_rest() {
-    let env = Env::from_map([
-        (
-            "DATABASE_URL",
-            "postgresql://url_user:url%20pw@url-host:7777/url_db?sslmode=require",
-        ),
-        ("POSTGRES_HOST", "ignored-host"),
-        ("POSTGRES_SCHEMA", "from_var"),
-        ("POOL_SIZE", "2"),
-    ]);
-    let config = PostgresConfig::from_env(&env).unwrap();
-    assert_eq!(config.host(), "url-host");
-    assert_eq!(config.port(), 7777);
-    assert_eq!(config.user(), Some("url_user"));
-    assert_eq!(config.dbname(), Some("url_db"));
-    assert_eq!(
-        config.tokio_postgres_config().get_password(),
-        Some(&b"url pw"[..])
-    );
-    assert_eq!(config.ssl_mode(), SslMode::Require);
-    assert_eq!(config.schema(), "from_var");
-    assert_eq!(config.pool_size(), 2);
-
-    // A URL without user and database takes them from the variables.
-    let env = Env::from_map([
-        ("DATABASE_URL", "postgres://only-host"),
-        ("POSTGRES_USER", "var_user"),
-        ("POSTGRES_DB", "var_db"),
-        ("POSTGRES_PASSWORD", SECRET),
-    ]);
-    let config = PostgresConfig::from_env(&env).unwrap();
-    assert_eq!(config.host(), "only-host");
-    assert_eq!(config.user(), Some("var_user"));
-    assert_eq!(config.dbname(), Some("var_db"));
-    assert!(config.has_password());
-}
-
-#[test]
 fn password_file_is_read_and_its_newline_dropped() {
     let path = std::env::temp_dir().join(format!("es-pw-{}", uuid::Uuid::new_v4()));
     std::fs::write(&path, format!("{SECRET}\n")).unwrap();
@@ -260,10 +359,7 @@ fn password_file_is_read_and_its_newline_dropped() {
     assert!(!err.to_string().contains(SECRET), "{err}");
 
     // A prefixed one wins over a plain one.
-    let env = Env::from_map([
-        ("POSTGRES_HOST", "h"),
-        ("POSTGRES_USER", "u"),
-        ("POSTGRES_DB", "d"),
+    let env = env_with(&[
         ("POSTGRES_PASSWORD", "plain"),
         ("APP_POSTGRES_PASSWORD_FILE", path.to_str().unwrap()),
     ])
@@ -326,13 +422,7 @@ fn missing_and_malformed_values_name_the_variable() {
         assert!(err.to_string().contains(var), "{err}");
     }
     // With a prefix, the error names the variable as found.
-    let env = Env::from_map([
-        ("POSTGRES_HOST", "h"),
-        ("POSTGRES_USER", "u"),
-        ("POSTGRES_DB", "d"),
-        ("WIDGETS_POOL_TIMEOUT", "later"),
-    ])
-    .with_app_name("widgets");
+    let env = env_with(&[("WIDGETS_POOL_TIMEOUT", "later")]).with_app_name("widgets");
     let err = PostgresConfig::from_env(&env).unwrap_err();
     assert_eq!(err.var, "WIDGETS_POOL_TIMEOUT");
     // A pool of no connections.
@@ -342,40 +432,22 @@ fn missing_and_malformed_values_name_the_variable() {
     assert_eq!(err.var, "POOL_SIZE");
 }
 
+/// A builder with the required settings: host `h`, user `u`, database `d`.
+fn complete() -> PostgresConfigBuilder {
+    PostgresConfig::builder().host("h").user("u").dbname("d")
+}
+
 #[test]
 fn the_builder_checks_required_settings() {
-    let err = PostgresConfig::builder()
-        .user("u")
-        .dbname("d")
-        .build()
-        .unwrap_err();
-    assert_eq!(err.var, "host");
-    let err = PostgresConfig::builder()
-        .host("h")
-        .dbname("d")
-        .build()
-        .unwrap_err();
-    assert_eq!(err.var, "user");
-    let err = PostgresConfig::builder()
-        .host("h")
-        .user("u")
-        .dbname("d")
-        .pool_timeout(Duration::ZERO)
-        .build()
-        .unwrap_err();
-    assert_eq!(err.var, "pool_timeout");
-    let err = PostgresConfig::builder()
-        .host("h")
-        .user("u")
-        .dbname("d")
-        .schema("")
-        .build()
-        .unwrap_err();
-    assert_eq!(err.var, "schema");
-    let config = PostgresConfig::builder()
-        .host("h")
-        .user("u")
-        .dbname("d")
+    for (var, builder) in [
+        ("host", PostgresConfig::builder().user("u").dbname("d")),
+        ("user", PostgresConfig::builder().host("h").dbname("d")),
+        ("pool_timeout", complete().pool_timeout(Duration::ZERO)),
+        ("schema", complete().schema("")),
+    ] {
+        assert_eq!(builder.build().unwrap_err().var, var);
+    }
+    let config = complete()
         .pool_size(1)
         .max_overflow(0)
         .recycle(None)
@@ -418,13 +490,7 @@ fn connection_strings_in_both_syntaxes() {
 #[test]
 fn the_password_never_appears_in_debug() {
     let from_env = PostgresConfig::from_env(&env_with(&[("POSTGRES_PASSWORD", SECRET)])).unwrap();
-    let from_builder = PostgresConfig::builder()
-        .host("h")
-        .user("u")
-        .dbname("d")
-        .password(SECRET)
-        .build()
-        .unwrap();
+    let from_builder = complete().password(SECRET).build().unwrap();
     let from_url: PostgresConfig = format!("postgresql://u:{SECRET}@h/d").parse().unwrap();
     for config in [from_env, from_builder, from_url] {
         let shown = format!("{config:?} {config:#?}");
@@ -468,18 +534,9 @@ async fn the_password_never_appears_in_connection_errors() {
 
 #[tokio::test]
 async fn the_password_never_appears_in_the_stores_debug() {
-    let (_, schema) = eventsourcing_postgres::testing::fresh().await;
+    let schema = TestSchema::new().await;
     // The test server trusts local connections, so a password is accepted and ignored.
-    let store = PostgresStore::connect(
-        schema
-            .config()
-            .to_builder()
-            .password(SECRET)
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let store = schema.store_with(|b| b.password(SECRET)).await;
     let shown = format!("{store:?} {store:#?}");
     assert!(!shown.contains(SECRET), "{shown}");
     assert!(shown.contains("PostgresStore"), "{shown}");
@@ -487,18 +544,13 @@ async fn the_password_never_appears_in_the_stores_debug() {
 
 #[tokio::test]
 async fn session_timeouts_are_set_on_every_connection() {
-    let (_, schema) = eventsourcing_postgres::testing::fresh().await;
-    let store = PostgresStore::connect(
-        schema
-            .config()
-            .to_builder()
-            .lock_timeout(Duration::from_millis(1500))
-            .idle_in_transaction_session_timeout(Duration::from_secs(7))
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let schema = TestSchema::new().await;
+    let store = schema
+        .store_with(|b| {
+            b.lock_timeout(Duration::from_millis(1500))
+                .idle_in_transaction_session_timeout(Duration::from_secs(7))
+        })
+        .await;
     let shown = eventsourcing_postgres::testing::session_timeouts(&store).await;
     assert_eq!(shown, ("1500ms".to_owned(), "7s".to_owned()));
 }
@@ -506,20 +558,15 @@ async fn session_timeouts_are_set_on_every_connection() {
 #[tokio::test]
 async fn max_waiting_fails_fast_when_every_connection_is_taken() {
     use eventsourcing_core::EventStore;
-    let (_, schema) = eventsourcing_postgres::testing::fresh().await;
-    let store = PostgresStore::connect(
-        schema
-            .config()
-            .to_builder()
-            .pool_size(1)
-            .max_overflow(0)
-            .max_waiting(Some(0))
-            .pool_timeout(Duration::from_secs(2))
-            .build()
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    let schema = TestSchema::new().await;
+    let store = schema
+        .store_with(|b| {
+            b.pool_size(1)
+                .max_overflow(0)
+                .max_waiting(Some(0))
+                .pool_timeout(Duration::from_secs(2))
+        })
+        .await;
     // Fifty calls at once on one connection with no one allowed to wait: some fail at once.
     let calls: Vec<_> = (0..50)
         .map(|_| {
@@ -528,8 +575,8 @@ async fn max_waiting_fails_fast_when_every_connection_is_taken() {
         })
         .collect();
     let mut refused = 0;
-    for call in calls {
-        if let Err(e) = call.await.unwrap() {
+    for called in join_all(calls, Duration::from_secs(60), "the fifty calls").await {
+        if let Err(e) = called {
             assert!(e.to_string().contains("POSTGRES_MAX_WAITING"), "{e}");
             refused += 1;
         }

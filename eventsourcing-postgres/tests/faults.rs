@@ -29,69 +29,70 @@ async fn store_on(cluster: &TestCluster) -> PostgresStore {
         .expect("connecting to the test cluster")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_killed_again_and_again_under_load() {
+/// The workload on a cluster of its own, `rounds` times: once saves flow, `fault` (which
+/// returns what it did), then wait until saves go through again. Then every save is read
+/// back; the figures are printed under what the last fault did, checked sound, and returned.
+async fn under_load(
+    rounds: usize,
+    mut fault: impl AsyncFnMut(&TestCluster) -> String,
+) -> workload::Figures {
     let cluster = TestCluster::new().await;
     let store = store_on(&cluster).await;
     let load = Load::start(&store);
-    load.wait_for_acks().await;
-
-    let began = Instant::now();
-    let mut killed = 0;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        killed += cluster
-            .terminate_backends(TestCluster::APPLICATION_NAME)
-            .await;
+    let mut what = String::new();
+    for _ in 0..rounds {
+        load.wait_for_acks().await;
+        let began = Instant::now();
+        what = fault(&cluster).await;
+        load.fault_over(&store, began).await;
     }
-    assert!(
-        killed > 0,
-        "pg_terminate_backend found none of the store's sessions"
-    );
-    load.fault_over(&store, began).await;
-
     let figures = load.finish(&store).await;
-    figures.print(&format!(
-        "pg_terminate_backend x10, 100 ms apart ({killed} sessions killed)"
-    ));
+    figures.print(&what);
     figures.assert_sound();
+    figures
+}
+
+/// `rounds` times under load: the cluster stopped (`mode`), kept down long enough for saves to
+/// fail (not only the ones in flight), started again.
+async fn restarts_under_load(rounds: usize, mode: StopMode, what: &str) {
+    under_load(rounds, async |cluster| {
+        cluster.stop(mode).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.start().await;
+        what.to_owned()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_killed_again_and_again_under_load() {
+    under_load(1, async |cluster| {
+        let mut killed = 0;
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            killed += cluster
+                .terminate_backends(TestCluster::APPLICATION_NAME)
+                .await;
+        }
+        assert!(
+            killed > 0,
+            "pg_terminate_backend found none of the store's sessions"
+        );
+        format!("pg_terminate_backend x10, 100 ms apart ({killed} sessions killed)")
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_restart_under_load() {
-    let cluster = TestCluster::new().await;
-    let store = store_on(&cluster).await;
-    let load = Load::start(&store);
-    for _ in 0..2 {
-        load.wait_for_acks().await;
-        let began = Instant::now();
-        cluster.stop(StopMode::Fast).await;
-        // Down long enough for saves to fail, not only the ones in flight.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.start().await;
-        load.fault_over(&store, began).await;
-    }
-
-    let figures = load.finish(&store).await;
-    figures.print("pg_ctl stop -m fast, 300 ms down, start; twice");
-    figures.assert_sound();
+    let what = "pg_ctl stop -m fast, 300 ms down, start; twice";
+    restarts_under_load(2, StopMode::Fast, what).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_and_restart_under_load() {
-    let cluster = TestCluster::new().await;
-    let store = store_on(&cluster).await;
-    let load = Load::start(&store);
-    load.wait_for_acks().await;
-    let began = Instant::now();
-    cluster.stop(StopMode::Immediate).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    cluster.start().await;
-    load.fault_over(&store, began).await;
-
-    let figures = load.finish(&store).await;
-    figures.print("pg_ctl stop -m immediate (a crash), 300 ms down, start (WAL recovery)");
-    figures.assert_sound();
+    let what = "pg_ctl stop -m immediate (a crash), 300 ms down, start (WAL recovery)";
+    restarts_under_load(1, StopMode::Immediate, what).await;
 }
 
 /// Lost acknowledgements on purpose: with a synchronous standby named that never connects,
@@ -101,27 +102,21 @@ async fn a_crash_and_restart_under_load() {
 /// conflict, and nothing may be stored twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_whose_acknowledgement_is_lost() {
-    let cluster = TestCluster::new().await;
-    let store = store_on(&cluster).await;
-    let admin = cluster.admin_client().await;
-    let load = Load::start(&store);
-    load.wait_for_acks().await;
-
-    let began = Instant::now();
-    set_standby(&admin, Some("absent_standby")).await;
-    let waiting = wait_for_commits_waiting(&admin).await;
-    let killed = cluster
-        .terminate_backends(TestCluster::APPLICATION_NAME)
-        .await;
-    set_standby(&admin, None).await;
-    load.fault_over(&store, began).await;
-
-    let figures = load.finish(&store).await;
-    figures.print(&format!(
-        "commits held waiting for an absent synchronous standby ({waiting} waiting), their \
-         sessions killed ({killed} sessions)"
-    ));
-    figures.assert_sound();
+    let mut waiting = 0;
+    let figures = under_load(1, async |cluster| {
+        let admin = cluster.admin_client().await;
+        set_standby(&admin, Some("absent_standby")).await;
+        waiting = wait_for_commits_waiting(&admin).await;
+        let killed = cluster
+            .terminate_backends(TestCluster::APPLICATION_NAME)
+            .await;
+        set_standby(&admin, None).await;
+        format!(
+            "commits held waiting for an absent synchronous standby ({waiting} waiting), their \
+             sessions killed ({killed} sessions)"
+        )
+    })
+    .await;
     assert!(
         figures.ack_lost() > 0,
         "no retry found its save already stored, although {waiting} commits were waiting"

@@ -2,10 +2,8 @@
 //! reader of the log; the store names it (`log_horizon`, `status`) so an operator can end it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use eventsourcing_core::{EventStore, NewEvent, Position};
-use eventsourcing_postgres::testing::{fresh, server_config};
+use eventsourcing_postgres::testing::{fresh, server_config, HeldTransaction};
 use uuid::Uuid;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,23 +15,8 @@ async fn an_open_transaction_in_another_database_is_named_as_what_holds_the_log(
         .dbname("postgres")
         .build()
         .unwrap();
-    let (client, connection) = config
-        .tokio_postgres_config()
-        .connect(eventsourcing_postgres::tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    let connection = tokio::spawn(connection);
-    client
-        .batch_execute(
-            "SET application_name = 'forgotten-begin'; BEGIN; SELECT pg_current_xact_id()",
-        )
-        .await
-        .unwrap();
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let held = HeldTransaction::begin(&config, "forgotten-begin").await;
+    let pid = held.pid();
 
     let id = Uuid::new_v4();
     store
@@ -62,15 +45,9 @@ async fn an_open_transaction_in_another_database_is_named_as_what_holds_the_log(
     assert!(shown.held_back && shown.holders.iter().any(|h| h.pid == pid));
 
     // Ended: the event is readable, and the session is no longer named.
-    client.batch_execute("COMMIT").await.unwrap();
+    held.commit().await;
     let log = store.read_log(Position::START, 10).await.unwrap();
     assert!(log.iter().any(|e| e.stream_id == id));
     let after = store.log_horizon().await.unwrap();
     assert!(after.holders.iter().all(|h| h.pid != pid), "{after:?}");
-    drop(client);
-    tokio::time::timeout(Duration::from_secs(10), connection)
-        .await
-        .expect("the session closes")
-        .unwrap()
-        .unwrap();
 }

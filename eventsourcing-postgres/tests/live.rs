@@ -9,6 +9,7 @@ use eventsourcing_core::{EventStore, NewEvent, Position, Subscription};
 use eventsourcing_postgres::{
     testing::{fresh, TestSchema},
     tokio_postgres::{AsyncMessage, NoTls},
+    PostgresStore,
 };
 use uuid::Uuid;
 
@@ -34,6 +35,14 @@ async fn next<S: EventStore>(
         .await
         .expect("the subscription was not woken")
         .unwrap()
+}
+
+/// Two store instances on one fresh schema (two processes, in effect): the first to
+/// subscribe on, the second to write through; and the schema's guard.
+async fn two_instances() -> (PostgresStore, PostgresStore, TestSchema) {
+    let (store, schema) = fresh().await;
+    let writer = schema.store().await;
+    (store, writer, schema)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,8 +107,7 @@ async fn every_schema_has_its_own_channel() {
 /// subscription on the other, whose poll interval is an hour.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_save_by_another_instance_wakes_a_subscription() {
-    let (store, schema) = fresh().await;
-    let writer = schema.store().await;
+    let (store, writer, _schema) = two_instances().await;
     let mut subscription = hourly(store.clone(), Position::START);
     let stream = Uuid::new_v4();
     for version in 1..=3 {
@@ -113,8 +121,7 @@ async fn a_save_by_another_instance_wakes_a_subscription() {
 /// says they have committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn announce_events_wakes_subscribers_after_append_in() {
-    let (store, schema) = fresh().await;
-    let writer = schema.store().await;
+    let (store, writer, _schema) = two_instances().await;
     let mut local = hourly(writer.clone(), Position::START);
     let mut remote = hourly(store.clone(), Position::START);
     let stream = Uuid::new_v4();
@@ -146,8 +153,7 @@ async fn listener_pids(schema: &TestSchema, channel: &str) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_listener_reconnects_after_its_connection_is_killed() {
-    let (store, schema) = fresh().await;
-    let writer = schema.store().await;
+    let (store, writer, schema) = two_instances().await;
     let mut subscription = hourly(store.clone(), Position::START);
     let stream = Uuid::new_v4();
     writer.append(vec![event(stream, 1)]).await.unwrap();

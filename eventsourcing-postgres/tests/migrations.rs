@@ -2,8 +2,14 @@
 //! admin tool's tests are in eventsourcing-admin/tests).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use eventsourcing_core::{Error, EventStore, NewEvent, Position};
-use eventsourcing_postgres::{testing::TestSchema, MigrationState, PostgresStore, MIGRATIONS};
+use eventsourcing_postgres::{
+    testing::{join_all, TestSchema},
+    tokio_postgres::Client,
+    MigrationState, PostgresStore, MIGRATIONS,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -17,6 +23,31 @@ const FILES: [&str; 5] = [
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
     NewEvent::new(stream_id, version, "Created", b"{}".to_vec())
+}
+
+/// A store migrated on a fresh schema, with a plain client on the server for looking at (and
+/// tampering with) its `eventsourcing_migrations` table; the schema is dropped with it.
+struct Migrated {
+    store: PostgresStore,
+    client: Client,
+    /// `eventsourcing_migrations`, qualified by the schema.
+    table: String,
+    schema: TestSchema,
+}
+
+impl Migrated {
+    async fn on(schema: TestSchema) -> Self {
+        Migrated {
+            store: schema.store().await,
+            client: schema.client().await.unwrap(),
+            table: format!("\"{}\".eventsourcing_migrations", schema.name()),
+            schema,
+        }
+    }
+}
+
+async fn migrated() -> Migrated {
+    Migrated::on(TestSchema::new().await).await
 }
 
 async fn schema_exists(schema: &TestSchema) -> bool {
@@ -85,10 +116,8 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
 
 #[tokio::test]
 async fn checksums_are_recorded_and_a_changed_migration_is_refused() {
-    let schema = TestSchema::new().await;
-    let store = schema.store().await;
-    let client = schema.client().await.unwrap();
-    let table = format!("\"{}\".eventsourcing_migrations", schema.name());
+    let m = migrated().await;
+    let (store, client, table, schema) = (&m.store, &m.client, &m.table, &m.schema);
     let rows = client
         .query(
             &format!("SELECT version, checksum FROM {table} ORDER BY version"),
@@ -131,10 +160,8 @@ async fn checksums_are_recorded_and_a_changed_migration_is_refused() {
 async fn checksums_recorded_from_a_crlf_checkout_still_verify() {
     // The first release hashed each file as checked out; from a checkout with Windows line
     // endings that is the hash of the CRLF text.
-    let schema = TestSchema::new().await;
-    let store = schema.store().await;
-    let client = schema.client().await.unwrap();
-    let table = format!("\"{}\".eventsourcing_migrations", schema.name());
+    let m = migrated().await;
+    let (store, client, table) = (&m.store, &m.client, &m.table);
     for (version, file) in (1..).zip(FILES) {
         let crlf = Sha256::digest(file.replace('\n', "\r\n").as_bytes()).to_vec();
         client
@@ -156,15 +183,13 @@ async fn checksums_recorded_from_a_crlf_checkout_still_verify() {
 
 #[tokio::test]
 async fn a_database_migrated_by_a_newer_release_is_refused() {
-    let schema = TestSchema::new().await;
-    let store = schema.store().await;
-    let client = schema.client().await.unwrap();
+    let m = migrated().await;
+    let (store, client, table, schema) = (&m.store, &m.client, &m.table, &m.schema);
     client
         .execute(
             &format!(
-                "INSERT INTO \"{}\".eventsourcing_migrations (version, description, checksum) \
-                 VALUES (999, 'future', '\\x00')",
-                schema.name()
+                "INSERT INTO {table} (version, description, checksum) \
+                 VALUES (999, 'future', '\\x00')"
             ),
             &[],
         )
@@ -192,10 +217,9 @@ async fn a_database_migrated_by_a_newer_release_is_refused() {
 
 #[tokio::test]
 async fn the_pooled_connection_that_migrated_holds_no_lock() {
-    let schema = TestSchema::new().await;
     // `connect` migrates on its first connection, then hands it to the pool.
-    let store = schema.store().await;
-    let client = schema.client().await.unwrap();
+    let m = migrated().await;
+    let (store, client, schema) = (&m.store, &m.client, &m.schema);
     let key = format!("eventsourcing-migrate:{}", schema.name());
     let free: bool = client
         .query_one(
@@ -225,18 +249,13 @@ async fn concurrent_migrations_apply_each_migration_once() {
             tokio::spawn(async move { PostgresStore::connect(config).await })
         })
         .collect();
-    for connect in connects {
-        connect.await.unwrap().unwrap();
+    for connected in join_all(connects, Duration::from_secs(60), "the concurrent connects").await {
+        connected.unwrap();
     }
-    let client = schema.client().await.unwrap();
+    let m = Migrated::on(schema).await;
+    let (client, table) = (&m.client, &m.table);
     let count: i64 = client
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM \"{}\".eventsourcing_migrations",
-                schema.name()
-            ),
-            &[],
-        )
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
         .await
         .unwrap()
         .get(0);
@@ -246,13 +265,7 @@ async fn concurrent_migrations_apply_each_migration_once() {
 #[tokio::test]
 async fn without_create_table_nothing_issues_ddl_and_missing_tables_say_what_to_run() {
     let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .create_table(false)
-        .build()
-        .unwrap();
-    let store = PostgresStore::connect(config).await.unwrap();
+    let store = schema.store_with(|b| b.create_table(false)).await;
     let id = Uuid::new_v4();
 
     let errors = vec![

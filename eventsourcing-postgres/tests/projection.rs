@@ -13,7 +13,7 @@ use eventsourcing_postgres::{
     spawn_projection,
     testing::TestSchema,
     tokio_postgres::{error::SqlState, Transaction},
-    PostgresProjection, PostgresStore, ProjectionOptions,
+    PostgresConfigBuilder, PostgresProjection, PostgresStore, ProjectionOptions,
 };
 use uuid::Uuid;
 
@@ -153,21 +153,28 @@ fn retrying(attempts: u32) -> ProjectionOptions {
     }
 }
 
+/// A store on a fresh schema with its settings changed by `adjust`, holding `count` events of
+/// one stream; and the schema's guard.
+async fn holding(
+    count: u64,
+    adjust: impl FnOnce(PostgresConfigBuilder) -> PostgresConfigBuilder,
+) -> (PostgresStore, TestSchema) {
+    let schema = TestSchema::new().await;
+    let store = schema.store_with(adjust).await;
+    store
+        .append(events(Uuid::new_v4(), 1, count))
+        .await
+        .unwrap();
+    (store, schema)
+}
+
 /// Another session holds two projections' tracking rows: with a short lock timeout their
 /// batches fail with `lock_not_available` and back off; the one with few attempts ends with
 /// that error once they are used up, the one with many goes on retrying through the same lock
 /// and carries on once it is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_tracking_row_is_retried_then_given_up_on() {
-    let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .lock_timeout(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    let store = PostgresStore::connect(config).await.unwrap();
-    store.append(events(Uuid::new_v4(), 1, 20)).await.unwrap();
+    let (store, schema) = holding(20, |b| b.lock_timeout(Duration::from_millis(20))).await;
     let tracking = format!("\"{}\".tracking", schema.name());
     let mut other = schema.client().await.unwrap();
     other
@@ -229,15 +236,10 @@ impl PostgresProjection for Slow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_is_not_killed_by_the_idle_in_transaction_timeout() {
-    let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .idle_in_transaction_session_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let store = PostgresStore::connect(config).await.unwrap();
-    store.append(events(Uuid::new_v4(), 1, 2)).await.unwrap();
+    let (store, schema) = holding(2, |b| {
+        b.idle_in_transaction_session_timeout(Duration::from_secs(1))
+    })
+    .await;
     let runner = spawn_projection(
         store.clone(),
         Slow(Seen::new("slow", &schema)),

@@ -5,7 +5,7 @@ use eventsourcing_core::{
     chrono::{Duration, Utc},
     now, Error, EventStore, Metadata, NewEvent, Position,
 };
-use eventsourcing_postgres::testing::fresh;
+use eventsourcing_postgres::testing::{fresh, join_all};
 use uuid::Uuid;
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
@@ -212,11 +212,14 @@ async fn concurrent_saves_of_one_version_let_exactly_one_win() {
         })
         .collect();
     let mut winners = Vec::new();
-    for task in tasks {
-        let joined = tokio::time::timeout(std::time::Duration::from_secs(60), task)
-            .await
-            .expect("a concurrent save did not finish within 60 s");
-        match joined.unwrap() {
+    for joined in join_all(
+        tasks,
+        std::time::Duration::from_secs(60),
+        "the concurrent saves",
+    )
+    .await
+    {
+        match joined {
             (payload, Ok(())) => winners.push(payload),
             (_, Err(Error::Conflict { actual, .. })) => assert_eq!(actual, 2),
             (_, Err(other)) => panic!("unexpected {other:?}"),
@@ -472,13 +475,15 @@ async fn tracked_appends_are_exactly_once_under_concurrency() {
             })
         })
         .collect();
-    let mut outcomes = Vec::new();
-    for r in runners {
-        let finished = tokio::time::timeout(std::time::Duration::from_secs(120), r)
-            .await
-            .expect("a runner did not finish its tracked appends within 120 s");
-        outcomes.extend(finished.unwrap());
-    }
+    let outcomes: Vec<_> = join_all(
+        runners,
+        std::time::Duration::from_secs(120),
+        "the runners' tracked appends",
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect();
 
     let mut winners = Vec::new();
     for n in 1..=POSITIONS {

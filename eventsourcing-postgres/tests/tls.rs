@@ -21,29 +21,123 @@ fn server_cert() -> PathBuf {
     path
 }
 
-async fn is_encrypted(config: PostgresConfig) -> Result<bool, Error> {
-    let store = PostgresStore::connect(config).await?;
-    let client = store.dedicated_client().await?;
-    let row = client
+/// Whether a session of `store` is encrypted, as the server sees it.
+async fn session_is_encrypted(store: &PostgresStore) -> bool {
+    let client = store.dedicated_client().await.unwrap();
+    client
         .query_one(
             "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
             &[],
         )
         .await
-        .unwrap();
-    Ok(row.get(0))
+        .unwrap()
+        .get(0)
+}
+
+/// What connecting with some settings must give.
+#[derive(Debug)]
+enum Expect {
+    /// It connects, the session encrypted or not.
+    Encrypted(bool),
+    /// It is refused with a message containing each of `all` and one of `any`.
+    Refused {
+        all: &'static [&'static str],
+        any: &'static [&'static str],
+    },
+    /// A config error naming `var`, its message containing `says`.
+    Config {
+        var: &'static str,
+        says: &'static str,
+    },
 }
 
 #[tokio::test]
-async fn require_encrypts_the_connection() {
+async fn each_sslmode_encrypts_verifies_or_refuses() {
     let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .ssl_mode(SslMode::Require)
-        .build()
-        .unwrap();
-    assert!(is_encrypted(config).await.unwrap());
+    // snakeoil is issued to DNS:localhost: connecting by that name verifies, connecting to
+    // 127.0.0.1 does not (the address is not in the certificate), even with the root trusted.
+    let verify_full_with_root = |host: &str| {
+        schema.config_with(|b| {
+            b.host(host)
+                .ssl_mode(SslMode::VerifyFull)
+                .ssl_root_cert(server_cert())
+        })
+    };
+    let cases = [
+        (
+            "require encrypts the connection",
+            schema.config_with(|b| b.ssl_mode(SslMode::Require)),
+            Expect::Encrypted(true),
+        ),
+        (
+            "disable does not encrypt",
+            schema.config_with(|b| b.ssl_mode(SslMode::Disable)),
+            Expect::Encrypted(false),
+        ),
+        (
+            "prefer encrypts when offered",
+            schema.config_with(|b| b.ssl_mode(SslMode::Prefer)),
+            Expect::Encrypted(true),
+        ),
+        (
+            "verify-ca accepts the server certificate as root",
+            schema.config_with(|b| b.ssl_mode(SslMode::VerifyCa).ssl_root_cert(server_cert())),
+            Expect::Encrypted(true),
+        ),
+        (
+            "verify-full accepts the name in the certificate",
+            verify_full_with_root("localhost"),
+            Expect::Encrypted(true),
+        ),
+        (
+            "verify-full rejects another name",
+            verify_full_with_root("127.0.0.1"),
+            Expect::Refused {
+                all: &["TLS handshake"],
+                any: &["not valid for name", "NotValidForName"],
+            },
+        ),
+        (
+            "verify-full with public roots rejects a self-signed certificate",
+            schema.config_with(|b| b.host("localhost").ssl_mode(SslMode::VerifyFull)),
+            Expect::Refused {
+                all: &[],
+                any: &["UnknownIssuer", "unknown issuer"],
+            },
+        ),
+        (
+            "a missing root certificate file is a config error",
+            schema.config_with(|b| {
+                b.ssl_mode(SslMode::VerifyFull)
+                    .ssl_root_cert("/nonexistent/root.pem")
+            }),
+            Expect::Config {
+                var: "sslrootcert",
+                says: "/nonexistent/root.pem",
+            },
+        ),
+    ];
+    for (what, config, expect) in cases {
+        match (PostgresStore::connect(config).await, &expect) {
+            (Ok(store), Expect::Encrypted(encrypted)) => {
+                assert_eq!(session_is_encrypted(&store).await, *encrypted, "{what}");
+            }
+            (Err(Error::Config(e)), Expect::Config { var, says }) => {
+                assert_eq!(e.var, *var, "{what}: {e}");
+                assert!(e.to_string().contains(says), "{what}: {e}");
+            }
+            (Err(e), Expect::Refused { all, any }) if !matches!(e, Error::Config(_)) => {
+                let message = e.to_string();
+                assert!(
+                    all.iter().all(|t| message.contains(t))
+                        && any.iter().any(|t| message.contains(t)),
+                    "{what}: {message}"
+                );
+                eprintln!("{what}: {message}");
+            }
+            (outcome, _) => panic!("{what}: expected {expect:?}, got {outcome:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -63,98 +157,5 @@ async fn require_from_a_connection_string_encrypts_pooled_connections_too() {
     use eventsourcing_core::EventStore;
     // Goes through the pool: the connection is encrypted, and the store works over it.
     store.stream_version(uuid::Uuid::new_v4()).await.unwrap();
-    let client = store.dedicated_client().await.unwrap();
-    let ssl: bool = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ssl);
-}
-
-#[tokio::test]
-async fn disable_does_not_encrypt_and_prefer_does_when_offered() {
-    let schema = TestSchema::new().await;
-    let with = |mode| schema.config().to_builder().ssl_mode(mode).build().unwrap();
-    assert!(!is_encrypted(with(SslMode::Disable)).await.unwrap());
-    assert!(is_encrypted(with(SslMode::Prefer)).await.unwrap());
-}
-
-#[tokio::test]
-async fn verify_ca_accepts_the_server_certificate_as_root() {
-    let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .ssl_mode(SslMode::VerifyCa)
-        .ssl_root_cert(server_cert())
-        .build()
-        .unwrap();
-    assert!(is_encrypted(config).await.unwrap());
-}
-
-#[tokio::test]
-async fn verify_full_accepts_the_name_in_the_certificate_and_rejects_another() {
-    // snakeoil is issued to DNS:localhost: connecting by that name verifies, connecting to
-    // 127.0.0.1 does not (the address is not in the certificate), even with the root trusted.
-    let schema = TestSchema::new().await;
-    let with_host = |host: &str| {
-        schema
-            .config()
-            .to_builder()
-            .host(host)
-            .ssl_mode(SslMode::VerifyFull)
-            .ssl_root_cert(server_cert())
-            .build()
-            .unwrap()
-    };
-    assert!(is_encrypted(with_host("localhost")).await.unwrap());
-    let err = is_encrypted(with_host("127.0.0.1")).await.unwrap_err();
-    let message = format!("{err}");
-    assert!(message.contains("TLS handshake"), "{message}");
-    assert!(
-        message.contains("not valid for name") || message.contains("NotValidForName"),
-        "{message}"
-    );
-    eprintln!("{message}");
-}
-
-#[tokio::test]
-async fn verify_full_with_public_roots_rejects_a_self_signed_certificate() {
-    let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .host("localhost")
-        .ssl_mode(SslMode::VerifyFull)
-        .build()
-        .unwrap();
-    let err = is_encrypted(config).await.unwrap_err();
-    let message = format!("{err}");
-    assert!(
-        message.contains("UnknownIssuer") || message.contains("unknown issuer"),
-        "{message}"
-    );
-}
-
-#[tokio::test]
-async fn a_missing_root_certificate_file_is_a_config_error() {
-    let schema = TestSchema::new().await;
-    let config = schema
-        .config()
-        .to_builder()
-        .ssl_mode(SslMode::VerifyFull)
-        .ssl_root_cert("/nonexistent/root.pem")
-        .build()
-        .unwrap();
-    match PostgresStore::connect(config).await {
-        Err(Error::Config(e)) => {
-            assert_eq!(e.var, "sslrootcert");
-            assert!(e.to_string().contains("/nonexistent/root.pem"), "{e}");
-        }
-        other => panic!("expected a config error, got {other:?}"),
-    }
+    assert!(session_is_encrypted(&store).await);
 }

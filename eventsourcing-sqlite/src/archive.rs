@@ -1,5 +1,6 @@
 //! `archive` (events of quiet streams out of the hot table into an archive file) and
-//! `archive restore` (back in, at their original log positions).
+//! `archive restore` (back in, at their original log positions): this store's part of core's
+//! [`Archive`] trait.
 //!
 //! A stream is archived when its newest event is older than the cut-off and a snapshot at its
 //! newest version exists: all its events but the newest move to the file. The newest stays, so
@@ -8,28 +9,22 @@
 //!
 //! Nothing is lost: the whole job runs on the writer thread in one `IMMEDIATE` transaction
 //! (no save can slip in); the file is written, synced (file and directory), read back and
-//! checked whole before the events are deleted and the transaction commits.
+//! checked whole (core's [`ArchiveJob`]) before the events are deleted and the transaction
+//! commits.
 
-use std::{
-    fs::OpenOptions,
-    io::BufWriter,
-    path::{Path, PathBuf},
-};
-
-use chrono::{DateTime, Utc};
 use eventsourcing_core::{
     backup::{
-        check_consumers, sync_file, verify_file, verify_holding, ArchiveReport, BackupError,
-        BackupReader, BackupWriter, Content, Counts, Header, Record,
+        check_consumers, Archive, ArchiveJob, ArchiveReport, BackupError, CheckedFile, Counts,
+        Record,
     },
     Position, Uuid,
 };
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Transaction};
 
 use crate::{
-    backup::{each, event_record, insert_event, EVENT_COLUMNS},
-    error::{sql_error, to_i64},
-    rows::get_u64,
+    backup::{db_error, each, insert_event, position, EVENT_COLUMNS},
+    error::to_i64,
+    rows::read_event,
     store::SqliteStore,
 };
 
@@ -37,51 +32,30 @@ use crate::{
 const CHOSEN: &str = "FROM events e JOIN temp.archive_streams a \
                       ON e.stream_id = a.stream_id AND e.version < a.last";
 
-impl SqliteStore {
-    /// Moves the events of streams untouched since `before` (all but each stream's newest)
-    /// into a new archive file at `path` (refused if it exists), then deletes them from the
-    /// store. Refused with [`BackupError::ConsumerBehind`] when a consumer's tracking position
-    /// is behind the newest event it would remove, unless `force`.
-    pub async fn archive(
-        &self,
-        before: DateTime<Utc>,
-        path: &Path,
-        force: bool,
-    ) -> Result<ArchiveReport, BackupError> {
-        let path = path.to_owned();
-        self.on_writer(move |conn, dbname| Ok(archive(conn, dbname, before, &path, force)))
-            .await?
+/// The whole of each on the writer's thread, in one `IMMEDIATE` transaction.
+impl Archive for SqliteStore {
+    async fn archive_with(&self, job: ArchiveJob) -> Result<ArchiveReport, BackupError> {
+        self.write_transaction(move |tx, dbname| archive(tx, dbname, job))
+            .await
     }
 
-    /// Puts the events of an archive file back into this store at their original log
-    /// positions, in one transaction, after checking the whole file. Refused
-    /// ([`BackupError::AlreadyPresent`]) when any of them is in the store.
-    pub async fn restore_archive(&self, path: &Path) -> Result<Counts, BackupError> {
-        verify_holding(path, Content::Archive).await?;
-        let path: PathBuf = path.to_owned();
-        self.on_writer(move |conn, dbname| Ok(restore(conn, dbname, &path)))
-            .await?
+    async fn restore_from(&self, file: CheckedFile) -> Result<Counts, BackupError> {
+        self.write_transaction(move |tx, dbname| restore(tx, dbname, file))
+            .await
     }
 }
 
 fn archive(
-    conn: &mut Connection,
+    tx: &Transaction<'_>,
     dbname: &str,
-    before: DateTime<Utc>,
-    path: &Path,
-    force: bool,
+    mut job: ArchiveJob,
 ) -> Result<ArchiveReport, BackupError> {
-    let db = |e| BackupError::Store(sql_error(dbname, e));
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db)?;
     tx.execute_batch(
         "CREATE TEMP TABLE IF NOT EXISTS archive_streams \
              (stream_id BLOB PRIMARY KEY, last INTEGER NOT NULL); \
          DELETE FROM temp.archive_streams;",
     )
-    .map_err(db)?;
-    let mut report = ArchiveReport::default();
+    .map_err(db_error(dbname))?;
     {
         let mut stmt = tx
             .prepare(
@@ -91,114 +65,80 @@ fn archive(
                         WHERE s.stream_id = q.stream_id AND s.version = q.last) \
                  FROM q ORDER BY q.stream_id",
             )
-            .map_err(db)?;
-        let mut rows = stmt.query([before.timestamp_micros()]).map_err(db)?;
-        while let Some(row) = rows.next().map_err(db)? {
-            let id = Uuid::from_bytes(row.get(0).map_err(db)?);
-            if row.get::<_, bool>(2).map_err(db)? {
+            .map_err(db_error(dbname))?;
+        let mut rows = stmt
+            .query([job.before().timestamp_micros()])
+            .map_err(db_error(dbname))?;
+        while let Some(row) = rows.next().map_err(db_error(dbname))? {
+            let id = Uuid::from_bytes(row.get(0).map_err(db_error(dbname))?);
+            if job.stream(id, row.get(2).map_err(db_error(dbname))?) {
                 tx.execute(
                     "INSERT INTO temp.archive_streams (stream_id, last) VALUES (?1, ?2)",
-                    params![id.as_bytes(), row.get::<_, i64>(1).map_err(db)?],
+                    params![
+                        id.as_bytes(),
+                        row.get::<_, i64>(1).map_err(db_error(dbname))?
+                    ],
                 )
-                .map_err(db)?;
-                report.streams.push(id);
-            } else {
-                report.skipped.push(id);
+                .map_err(db_error(dbname))?;
             }
         }
     }
-    if report.streams.is_empty() {
-        return Ok(report);
+    if job.streams().is_empty() {
+        return Ok(job.finish());
     }
     let newest: i64 = tx
         .query_row(&format!("SELECT max(e.position) {CHOSEN}"), [], |r| {
             r.get(0)
         })
-        .map_err(db)?;
+        .map_err(db_error(dbname))?;
     let newest = Position {
         commit: newest as u64,
         seq: newest as u64,
     };
-    if !force {
+    if !job.force() {
         let mut stmt = tx
             .prepare("SELECT name, position_commit, position_seq FROM tracking ORDER BY name")
-            .map_err(db)?;
+            .map_err(db_error(dbname))?;
         let consumers = stmt
-            .query_map([], |row| {
-                let (commit, seq) = (get_u64(row, 1)?, get_u64(row, 2)?);
-                Ok((row.get(0)?, Position { commit, seq }))
-            })
+            .query_map([], |row| Ok((row.get(0)?, position(row, 1)?)))
             .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
-            .map_err(db)?;
+            .map_err(db_error(dbname))?;
         check_consumers(consumers, newest)?;
     }
-    let file = OpenOptions::new().write(true).create_new(true).open(path)?;
-    // Until the commit, a failure removes the file: the store still holds every event in it.
-    // After that the file stays, whatever the outcome.
-    let staged = (|| {
-        let mut writer = BackupWriter::new(
-            BufWriter::new(file),
-            Header::new(Content::Archive, "sqlite"),
-        )?;
-        let columns = EVENT_COLUMNS
-            .split(", ")
-            .map(|c| format!("e.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        each(
-            &tx,
-            &format!("SELECT {columns} {CHOSEN} ORDER BY e.position"),
-            &mut writer,
-            |row| Ok(Record::Event(event_record(row)?)),
-            dbname,
-        )?;
-        let (out, counts) = writer.finish()?;
-        sync_file(out, path)?;
-        let verified = verify_file(path)?;
-        if verified.counts != counts {
-            return Err(BackupError::Counts {
-                expected: counts,
-                found: verified.counts,
-            });
-        }
-        let deleted = tx
-            .execute(
-                &format!("DELETE FROM events WHERE position IN (SELECT e.position {CHOSEN})"),
-                [],
-            )
-            .map_err(db)?;
-        if deleted as u64 != counts.events {
-            return Err(BackupError::Store(eventsourcing_core::Error::store(
-                format!(
-                    "archive would delete {deleted} events, the file holds {}; nothing was deleted",
-                    counts.events
-                ),
-            )));
-        }
-        Ok::<_, BackupError>(counts)
-    })();
-    let counts = match staged {
-        Ok(counts) => counts,
-        Err(e) => {
-            let _ = std::fs::remove_file(path);
-            return Err(e);
-        }
-    };
+    let columns = EVENT_COLUMNS
+        .split(", ")
+        .map(|c| format!("e.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    each(
+        tx,
+        &format!("SELECT {columns} {CHOSEN} ORDER BY e.position"),
+        job.create_file()?,
+        |row| Ok(Record::event(read_event(row)?)?),
+        dbname,
+    )?;
+    job.seal()?;
+    let deleted = tx
+        .execute(
+            &format!("DELETE FROM events WHERE position IN (SELECT e.position {CHOSEN})"),
+            [],
+        )
+        .map_err(db_error(dbname))?;
+    job.deleted(deleted as u64)?;
     tx.execute("DELETE FROM temp.archive_streams", [])
-        .map_err(db)?;
-    tx.commit().map_err(db)?;
-    report.counts = counts;
-    Ok(report)
+        .map_err(db_error(dbname))?;
+    // Until the commit, a failure removes the file (the job's drop): the store still holds
+    // every event in it. From here on (the commit follows) the file stays, whatever the
+    // outcome.
+    Ok(job.finish())
 }
 
-fn restore(conn: &mut Connection, dbname: &str, path: &Path) -> Result<Counts, BackupError> {
-    let db = |e| BackupError::Store(sql_error(dbname, e));
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db)?;
-    let mut reader = BackupReader::open(path)?;
-    let mut counts = Counts::default();
-    while let Some(record) = reader.next_record()? {
+fn restore(
+    tx: &Transaction<'_>,
+    dbname: &str,
+    mut file: CheckedFile,
+) -> Result<Counts, BackupError> {
+    while let Some(record) = file.next_record()? {
         let Record::Event(e) = record else { continue };
         let present: bool = tx
             .query_row(
@@ -206,16 +146,14 @@ fn restore(conn: &mut Connection, dbname: &str, path: &Path) -> Result<Counts, B
                 params![e.stream_id.as_bytes(), to_i64("version", e.version)?],
                 |r| r.get(0),
             )
-            .map_err(db)?;
+            .map_err(db_error(dbname))?;
         if present {
             return Err(BackupError::AlreadyPresent {
                 stream_id: e.stream_id,
                 version: e.version,
             });
         }
-        insert_event(&tx, &e, true).map_err(|err| err.into_backup(dbname))?;
-        counts.events += 1;
+        insert_event(tx, &e, true).map_err(|err| err.into_backup(dbname))?;
     }
-    tx.commit().map_err(db)?;
-    Ok(counts)
+    file.finish()
 }

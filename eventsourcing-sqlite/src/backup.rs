@@ -1,24 +1,20 @@
 //! `export` and `import` of the portable backup format (`eventsourcing_core::backup`,
-//! `BACKUP-FORMAT.md`).
+//! `BACKUP-FORMAT.md`): this store's part of core's [`Backup`] trait (with `archive.rs`).
 //!
 //! Export runs on a reader connection inside one read transaction (one consistent moment of
 //! the file; WAL lets saves go on meanwhile), stepping through each table's rows one at a
 //! time, so memory stays bounded whatever the store's size.
 //!
-//! Import first reads the whole file once ([`verify_file`], off the writer thread) and writes
-//! nothing unless it is sound; then, on the writer thread, in ONE `IMMEDIATE` transaction, it
+//! Import gets the file checked whole by core (off the writer thread) before anything is
+//! written; then, on the writer thread, in ONE `IMMEDIATE` transaction, it
 //! checks the store is empty and inserts everything in the file's order, so the events keep
 //! their relative log order. Any failure rolls everything back: the target is as it was.
 
-use std::{io::Write, path::Path};
+use std::io::Write;
 
 use eventsourcing_core::{
-    backup::{
-        no_progress, verify_holding, BackupError, BackupReader, BackupWriter, Content, Counts,
-        EventRecord, Header, ParkedRecord, Progress, Record, Remap, SnapshotRecord, TrackingRecord,
-        Verified, PROGRESS_EVERY,
-    },
-    Error, Position,
+    backup::{Backup, BackupError, BackupWriter, CheckedFile, Counts, EventRecord, Record},
+    Error, ParkedEvent, Position, Snapshot, Tracking,
 };
 use rusqlite::{params, Connection, Transaction, TransactionBehavior};
 
@@ -32,53 +28,21 @@ use crate::{
 pub(crate) const EVENT_COLUMNS: &str = "position, stream_id, version, timestamp, event_type, \
      schema_version, payload, metadata, stream_type";
 
-impl SqliteStore {
-    /// Writes every event (in log order), snapshot, tracking position and parked event to
-    /// `out` in the backup format, from one consistent moment of the store. Returns `out`
-    /// (flushed; sync a file yourself) and the counts.
-    ///
-    /// A stored row that cannot be read ([`Error::BadRow`]) stops the export.
-    pub async fn export<W: Write + Send + 'static>(
+impl Backup for SqliteStore {
+    /// On a reader's thread, `progress` included.
+    async fn export_to<W: Write + Send + 'static>(
         &self,
-        out: W,
+        writer: BackupWriter<W>,
     ) -> Result<(W, Counts), BackupError> {
-        self.export_with_progress(out, no_progress()).await
-    }
-
-    /// [`export`](Self::export), calling `progress` every [`PROGRESS_EVERY`] records (on the
-    /// reader's thread).
-    pub async fn export_with_progress<W: Write + Send + 'static>(
-        &self,
-        out: W,
-        progress: Progress,
-    ) -> Result<(W, Counts), BackupError> {
-        self.on_reader(move |conn, dbname| Ok(export(conn, dbname, out, progress)))
+        self.on_reader(move |conn, dbname| Ok(export(conn, dbname, writer)))
             .await?
     }
 
-    /// Imports the backup at `path` into this store, which must be empty (no events,
-    /// snapshots, tracking or parked rows: [`BackupError::NotEmpty`] otherwise).
-    ///
-    /// The file is checked whole before anything is written; then everything is written in
-    /// one transaction (all or nothing). Streams keep their ids, versions, timestamps, types
-    /// and metadata, and the events keep their relative log order; tracking and parked
-    /// positions are moved to the new positions of the same events ([`Remap`]).
-    pub async fn import(&self, path: &Path) -> Result<Counts, BackupError> {
-        self.import_with_progress(path, no_progress()).await
-    }
-
-    /// [`import`](Self::import), calling `progress` every [`PROGRESS_EVERY`] records of the
-    /// writing pass (on the writer's thread).
-    pub async fn import_with_progress(
-        &self,
-        path: &Path,
-        progress: Progress,
-    ) -> Result<Counts, BackupError> {
-        let verified = verify_holding(path, Content::Full).await?;
-        let path = path.to_owned();
+    /// On the writer's thread, `progress` included.
+    async fn import_from(&self, file: CheckedFile) -> Result<Counts, BackupError> {
         let counts = self
-            .on_writer(move |conn, dbname| Ok(import(conn, dbname, &path, verified, progress)))
-            .await??;
+            .write_transaction(move |tx, dbname| import(tx, dbname, file))
+            .await?;
         if counts.events > 0 {
             self.notify_changes();
         }
@@ -89,8 +53,7 @@ impl SqliteStore {
 fn export<W: Write>(
     conn: &mut Connection,
     dbname: &str,
-    out: W,
-    progress: Progress,
+    mut writer: BackupWriter<W>,
 ) -> Result<(W, Counts), BackupError> {
     let db = |e| sql_error(dbname, e);
     let tx = conn.transaction().map_err(db)?;
@@ -103,13 +66,12 @@ fn export<W: Write>(
             |r| r.get(0),
         )
         .map_err(db)?;
-    let mut writer = BackupWriter::new(out, Header::new(Content::Full, "sqlite"))?
-        .with_progress(progress, total.max(0) as u64);
+    writer.set_total(total.max(0) as u64);
     each(
         &tx,
         &format!("SELECT {EVENT_COLUMNS} FROM events ORDER BY position"),
         &mut writer,
-        |row| Ok(Record::Event(event_record(row)?)),
+        |row| Ok(Record::event(read_event(row)?)?),
         dbname,
     )?;
     each(
@@ -118,7 +80,7 @@ fn export<W: Write>(
          ORDER BY stream_id, version",
         &mut writer,
         |row| {
-            Ok(Record::Snapshot(SnapshotRecord {
+            Ok(Record::Snapshot(Snapshot {
                 stream_id: uuid(row, 0)?,
                 version: get_u64(row, 1)?,
                 timestamp: micros_to_time(row.get(2)?, 2)?,
@@ -134,12 +96,9 @@ fn export<W: Write>(
         "SELECT name, position_commit, position_seq FROM tracking ORDER BY name",
         &mut writer,
         |row| {
-            Ok(Record::Tracking(TrackingRecord {
+            Ok(Record::Tracking(Tracking {
                 name: row.get(0)?,
-                position: Position {
-                    commit: get_u64(row, 1)?,
-                    seq: get_u64(row, 2)?,
-                },
+                position: position(row, 1)?,
             }))
         },
         dbname,
@@ -150,12 +109,9 @@ fn export<W: Write>(
          parked_at FROM parked_events ORDER BY name, position_commit, position_seq",
         &mut writer,
         |row| {
-            Ok(Record::Parked(ParkedRecord {
+            Ok(Record::Parked(ParkedEvent {
                 name: row.get(0)?,
-                position: Position {
-                    commit: get_u64(row, 1)?,
-                    seq: get_u64(row, 2)?,
-                },
+                position: position(row, 1)?,
                 stream_id: uuid(row, 3)?,
                 version: get_u64(row, 4)?,
                 event_type: row.get(5)?,
@@ -187,6 +143,11 @@ impl From<Error> for RowError {
     }
 }
 
+/// A driver error on `dbname` as a backup error.
+pub(crate) fn db_error(dbname: &str) -> impl Fn(rusqlite::Error) -> BackupError + '_ {
+    move |e| BackupError::Store(sql_error(dbname, e))
+}
+
 /// Runs `query` with `params`, writing each row as a record, one row in memory at a time.
 pub(crate) fn each<W: Write>(
     tx: &Transaction<'_>,
@@ -195,15 +156,10 @@ pub(crate) fn each<W: Write>(
     record: impl Fn(&rusqlite::Row<'_>) -> Result<Record, RowError>,
     dbname: &str,
 ) -> Result<(), BackupError> {
-    let db = |e| BackupError::Store(sql_error(dbname, e));
-    let mut stmt = tx.prepare(query).map_err(db)?;
-    let mut rows = stmt.query([]).map_err(db)?;
-    while let Some(row) = rows.next().map_err(db)? {
-        match record(row) {
-            Ok(r) => writer.write(&r)?,
-            Err(RowError::Sql(e)) => return Err(db(e)),
-            Err(RowError::Store(e)) => return Err(e.into()),
-        }
+    let mut stmt = tx.prepare(query).map_err(db_error(dbname))?;
+    let mut rows = stmt.query([]).map_err(db_error(dbname))?;
+    while let Some(row) = rows.next().map_err(db_error(dbname))? {
+        writer.write(&record(row).map_err(|e| e.into_backup(dbname))?)?;
     }
     Ok(())
 }
@@ -214,28 +170,48 @@ fn uuid(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<eventsourcing_cor
     ))
 }
 
-/// A row of [`EVENT_COLUMNS`] as a record; a row that cannot be read is [`Error::BadRow`].
-pub(crate) fn event_record(row: &rusqlite::Row<'_>) -> Result<EventRecord, RowError> {
-    Ok(EventRecord::from_stored(read_event(row)?)?)
+/// A position stored as its two columns, from `column` on.
+pub(crate) fn position(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Position> {
+    Ok(Position {
+        commit: get_u64(row, column)?,
+        seq: get_u64(row, column + 1)?,
+    })
+}
+
+impl SqliteStore {
+    /// `f` in one `IMMEDIATE` transaction on the writer's thread (no save can slip in),
+    /// committed when it returns `Ok`, rolled back otherwise.
+    pub(crate) async fn write_transaction<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, BackupError> + Send + 'static,
+    ) -> Result<T, BackupError> {
+        self.on_writer(move |conn, dbname| Ok(in_transaction(conn, dbname, f)))
+            .await?
+    }
+}
+
+fn in_transaction<T>(
+    conn: &mut Connection,
+    dbname: &str,
+    f: impl FnOnce(&Transaction<'_>, &str) -> Result<T, BackupError>,
+) -> Result<T, BackupError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error(dbname))?;
+    let out = f(&tx, dbname)?;
+    tx.commit().map_err(db_error(dbname))?;
+    Ok(out)
 }
 
 fn import(
-    conn: &mut Connection,
+    tx: &Transaction<'_>,
     dbname: &str,
-    path: &Path,
-    verified: Verified,
-    mut progress: Progress,
+    mut file: CheckedFile,
 ) -> Result<Counts, BackupError> {
-    let c = &verified.counts;
-    let total = c.events + c.snapshots + c.tracking + c.parked;
-    let db = |e| BackupError::Store(sql_error(dbname, e));
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(db)?;
     for table in ["events", "snapshots", "tracking", "parked_events"] {
         let rows: i64 = tx
             .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
-            .map_err(db)?;
+            .map_err(db_error(dbname))?;
         if rows > 0 {
             return Err(BackupError::NotEmpty {
                 table,
@@ -243,23 +219,13 @@ fn import(
             });
         }
     }
-    let mut remap = Remap::new(verified.positions);
-    let mut reader = BackupReader::open(path)?;
-    let mut written = Counts::default();
-    let mut done = 0u64;
-    while let Some(record) = reader.next_record()? {
-        done += 1;
-        if done % PROGRESS_EVERY == 0 {
-            progress(done, total);
-        }
+    while let Some(record) = file.next_record()? {
         match record {
             Record::Event(e) => {
-                written.events += 1;
-                let new = insert_event(&tx, &e, false).map_err(|e| e.into_backup(dbname))?;
-                remap.event(e.position, new);
+                let new = insert_event(tx, &e, false).map_err(|e| e.into_backup(dbname))?;
+                file.moved(e.position, new);
             }
             Record::Snapshot(s) => {
-                written.snapshots += 1;
                 tx.prepare_cached(
                     "INSERT INTO snapshots (stream_id, version, timestamp, state_type, \
                      fingerprint, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -274,21 +240,19 @@ fn import(
                         s.payload,
                     ])
                 })
-                .map_err(db)?;
+                .map_err(db_error(dbname))?;
             }
             Record::Tracking(t) => {
-                written.tracking += 1;
-                let (commit, seq) = position_columns(remap.get(t.position))?;
+                let (commit, seq) = position_columns(file.position(t.position))?;
                 tx.execute(
                     "INSERT INTO tracking (name, position_commit, position_seq) \
                      VALUES (?1, ?2, ?3)",
                     params![t.name, commit, seq],
                 )
-                .map_err(db)?;
+                .map_err(db_error(dbname))?;
             }
             Record::Parked(p) => {
-                written.parked += 1;
-                let (commit, seq) = position_columns(remap.get(p.position))?;
+                let (commit, seq) = position_columns(file.position(p.position))?;
                 tx.execute(
                     "INSERT INTO parked_events (name, position_commit, position_seq, stream_id, \
                      version, event_type, error, parked_at) \
@@ -304,25 +268,19 @@ fn import(
                         p.parked_at.timestamp_micros(),
                     ],
                 )
-                .map_err(db)?;
+                .map_err(db_error(dbname))?;
             }
             Record::Header(_) | Record::Trailer(_) => {}
         }
     }
-    if written != verified.counts {
-        return Err(BackupError::Counts {
-            expected: verified.counts,
-            found: written,
-        });
-    }
-    tx.commit().map_err(db)?;
-    Ok(written)
+    // Checked before the commit: the file must not have changed between the two passes.
+    file.finish()
 }
 
 impl RowError {
     pub(crate) fn into_backup(self, dbname: &str) -> BackupError {
         match self {
-            RowError::Sql(e) => BackupError::Store(sql_error(dbname, e)),
+            RowError::Sql(e) => db_error(dbname)(e),
             RowError::Store(e) => BackupError::Store(e),
         }
     }

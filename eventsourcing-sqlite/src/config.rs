@@ -228,17 +228,6 @@ pub struct SqliteConfigBuilder {
     config: SqliteConfig,
 }
 
-/// Builder setters that store their argument as it is.
-macro_rules! plain_setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
-        $(#[$doc])*
-        pub fn $name(mut self, $name: $ty) -> Self {
-            self.config.$name = $name;
-            self
-        }
-    )*};
-}
-
 impl SqliteConfigBuilder {
     /// The database: a file path (created if missing), `:memory:`, or a `file:` URI
     /// (<https://sqlite.org/uri.html>). Default [`DEFAULT_DBNAME`].
@@ -255,7 +244,7 @@ impl SqliteConfigBuilder {
         self
     }
 
-    plain_setters! {
+    eventsourcing_core::config_setters! {
         /// When a commit is durable. Default [`Synchronous::Full`].
         synchronous: Synchronous;
         /// Whether opening the store applies the migrations (creating the tables). Default

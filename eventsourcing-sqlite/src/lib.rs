@@ -210,9 +210,10 @@ pub use config::{
     ParseSynchronousError, SqliteConfig, SqliteConfigBuilder, Synchronous, DEFAULT_DBNAME,
     DEFAULT_LOCK_TIMEOUT, DEFAULT_READERS,
 };
+pub use eventsourcing_core::backup::{Archive, Backup};
 pub use eventsourcing_core::maintenance::{
-    ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, Problem, PruneReport, SnapshotPrune,
-    StoreStats, TableSize, VerifyReport,
+    ConsumerLag, IndexUsage, Maintenance, MaintenanceStep, PayloadCheck, Problem, PruneReport,
+    SnapshotPrune, StoreStats, TableSize, VerifyReport,
 };
 pub use eventsourcing_core::{
     AppliedMigration, MigrateError, Migration, MigrationReport, MigrationState, MigrationStatus,

@@ -1,11 +1,12 @@
-//! What an operator runs on the store (`eventsourcing-admin`): counts and sizes, index use,
-//! snapshot pruning, `VACUUM`, and the rows `verify` checks. The report types and the checks
-//! themselves are shared with PostgreSQL in `eventsourcing_core::maintenance`.
+//! What an operator runs on the store (`eventsourcing-admin`): this store's SQL for core's
+//! [`Maintenance`] trait: counts and sizes, index use, snapshot pruning, `VACUUM`,
+//! and the rows `verify` checks. The report types, the `vacuum` loop and the checks themselves
+//! are core's (`eventsourcing_core::maintenance`), shared with PostgreSQL.
 
 use eventsourcing_core::{
     maintenance::{
-        self, ConsumerLag, IndexUsage, MaintenanceStep, PayloadCheck, PruneReport, RawEvent,
-        RawSnapshot, SnapshotPrune, StoreStats, TableSize, VerifyReport, MAX_LISTED, VERIFY_PAGE,
+        ConsumerLag, IndexUsage, Maintenance, PruneReport, RawEvent, RawSnapshot, SnapshotPrune,
+        StoreStats, TableSize, MAX_LISTED, TABLES, VERIFY_PAGE,
     },
     Error, Position, Uuid,
 };
@@ -18,36 +19,31 @@ use crate::{
     store::SqliteStore,
 };
 
-/// The store's tables, in the order reports list them.
-const TABLES: [&str; 5] = [
-    "events",
-    "snapshots",
-    "tracking",
-    "parked_events",
-    "eventsourcing_migrations",
+/// The steps of `vacuum`: `PRAGMA wal_checkpoint(TRUNCATE)`, `VACUUM` (rewrites the file
+/// without free pages), `PRAGMA optimize` (refreshes the planner's statistics), and a last
+/// checkpoint, on the writer connection. `VACUUM` needs free disk space about the size of the
+/// database and blocks writers while it runs.
+const VACUUM_STEPS: [&str; 4] = [
+    "PRAGMA wal_checkpoint(TRUNCATE)",
+    "VACUUM",
+    "PRAGMA optimize",
+    "PRAGMA wal_checkpoint(TRUNCATE)",
 ];
 
-impl SqliteStore {
-    /// Counts of events, streams, snapshots and parked events, every tracking row with its
-    /// lag, and each table's size (from the `dbstat` table; `None` where it is unavailable).
-    /// Read-only; one read transaction.
-    pub async fn stats(&self) -> Result<StoreStats, Error> {
-        self.on_reader(|conn, dbname| stats(conn).map_err(|e| sql_error(dbname, e)))
-            .await
+/// SQLite's SQL for core's operations.
+impl Maintenance for SqliteStore {
+    /// One read transaction; sizes from the `dbstat` table (`None` where it is unavailable).
+    async fn stats(&self) -> Result<StoreStats, Error> {
+        self.read(stats).await
     }
 
-    /// Every index of the store's tables with its size (from `dbstat`; the primary key of a
-    /// `WITHOUT ROWID` table is the table itself, so its size is the table's). SQLite keeps no
-    /// usage counts, so `scans` is `None` (unknown).
-    pub async fn index_usage(&self) -> Result<Vec<IndexUsage>, Error> {
-        self.on_reader(|conn, dbname| indexes(conn).map_err(|e| sql_error(dbname, e)))
-            .await
+    /// Sizes from `dbstat` (the primary key of a `WITHOUT ROWID` table is the table itself, so
+    /// its size is the table's). SQLite keeps no usage counts, so `scans` is `None` (unknown).
+    async fn index_usage(&self) -> Result<Vec<IndexUsage>, Error> {
+        self.read(indexes).await
     }
 
-    /// Deletes the snapshots `prune` selects (never the newest `keep` of a stream) in one
-    /// transaction. Snapshots only speed up loads: removing old ones changes no state and no
-    /// projection.
-    pub async fn prune_snapshots(&self, prune: SnapshotPrune) -> Result<PruneReport, Error> {
+    async fn prune_snapshots(&self, prune: SnapshotPrune) -> Result<PruneReport, Error> {
         let keep = i64::from(prune.keep.max(1));
         let cutoff = match prune.older_than {
             None => i64::MAX,
@@ -59,97 +55,70 @@ impl SqliteStore {
             }
         };
         self.on_writer(move |conn, dbname| {
-            let run = |conn: &mut Connection| -> rusqlite::Result<PruneReport> {
-                let tx =
-                    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                let deleted = tx.execute(
-                    "DELETE FROM snapshots WHERE (stream_id, version) IN ( \
-                         SELECT stream_id, version FROM ( \
-                             SELECT stream_id, version, timestamp, row_number() OVER ( \
-                                 PARTITION BY stream_id ORDER BY version DESC) AS newest \
-                             FROM snapshots) \
-                         WHERE newest > ?1 AND timestamp < ?2)",
-                    params![keep, cutoff],
-                )?;
-                let kept: i64 = tx.query_row("SELECT count(*) FROM snapshots", [], |r| r.get(0))?;
-                tx.commit()?;
-                Ok(PruneReport {
-                    deleted: deleted as u64,
-                    kept: u64::try_from(kept).unwrap_or(0),
-                })
-            };
-            run(conn).map_err(|e| sql_error(dbname, e))
+            delete_snapshots(conn, keep, cutoff).map_err(|e| sql_error(dbname, e))
         })
         .await
     }
 
-    /// `PRAGMA wal_checkpoint(TRUNCATE)`, `VACUUM` (rewrites the file without free pages) and
-    /// `PRAGMA optimize` (refreshes the planner's statistics), one after another on the writer
-    /// connection; `step` is called before each with its index, the number of steps and its
-    /// text. `VACUUM` needs free disk space about the size of the database and blocks writers
-    /// while it runs.
-    pub async fn vacuum(
-        &self,
-        mut step: impl FnMut(usize, usize, &str),
-    ) -> Result<Vec<MaintenanceStep>, Error> {
-        const STEPS: [&str; 4] = [
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-            "VACUUM",
-            "PRAGMA optimize",
-            "PRAGMA wal_checkpoint(TRUNCATE)",
-        ];
-        let mut done = Vec::with_capacity(STEPS.len());
-        for (i, sql) in STEPS.iter().enumerate() {
-            step(i, STEPS.len(), sql);
-            let result = self
-                .on_writer(move |conn, dbname| {
-                    run_pragma(conn, sql).map_err(|e| sql_error(dbname, e))
-                })
-                .await?;
-            done.push(MaintenanceStep {
-                step: (*sql).to_owned(),
-                result,
-            });
-        }
-        Ok(done)
+    fn vacuum_steps(&self) -> Vec<String> {
+        VACUUM_STEPS.map(str::to_owned).to_vec()
     }
 
-    /// Reads every event in `(stream_id, version)` order, a page at a time, and every snapshot
-    /// that does not fit its stream, and checks them (`eventsourcing_core::maintenance::verify`).
-    /// `progress` gets the events checked so far and the total. Read-only.
-    pub async fn verify(
-        &self,
-        payload: PayloadCheck,
-        mut progress: impl FnMut(u64, u64),
-    ) -> Result<VerifyReport, Error> {
-        let total: i64 = self
-            .on_reader(|conn, dbname| {
-                conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-                    .map_err(|e| sql_error(dbname, e))
-            })
-            .await?;
-        let total = u64::try_from(total).unwrap_or(0);
-        let snapshots = self
-            .on_reader(|conn, dbname| bad_snapshots(conn).map_err(|e| sql_error(dbname, e)))
-            .await?;
-        maintenance::verify(
-            self,
-            payload,
-            |after| {
-                let store = self.clone();
-                async move {
-                    store
-                        .on_reader(move |conn, dbname| {
-                            events_page(conn, after).map_err(|e| sql_error(dbname, e))
-                        })
-                        .await
-                }
-            },
-            snapshots,
-            |done| progress(done, total),
-        )
-        .await
+    async fn vacuum_step(&self, sql: &str) -> Result<Option<String>, Error> {
+        let sql = sql.to_owned();
+        self.on_writer(move |conn, dbname| run_pragma(conn, &sql).map_err(|e| sql_error(dbname, e)))
+            .await
     }
+
+    async fn count_events(&self) -> Result<u64, Error> {
+        self.read(|conn| count(conn, "SELECT count(*) FROM events"))
+            .await
+    }
+
+    async fn bad_snapshots(&self) -> Result<Vec<RawSnapshot>, Error> {
+        self.read(|conn| bad_snapshots(conn)).await
+    }
+
+    /// In the unique index's order.
+    async fn events_page(&self, after: Option<(Uuid, i64)>) -> Result<Vec<RawEvent>, Error> {
+        self.read(move |conn| events_page(conn, after)).await
+    }
+}
+
+impl SqliteStore {
+    /// `f` on a reader connection, its driver error as the store reports it.
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.on_reader(|conn, dbname| f(conn).map_err(|e| sql_error(dbname, e)))
+            .await
+    }
+}
+
+/// Deletes the snapshots beyond the newest `keep` of their stream taken before `cutoff` (µs),
+/// in one transaction.
+fn delete_snapshots(
+    conn: &mut Connection,
+    keep: i64,
+    cutoff: i64,
+) -> rusqlite::Result<PruneReport> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let deleted = tx.execute(
+        "DELETE FROM snapshots WHERE (stream_id, version) IN ( \
+             SELECT stream_id, version FROM ( \
+                 SELECT stream_id, version, timestamp, row_number() OVER ( \
+                     PARTITION BY stream_id ORDER BY version DESC) AS newest \
+                 FROM snapshots) \
+             WHERE newest > ?1 AND timestamp < ?2)",
+        params![keep, cutoff],
+    )?;
+    let kept = count(&tx, "SELECT count(*) FROM snapshots")?;
+    tx.commit()?;
+    Ok(PruneReport {
+        deleted: deleted as u64,
+        kept,
+    })
 }
 
 fn count(conn: &Connection, sql: &str) -> rusqlite::Result<u64> {
@@ -298,13 +267,10 @@ fn events_page(conn: &Connection, after: Option<(Uuid, i64)>) -> rusqlite::Resul
             clamp_i64(VERIFY_PAGE as u64)
         ],
         |r| {
-            let event = read_event(r)?;
             Ok(RawEvent {
                 stream_id: Uuid::from_slice(r.get_ref(1)?.as_blob()?).unwrap_or_default(),
                 version: r.get(2)?,
-                event_type: event.event_type,
-                payload: event.payload,
-                defect: event.defect,
+                event: read_event(r)?,
             })
         },
     )?;

@@ -82,6 +82,12 @@ impl SqliteTenants {
             .create_table(create)
             .build())
     }
+
+    /// Creates the tenants' directory if it is missing.
+    fn create_dir(&self) -> Result<(), Error> {
+        std::fs::create_dir_all(&self.dir)
+            .map_err(|e| Error::store(format!("cannot create {}: {e}", self.dir.display())))
+    }
 }
 
 /// Closes a store on a thread that may block (dropping the last clone waits for its threads).
@@ -92,30 +98,21 @@ async fn close(store: SqliteStore) {
 impl TenantStores for SqliteTenants {
     type Store = SqliteStore;
 
-    fn open(
-        &self,
-        tenant: &TenantId,
-        connections: u32,
-    ) -> impl Future<Output = Result<SqliteStore, Error>> + Send {
-        let tenant = tenant.clone();
-        async move {
-            let create = self.base.create_table();
-            let config = self.tenant_config(&tenant, connections, create)?;
-            let path = PathBuf::from(config.dbname());
-            if !create && !path.exists() {
-                return Err(TenantError::NotFound {
-                    tenant: tenant.to_string(),
-                    name: format!("file {}", path.display()),
-                }
-                .into());
+    async fn open(&self, tenant: &TenantId, connections: u32) -> Result<SqliteStore, Error> {
+        let create = self.base.create_table();
+        let config = self.tenant_config(tenant, connections, create)?;
+        let path = PathBuf::from(config.dbname());
+        if !create && !path.exists() {
+            return Err(TenantError::NotFound {
+                tenant: tenant.to_string(),
+                name: format!("file {}", path.display()),
             }
-            if create {
-                std::fs::create_dir_all(&self.dir).map_err(|e| {
-                    Error::store(format!("cannot create {}: {e}", self.dir.display()))
-                })?;
-            }
-            SqliteStore::open(config).await
+            .into());
         }
+        if create {
+            self.create_dir()?;
+        }
+        SqliteStore::open(config).await
     }
 
     fn connections(&self, store: &SqliteStore) -> u32 {
@@ -130,20 +127,13 @@ impl TenantStores for SqliteTenants {
         close(store)
     }
 
-    fn create(
-        &self,
-        tenant: &TenantId,
-    ) -> impl Future<Output = Result<MigrationReport, Error>> + Send {
-        let tenant = tenant.clone();
-        async move {
-            let config = self.tenant_config(&tenant, 2, false)?;
-            std::fs::create_dir_all(&self.dir)
-                .map_err(|e| Error::store(format!("cannot create {}: {e}", self.dir.display())))?;
-            let store = SqliteStore::open(config).await?;
-            let report = store.migrate().await;
-            close(store).await;
-            report
-        }
+    async fn create(&self, tenant: &TenantId) -> Result<MigrationReport, Error> {
+        let config = self.tenant_config(tenant, 2, false)?;
+        self.create_dir()?;
+        let store = SqliteStore::open(config).await?;
+        let report = store.migrate().await;
+        close(store).await;
+        report
     }
 
     async fn list(&self) -> Result<Vec<TenantId>, Error> {
@@ -157,13 +147,10 @@ impl TenantStores for SqliteTenants {
                 )))
             }
         };
-        let mut tenants: Vec<TenantId> = entries
+        let names = entries
             .filter_map(Result::ok)
             .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-            .filter_map(|name| self.pattern.tenant_of(&name))
-            .collect();
-        tenants.sort();
-        Ok(tenants)
+            .filter_map(|e| e.file_name().into_string().ok());
+        Ok(self.pattern.tenants_among(names))
     }
 }

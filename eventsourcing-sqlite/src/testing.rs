@@ -79,6 +79,57 @@ pub fn memory_store() -> SqliteStore {
     SqliteStore::open_memory().expect("cannot open an in-memory SQLite store")
 }
 
+impl TempGuard {
+    /// A fresh temporary database file with its tables created (as opening a store creates
+    /// them), closed again: for tests that change it before they open a store on it.
+    ///
+    /// # Panics
+    /// If the file cannot be created or migrated.
+    pub fn created() -> Self {
+        let guard = TempGuard::new();
+        drop(
+            SqliteStore::open_blocking(guard.config())
+                .expect("cannot create a SQLite database on a temporary file"),
+        );
+        guard
+    }
+
+    /// Runs `sql` (one or more statements) on the database file through a connection of its
+    /// own, closed afterwards: for changing a database on purpose.
+    ///
+    /// # Panics
+    /// If the file cannot be opened or a statement fails.
+    pub fn execute(&self, sql: &str) {
+        rusqlite::Connection::open(&self.path)
+            .and_then(|conn| conn.execute_batch(sql))
+            .unwrap_or_else(|e| panic!("running {sql:?} on {}: {e}", self.path.display()));
+    }
+}
+
+impl TempGuard {
+    /// A store on the database file, every setting at its default (tables created).
+    ///
+    /// # Panics
+    /// If the store cannot be opened.
+    pub async fn store(&self) -> SqliteStore {
+        self.store_with(|b| b).await
+    }
+
+    /// A store on the database file with the settings changed by `adjust`:
+    /// `guard.store_with(|b| b.create_table(false))`.
+    ///
+    /// # Panics
+    /// If the store cannot be opened.
+    pub async fn store_with(
+        &self,
+        adjust: impl FnOnce(SqliteConfigBuilder) -> SqliteConfigBuilder,
+    ) -> SqliteStore {
+        SqliteStore::open(adjust(self.builder()).build())
+            .await
+            .unwrap_or_else(|e| panic!("opening {}: {e}", self.path.display()))
+    }
+}
+
 /// `writers` tasks saving at once, each `saves` times to a stream of its own: 1, 2, 3, 1, 2, 3,
 /// … events a save (versions from 1, each a `Happened` event with the payload
 /// `{"n":<version>}`). Generic over the store: the facade's projection suite runs them on

@@ -6,43 +6,87 @@ use std::time::Duration;
 use eventsourcing_core::{Env, Error};
 use eventsourcing_sqlite::{SqliteConfig, SqliteStore, Synchronous, DEFAULT_DBNAME};
 
-#[test]
-fn defaults_with_nothing_set() {
-    let config = SqliteConfig::from_env(&Env::from_map([("UNRELATED", "x")])).unwrap();
-    assert_eq!(config.dbname(), DEFAULT_DBNAME);
-    assert_eq!(config.lock_timeout(), Duration::from_secs(5));
-    assert_eq!(config.synchronous(), Synchronous::Full);
-    assert!(config.create_table());
-    assert!(!config.is_memory());
+/// Every setting a config shows, to compare a config with what a case expects in one go.
+#[derive(Debug, Clone, PartialEq)]
+struct Seen<'a> {
+    dbname: &'a str,
+    lock_timeout: Duration,
+    synchronous: Synchronous,
+    create_table: bool,
+    readers: usize,
+    wal_size_limit: Option<u64>,
+    memory: bool,
 }
 
-#[test]
-fn every_variable_is_read() {
-    let env = Env::from_map([
-        ("SQLITE_DBNAME", ":memory:"),
-        ("SQLITE_LOCK_TIMEOUT", "2.5"),
-        ("SQLITE_SYNCHRONOUS", "Normal"),
-        ("CREATE_TABLE", "no"),
-    ]);
-    let config = SqliteConfig::from_env(&env).unwrap();
-    assert!(config.is_memory());
-    assert_eq!(config.lock_timeout(), Duration::from_millis(2500));
-    assert_eq!(config.synchronous(), Synchronous::Normal);
-    assert!(!config.create_table());
+impl<'a> Seen<'a> {
+    fn of(config: &'a SqliteConfig) -> Self {
+        Seen {
+            dbname: config.dbname(),
+            lock_timeout: config.lock_timeout(),
+            synchronous: config.synchronous(),
+            create_table: config.create_table(),
+            readers: config.readers(),
+            wal_size_limit: config.wal_size_limit(),
+            memory: config.is_memory(),
+        }
+    }
 }
 
+/// The settings read from each environment: defaults, every variable, prefixes.
 #[test]
-fn the_application_prefix_wins() {
-    let env = Env::from_map([
-        ("SQLITE_DBNAME", "plain.db"),
-        ("WIDGETS_SQLITE_DBNAME", "widgets.db"),
-        ("CREATE_TABLE", "y"),
-        ("WIDGETS_CREATE_TABLE", "n"),
-    ])
-    .with_app_name("widgets");
-    let config = SqliteConfig::from_env(&env).unwrap();
-    assert_eq!(config.dbname(), "widgets.db");
-    assert!(!config.create_table());
+fn settings_are_read_from_the_environment() {
+    let defaults = Seen {
+        dbname: DEFAULT_DBNAME,
+        lock_timeout: Duration::from_secs(5),
+        synchronous: Synchronous::Full,
+        create_table: true,
+        readers: 4,
+        wal_size_limit: Some(64 << 20),
+        memory: false,
+    };
+    let cases = [
+        (
+            "nothing set: the defaults",
+            Env::from_map([("UNRELATED", "x")]),
+            defaults.clone(),
+        ),
+        (
+            "every variable is read",
+            Env::from_map([
+                ("SQLITE_DBNAME", ":memory:"),
+                ("SQLITE_LOCK_TIMEOUT", "2.5"),
+                ("SQLITE_SYNCHRONOUS", "Normal"),
+                ("CREATE_TABLE", "no"),
+            ]),
+            Seen {
+                dbname: ":memory:",
+                lock_timeout: Duration::from_millis(2500),
+                synchronous: Synchronous::Normal,
+                create_table: false,
+                memory: true,
+                ..defaults.clone()
+            },
+        ),
+        (
+            "the application prefix wins",
+            Env::from_map([
+                ("SQLITE_DBNAME", "plain.db"),
+                ("WIDGETS_SQLITE_DBNAME", "widgets.db"),
+                ("CREATE_TABLE", "y"),
+                ("WIDGETS_CREATE_TABLE", "n"),
+            ])
+            .with_app_name("widgets"),
+            Seen {
+                dbname: "widgets.db",
+                create_table: false,
+                ..defaults.clone()
+            },
+        ),
+    ];
+    for (what, env, expected) in cases {
+        let config = SqliteConfig::from_env(&env).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(Seen::of(&config), expected, "{what}");
+    }
 }
 
 #[test]

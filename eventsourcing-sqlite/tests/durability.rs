@@ -8,16 +8,23 @@ use common::events;
 use eventsourcing_core::{EventStore, Position, Uuid};
 use eventsourcing_sqlite::{testing::TempGuard, SqliteStore, Synchronous};
 
-#[tokio::test]
-async fn a_reopened_store_sees_what_was_saved() {
+/// A store on a new file holding `count` events of one new stream: the file's guard, the
+/// stream and the store.
+async fn holding(count: u64) -> (TempGuard, Uuid, SqliteStore) {
     let guard = TempGuard::new();
     let stream = Uuid::new_v4();
-    let first = SqliteStore::open(guard.config()).await.unwrap();
-    first.append(events(stream, 1, 3)).await.unwrap();
+    let store = guard.store().await;
+    store.append(events(stream, 1, count)).await.unwrap();
+    (guard, stream, store)
+}
+
+#[tokio::test]
+async fn a_reopened_store_sees_what_was_saved() {
+    let (guard, stream, first) = holding(3).await;
     let written = first.read_log(Position::START, 10).await.unwrap();
     drop(first);
 
-    let second = SqliteStore::open(guard.config()).await.unwrap();
+    let second = guard.store().await;
     assert_eq!(second.read_log(Position::START, 10).await.unwrap(), written);
     assert_eq!(second.stream_version(stream).await.unwrap(), 3);
     // Positions continue after the old ones.
@@ -30,10 +37,10 @@ async fn a_reopened_store_sees_what_was_saved() {
 async fn two_open_stores_on_one_file_see_each_other_and_conflict() {
     let guard = TempGuard::new();
     let stream = Uuid::new_v4();
-    let a = SqliteStore::open(guard.config()).await.unwrap();
-    let b = SqliteStore::open(guard.builder().synchronous(Synchronous::Normal).build())
-        .await
-        .unwrap();
+    let a = guard.store().await;
+    let b = guard
+        .store_with(|b| b.synchronous(Synchronous::Normal))
+        .await;
     a.append(events(stream, 1, 2)).await.unwrap();
     assert_eq!(b.stream_version(stream).await.unwrap(), 2);
     assert_eq!(
@@ -60,18 +67,15 @@ async fn two_open_stores_on_one_file_see_each_other_and_conflict() {
 
 #[tokio::test]
 async fn a_store_leaked_without_closing_loses_nothing() {
-    let guard = TempGuard::new();
-    let stream = Uuid::new_v4();
-    let leaked = SqliteStore::open(guard.config()).await.unwrap();
-    leaked.append(events(stream, 1, 5)).await.unwrap();
+    let (guard, stream, leaked) = holding(5).await;
     // Its connections stay open and are never closed (no checkpoint, no clean shutdown).
     std::mem::forget(leaked);
 
-    let other = SqliteStore::open(guard.config()).await.unwrap();
+    let other = guard.store().await;
     assert_eq!(other.stream_version(stream).await.unwrap(), 5);
     other.append(events(stream, 6, 6)).await.unwrap();
     drop(other);
-    let again = SqliteStore::open(guard.config()).await.unwrap();
+    let again = guard.store().await;
     assert_eq!(again.load(stream, 0, None).await.unwrap().len(), 6);
 }
 
@@ -95,23 +99,13 @@ async fn a_lock_held_by_another_connection_is_waited_for_then_reported() {
     use eventsourcing_sqlite::rusqlite::{Connection, ErrorCode};
 
     let guard = TempGuard::new();
-    let impatient = SqliteStore::open(
-        guard
-            .builder()
-            .lock_timeout(Duration::from_millis(200))
-            .build(),
-    )
-    .await
-    .unwrap();
+    let impatient = guard
+        .store_with(|b| b.lock_timeout(Duration::from_millis(200)))
+        .await;
     // Opened (and migrated) before the lock is taken: opening waits for it too.
-    let patient = SqliteStore::open(
-        guard
-            .builder()
-            .lock_timeout(Duration::from_secs(600))
-            .build(),
-    )
-    .await
-    .unwrap();
+    let patient = guard
+        .store_with(|b| b.lock_timeout(Duration::from_secs(600)))
+        .await;
     let stream = Uuid::new_v4();
     let other = Connection::open(guard.path()).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -87,9 +87,7 @@ async fn seen(store: &SqliteStore, name: &'static str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_locked_database_is_retried_then_given_up_on() {
     let guard = eventsourcing_sqlite::testing::TempGuard::new();
-    let store = SqliteStore::open(guard.builder().lock_timeout(Duration::ZERO).build())
-        .await
-        .unwrap();
+    let store = guard.store_with(|b| b.lock_timeout(Duration::ZERO)).await;
     store.append(events(Uuid::new_v4(), 1, 20)).await.unwrap();
     let log = store.read_log(Position::START, 100).await.unwrap();
     let other = rusqlite::Connection::open(guard.path()).unwrap();

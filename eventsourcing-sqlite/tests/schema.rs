@@ -30,7 +30,7 @@ fn tables(guard: &TempGuard) -> Vec<String> {
 #[tokio::test]
 async fn migrations_are_idempotent() {
     let guard = TempGuard::new();
-    let store = SqliteStore::open(guard.config()).await.unwrap();
+    let store = guard.store().await;
     for _ in 0..2 {
         let report = store.migrate().await.unwrap();
         assert!(report.applied.is_empty(), "{report:?}");
@@ -39,10 +39,10 @@ async fn migrations_are_idempotent() {
     store.check_schema().await.unwrap();
     drop(store);
     // Reopening migrates again: nothing to do, and the data is untouched.
-    let store = SqliteStore::open(guard.config()).await.unwrap();
+    let store = guard.store().await;
     store.append(events(Uuid::new_v4(), 1, 2)).await.unwrap();
     drop(store);
-    let store = SqliteStore::open(guard.config()).await.unwrap();
+    let store = guard.store().await;
     assert_eq!(store.read_log(Position::START, 10).await.unwrap().len(), 2);
     let conn = Connection::open(guard.path()).unwrap();
     let recorded: i64 = conn
@@ -55,20 +55,14 @@ async fn migrations_are_idempotent() {
 
 #[tokio::test]
 async fn a_database_of_the_first_release_gets_the_later_migrations() {
-    let guard = TempGuard::new();
-    drop(SqliteStore::open(guard.config()).await.unwrap());
+    let guard = TempGuard::created();
     // Back to what the first release left: migration 1 only.
-    let conn = Connection::open(guard.path()).unwrap();
-    conn.execute_batch(
+    guard.execute(
         "DROP TABLE parked_events; ALTER TABLE events DROP COLUMN stream_type; \
          DELETE FROM eventsourcing_migrations WHERE version > 1",
-    )
-    .unwrap();
-    drop(conn);
+    );
 
-    let store = SqliteStore::open(guard.builder().create_table(false).build())
-        .await
-        .unwrap();
+    let store = guard.store_with(|b| b.create_table(false)).await;
     let message = schema_message(store.check_schema().await.unwrap_err());
     assert!(message.contains("lacks migration 2"), "{message}");
     let report = store.migrate().await.unwrap();
@@ -80,39 +74,23 @@ async fn a_database_of_the_first_release_gets_the_later_migrations() {
 
 #[tokio::test]
 async fn an_edited_migration_is_refused() {
-    let guard = TempGuard::new();
-    drop(SqliteStore::open(guard.config()).await.unwrap());
-    let conn = Connection::open(guard.path()).unwrap();
-    conn.execute(
-        "UPDATE eventsourcing_migrations SET checksum = x'00ff' WHERE version = 1",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    let guard = TempGuard::created();
+    guard.execute("UPDATE eventsourcing_migrations SET checksum = x'00ff' WHERE version = 1");
 
     let message = schema_message(SqliteStore::open(guard.config()).await.unwrap_err());
     assert!(message.contains("migration 1"), "{message}");
     assert!(message.contains("checksum 00ff"), "{message}");
 
     // Without CREATE_TABLE the store opens, but checking or migrating reports the same problem.
-    let store = SqliteStore::open(guard.builder().create_table(false).build())
-        .await
-        .unwrap();
+    let store = guard.store_with(|b| b.create_table(false)).await;
     assert!(schema_message(store.migrate().await.unwrap_err()).contains("checksum"));
     assert!(schema_message(store.check_schema().await.unwrap_err()).contains("checksum"));
 }
 
 #[tokio::test]
 async fn a_database_from_a_newer_release_is_refused() {
-    let guard = TempGuard::new();
-    drop(SqliteStore::open(guard.config()).await.unwrap());
-    let conn = Connection::open(guard.path()).unwrap();
-    conn.execute(
-        "INSERT INTO eventsourcing_migrations VALUES (999, 'future', x'00', 0)",
-        [],
-    )
-    .unwrap();
-    drop(conn);
+    let guard = TempGuard::created();
+    guard.execute("INSERT INTO eventsourcing_migrations VALUES (999, 'future', x'00', 0)");
     let message = schema_message(SqliteStore::open(guard.config()).await.unwrap_err());
     assert!(
         message.contains("migration 999") && message.contains("newer"),
@@ -123,9 +101,7 @@ async fn a_database_from_a_newer_release_is_refused() {
 #[tokio::test]
 async fn without_create_table_nothing_is_created_and_the_error_says_how_to_migrate() {
     let guard = TempGuard::new();
-    let store = SqliteStore::open(guard.builder().create_table(false).build())
-        .await
-        .unwrap();
+    let store = guard.store_with(|b| b.create_table(false)).await;
     let stream = Uuid::new_v4();
     for err in [
         store.append(events(stream, 1, 1)).await.unwrap_err(),
@@ -220,9 +196,7 @@ async fn stores_migrating_the_same_file_at_once_apply_each_migration_once() {
 #[tokio::test]
 async fn migration_status_tells_where_each_migration_stands() {
     let guard = TempGuard::new();
-    let store = SqliteStore::open(guard.builder().create_table(false).build())
-        .await
-        .unwrap();
+    let store = guard.store_with(|b| b.create_table(false)).await;
     let states = |status: Vec<MigrationStatus>| {
         status
             .into_iter()
@@ -241,13 +215,10 @@ async fn migration_status_tells_where_each_migration_stands() {
         [1, 2, 3].map(|v| (v, MigrationState::Applied))
     );
 
-    let conn = Connection::open(guard.path()).unwrap();
-    conn.execute_batch(
+    guard.execute(
         "UPDATE eventsourcing_migrations SET checksum = x'00' WHERE version = 2;
          INSERT INTO eventsourcing_migrations VALUES (7, 'future', x'00', 0);",
-    )
-    .unwrap();
-    drop(conn);
+    );
     let status = store.migration_status().await.unwrap();
     assert_eq!(status[3].description, "future");
     assert_eq!(

@@ -1,79 +1,53 @@
-//! What the backup tests share: one trait over both stores' export/import/archive, a store
+//! What the backup tests share: the stores' row counts and a synced export, a store
 //! filled with widgets, snapshots, two projections' positions, a parked event and metadata,
 //! and the decoded, store-independent content of a backup file.
 
 #[path = "../common/wait.rs"]
 pub(crate) mod wait;
 
-#[path = "../common/stores.rs"]
-pub(crate) mod stores;
-
 use std::{future::Future, io::BufWriter, path::Path};
 
-use eventsourcing::chrono::{DateTime, Utc};
+use eventsourcing::chrono::Utc;
 use eventsourcing::{
-    backup::{ArchiveReport, BackupError, BackupReader, Counts, Record},
+    backup::{BackupError, BackupReader, Counts, Record},
     prelude::*,
-    EventStore, Metadata, ParkedEvent, Position, Snapshotting, StoredEvent, Tracking,
+    Archive, Backup, EventStore, Metadata, ParkedEvent, Position, Snapshotting, StoredEvent,
+    Tracking,
 };
 use eventsourcing_postgres::PostgresStore;
 use eventsourcing_sqlite::SqliteStore;
 
 use crate::widget::WidgetRegistryEndpoint as Widget;
-use stores::full_log;
+use eventsourcing_postgres::testing::log_holding;
 
-/// Both stores' backup operations under one name, and their row counts.
-pub(crate) trait Backup: EventStore + Clone {
-    fn export_file(&self, path: &Path) -> impl Future<Output = Result<Counts, BackupError>>;
-    fn import_file(&self, path: &Path) -> impl Future<Output = Result<Counts, BackupError>>;
-    fn archive_to(
-        &self,
-        before: DateTime<Utc>,
-        path: &Path,
-        force: bool,
-    ) -> impl Future<Output = Result<ArchiveReport, BackupError>>;
-    fn restore_from(&self, path: &Path) -> impl Future<Output = Result<Counts, BackupError>>;
+/// A store of the backup tests: the library's `Backup` and `Archive` (both stores implement
+/// them), the rows of the store's four tables, and an export into a synced file.
+pub(crate) trait BackupStore: Backup + Archive + Clone {
     /// Rows of events, snapshots, tracking, parked_events.
     fn table_rows(&self) -> impl Future<Output = [i64; 4]>;
+
+    /// Exports the store into a new file at `path`, synced.
+    async fn export_file(&self, path: &Path) -> Result<Counts, BackupError> {
+        let file = BufWriter::new(std::fs::File::create(path)?);
+        let (out, counts) = self.export(file).await?;
+        out.into_inner().unwrap().sync_all().unwrap();
+        Ok(counts)
+    }
 }
 
-/// Implements [`Backup`] for each store with its own export, import, archive and restore
-/// (which have the same signatures on both) and the row count function given.
-macro_rules! backup {
-    ($($store:ty => $table_rows:path),* $(,)?) => {
-        $(
-            impl Backup for $store {
-                async fn export_file(&self, path: &Path) -> Result<Counts, BackupError> {
-                    let file = BufWriter::new(std::fs::File::create(path)?);
-                    let (out, counts) = self.export(file).await?;
-                    out.into_inner().unwrap().sync_all().unwrap();
-                    Ok(counts)
-                }
-                async fn import_file(&self, path: &Path) -> Result<Counts, BackupError> {
-                    self.import(path).await
-                }
-                async fn archive_to(
-                    &self,
-                    before: DateTime<Utc>,
-                    path: &Path,
-                    force: bool,
-                ) -> Result<ArchiveReport, BackupError> {
-                    self.archive(before, path, force).await
-                }
-                async fn restore_from(&self, path: &Path) -> Result<Counts, BackupError> {
-                    self.restore_archive(path).await
-                }
-                async fn table_rows(&self) -> [i64; 4] {
-                    $table_rows(self).await
-                }
-            }
-        )*
-    };
+impl BackupStore for PostgresStore {
+    fn table_rows(&self) -> impl Future<Output = [i64; 4]> {
+        postgres_rows(self)
+    }
 }
 
-backup!(PostgresStore => postgres_rows, SqliteStore => sqlite_rows);
+impl BackupStore for SqliteStore {
+    fn table_rows(&self) -> impl Future<Output = [i64; 4]> {
+        sqlite_rows(self)
+    }
+}
 
-/// The tables [`Backup::table_rows`] counts, in its order.
+/// The tables [`BackupStore::table_rows`] counts, in its order.
 const TABLES: [&str; 4] = ["events", "snapshots", "tracking", "parked_events"];
 
 async fn postgres_rows(store: &PostgresStore) -> [i64; 4] {
@@ -128,14 +102,14 @@ pub(crate) fn app<S: EventStore + Clone>(store: &S) -> Application<S> {
 /// Every event of the store's log, in order, once the log holds as many events as the table
 /// (PostgreSQL's log holds back committed events while an older transaction runs anywhere on
 /// the server, and other tests share it).
-pub(crate) async fn log<S: Backup>(store: &S) -> Vec<StoredEvent> {
-    full_log(store, store.table_rows().await[0] as usize).await
+pub(crate) async fn log<S: BackupStore>(store: &S) -> Vec<StoredEvent> {
+    log_holding(store, store.table_rows().await[0] as usize).await
 }
 
 /// Fills `store` with `n` widgets (0 to 6 renames each, metadata on every third save, a
 /// snapshot of every other one), two projections' positions (one halfway, one at the end), a
 /// parked event, and returns the widget ids.
-pub(crate) async fn fill<S: Backup>(store: &S, n: usize) -> Vec<Uuid> {
+pub(crate) async fn fill<S: BackupStore>(store: &S, n: usize) -> Vec<Uuid> {
     let app = app(store);
     let mut ids = Vec::new();
     for i in 0..n {

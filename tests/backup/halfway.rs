@@ -7,11 +7,11 @@ use std::path::Path;
 use eventsourcing::{
     backup::{BackupError, BackupWriter, Content, EventRecord, Header, Record},
     chrono::Utc,
-    Metadata, Position, Uuid,
+    Backup as _, Metadata, Position, Uuid,
 };
 use eventsourcing_postgres::testing::TestSchema;
 
-use crate::fixtures::{on_both_stores, wait::wait_for, Backup};
+use crate::fixtures::{on_both_stores, wait::wait_for, BackupStore};
 
 /// A sound file of `streams` streams of 10 events; with `duplicate`, its last event repeats
 /// the first one's stream and version (at a later position), which no store accepts.
@@ -31,6 +31,7 @@ fn synthetic(path: &Path, streams: u128, duplicate: bool) {
             payload: format!("{{\"seq\":{seq}}}").into_bytes(),
             metadata: Metadata::default(),
             position: Position { commit: 1, seq },
+            defect: None,
         })
     };
     for stream in 0..streams {
@@ -44,17 +45,17 @@ fn synthetic(path: &Path, streams: u128, duplicate: bool) {
     writer.finish().unwrap();
 }
 
-async fn late_failure_writes_nothing<T: Backup>(target: &T) {
+async fn late_failure_writes_nothing<T: BackupStore>(target: &T) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dup.esb");
     synthetic(&file, 500, true);
-    let err = target.import_file(&file).await.unwrap_err();
+    let err = target.import(&file).await.unwrap_err();
     assert!(matches!(err, BackupError::Store(_)), "{err}");
     assert_eq!(target.table_rows().await, [0; 4], "rolled back: {err}");
     // The store is as it was: a sound file imports.
     let sound = dir.path().join("sound.esb");
     synthetic(&sound, 5, false);
-    assert_eq!(target.import_file(&sound).await.unwrap().events, 50);
+    assert_eq!(target.import(&sound).await.unwrap().events, 50);
 }
 
 on_both_stores!(late_failure_writes_nothing: late_failure_writes_nothing_postgres, late_failure_writes_nothing_sqlite);

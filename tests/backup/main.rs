@@ -25,10 +25,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use eventsourcing::{backup::BackupError, EventStore};
+use eventsourcing::{backup::BackupError, Backup as _, EventStore};
 use eventsourcing_postgres::testing::TestSchema;
 use eventsourcing_sqlite::testing::temp_file_store;
-use fixtures::{content, fill, on_both_stores, widgets, Backup};
+use fixtures::{content, fill, on_both_stores, widgets, BackupStore};
 
 /// A store's export, and what an import of it must give.
 struct Exported {
@@ -41,7 +41,7 @@ struct Exported {
     widgets: Vec<widget::WidgetRegistryEndpoint>,
 }
 
-async fn round_trip_from<S: Backup>(source: &S) {
+async fn round_trip_from<S: BackupStore>(source: &S) {
     let ids = fill(source, 40).await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("first.esb");
@@ -65,8 +65,8 @@ async fn round_trip_from<S: Backup>(source: &S) {
 
 /// Imports the export into `target`, exports it again (to `again` in the export's directory)
 /// and checks the records, the widgets and the consumers' positions are the source's.
-async fn check_target<T: Backup>(target: &T, exported: &Exported, again: &str) {
-    let counts = target.import_file(&exported.file).await.unwrap();
+async fn check_target<T: BackupStore>(target: &T, exported: &Exported, again: &str) {
+    let counts = target.import(&exported.file).await.unwrap();
     assert_eq!(counts.events as usize, fixtures::log(target).await.len());
     let again = exported.dir.path().join(again);
     target.export_file(&again).await.unwrap();
@@ -114,7 +114,7 @@ fn gzip(path: &Path, text: &str) {
     enc.finish().unwrap();
 }
 
-async fn bad_input_into<T: Backup>(target: &T) {
+async fn bad_input_into<T: BackupStore>(target: &T) {
     let (source, _guard) = temp_file_store();
     fill(&source, 12).await;
     let dir = tempfile::tempdir().unwrap();
@@ -153,7 +153,7 @@ async fn bad_input_into<T: Backup>(target: &T) {
         (&edited, "edited"),
         (&missing_trailer, "no trailer"),
     ] {
-        let err = target.import_file(file).await.unwrap_err();
+        let err = target.import(file).await.unwrap_err();
         let message = err.to_string();
         match what {
             "newer" => assert!(
@@ -184,9 +184,9 @@ async fn bad_input_into<T: Backup>(target: &T) {
     }
 
     // A sound file into a store that has rows: refused, and the rows are as they were.
-    target.import_file(&good).await.unwrap();
+    target.import(&good).await.unwrap();
     let full = target.table_rows().await;
-    let err = target.import_file(&good).await.unwrap_err();
+    let err = target.import(&good).await.unwrap_err();
     assert!(not_empty(&err, "events") > 0);
     assert_eq!(target.table_rows().await, full);
     assert!(full[0] > 0 && full[1] > 0 && full[2] > 0 && full[3] > 0);
@@ -221,7 +221,7 @@ async fn a_tracking_row_alone_makes_a_store_non_empty() {
         position: eventsourcing::Position { commit: 1, seq: 1 },
     };
     pg.append_tracked(vec![], tracking).await.unwrap();
-    let err = pg.import_file(&file).await.unwrap_err();
+    let err = pg.import(&file).await.unwrap_err();
     assert_eq!(not_empty(&err, "tracking"), 1);
     assert_eq!(pg.table_rows().await, [0, 0, 1, 0]);
 }

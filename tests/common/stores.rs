@@ -7,10 +7,9 @@
 
 use eventsourcing::{
     postgres::PostgresStore, sqlite::SqliteStore, Error, EventStore, ParkedEvent, Position,
-    StoredEvent,
 };
 
-use super::wait::{wait_for, wait_until};
+use super::wait::wait_until;
 
 /// A store with projections: `SqliteStore` or `PostgresStore`.
 pub(crate) trait Projections: EventStore + Clone {
@@ -54,14 +53,4 @@ pub(crate) async fn caught_up<S: Projections>(store: &S, name: &str) {
         move || async move { store.projection_lag(name).await.unwrap() == 0 },
     )
     .await;
-}
-
-/// The log of `store` once it holds `n` events. A PostgreSQL log holds back committed events
-/// while an older transaction runs anywhere on the server (other tests share it).
-pub(crate) async fn full_log<S: EventStore>(store: &S, n: usize) -> Vec<StoredEvent> {
-    wait_for(&format!("the log holds {n} events"), move || async move {
-        let log = store.read_log(Position::START, usize::MAX).await.unwrap();
-        (log.len() >= n).then_some(log)
-    })
-    .await
 }

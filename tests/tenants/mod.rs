@@ -18,11 +18,11 @@ pub mod stores;
 use std::{collections::BTreeSet, future::Future, time::Duration};
 
 use eventsourcing::{
-    migrate_tenants, prelude::*, Error, RunnerHandle, TenantError, TenantId, TenantLimits,
-    TenantStores, Tenants,
+    migrate_tenants, postgres::testing::log_holding, prelude::*, Error, RunnerHandle, TenantError,
+    TenantId, TenantLimits, TenantStores, Tenants,
 };
 
-use stores::{caught_up, full_log, Projections};
+use stores::{caught_up, Projections};
 use widget::WidgetRegistryEndpoint as Widget;
 
 /// A registry's bounds: `max_connections` in all, `max_open` tenants open at once, waiting up
@@ -91,7 +91,7 @@ where
         // Events, the log, snapshots.
         let err = tenant.repository().get::<Widget>(other).await.unwrap_err();
         assert!(err.is_not_found(), "{err}");
-        let log = full_log(tenant.store(), 4).await;
+        let log = log_holding(tenant.store(), 4).await;
         assert_eq!(log.len(), 4);
         assert!(log.iter().all(|e| e.stream_id == own));
         let store = tenant.store();
@@ -199,7 +199,7 @@ where
             (w.name.as_str(), w.version()),
             (format!("{id}!").as_str(), 2)
         );
-        let log = full_log(tenant.store(), 2).await;
+        let log = log_holding(tenant.store(), 2).await;
         assert_eq!(
             log.iter().map(|e| e.stream_id).collect::<Vec<_>>(),
             [*stream, *stream]

@@ -11,6 +11,7 @@ use eventsourcing_axum::{precondition_failed, HttpError, Json, Path, Query};
 use serde::Deserialize;
 
 use crate::{
+    read_model::Page,
     state::AppState,
     views::{
         bad_request, check_name, check_tenant, invalid, page_size, CreateEndpoint, EndpointView,
@@ -161,18 +162,26 @@ pub(crate) async fn rename(
     Ok(endpoint_response(StatusCode::OK, &endpoint))
 }
 
+/// `?after=…&limit=N` of a paged listing: what comes after the key `after`, `N` at most.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct HistoryQuery {
-    after: Option<u64>,
+pub(crate) struct PageQuery<A> {
+    after: Option<A>,
     limit: Option<usize>,
+}
+
+/// The `after` of the next page: the last item's key if this page is full.
+fn next_after<T, A>(items: &[T], limit: usize, key: impl FnOnce(&T) -> A) -> Option<A> {
+    (items.len() == limit)
+        .then(|| items.last().map(key))
+        .flatten()
 }
 
 /// `GET /endpoints/{id}/history[?after=V&limit=N]`: the events after version `V`, `N` at most.
 pub(crate) async fn history(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    Query(query): Query<HistoryQuery>,
+    Query(query): Query<PageQuery<u64>>,
 ) -> Result<Json<HistoryPage>, HttpError> {
     let limit = page_size(query.limit)?;
     let after = query.after.unwrap_or(0);
@@ -188,21 +197,11 @@ pub(crate) async fn history(
         let decoded = event.decode::<WidgetRegistryEndpointEvent, _>(codec)?;
         events.push(EventView::of(event, decoded));
     }
-    let next_after = (events.len() == limit)
-        .then(|| events.last().map(|e| e.version))
-        .flatten();
     Ok(Json(HistoryPage {
         id,
+        next_after: next_after(&events, limit, |e| e.version),
         events,
-        next_after,
     }))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TenantQuery {
-    after: Option<Uuid>,
-    limit: Option<usize>,
 }
 
 /// `GET /tenants/{tenant}/endpoints[?after=ID&limit=N]`: the tenant's endpoints by id, from the
@@ -210,17 +209,19 @@ pub(crate) struct TenantQuery {
 pub(crate) async fn tenant_endpoints(
     State(state): State<AppState>,
     Path(tenant): Path<String>,
-    Query(query): Query<TenantQuery>,
+    Query(query): Query<PageQuery<Uuid>>,
 ) -> Result<Json<TenantPage>, HttpError> {
     check_tenant(&tenant).map_err(|p| bad_request(p.detail.unwrap_or_default()))?;
     let limit = page_size(query.limit)?;
-    let endpoints = state.read_model().list(&tenant, query.after, limit).await?;
-    let next_after = (endpoints.len() == limit)
-        .then(|| endpoints.last().map(|e| e.id))
-        .flatten();
+    let page = Page {
+        tenant: &tenant,
+        after: query.after,
+        limit,
+    };
+    let endpoints = state.read_model().list(page).await?;
     Ok(Json(TenantPage {
+        next_after: next_after(&endpoints, limit, |e| e.id),
         tenant,
         endpoints,
-        next_after,
     }))
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{client, create, get_json, Backend};
+use common::Backend;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
@@ -54,19 +54,8 @@ impl Case {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_the_right_status_and_problem_details() {
     for backend in Backend::each().await {
-        let server = backend.start();
-        let http = client();
-        let created = create(
-            &server,
-            &http,
-            "https://example.com/bad",
-            "Bad",
-            "tenant-bad",
-        )
-        .await;
-        let id = created["id"].as_str().unwrap().to_owned();
+        let (server, endpoint) = backend.start_with_endpoint("Bad").await;
         let missing = eventsourcing::new_id();
-        let endpoint = format!("/endpoints/{id}");
         let too_long = "x".repeat(20_000);
 
         let cases = vec![
@@ -189,7 +178,7 @@ async fn bad_requests_get_the_right_status_and_problem_details() {
         assert!(cases.len() >= 15);
 
         for c in &cases {
-            let mut request = http.request(c.method.clone(), server.url(&c.path));
+            let mut request = server.http.request(c.method.clone(), server.url(&c.path));
             for (name, value) in &c.headers {
                 request = request.header(*name, value);
             }
@@ -220,7 +209,7 @@ async fn bad_requests_get_the_right_status_and_problem_details() {
         }
 
         // None of that changed the endpoint.
-        let now: Value = get_json(&http, server.url(&endpoint)).await;
+        let now = server.get_json(&endpoint).await;
         assert_eq!(now["version"], 1);
         assert_eq!(now["name"], "Bad");
     }

@@ -9,10 +9,11 @@ use std::{
         atomic::{AtomicUsize, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use common::{client, tenant, Backend};
+use common::{tenant, Backend, Deadline};
+use eventsourcing_postgres::testing::join_all;
 use serde_json::Value;
 
 const CLIENTS: usize = 16;
@@ -21,14 +22,13 @@ const CLIENTS: usize = 16;
 async fn sigterm_during_saves_keeps_every_acknowledged_save() {
     for backend in Backend::each().await {
         let mut server = backend.start();
-        let http = client();
         let tenant = tenant();
         let acknowledged = Arc::new(AtomicUsize::new(0));
 
         // Each client saves until the server goes away, keeping the ids it got a 201 for.
         let clients: Vec<_> = (0..CLIENTS)
             .map(|c| {
-                let http = http.clone();
+                let http = server.http.clone();
                 let url = server.url("/endpoints");
                 let tenant = tenant.clone();
                 let acknowledged = Arc::clone(&acknowledged);
@@ -59,14 +59,11 @@ async fn sigterm_during_saves_keeps_every_acknowledged_save() {
             .collect();
 
         // Mid-burst: once saves are flowing.
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Deadline::after(Duration::from_secs(60));
         while acknowledged.load(Ordering::Relaxed) < 4 * CLIENTS {
-            assert!(
-                Instant::now() < deadline,
-                "no saves got through:\n{}",
-                server.log()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            deadline
+                .pause(|| format!("no saves got through:\n{}", server.log()))
+                .await;
         }
         server.terminate();
         let status = server.wait_exit().await;
@@ -77,20 +74,19 @@ async fn sigterm_during_saves_keeps_every_acknowledged_save() {
             server.log()
         );
 
-        let mut ids = Vec::new();
-        for c in clients {
-            ids.extend(c.await.unwrap());
-        }
+        let ids: Vec<String> = join_all(
+            clients,
+            Duration::from_secs(120),
+            "the clients after the server's exit",
+        )
+        .await
+        .concat();
         assert!(ids.len() >= 4 * CLIENTS);
         drop(server);
 
         let restarted = backend.start();
         for id in &ids {
-            let response = http
-                .get(restarted.url(&format!("/endpoints/{id}")))
-                .send()
-                .await
-                .unwrap();
+            let response = restarted.get(&format!("/endpoints/{id}")).await;
             assert_eq!(
                 response.status(),
                 200,

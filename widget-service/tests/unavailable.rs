@@ -6,22 +6,21 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{client, create, get_json, Backend, Server};
+use common::{Backend, Deadline, Server};
 use eventsourcing_postgres::cluster::{StopMode, TestCluster};
 use serde_json::Value;
 
-async fn wait_until_ready(server: &Server, http: &reqwest::Client) {
-    let deadline = Instant::now() + Duration::from_secs(90);
+async fn wait_until_ready(server: &Server) {
+    let deadline = Deadline::after(Duration::from_secs(90));
     loop {
-        let ready = http.get(server.url("/readyz")).send().await.unwrap();
+        let ready = server.get("/readyz").await;
         if ready.status() == 200 {
             return;
         }
         let body = ready.text().await.unwrap();
-        assert!(Instant::now() < deadline, "not ready again: {body}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        deadline.pause(|| format!("not ready again: {body}")).await;
     }
 }
 
@@ -30,29 +29,23 @@ async fn a_database_outage_is_503_then_the_service_recovers() {
     let cluster = TestCluster::new().await;
     let backend = Backend::Cluster(Box::new(cluster));
     let server = backend.start();
-    let http = client();
-    let before = create(
-        &server,
-        &http,
-        "https://example.com/up",
-        "up",
-        "tenant-outage",
-    )
-    .await;
-    let id = before["id"].as_str().unwrap().to_owned();
-    wait_until_ready(&server, &http).await;
+    let endpoint = server
+        .create_path("https://example.com/up", "up", "tenant-outage")
+        .await;
+    wait_until_ready(&server).await;
 
     let Backend::Cluster(cluster) = &backend else {
         unreachable!()
     };
     cluster.stop(StopMode::Fast).await;
 
-    let ready = http.get(server.url("/readyz")).send().await.unwrap();
+    let ready = server.get("/readyz").await;
     assert_eq!(ready.status(), 503);
     let body: Value = ready.json().await.unwrap();
     assert_eq!(body["ready"], false, "{body}");
 
-    let save = http
+    let save = server
+        .http
         .post(server.url("/endpoints"))
         .json(&serde_json::json!({ "url": "https://example.com/down", "name": "down", "tenant_id": "tenant-outage" }))
         .send()
@@ -67,34 +60,19 @@ async fn a_database_outage_is_503_then_the_service_recovers() {
         !problem.to_string().contains("127.0.0.1"),
         "no connection details reach the client: {problem}"
     );
-    let read = http
-        .get(server.url(&format!("/endpoints/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 503);
+    assert_eq!(server.get(&endpoint).await.status(), 503);
 
     cluster.start().await;
-    wait_until_ready(&server, &http).await;
-    let read = http
-        .get(server.url(&format!("/endpoints/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), 200);
-    let after = create(
-        &server,
-        &http,
-        "https://example.com/again",
-        "again",
-        "tenant-outage",
-    )
-    .await;
+    wait_until_ready(&server).await;
+    assert_eq!(server.get(&endpoint).await.status(), 200);
+    let after = server
+        .create("https://example.com/again", "again", "tenant-outage")
+        .await;
 
     // The projection lived through the outage: it shows the endpoint saved after it.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Deadline::after(Duration::from_secs(60));
     loop {
-        let page: Value = get_json(&http, server.url("/tenants/tenant-outage/endpoints")).await;
+        let page = server.get_json("/tenants/tenant-outage/endpoints").await;
         if page["endpoints"]
             .as_array()
             .unwrap()
@@ -103,11 +81,9 @@ async fn a_database_outage_is_503_then_the_service_recovers() {
         {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the read model did not catch up: {page}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deadline
+            .pause(|| format!("the read model did not catch up: {page}"))
+            .await;
     }
     drop(server);
 }

@@ -1,19 +1,19 @@
 //! `archive`: the events of quiet streams out of the hot table into an archive file, and
-//! `archive restore` (in `archive_restore.rs`) to bring them back.
+//! `archive restore` to bring them back.
 
 use std::path::PathBuf;
 
 use eventsourcing::{
     backup::ArchiveReport,
     chrono::{DateTime, NaiveDate, TimeDelta, Utc},
-    AnyStore,
+    AnyStore, Archive,
 };
 use serde::Serialize;
 
 use crate::{
-    commands::{archive_restore, export::failed},
+    commands::export::{failed, transfer},
     output::Failure,
-    store::{describe, unsupported, Context, Open},
+    store::Context,
 };
 
 /// Move the events of streams untouched since a time into a new archive FILE.
@@ -53,12 +53,23 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Sub {
-    Restore(archive_restore::Args),
+    Restore(RestoreArgs),
+}
+
+/// Put the events of an archive FILE back into the store, at their original log positions.
+///
+/// The whole file is checked first; then the events are written in one transaction. Refused
+/// (exit 1) when any of them is already in the store (restored before).
+///
+/// Example: `eventsourcing-admin archive restore cold-2024.esb`
+#[derive(Debug, clap::Args)]
+struct RestoreArgs {
+    /// The archive file written by `archive`.
+    file: PathBuf,
 }
 
 #[derive(Debug, Serialize)]
 struct Report {
-    store: String,
     file: String,
     before: DateTime<Utc>,
     #[serde(flatten)]
@@ -89,7 +100,7 @@ fn parse_age(text: &str) -> Result<TimeDelta, String> {
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
     if let Some(Sub::Restore(restore)) = args.restore {
-        return archive_restore::run(restore, ctx).await;
+        return restore_archive(restore, ctx).await;
     }
     let before = match (args.before, args.older_than) {
         (Some(t), _) => t,
@@ -99,26 +110,22 @@ pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
     let Some(file) = args.file else {
         return Err(Failure::Usage("give the archive FILE to create".into()));
     };
-    let store = ctx.open(Open::Existing).await?;
-    let archive = match &store {
-        AnyStore::Sqlite(s) => s.archive(before, &file, args.force).await,
-        AnyStore::Postgres(s) => s.archive(before, &file, args.force).await,
-        other => return Err(unsupported(other, "archive")),
-    }
-    .map_err(failed)?;
+    let store = ctx.open().await?;
+    let archive = store
+        .archive(before, &file, args.force)
+        .await
+        .map_err(failed)?;
     let report = Report {
-        store: describe(&store),
         file: file.display().to_string(),
         before,
         archive,
     };
-    ctx.out.report(&report, |r| {
+    ctx.report_on(&store, &report, |store, r| {
         let mut text = if r.archive.streams.is_empty() {
-            format!("{}: no stream to archive before {}\n", r.store, r.before)
+            format!("{store}: no stream to archive before {}\n", r.before)
         } else {
             format!(
-                "{}: archived {} events of {} streams to {}\n",
-                r.store,
+                "{store}: archived {} events of {} streams to {}\n",
                 r.archive.counts.events,
                 r.archive.streams.len(),
                 r.file
@@ -131,4 +138,18 @@ pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
         }
         text
     })
+}
+
+/// `archive restore FILE`: the events of an archive file back into the store they came from.
+async fn restore_archive(args: RestoreArgs, ctx: &Context) -> Result<(), Failure> {
+    let file = args.file.as_path();
+    let restore = async |store: &AnyStore, _| store.restore_archive(file).await.map_err(failed);
+    let store = ctx.open().await?;
+    transfer(ctx, &store, file, None, restore, |store, r| {
+        format!(
+            "{store}: restored {} events from {}",
+            r.counts.events, r.file
+        )
+    })
+    .await
 }

@@ -4,21 +4,17 @@
 use std::{
     fs::OpenOptions,
     io::BufWriter,
-    path::PathBuf,
+    path::Path,
     sync::{Arc, Mutex},
 };
 
 use eventsourcing::{
-    backup::{self, BackupError, Counts},
-    AnyStore,
+    backup::{self, no_progress, BackupError, Counts},
+    AnyStore, Backup,
 };
 use serde::Serialize;
 
-use crate::{
-    output::Failure,
-    progress::Progress,
-    store::{describe, unsupported, Context, Open},
-};
+use crate::{output::Failure, progress::Progress, store::Context};
 
 /// Write a backup of the whole store to FILE (gzip of JSON lines; see BACKUP-FORMAT.md).
 ///
@@ -29,59 +25,77 @@ use crate::{
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// The backup file to create.
-    file: PathBuf,
-}
-
-#[derive(Debug, Serialize)]
-struct Report {
-    store: String,
-    file: String,
-    counts: Counts,
+    file: std::path::PathBuf,
 }
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
-    let store = ctx.open(Open::Existing).await?;
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&args.file)
-        .map_err(|e| Failure::Failed(format!("cannot create `{}`: {e}", args.file.display())))?;
-    let out = BufWriter::with_capacity(1 << 20, file);
-    let (progress, shown) = shown("export");
-    let result = match &store {
-        AnyStore::Sqlite(s) => s.export_with_progress(out, progress).await,
-        AnyStore::Postgres(s) => s.export_with_progress(out, progress).await,
-        other => return Err(unsupported(other, "export")),
+    let file = args.file.as_path();
+    let export = async |store: &AnyStore, progress| {
+        let created = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(file)
+            .map_err(|e| Failure::Failed(format!("cannot create `{}`: {e}", file.display())))?;
+        let out = BufWriter::with_capacity(1 << 20, created);
+        let written = store.export_with_progress(out, progress).await;
+        written
+            .and_then(|(out, counts)| {
+                out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+                Ok(counts)
+            })
+            .map_err(|e| {
+                // Leave no partial file that could be mistaken for a backup.
+                let _ = std::fs::remove_file(file);
+                failed(e)
+            })
     };
-    finish(&shown);
-    let counts = match result.and_then(|(out, counts)| {
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        Ok::<_, BackupError>(counts)
-    }) {
-        Ok(counts) => counts,
-        Err(e) => {
-            // Leave no partial file that could be mistaken for a backup.
-            let _ = std::fs::remove_file(&args.file);
-            return Err(failed(e));
+    let store = ctx.open().await?;
+    transfer(ctx, &store, file, Some("export"), export, |store, r| {
+        format!("{store}: exported {} to {}", all(&r.counts), r.file)
+    })
+    .await
+}
+
+/// The report of a command that moves records between the store and a file.
+#[derive(Debug, Serialize)]
+pub(crate) struct Moved {
+    pub(crate) file: String,
+    pub(crate) counts: Counts,
+}
+
+/// Runs `op` on `store` with a progress display of `what` on stderr (none without; cleared once
+/// `op` ends) and reports the counts `op` returns with the store and `file`, in the words
+/// `text` makes of the store's description and the report.
+pub(crate) async fn transfer(
+    ctx: &Context,
+    store: &AnyStore,
+    file: &Path,
+    what: Option<&'static str>,
+    op: impl AsyncFnOnce(&AnyStore, backup::Progress) -> Result<Counts, Failure>,
+    text: impl FnOnce(&str, &Moved) -> String,
+) -> Result<(), Failure> {
+    let counts = match what {
+        Some(what) => {
+            let (progress, display) = shown(what);
+            let counts = op(store, progress).await;
+            finish(&display);
+            counts
         }
-    };
-    let report = Report {
-        store: describe(&store),
-        file: args.file.display().to_string(),
+        None => op(store, no_progress()).await,
+    }?;
+    let report = Moved {
+        file: file.display().to_string(),
         counts,
     };
-    ctx.out.report(&report, |r| {
-        format!(
-            "{}: exported {} events, {} snapshots, {} tracking positions, {} parked events to {}",
-            r.store,
-            r.counts.events,
-            r.counts.snapshots,
-            r.counts.tracking,
-            r.counts.parked,
-            r.file
-        )
-    })
+    ctx.report_on(store, &report, text)
+}
+
+/// Every kind of record counted, in words.
+pub(crate) fn all(c: &Counts) -> String {
+    format!(
+        "{} events, {} snapshots, {} tracking positions, {} parked events",
+        c.events, c.snapshots, c.tracking, c.parked
+    )
 }
 
 /// A backup error as the tool's failure (exit 1).

@@ -15,21 +15,15 @@ use crate::{output::Failure, store::Context};
 /// `grants apply` as the owner.
 ///
 /// Example: `eventsourcing-admin grants print app_role`, `eventsourcing-admin grants apply app_role --tenants`
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(Debug, clap::Subcommand)]
-enum Action {
+pub(crate) enum Args {
     Print(RoleArgs),
     Apply(RoleArgs),
 }
 
 /// The role, and where.
 #[derive(Debug, clap::Args)]
-struct RoleArgs {
+pub(crate) struct RoleArgs {
     /// The application role (used as given, quoted).
     #[arg(value_name = "ROLE")]
     role: String,
@@ -45,9 +39,9 @@ struct Target {
 }
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
-    let (apply, role) = match args.action {
-        Action::Print(r) => (false, r),
-        Action::Apply(r) => (true, r),
+    let (apply, role) = match args {
+        Args::Print(r) => (false, r),
+        Args::Apply(r) => (true, r),
     };
     if role.role.trim().is_empty() || role.role.contains('\0') {
         return Err(Failure::Usage(

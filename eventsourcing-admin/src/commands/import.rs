@@ -2,13 +2,12 @@
 
 use std::path::PathBuf;
 
-use eventsourcing::{backup::Counts, AnyStore};
-use serde::Serialize;
+use eventsourcing::{AnyStore, Backup};
 
 use crate::{
-    commands::export::{failed, finish, shown},
+    commands::export::{all, failed, transfer},
     output::Failure,
-    store::{describe, unsupported, Context, Open},
+    store::Context,
 };
 
 /// Import the backup FILE into the store, which must be empty (creating its tables first).
@@ -26,49 +25,24 @@ pub(crate) struct Args {
     file: PathBuf,
 }
 
-#[derive(Debug, Serialize)]
-struct Report {
-    store: String,
-    file: String,
-    counts: Counts,
-}
-
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
-    if !args.file.is_file() {
+    let file = args.file.as_path();
+    if !file.is_file() {
         return Err(Failure::Failed(format!(
             "no backup file at `{}`",
-            args.file.display()
+            file.display()
         )));
     }
-    let store = ctx.open(Open::MayCreate).await?;
-    let (progress, display) = shown("import");
-    let result = match &store {
-        AnyStore::Sqlite(s) => {
-            s.migrate().await?;
-            s.import_with_progress(&args.file, progress).await
-        }
-        AnyStore::Postgres(s) => {
-            s.migrate().await?;
-            s.import_with_progress(&args.file, progress).await
-        }
-        other => return Err(unsupported(other, "import")),
+    let import = async |store: &AnyStore, progress| {
+        store.migrate().await?;
+        store
+            .import_with_progress(file, progress)
+            .await
+            .map_err(failed)
     };
-    finish(&display);
-    let counts = result.map_err(failed)?;
-    let report = Report {
-        store: describe(&store),
-        file: args.file.display().to_string(),
-        counts,
-    };
-    ctx.out.report(&report, |r| {
-        format!(
-            "{}: imported {} events, {} snapshots, {} tracking positions, {} parked events from {}",
-            r.store,
-            r.counts.events,
-            r.counts.snapshots,
-            r.counts.tracking,
-            r.counts.parked,
-            r.file
-        )
+    let store = ctx.open_or_create().await?;
+    transfer(ctx, &store, file, Some("import"), import, |store, r| {
+        format!("{store}: imported {} from {}", all(&r.counts), r.file)
     })
+    .await
 }

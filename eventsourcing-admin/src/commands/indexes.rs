@@ -1,11 +1,11 @@
 //! `indexes`: each index's size and use.
 
-use eventsourcing::{sqlite::IndexUsage, AnyStore};
+use eventsourcing::{maintenance::IndexUsage, Maintenance};
 use serde::Serialize;
 
 use crate::{
     output::Failure,
-    store::{describe, unsupported, Context, Open},
+    store::{describe, Context},
 };
 
 /// Show each index of the store: size, scans, and whether it looks unused.
@@ -37,12 +37,8 @@ fn usage(i: &IndexUsage) -> &'static str {
 }
 
 pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
-    let store = ctx.open(Open::Existing).await?;
-    let indexes = match &store {
-        AnyStore::Sqlite(s) => s.index_usage().await?,
-        AnyStore::Postgres(s) => s.index_usage().await?,
-        other => return Err(unsupported(other, "indexes")),
-    };
+    let store = ctx.open().await?;
+    let indexes = store.index_usage().await?;
     let rows: Vec<Row<'_>> = indexes
         .iter()
         .map(|index| Row {

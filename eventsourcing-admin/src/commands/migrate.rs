@@ -1,13 +1,9 @@
 //! `migrate` (alias `init_event_store`, the seed's name): applies the pending migrations,
 //! creating the tables (and the PostgreSQL schema, or the SQLite file) if needed.
 
-use eventsourcing::AnyStore;
 use serde::Serialize;
 
-use crate::{
-    output::Failure,
-    store::{describe, unsupported, Context, Open},
-};
+use crate::{output::Failure, store::Context};
 
 /// Apply the pending migrations (creates the schema and tables).
 ///
@@ -20,7 +16,6 @@ pub(crate) struct Args {}
 
 #[derive(Debug, Serialize)]
 struct Report {
-    store: String,
     applied: Vec<Applied>,
     already_applied: Vec<u32>,
 }
@@ -32,14 +27,9 @@ struct Applied {
 }
 
 pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
-    let store = ctx.open(Open::MayCreate).await?;
-    let report = match &store {
-        AnyStore::Sqlite(s) => s.migrate().await?,
-        AnyStore::Postgres(s) => s.migrate().await?,
-        other => return Err(unsupported(other, "migrate")),
-    };
+    let store = ctx.open_or_create().await?;
+    let report = store.migrate().await?;
     let report = Report {
-        store: describe(&store),
         applied: report
             .applied
             .iter()
@@ -50,11 +40,10 @@ pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
             .collect(),
         already_applied: report.already_applied,
     };
-    ctx.out.report(&report, |r| {
+    ctx.report_on(&store, &report, |store, r| {
         if r.applied.is_empty() {
             return format!(
-                "{}: up to date ({} migrations already applied)",
-                r.store,
+                "{store}: up to date ({} migrations already applied)",
                 r.already_applied.len()
             );
         }
@@ -62,8 +51,8 @@ pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
             .iter()
             .map(|m| {
                 format!(
-                    "{}: applied migration {} ({})\n",
-                    r.store, m.version, m.description
+                    "{store}: applied migration {} ({})\n",
+                    m.version, m.description
                 )
             })
             .collect()

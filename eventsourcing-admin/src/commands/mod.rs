@@ -1,9 +1,8 @@
 //! One file per command; each has its clap `Args` and `run`. Adding a command: its file and a
-//! `mod` line here, a variant and a match arm in `cli.rs`.
+//! `mod` line here, a line in `cli.rs`.
 
 pub(crate) mod append_only;
 pub(crate) mod archive;
-pub(crate) mod archive_restore;
 pub(crate) mod export;
 pub(crate) mod grants;
 pub(crate) mod import;

@@ -2,22 +2,16 @@
 
 use std::time::Duration;
 
-use eventsourcing::{sqlite::SnapshotPrune, AnyStore};
+use eventsourcing::{maintenance::SnapshotPrune, Maintenance};
 
 use crate::{
     output::Failure,
-    store::{describe, unsupported, Context, Open},
+    store::{describe, Context},
 };
 
 /// Manage snapshots.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(Debug, clap::Subcommand)]
-enum Action {
+pub(crate) enum Args {
     Prune(PruneArgs),
 }
 
@@ -30,7 +24,7 @@ enum Action {
 ///
 /// Example: `eventsourcing-admin snapshots prune --keep 2 --older-than 30d`
 #[derive(Debug, clap::Args)]
-struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Snapshots kept per stream, newest first (at least 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     keep: u32,
@@ -67,17 +61,13 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
-    let Action::Prune(prune) = args.action;
-    let store = ctx.open(Open::Existing).await?;
+    let Args::Prune(prune) = args;
+    let store = ctx.open().await?;
     let rule = SnapshotPrune {
         keep: prune.keep,
         older_than: prune.older_than,
     };
-    let report = match &store {
-        AnyStore::Sqlite(s) => s.prune_snapshots(rule).await?,
-        AnyStore::Postgres(s) => s.prune_snapshots(rule).await?,
-        other => return Err(unsupported(other, "snapshots prune")),
-    };
+    let report = store.prune_snapshots(rule).await?;
     let target = describe(&store);
     ctx.out.report(&report, |r| {
         format!("{target}: deleted {} snapshots, {} kept", r.deleted, r.kept)

@@ -3,15 +3,13 @@
 //! holds committed events back from readers).
 
 use eventsourcing::{
-    postgres::{LogHorizon, MigrationState, MigrationStatus, StoreStats},
-    AnyStore,
+    maintenance::StoreStats,
+    postgres::{LogHorizon, MigrationState, MigrationStatus},
+    AnyStore, Maintenance,
 };
 use serde::Serialize;
 
-use crate::{
-    output::Failure,
-    store::{describe, unsupported, Context, Open},
-};
+use crate::{output::Failure, store::Context};
 
 /// Show the migrations, counts, consumers' lag, table sizes and (PostgreSQL) the log horizon.
 ///
@@ -26,7 +24,6 @@ pub(crate) struct Args {}
 
 #[derive(Debug, Serialize)]
 struct Report {
-    store: String,
     migrations: Vec<Migration>,
     pending: usize,
     /// Counts and sizes; absent until every migration is applied.
@@ -88,30 +85,28 @@ fn horizon(h: &LogHorizon) -> Horizon {
 }
 
 pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
-    let store = ctx.open(Open::Existing).await?;
-    let (migrations, log_horizon, log_ahead_of_server) = match &store {
-        AnyStore::Sqlite(s) => (s.migration_status().await?, None, false),
+    let store = ctx.open().await?;
+    // What only PostgreSQL has: the log horizon, and the log-order check.
+    let (log_horizon, log_ahead_of_server) = match &store {
         AnyStore::Postgres(s) => {
             let status = s.status().await?;
             (
-                s.migration_status().await?,
                 status.log_horizon.as_ref().map(horizon),
                 status.log_ahead_of_server,
             )
         }
-        other => return Err(unsupported(other, "status")),
+        _ => (None, false),
     };
+    let migrations = store.migration_status().await?;
     let pending = migrations
         .iter()
         .filter(|m| m.state == MigrationState::Pending)
         .count();
-    let stats = match (&store, pending) {
-        (AnyStore::Sqlite(s), 0) => Some(s.stats().await?),
-        (AnyStore::Postgres(s), 0) => Some(s.stats().await?),
+    let stats = match pending {
+        0 => Some(store.stats().await?),
         _ => None,
     };
     let report = Report {
-        store: describe(&store),
         pending,
         stats,
         migrations: migrations
@@ -128,11 +123,11 @@ pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
         log_horizon,
         log_ahead_of_server,
     };
-    ctx.out.report(&report, text)
+    ctx.report_on(&store, &report, text)
 }
 
-fn text(r: &Report) -> String {
-    let mut out = format!("{}\n", r.store);
+fn text(store: &str, r: &Report) -> String {
+    let mut out = format!("{store}\n");
     out.push_str("migrations:\n");
     for m in &r.migrations {
         out.push_str(&format!(

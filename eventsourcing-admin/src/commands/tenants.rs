@@ -16,14 +16,8 @@ use crate::{output::Failure, progress::Progress, store::Context};
 /// role.
 ///
 /// Example: `TENANT_LAYOUT=database POSTGRES_DBNAME='tenant_{id}' eventsourcing-admin tenants create acme`
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    #[command(subcommand)]
-    action: Action,
-}
-
 #[derive(Debug, clap::Subcommand)]
-enum Action {
+pub(crate) enum Args {
     Create(CreateArgs),
     Migrate(MigrateArgs),
     List(ListArgs),
@@ -38,7 +32,7 @@ enum Action {
 ///
 /// Example: `eventsourcing-admin tenants create acme globex`
 #[derive(Debug, clap::Args)]
-struct CreateArgs {
+pub(crate) struct CreateArgs {
     /// The tenant ids.
     #[arg(required = true, value_name = "ID")]
     ids: Vec<String>,
@@ -50,20 +44,20 @@ struct CreateArgs {
 ///
 /// Example: `eventsourcing-admin tenants migrate`
 #[derive(Debug, clap::Args)]
-struct MigrateArgs {}
+pub(crate) struct MigrateArgs {}
 
 /// List the tenants that exist.
 ///
 /// Example: `eventsourcing-admin tenants list --json`
 #[derive(Debug, clap::Args)]
-struct ListArgs {}
+pub(crate) struct ListArgs {}
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
     let stores = AnyTenantStores::from_env(&ctx.env())?;
-    match args.action {
-        Action::Create(args) => create(&stores, args, ctx).await,
-        Action::Migrate(_) => migrate(&stores, ctx).await,
-        Action::List(_) => list(&stores, ctx).await,
+    match args {
+        Args::Create(args) => create(&stores, args, ctx).await,
+        Args::Migrate(_) => migrate(&stores, ctx).await,
+        Args::List(_) => list(&stores, ctx).await,
     }
 }
 

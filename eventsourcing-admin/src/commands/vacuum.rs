@@ -1,11 +1,11 @@
 //! `vacuum`: reclaims space and refreshes the planner's statistics.
 
-use eventsourcing::AnyStore;
+use eventsourcing::Maintenance;
 
 use crate::{
     output::Failure,
     progress::Progress,
-    store::{describe, unsupported, Context, Open},
+    store::{describe, Context},
 };
 
 /// Reclaim space and refresh statistics.
@@ -19,13 +19,9 @@ use crate::{
 pub(crate) struct Args {}
 
 pub(crate) async fn run(_args: Args, ctx: &Context) -> Result<(), Failure> {
-    let store = ctx.open(Open::Existing).await?;
+    let store = ctx.open().await?;
     let mut progress = Progress::new("vacuum", 0);
-    let steps = match &store {
-        AnyStore::Sqlite(s) => s.vacuum(|i, n, step| progress.step(i, n, step)).await,
-        AnyStore::Postgres(s) => s.vacuum(|i, n, step| progress.step(i, n, step)).await,
-        other => return Err(unsupported(other, "vacuum")),
-    };
+    let steps = store.vacuum(|i, n, step| progress.step(i, n, step)).await;
     progress.finish();
     let steps = steps?;
     let target = describe(&store);

@@ -1,11 +1,11 @@
 //! `verify`: reads every stream and snapshot and reports what is wrong.
 
-use eventsourcing::{sqlite::PayloadCheck, AnyStore};
+use eventsourcing::{maintenance::PayloadCheck, Maintenance};
 
 use crate::{
     output::Failure,
     progress::Progress,
-    store::{describe, unsupported, Context, Open},
+    store::{describe, Context},
 };
 
 /// Check every stream and snapshot; exit 1 listing what is wrong.
@@ -31,23 +31,15 @@ enum Payload {
 }
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
-    let store = ctx.open(Open::Existing).await?;
+    let store = ctx.open().await?;
     let payload = match args.payload {
         Payload::Json => PayloadCheck::Json,
         Payload::Bytes => PayloadCheck::Bytes,
     };
     let mut progress = Progress::new("verify", 0);
-    let report = match &store {
-        AnyStore::Sqlite(s) => {
-            s.verify(payload, |done, total| progress.set(done, total))
-                .await
-        }
-        AnyStore::Postgres(s) => {
-            s.verify(payload, |done, total| progress.set(done, total))
-                .await
-        }
-        other => return Err(unsupported(other, "verify")),
-    };
+    let report = store
+        .verify(payload, |done, total| progress.set(done, total))
+        .await;
     progress.finish();
     let report = report?;
     let target = describe(&store);

@@ -14,6 +14,8 @@ pub struct Run {
     pub code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// What ran (the store, if any, and the arguments), for assertion messages.
+    pub label: String,
 }
 
 impl Run {
@@ -22,20 +24,40 @@ impl Run {
         format!("{}{}", self.stdout, self.stderr)
     }
 
-    /// Fails, naming `what` and showing both streams, unless stdout contains `needle`.
+    /// Fails, naming the run and showing both streams, unless it exited with `code`.
     #[track_caller]
-    pub fn assert_stdout(&self, what: &str, needle: &str) {
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "{}: exit code\n{}", self.label, self.all());
+        self
+    }
+
+    /// Fails, naming the run and showing both streams, unless stdout contains `needle`.
+    #[track_caller]
+    pub fn assert_stdout(&self, needle: &str) -> &Self {
+        self.assert_in("stdout", &self.stdout, needle)
+    }
+
+    /// Fails, naming the run and showing both streams, unless stderr contains `needle`.
+    #[track_caller]
+    pub fn assert_stderr(&self, needle: &str) -> &Self {
+        self.assert_in("stderr", &self.stderr, needle)
+    }
+
+    #[track_caller]
+    fn assert_in(&self, stream: &str, text: &str, needle: &str) -> &Self {
         assert!(
-            self.stdout.contains(needle),
-            "{what}: no {needle:?} in {}",
+            text.contains(needle),
+            "{}: no {needle:?} on {stream}\n{}",
+            self.label,
             self.all()
         );
+        self
     }
 
     /// The stdout parsed as JSON (panics with the output if it is not).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.all()))
+            .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}): {}", self.label, self.all()))
     }
 }
 
@@ -51,6 +73,7 @@ pub fn admin_with(args: &[&str], vars: &[(&str, String)]) -> Run {
         code: output.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        label: args.join(" "),
     }
 }
 
@@ -58,6 +81,13 @@ pub fn admin_with(args: &[&str], vars: &[(&str, String)]) -> Run {
 pub enum Target {
     Sqlite { dir: TempDir, path: String },
     Postgres { schema: Box<TestSchema> },
+}
+
+/// The store's kind (`sqlite`, `postgres`), for assertion messages.
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl Target {
@@ -104,14 +134,16 @@ impl Target {
 
     /// Runs the binary on this store.
     pub fn admin(&self, args: &[&str]) -> Run {
-        admin_with(args, &self.vars())
+        self.admin_env(args, &[])
     }
 
     /// Runs the binary on this store with `extra` variables too.
     pub fn admin_env(&self, args: &[&str], extra: &[(&'static str, String)]) -> Run {
         let mut vars = self.vars();
         vars.extend(extra.iter().cloned());
-        admin_with(args, &vars)
+        let mut run = admin_with(args, &vars);
+        run.label = format!("{}: {}", self.name(), run.label);
+        run
     }
 }
 
@@ -131,6 +163,30 @@ impl Target {
             ),
             Target::Postgres { schema } => AnyStore::Postgres(schema.store().await),
         }
+    }
+
+    /// A new stream of `count` events, appended through the store's own API, which is closed
+    /// again before the test runs the binary; returns its id.
+    pub async fn with_stream(&self, count: u64) -> Uuid {
+        let (_, [stream]) = self.with_streams([count]).await;
+        stream
+    }
+
+    /// The store opened in this process with a new stream of each of `counts` events; returns
+    /// it and the streams' ids.
+    pub async fn with_streams<const N: usize>(&self, counts: [u64; N]) -> (AnyStore, [Uuid; N]) {
+        let store = self.open().await;
+        let mut ids = [Uuid::nil(); N];
+        for (id, count) in ids.iter_mut().zip(counts) {
+            *id = new_stream(&store, count).await;
+        }
+        (store, ids)
+    }
+
+    /// The store migrated by the binary (`migrate` exits 0), then opened in this process.
+    pub async fn migrated(&self) -> AnyStore {
+        self.admin(&["migrate"]).assert_code(0);
+        self.open().await
     }
 
     /// Runs raw SQL (the store's tables unqualified): for corrupting rows on purpose.
@@ -206,28 +262,27 @@ impl Target {
     }
 }
 
-/// `count` events of `stream` from version 1, in one save.
-pub async fn append(store: &AnyStore, stream: Uuid, count: u64) {
+/// A new stream of `count` events, in one save; returns its id.
+pub async fn new_stream(store: &AnyStore, count: u64) -> Uuid {
+    let stream = Uuid::new_v4();
     let events = (1..=count)
         .map(|v| NewEvent::new(stream, v, "Updated", format!("{{\"n\":{v}}}").into_bytes()))
         .collect();
     store.append(events).await.unwrap();
+    stream
 }
 
-/// A snapshot of `stream` at `version`.
-pub async fn snapshot(store: &AnyStore, stream: Uuid, version: u64) {
-    store
-        .save_snapshot(
-            Snapshot {
-                stream_id: stream,
-                version,
-                state_type: "Widget".into(),
-                fingerprint: 1,
-                timestamp: eventsourcing::chrono::Utc::now(),
-                payload: b"{}".to_vec(),
-            },
-            None,
-        )
-        .await
-        .unwrap();
+/// A snapshot of `stream` at each of `versions`.
+pub async fn snapshots(store: &AnyStore, stream: Uuid, versions: impl IntoIterator<Item = u64>) {
+    for version in versions {
+        let snapshot = Snapshot {
+            stream_id: stream,
+            version,
+            state_type: "Widget".into(),
+            fingerprint: 1,
+            timestamp: eventsourcing::chrono::Utc::now(),
+            payload: b"{}".to_vec(),
+        };
+        store.save_snapshot(snapshot, None).await.unwrap();
+    }
 }

@@ -11,7 +11,7 @@
 
 use std::{io::BufWriter, time::Instant};
 
-use eventsourcing::postgres::PostgresStore;
+use eventsourcing::postgres::{Backup as _, PostgresStore};
 use futures_util::StreamExt;
 
 use super::server::Server;

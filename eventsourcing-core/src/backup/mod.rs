@@ -6,23 +6,32 @@
 //! before it, so that a truncated or corrupted file is detected before anything is written.
 //! `BACKUP-FORMAT.md` at the repository root describes the records field by field.
 //!
-//! This module knows no database: the store crates read their tables into [`Record`]s and
-//! write them with a [`BackupWriter`], and import by reading a [`BackupReader`] twice (a
-//! [`verify`] pass, then the writing pass), remapping consumer positions with [`Remap`].
+//! This module knows no database: the [`Backup`] and [`Archive`] traits name export, import,
+//! archive and archive restore once, and each store crate implements only its SQL. It reads its tables into
+//! [`Record`]s and writes them with a [`BackupWriter`]; it imports a [`CheckedFile`] (the file
+//! checked whole by a [`verify`] pass, then read again by the writing pass, consumer positions
+//! remapped with [`Remap`]); it archives through an [`ArchiveJob`] (choosing the streams, the
+//! file written, synced and read back, removed again on failure).
 
+mod archive;
+mod checked;
 mod error;
 mod read;
 mod record;
 mod remap;
 mod section;
+mod store;
 mod write;
 
+pub use archive::{ArchiveJob, ArchiveWriter};
+pub use checked::CheckedFile;
 pub use error::BackupError;
 pub use read::{verify, verify_file, BackupReader, Verified};
 pub use record::{
     EventRecord, Header, ParkedRecord, Record, SnapshotRecord, TrackingRecord, Trailer,
 };
 pub use remap::Remap;
+pub use store::{Archive, Backup};
 pub use write::BackupWriter;
 
 /// The `format` field of every header: what tells a backup from any other gzip file.
@@ -112,6 +121,13 @@ pub struct Counts {
     pub tracking: u64,
     /// Parked-event records.
     pub parked: u64,
+}
+
+impl Counts {
+    /// The records of every kind together.
+    pub fn total(&self) -> u64 {
+        self.events + self.snapshots + self.tracking + self.parked
+    }
 }
 
 /// What a backup file holds: a whole store, or the events `archive` moved out of one.

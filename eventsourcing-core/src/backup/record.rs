@@ -13,7 +13,10 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{BackupError, Content, Counts, FORMAT_NAME, FORMAT_VERSION};
-use crate::event::{Metadata, Position, StoredEvent};
+use crate::{
+    event::{Metadata, Position, Snapshot, StoredEvent, Tracking},
+    projection::ParkedEvent,
+};
 
 /// The first record: what the file is and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,94 +50,21 @@ impl Header {
     }
 }
 
-/// One stored event, with its original place in the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventRecord {
-    /// The stream (aggregate id).
-    pub stream_id: Uuid,
-    /// Its version in the stream.
-    pub version: u64,
-    /// The stored event name.
-    pub event_type: String,
-    /// The stream's aggregate type ('' where the source did not record one).
-    pub stream_type: String,
-    /// The payload's schema version.
-    pub schema_version: u32,
-    /// When it was recorded.
-    pub timestamp: DateTime<Utc>,
-    /// The encoded payload, byte for byte.
-    pub payload: Vec<u8>,
-    /// Correlation, causation and user key/values.
-    pub metadata: Metadata,
-    /// Its position in the source store's log: an opaque ordinal, ascending through the file.
-    /// Only its order means something in another store.
-    pub position: Position,
-}
+/// An event record: the stored event, with its original place in the log. Its `position` is
+/// an opaque ordinal of the source store's log, ascending through the file: only its order means
+/// something in another store. A backup never carries a row its store could not read: an event
+/// with a [`defect`](StoredEvent::defect) is refused when written ([`Record::event`]), and one
+/// read from a file has none.
+pub type EventRecord = StoredEvent;
 
-impl EventRecord {
-    /// The record of an event a store read; an event the store could not read (a
-    /// [`StoredEvent::defect`]) is [`Error::BadRow`](crate::Error::BadRow): a backup never
-    /// carries a row it could not read.
-    pub fn from_stored(e: StoredEvent) -> Result<Self, crate::Error> {
-        e.check_defect()?;
-        Ok(EventRecord {
-            stream_id: e.stream_id,
-            version: e.version,
-            event_type: e.event_type,
-            stream_type: e.stream_type,
-            schema_version: e.schema_version,
-            timestamp: e.timestamp,
-            payload: e.payload,
-            metadata: e.metadata,
-            position: e.position,
-        })
-    }
-}
+/// A snapshot record: the stored snapshot.
+pub type SnapshotRecord = Snapshot;
 
-/// One stored snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SnapshotRecord {
-    /// The stream.
-    pub stream_id: Uuid,
-    /// The version the state is at.
-    pub version: u64,
-    /// The aggregate type name.
-    pub state_type: String,
-    /// The state's shape fingerprint.
-    pub fingerprint: u64,
-    /// When the event at `version` was recorded.
-    pub timestamp: DateTime<Utc>,
-    /// The encoded state, byte for byte.
-    pub payload: Vec<u8>,
-}
+/// A tracking record: a consumer's position, in the source store's log.
+pub type TrackingRecord = Tracking;
 
-/// A consumer's tracking position, in the source store's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TrackingRecord {
-    /// The consumer (projection or process application).
-    pub name: String,
-    /// The position of the last event it processed, in the source's log.
-    pub position: Position,
-}
-
-/// An event a consumer parked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ParkedRecord {
-    /// The consumer.
-    pub name: String,
-    /// The event's position in the source's log.
-    pub position: Position,
-    /// The event's stream.
-    pub stream_id: Uuid,
-    /// The event's version.
-    pub version: u64,
-    /// The event's type.
-    pub event_type: String,
-    /// The handler's error.
-    pub error: String,
-    /// When it was parked.
-    pub parked_at: DateTime<Utc>,
-}
+/// A parked record: an event a consumer parked, at its position in the source store's log.
+pub type ParkedRecord = ParkedEvent;
 
 /// The last record: the counts of every kind of record and the SHA-256 of every line before
 /// it (each line with its `\n`), in lowercase hex.
@@ -152,7 +82,7 @@ pub struct Trailer {
 pub enum Record {
     /// The first line.
     Header(Header),
-    /// An event.
+    /// An event (written through [`Record::event`], which refuses a defective one).
     Event(EventRecord),
     /// A snapshot.
     Snapshot(SnapshotRecord),
@@ -246,7 +176,14 @@ fn decode_payload(
 }
 
 impl Record {
-    /// The record as one JSON line, without the `\n`.
+    /// The record of an event a store read; an event the store could not read (a
+    /// [`StoredEvent::defect`]) is [`Error::BadRow`](crate::Error::BadRow).
+    pub fn event(e: StoredEvent) -> Result<Self, crate::Error> {
+        e.check_defect()?;
+        Ok(Record::Event(e))
+    }
+
+    /// The record as one JSON line, without the `\n`; a defective event is refused.
     pub fn to_line(&self) -> Result<Vec<u8>, BackupError> {
         let tagged = |kind: &'static str| Cow::Borrowed(kind);
         let line = match self {
@@ -255,6 +192,7 @@ impl Record {
                 body: h,
             }),
             Record::Event(e) => {
+                e.check_defect()?;
                 let (payload, payload_base64) = encode_payload(&e.payload);
                 serde_json::to_vec(&WireEvent {
                     kind: tagged("event"),
@@ -317,6 +255,7 @@ impl Record {
                     timestamp: w.timestamp,
                     metadata: w.metadata,
                     position: w.position,
+                    defect: None,
                 })
             }
             "snapshot" => {

@@ -26,6 +26,7 @@ fn event(seq: u64, payload: &[u8]) -> Record {
         payload: payload.to_vec(),
         metadata: Metadata::default().with("user", "ada"),
         position: Position { commit: 9, seq },
+        defect: None,
     })
 }
 

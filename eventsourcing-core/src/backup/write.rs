@@ -48,6 +48,14 @@ impl<W: Write> BackupWriter<W> {
         self
     }
 
+    /// Sets the records in all that the progress callback is told (0: not known), once the
+    /// store has counted them.
+    pub fn set_total(&mut self, total: u64) {
+        if let Some((_, known)) = &mut self.progress {
+            *known = total;
+        }
+    }
+
     /// Writes one record. Records must come in the format's order (events in ascending
     /// position, then snapshots, tracking, parked); an out-of-order one is an error.
     pub fn write(&mut self, record: &Record) -> Result<(), BackupError> {

@@ -216,6 +216,21 @@ async fn rename_lib(
     .await
 }
 
+/// Sends `request` and reads the whole body; a status other than `expected` is an error
+/// naming `what`.
+async fn send_expecting(
+    request: reqwest::RequestBuilder,
+    expected: u16,
+    what: &str,
+) -> Result<(), BoxError> {
+    let response = request.send().await?;
+    if response.status() != expected {
+        return Err(format!("{what}: {}", response.status()).into());
+    }
+    response.bytes().await?;
+    Ok(())
+}
+
 /// `create_http`: `POST /endpoints`, concurrently.
 async fn create_http(
     http: &reqwest::Client,
@@ -235,14 +250,7 @@ async fn create_http(
             "name": format!("endpoint {c} {i}"),
             "tenant_id": format!("tenant-{}", c % 4),
         });
-        async move {
-            let response = h.post(&url).json(&body).send().await?;
-            if response.status() != 201 {
-                return Err(format!("POST /endpoints: {}", response.status()).into());
-            }
-            response.bytes().await?;
-            Ok(())
-        }
+        async move { send_expecting(h.post(&url).json(&body), 201, "POST /endpoints").await }
     })
     .await
 }
@@ -259,16 +267,10 @@ async fn rename_http(
         let (h, base, t) = (h.clone(), base.clone(), Arc::clone(&t));
         async move {
             let id = pick(&t, c, i)?;
-            let response = h
+            let request = h
                 .patch(format!("{base}/endpoints/{id}"))
-                .json(&serde_json::json!({ "name": format!("http rename {i}") }))
-                .send()
-                .await?;
-            if response.status() != 200 {
-                return Err(format!("PATCH /endpoints: {}", response.status()).into());
-            }
-            response.bytes().await?;
-            Ok(())
+                .json(&serde_json::json!({ "name": format!("http rename {i}") }));
+            send_expecting(request, 200, "PATCH /endpoints").await
         }
     })
     .await

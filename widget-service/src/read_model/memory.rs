@@ -12,8 +12,7 @@ use eventsourcing::{
     AnyStore, BoxError, Error, PayloadCodec, Position, ProjectionOptions, RunnerHandle, Uuid,
 };
 
-use super::{event_types, TenantEndpoint, PROJECTION};
-use crate::widget::WidgetRegistryEndpointEvent;
+use super::{event_types, Change, Page, TenantEndpoint, PROJECTION};
 
 #[derive(Debug, Default)]
 struct State {
@@ -38,20 +37,15 @@ impl Table {
         self.lock().position
     }
 
-    pub(crate) fn list(
-        &self,
-        tenant: &str,
-        after: Option<Uuid>,
-        limit: usize,
-    ) -> Vec<TenantEndpoint> {
+    pub(crate) fn list(&self, page: Page<'_>) -> Vec<TenantEndpoint> {
         let state = self.lock();
-        let from = (tenant.to_owned(), after.unwrap_or(Uuid::nil()));
+        let from = (page.tenant.to_owned(), page.after.unwrap_or(Uuid::nil()));
         state
             .rows
             .range(from..)
-            .take_while(|((t, _), _)| t == tenant)
-            .filter(|((_, id), _)| after.is_none_or(|a| *id > a))
-            .take(limit)
+            .take_while(|((t, _), _)| t == page.tenant)
+            .filter(|((_, id), _)| page.after.is_none_or(|a| *id > a))
+            .take(page.limit)
             .map(|(_, row)| row.clone())
             .collect()
     }
@@ -93,18 +87,16 @@ impl BatchTarget for Target {
         let mut decoded = Vec::with_capacity(plan.steps.len());
         for step in &plan.steps {
             match *step {
-                Step::Handle { index, event } => {
-                    match event.decode::<WidgetRegistryEndpointEvent, _>(&self.1) {
-                        Ok(e) => decoded.push((event.stream_id, e)),
-                        Err(error) => {
-                            return Ok(Outcome::Failed {
-                                index,
-                                error: error.into(),
-                                recorded,
-                            })
-                        }
+                Step::Handle { index, event } => match Change::of(event, &self.1) {
+                    Ok(change) => decoded.push(change),
+                    Err(error) => {
+                        return Ok(Outcome::Failed {
+                            index,
+                            error: error.into(),
+                            recorded,
+                        })
                     }
-                }
+                },
                 Step::Park { event, error } => {
                     tracing::warn!(
                         projection = PROJECTION,
@@ -116,8 +108,8 @@ impl BatchTarget for Target {
                 }
             }
         }
-        for (id, event) in decoded {
-            apply(&mut state, id, event);
+        for change in decoded {
+            apply(&mut state, change);
         }
         if let Some(position) = plan.record {
             state.position = Some(position);
@@ -133,19 +125,13 @@ impl BatchTarget for Target {
     }
 }
 
-fn apply(state: &mut State, id: Uuid, event: WidgetRegistryEndpointEvent) {
-    match event {
-        WidgetRegistryEndpointEvent::Registered {
-            url,
-            name,
-            tenant_id,
-        } => {
-            state.tenants.insert(id, tenant_id.clone());
-            state
-                .rows
-                .insert((tenant_id, id), TenantEndpoint { id, url, name });
+fn apply(state: &mut State, change: Change) {
+    match change {
+        Change::Upsert { tenant, row } => {
+            state.tenants.insert(row.id, tenant.clone());
+            state.rows.insert((tenant, row.id), row);
         }
-        WidgetRegistryEndpointEvent::NameUpdated { name } => {
+        Change::Rename { id, name } => {
             if let Some(tenant) = state.tenants.get(&id) {
                 if let Some(row) = state.rows.get_mut(&(tenant.clone(), id)) {
                     row.name = name;

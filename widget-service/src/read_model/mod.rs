@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use eventsourcing::{
     postgres::PostgresStore, sqlite::SqliteStore, AnyStore, Error, EventStore, PayloadCodec,
-    Position, ProjectionOptions, RunnerHandle, Uuid,
+    Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
+
+use crate::widget::WidgetRegistryEndpointEvent;
 
 /// The projection's name: its tracking position is recorded under it.
 pub const PROJECTION: &str = "endpoints_by_tenant";
@@ -39,6 +41,51 @@ pub struct TenantEndpoint {
     pub url: String,
     /// Its current name.
     pub name: String,
+}
+
+/// What one event does to the read model: every read model decodes through this.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// An endpoint registered (or its registration handled again): its row, under its tenant.
+    Upsert { tenant: String, row: TenantEndpoint },
+    /// An endpoint renamed.
+    Rename { id: Uuid, name: String },
+}
+
+impl Change {
+    /// Decodes `event` with the application's codec (compressed or encrypted payloads
+    /// included).
+    pub(crate) fn of(event: &StoredEvent, codec: &PayloadCodec) -> Result<Change, Error> {
+        let id = event.stream_id;
+        Ok(
+            match event.decode::<WidgetRegistryEndpointEvent, _>(codec)? {
+                WidgetRegistryEndpointEvent::Registered {
+                    url,
+                    name,
+                    tenant_id,
+                } => Change::Upsert {
+                    tenant: tenant_id,
+                    row: TenantEndpoint { id, url, name },
+                },
+                WidgetRegistryEndpointEvent::NameUpdated { name } => Change::Rename { id, name },
+            },
+        )
+    }
+}
+
+/// A page of one tenant's endpoints: those after the id `after`, by id, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Page<'a> {
+    pub(crate) tenant: &'a str,
+    pub(crate) after: Option<Uuid>,
+    pub(crate) limit: usize,
+}
+
+impl Page<'_> {
+    /// The limit as an SQL integer.
+    fn sql_limit(&self) -> i64 {
+        i64::try_from(self.limit).unwrap_or(i64::MAX)
+    }
 }
 
 /// Where the read model is kept, and how to query it.
@@ -90,7 +137,12 @@ impl ReadModel {
         // The setup runs first thing in the runner; a fresh database takes a moment.
         let mut wait = Duration::from_millis(2);
         loop {
-            match model.list("", None, 1).await {
+            let probe = Page {
+                tenant: "",
+                after: None,
+                limit: 1,
+            };
+            match model.list(probe).await {
                 Ok(_) => return Ok((model, runner)),
                 Err(e) if runner.is_finished() => {
                     return Err(runner.join().await.err().unwrap_or(e));
@@ -103,17 +155,12 @@ impl ReadModel {
         }
     }
 
-    /// The endpoints of `tenant` after the id `after`, by id, at most `limit`.
-    pub(crate) async fn list(
-        &self,
-        tenant: &str,
-        after: Option<Uuid>,
-        limit: usize,
-    ) -> Result<Vec<TenantEndpoint>, Error> {
+    /// A page of one tenant's endpoints.
+    pub(crate) async fn list(&self, page: Page<'_>) -> Result<Vec<TenantEndpoint>, Error> {
         match self {
-            ReadModel::Sqlite(store) => sqlite::list(store, tenant, after, limit).await,
-            ReadModel::Postgres(reader) => reader.list(tenant, after, limit).await,
-            ReadModel::Memory(table) => Ok(table.list(tenant, after, limit)),
+            ReadModel::Sqlite(store) => sqlite::list(store, page).await,
+            ReadModel::Postgres(reader) => reader.list(page).await,
+            ReadModel::Memory(table) => Ok(table.list(page)),
         }
     }
 

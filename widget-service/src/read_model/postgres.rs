@@ -7,12 +7,11 @@ use eventsourcing::{
         tokio_postgres::{Client, Transaction},
         PostgresProjection, PostgresStore,
     },
-    BoxError, Error, PayloadCodec, StoredEvent, Uuid,
+    BoxError, Error, PayloadCodec, StoredEvent,
 };
 use tokio::sync::Mutex;
 
-use super::{event_types, quoted_schema, TenantEndpoint, PROJECTION};
-use crate::widget::WidgetRegistryEndpointEvent;
+use super::{event_types, quoted_schema, Change, Page, TenantEndpoint, PROJECTION};
 
 /// The projection: one row per endpoint, by tenant, in the store's schema.
 pub(crate) struct ByTenant {
@@ -53,32 +52,22 @@ impl PostgresProjection for ByTenant {
     }
 
     async fn handle(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), BoxError> {
-        let id = event.stream_id;
-        match event.decode::<WidgetRegistryEndpointEvent, _>(&self.codec)? {
-            WidgetRegistryEndpointEvent::Registered {
-                url,
-                name,
-                tenant_id,
-            } => {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {} (endpoint_id, tenant_id, url, name) VALUES ($1, $2, $3, $4) \
-                         ON CONFLICT (endpoint_id) DO UPDATE \
-                         SET tenant_id = EXCLUDED.tenant_id, url = EXCLUDED.url, name = EXCLUDED.name",
-                        self.table
-                    ),
-                    &[&id, &tenant_id, &url, &name],
-                )
-                .await?;
+        match Change::of(event, &self.codec)? {
+            Change::Upsert { tenant, row } => {
+                let upsert = format!(
+                    "INSERT INTO {} (endpoint_id, tenant_id, url, name) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (endpoint_id) DO UPDATE \
+                     SET tenant_id = EXCLUDED.tenant_id, url = EXCLUDED.url, name = EXCLUDED.name",
+                    self.table
+                );
+                tx.execute(&upsert, &[&row.id, &tenant, &row.url, &row.name])
+                    .await?
             }
-            WidgetRegistryEndpointEvent::NameUpdated { name } => {
-                tx.execute(
-                    &format!("UPDATE {} SET name = $2 WHERE endpoint_id = $1", self.table),
-                    &[&id, &name],
-                )
-                .await?;
+            Change::Rename { id, name } => {
+                let rename = format!("UPDATE {} SET name = $2 WHERE endpoint_id = $1", self.table);
+                tx.execute(&rename, &[&id, &name]).await?
             }
-        }
+        };
         Ok(())
     }
 }
@@ -120,14 +109,8 @@ impl Reader {
         Ok(client)
     }
 
-    pub(crate) async fn list(
-        &self,
-        tenant: &str,
-        after: Option<Uuid>,
-        limit: usize,
-    ) -> Result<Vec<TenantEndpoint>, Error> {
+    pub(crate) async fn list(&self, page: Page<'_>) -> Result<Vec<TenantEndpoint>, Error> {
         let client = self.client().await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
                 &format!(
@@ -136,7 +119,7 @@ impl Reader {
                      ORDER BY endpoint_id LIMIT $3",
                     self.table
                 ),
-                &[&tenant, &after, &limit],
+                &[&page.tenant, &page.after, &page.sql_limit()],
             )
             .await
             .map_err(|e| match client.is_closed() {

@@ -8,8 +8,7 @@ use eventsourcing::{
     BoxError, Error, PayloadCodec, StoredEvent, Uuid,
 };
 
-use super::{event_types, TenantEndpoint, PROJECTION};
-use crate::widget::WidgetRegistryEndpointEvent;
+use super::{event_types, Change, Page, TenantEndpoint, PROJECTION};
 
 /// The projection: one row per endpoint, by tenant. It decodes with the application's codec
 /// (compressed or encrypted payloads included).
@@ -36,26 +35,17 @@ impl SqliteProjection for ByTenant {
     }
 
     fn handle(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), BoxError> {
-        let id = event.stream_id.to_string();
-        match event.decode::<WidgetRegistryEndpointEvent, _>(&self.0)? {
-            WidgetRegistryEndpointEvent::Registered {
-                url,
-                name,
-                tenant_id,
-            } => {
-                tx.execute(
-                    "INSERT OR REPLACE INTO endpoints_by_tenant (endpoint_id, tenant_id, url, name) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                    rusqlite::params![id, tenant_id, url, name],
-                )?;
-            }
-            WidgetRegistryEndpointEvent::NameUpdated { name } => {
-                tx.execute(
-                    "UPDATE endpoints_by_tenant SET name = ?2 WHERE endpoint_id = ?1",
-                    rusqlite::params![id, name],
-                )?;
-            }
-        }
+        match Change::of(event, &self.0)? {
+            Change::Upsert { tenant, row } => tx.execute(
+                "INSERT OR REPLACE INTO endpoints_by_tenant (endpoint_id, tenant_id, url, name) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![row.id.to_string(), tenant, row.url, row.name],
+            )?,
+            Change::Rename { id, name } => tx.execute(
+                "UPDATE endpoints_by_tenant SET name = ?2 WHERE endpoint_id = ?1",
+                rusqlite::params![id.to_string(), name],
+            )?,
+        };
         Ok(())
     }
 }
@@ -63,13 +53,11 @@ impl SqliteProjection for ByTenant {
 /// A page of one tenant's endpoints, on a reader connection.
 pub(crate) async fn list(
     store: &SqliteStore,
-    tenant: &str,
-    after: Option<Uuid>,
-    limit: usize,
+    page: Page<'_>,
 ) -> Result<Vec<TenantEndpoint>, Error> {
-    let tenant = tenant.to_owned();
-    let after = after.map(|id| id.to_string()).unwrap_or_default();
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let tenant = page.tenant.to_owned();
+    let after = page.after.map(|id| id.to_string()).unwrap_or_default();
+    let limit = page.sql_limit();
     let rows = store
         .query(move |tx| {
             let mut stmt = tx.prepare_cached(

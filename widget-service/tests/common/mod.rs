@@ -96,12 +96,24 @@ impl Backend {
     pub(crate) fn start(&self) -> Server {
         Server::start(self)
     }
+
+    /// Starts the server and registers one endpoint named `name` (of a tenant of its own);
+    /// returns the server and the endpoint's path, `/endpoints/{id}`.
+    pub(crate) async fn start_with_endpoint(&self, name: &str) -> (Server, String) {
+        let server = self.start();
+        let url = format!("https://example.com/{name}");
+        let path = server.create_path(&url, name, &tenant()).await;
+        (server, path)
+    }
 }
 
-/// A running `widget-service` process, killed when dropped (if still running).
+/// A running `widget-service` process, killed when dropped (if still running), and a client
+/// of it.
 pub(crate) struct Server {
     child: Child,
     pub(crate) base: String,
+    /// The tests' client (reqwest's defaults, a generous timeout).
+    pub(crate) http: reqwest::Client,
     log: PathBuf,
     _log_dir: tempfile::TempDir,
 }
@@ -137,6 +149,7 @@ impl Server {
         Server {
             child,
             base: base.to_owned(),
+            http: client(),
             log,
             _log_dir: log_dir,
         }
@@ -161,17 +174,15 @@ impl Server {
 
     /// Waits for the process to end by itself, with a generous deadline.
     pub(crate) async fn wait_exit(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Deadline::after(Duration::from_secs(60));
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit within 60 s of SIGTERM:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let log = self.log();
+            deadline
+                .pause(|| format!("the server did not exit within 60 s of SIGTERM:\n{log}"))
+                .await;
         }
     }
 
@@ -191,14 +202,6 @@ impl Drop for Server {
 }
 
 /// A client of the tests (no pooling surprises: reqwest's defaults).
-/// GETs `url` and reads the JSON body (panics on a transport error or a body that is not JSON).
-pub(crate) async fn get_json(
-    http: &reqwest::Client,
-    url: impl reqwest::IntoUrl,
-) -> serde_json::Value {
-    http.get(url).send().await.unwrap().json().await.unwrap()
-}
-
 pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -206,22 +209,91 @@ pub(crate) fn client() -> reqwest::Client {
         .expect("a client")
 }
 
-/// Registers an endpoint; returns its JSON.
-pub(crate) async fn create(
-    server: &Server,
+/// The requests the tests make; each fails the test on a transport error.
+impl Server {
+    /// `GET path`.
+    pub(crate) async fn get(&self, path: &str) -> reqwest::Response {
+        let url = self.url(path);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {url}: {e}"))
+    }
+
+    /// `GET path`, its body read as JSON (panics if it is not).
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        response
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: not a JSON body: {e}"))
+    }
+
+    /// `PATCH path` renaming to `name`, with `If-Match: if_match` if given.
+    pub(crate) async fn rename(
+        &self,
+        path: &str,
+        if_match: Option<&str>,
+        name: &str,
+    ) -> reqwest::Response {
+        rename(&self.http, &self.url(path), if_match, name).await
+    }
+
+    /// Registers an endpoint (201 expected); returns its JSON.
+    pub(crate) async fn create(&self, url: &str, name: &str, tenant: &str) -> Value {
+        let response = self
+            .http
+            .post(self.url("/endpoints"))
+            .json(&serde_json::json!({ "url": url, "name": name, "tenant_id": tenant }))
+            .send()
+            .await
+            .expect("POST /endpoints");
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        response.json().await.expect("a JSON body")
+    }
+
+    /// Registers an endpoint (201 expected); returns its path, `/endpoints/{id}`.
+    pub(crate) async fn create_path(&self, url: &str, name: &str, tenant: &str) -> String {
+        let created = self.create(url, name, tenant).await;
+        format!("/endpoints/{}", created["id"].as_str().expect("an id"))
+    }
+}
+
+/// `PATCH url` renaming to `name`, with `If-Match: if_match` if given (for tasks that hold
+/// only a client and the URL).
+pub(crate) async fn rename(
     http: &reqwest::Client,
     url: &str,
+    if_match: Option<&str>,
     name: &str,
-    tenant: &str,
-) -> Value {
-    let response = http
-        .post(server.url("/endpoints"))
-        .json(&serde_json::json!({ "url": url, "name": name, "tenant_id": tenant }))
+) -> reqwest::Response {
+    let mut request = http.patch(url).json(&serde_json::json!({ "name": name }));
+    if let Some(tags) = if_match {
+        request = request.header("if-match", tags);
+    }
+    request
         .send()
         .await
-        .expect("POST /endpoints");
-    assert_eq!(response.status(), 201, "{:?}", response.text().await);
-    response.json().await.expect("a JSON body")
+        .unwrap_or_else(|e| panic!("PATCH {url}: {e}"))
+}
+
+/// A generous deadline for a condition that is polled: the waiting is bounded, nothing is
+/// timed.
+pub(crate) struct Deadline(Instant);
+
+impl Deadline {
+    pub(crate) fn after(within: Duration) -> Self {
+        Deadline(Instant::now() + within)
+    }
+
+    /// Before polling again: fails with `what` once the deadline has passed, else pauses
+    /// briefly.
+    #[track_caller]
+    pub(crate) fn pause(&self, what: impl FnOnce() -> String) -> tokio::time::Sleep {
+        assert!(Instant::now() < self.0, "{}", what());
+        tokio::time::sleep(Duration::from_millis(20))
+    }
 }
 
 /// The `ETag` header's value.
