@@ -9,8 +9,15 @@
 #[path = "../examples/common/widget.rs"]
 mod widget;
 
+#[path = "common/wait.rs"]
+mod wait;
+
+#[path = "common/stores.rs"]
+mod stores;
+
 use std::{
     collections::HashMap,
+    future::Future,
     sync::{mpsc, Arc, Mutex, OnceLock},
     time::Duration,
 };
@@ -26,6 +33,8 @@ use metrics_util::{
     debugging::{DebugValue, DebuggingRecorder, Snapshotter},
     CompositeKey, MetricKind,
 };
+use stores::{caught_up, Projections};
+use wait::wait_until;
 use widget::WidgetRegistryEndpoint as Widget;
 
 /// What the recorder has seen since a test started: snapshots drain the recorder, so every one
@@ -111,10 +120,10 @@ fn recorder() -> &'static Snapshotter {
     })
 }
 
-/// How long to wait at most for something the test awaits (not a timed assertion: only
-/// against hanging, generous for a server other test runs keep busy).
+/// How long the gate waits at most to be released (not a timed assertion: only against
+/// hanging, generous for a server other test runs keep busy).
 const WAIT: Duration = Duration::from_secs(300);
-/// How many times to try at most, 10 ms or a log read apart.
+/// How many log reads the PostgreSQL workload tries at most.
 const PATIENCE: u64 = 30_000;
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -325,14 +334,11 @@ fn assert_projection(seen: &Seen, store: &str, name: &str, batches: Option<u64>,
 
 /// Takes snapshots until `done` holds for what was seen (a deadline only against hanging).
 async fn until(seen: &mut Seen, snapshotter: &Snapshotter, done: impl Fn(&Seen) -> bool) {
-    for _ in 0..PATIENCE {
+    wait_until("the recorder shows what was awaited", || {
         seen.take(snapshotter);
-        if done(seen) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the recorder never showed what was awaited");
+        std::future::ready(done(seen))
+    })
+    .await;
 }
 
 fn options(on_error: OnError) -> ProjectionOptions {
@@ -343,23 +349,86 @@ fn options(on_error: OnError) -> ProjectionOptions {
     }
 }
 
-async fn wait_for_end(handle: RunnerHandle) -> Result<(), eventsourcing::Error> {
-    for _ in 0..PATIENCE {
-        if handle.is_finished() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+/// The recorder, this test's turn with it, and what it has seen since (nothing yet).
+async fn start() -> (
+    &'static Snapshotter,
+    tokio::sync::MutexGuard<'static, ()>,
+    Seen,
+) {
+    let snapshotter = recorder();
+    let turn = SERIAL.lock().await;
+    // Drains what earlier tests left in the recorder.
+    Seen::default().take(snapshotter);
+    (snapshotter, turn, Seen::default())
+}
+
+/// A store of the workload: its own `spawn_projection`.
+trait Spawn: Projections {
+    fn spawn(&self, projection: Picky, options: ProjectionOptions) -> RunnerHandle;
+}
+
+impl Spawn for SqliteStore {
+    fn spawn(&self, projection: Picky, options: ProjectionOptions) -> RunnerHandle {
+        eventsourcing::sqlite::spawn_projection(self.clone(), projection, options)
     }
-    handle.join().await
+}
+
+impl Spawn for PostgresStore {
+    fn spawn(&self, projection: Picky, options: ProjectionOptions) -> RunnerHandle {
+        eventsourcing::postgres::spawn_projection(self.clone(), projection, options)
+    }
+}
+
+/// Starts the parking projection `parks`, whose handler holds its connection on its first
+/// event; then `waiter`, which needs that connection: the pool gauges with `role`'s labels show
+/// a connection in use and a caller waiting. Then releases the handler; returns the runner and
+/// what `waiter` gave.
+async fn held_while_waiting<S: Spawn, T: Send + 'static>(
+    store: &S,
+    seen: &mut Seen,
+    snapshotter: &Snapshotter,
+    role: Labels<'_>,
+    waiter: impl Future<Output = T> + Send + 'static,
+) -> (RunnerHandle, T) {
+    let (gate, entered, release) = Gate::new();
+    let parks = Picky {
+        name: "parks",
+        gate: Some(gate),
+    };
+    let handle = store.spawn(parks, options(OnError::Park));
+    tokio::task::spawn_blocking(move || entered.recv_timeout(WAIT).unwrap())
+        .await
+        .unwrap();
+    let waiting = tokio::spawn(waiter);
+    until(seen, snapshotter, |s| {
+        s.gauge(m::POOL_WAITING, role).contains(&1.0)
+    })
+    .await;
+    assert!(seen.gauge(m::POOL_IN_USE, role).contains(&1.0));
+    release.send(()).unwrap();
+    (handle, waiting.await.unwrap())
+}
+
+/// Once `parks` has caught up, stops it; then runs the stopping projection `stops`, which
+/// commits the events before the first rename and ends with an error.
+async fn stop_parks_then_run_stops<S: Spawn>(store: &S, parks: RunnerHandle) {
+    caught_up(store, "parks").await;
+    parks.stop().await.unwrap();
+    let stops = Picky {
+        name: "stops",
+        gate: None,
+    };
+    let handle = store.spawn(stops, options(OnError::Stop));
+    wait_until("the stopping projection ends", || {
+        std::future::ready(handle.is_finished())
+    })
+    .await;
+    assert!(handle.join().await.is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_workload_records_every_metric() {
-    let snapshotter = recorder();
-    let _one_at_a_time = SERIAL.lock().await;
-    let mut seen = Seen::default();
-    seen.take(snapshotter);
-    seen = Seen::default();
+    let (snapshotter, _one_at_a_time, mut seen) = start().await;
 
     let guard = TempGuard::new();
     let store = SqliteStore::open(SqliteConfig::new(guard.dbname()))
@@ -383,45 +452,15 @@ async fn sqlite_workload_records_every_metric() {
     assert_eq!(store.projection_lag("parks").await.unwrap(), script.events);
 
     // A parking projection whose first event holds the writer while a save waits for it.
-    let (gate, entered, release) = Gate::new();
-    let parks = Picky {
-        name: "parks",
-        gate: Some(gate),
-    };
-    let handle =
-        eventsourcing::sqlite::spawn_projection(store.clone(), parks, options(OnError::Park));
-    tokio::task::spawn_blocking(move || entered.recv_timeout(WAIT).unwrap())
-        .await
-        .unwrap();
     let app = Application::new(store.clone());
-    let waiting = tokio::spawn(async move { app.create(widget("e")).await.map(|_| ()) });
+    let save = async move { app.create(widget("e")).await.map(|_| ()) };
     let writer: Labels<'_> = &[("store", "sqlite"), ("role", "writer")];
-    until(&mut seen, snapshotter, |s| {
-        s.gauge(m::POOL_WAITING, writer).contains(&1.0)
-    })
-    .await;
-    assert!(seen.gauge(m::POOL_IN_USE, writer).contains(&1.0));
-    release.send(()).unwrap();
-    waiting.await.unwrap().unwrap();
+    let (parks, saved) = held_while_waiting(&store, &mut seen, snapshotter, writer, save).await;
+    saved.unwrap();
     script.saves += 1;
     script.events += 1;
     script.registered += 1;
-    for _ in 0..PATIENCE {
-        if store.projection_lag("parks").await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    handle.stop().await.unwrap();
-
-    // A stopping projection: it commits the events before the first rename, then ends.
-    let stops = Picky {
-        name: "stops",
-        gate: None,
-    };
-    let handle =
-        eventsourcing::sqlite::spawn_projection(store.clone(), stops, options(OnError::Stop));
-    assert!(wait_for_end(handle).await.is_err());
+    stop_parks_then_run_stops(&store, parks).await;
 
     seen.take(snapshotter);
     assert_saves_and_loads(&seen, "sqlite", &script);
@@ -456,11 +495,7 @@ async fn sqlite_workload_records_every_metric() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_workload_records_every_metric_and_the_pool() {
-    let snapshotter = recorder();
-    let _one_at_a_time = SERIAL.lock().await;
-    let mut seen = Seen::default();
-    seen.take(snapshotter);
-    seen = Seen::default();
+    let (snapshotter, _one_at_a_time, mut seen) = start().await;
 
     let schema = TestSchema::new().await;
     // One connection: while the projection's handler holds it, every other caller waits.
@@ -495,41 +530,13 @@ async fn postgres_workload_records_every_metric_and_the_pool() {
     assert_eq!(seen.samples(m::LOG_READ_DURATION, pg), reads as usize);
     assert_eq!(store.projection_lag("parks").await.unwrap(), script.events);
 
-    let (gate, entered, release) = Gate::new();
-    let parks = Picky {
-        name: "parks",
-        gate: Some(gate),
-    };
-    let handle =
-        eventsourcing::postgres::spawn_projection(store.clone(), parks, options(OnError::Park));
-    tokio::task::spawn_blocking(move || entered.recv_timeout(WAIT).unwrap())
-        .await
-        .unwrap();
+    // A parking projection whose first event holds the only connection while a read waits.
     let reader = store.clone();
-    let a_read = tokio::spawn(async move { reader.stream_version(Uuid::new_v4()).await });
+    let read = async move { reader.stream_version(Uuid::new_v4()).await };
     let pooled: Labels<'_> = &[("store", "postgres"), ("role", "pooled")];
-    until(&mut seen, snapshotter, |s| {
-        s.gauge(m::POOL_WAITING, pooled).contains(&1.0)
-    })
-    .await;
-    assert!(seen.gauge(m::POOL_IN_USE, pooled).contains(&1.0));
-    release.send(()).unwrap();
-    assert_eq!(a_read.await.unwrap().unwrap(), 0);
-    for _ in 0..PATIENCE {
-        if store.projection_lag("parks").await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    handle.stop().await.unwrap();
-
-    let stops = Picky {
-        name: "stops",
-        gate: None,
-    };
-    let handle =
-        eventsourcing::postgres::spawn_projection(store.clone(), stops, options(OnError::Stop));
-    assert!(wait_for_end(handle).await.is_err());
+    let (parks, version) = held_while_waiting(&store, &mut seen, snapshotter, pooled, read).await;
+    assert_eq!(version.unwrap(), 0);
+    stop_parks_then_run_stops(&store, parks).await;
 
     seen.take(snapshotter);
     assert_saves_and_loads(&seen, "postgres", &script);
@@ -617,14 +624,8 @@ async fn spans_name_the_aggregate_the_stream_and_the_projection() {
         name: "spanned",
         gate: None,
     };
-    let handle =
-        eventsourcing::sqlite::spawn_projection(store.clone(), projection, options(OnError::Park));
-    for _ in 0..PATIENCE {
-        if store.projection_lag("spanned").await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let handle = store.spawn(projection, options(OnError::Park));
+    caught_up(&store, "spanned").await;
     handle.stop().await.unwrap();
 
     let spans = spans.0.lock().unwrap();

@@ -7,14 +7,13 @@
 mod projection;
 
 use eventsourcing::{
-    chrono::TimeDelta,
     postgres::{
         spawn_projection,
         testing::{server_config, TestSchema},
         tokio_postgres::{IsolationLevel, Row, Transaction},
         PostgresConfig, PostgresProjection, PostgresStore,
     },
-    BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
+    BoxError, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
 use projection::{kill::Reopen, Harness, Model, Tally};
 
@@ -44,10 +43,7 @@ async fn fresh() -> Postgres {
     }
 }
 
-mod on_postgres {
-    use super::fresh;
-    super::projection::projection_tests!(fresh);
-}
+projection::projection_tests!(on_postgres: fresh);
 
 projection::kill::kill_tests!(fresh, Postgres);
 
@@ -155,11 +151,6 @@ fn position(row: &Row) -> Position {
 impl Harness for Postgres {
     type Store = PostgresStore;
 
-    /// The server's clock and ours may differ a little.
-    const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(5);
-
-    const SYNTAX_ERROR: &'static str = "syntax error";
-
     fn store(&self) -> &PostgresStore {
         &self.store
     }
@@ -245,17 +236,5 @@ impl Harness for Postgres {
             .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
             .collect();
         (recorded, model)
-    }
-
-    async fn lag(&self, name: &str) -> u64 {
-        self.store.projection_lag(name).await.unwrap()
-    }
-
-    async fn parked(&self, name: &str) -> Vec<ParkedEvent> {
-        self.store.parked(name).await.unwrap()
-    }
-
-    async fn unpark(&self, name: &str, position: Position) -> bool {
-        self.store.unpark(name, position).await.unwrap()
     }
 }

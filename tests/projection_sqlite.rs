@@ -6,14 +6,13 @@
 mod projection;
 
 use eventsourcing::{
-    chrono::TimeDelta,
     sqlite::{
         rusqlite::{self, OptionalExtension, Transaction},
         spawn_projection,
         testing::{memory_store, temp_file_store, TempGuard},
         SqliteConfig, SqliteProjection, SqliteStore,
     },
-    BoxError, ParkedEvent, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
+    BoxError, Position, ProjectionOptions, RunnerHandle, StoredEvent, Uuid,
 };
 use projection::{kill::Reopen, Harness, Model, Tally};
 
@@ -38,15 +37,8 @@ async fn file() -> Sqlite {
     }
 }
 
-mod in_memory {
-    use super::memory;
-    super::projection::projection_tests!(memory);
-}
-
-mod on_file {
-    use super::file;
-    super::projection::projection_tests!(file);
-}
+projection::projection_tests!(in_memory: memory);
+projection::projection_tests!(on_file: file);
 
 projection::kill::kill_tests!(file, Sqlite);
 
@@ -210,11 +202,6 @@ impl SqliteProjection for CorruptMetadata {
 impl Harness for Sqlite {
     type Store = SqliteStore;
 
-    /// `parked_at` is kept in microseconds.
-    const CLOCK_SLACK: TimeDelta = TimeDelta::milliseconds(1);
-
-    const SYNTAX_ERROR: &'static str = "incomplete input";
-
     fn store(&self) -> &SqliteStore {
         &self.store
     }
@@ -258,17 +245,5 @@ impl Harness for Sqlite {
             .query(move |tx| read_tally(tx, &name))
             .await
             .unwrap()
-    }
-
-    async fn lag(&self, name: &str) -> u64 {
-        self.store.projection_lag(name).await.unwrap()
-    }
-
-    async fn parked(&self, name: &str) -> Vec<ParkedEvent> {
-        self.store.parked(name).await.unwrap()
-    }
-
-    async fn unpark(&self, name: &str, position: Position) -> bool {
-        self.store.unpark(name, position).await.unwrap()
     }
 }

@@ -75,153 +75,110 @@ fn read(var: &str, value: &str) -> Vec<Result<(), ConfigError>> {
         .collect()
 }
 
+/// Every bad value of every variable, one row each, sorted by variable.
 fn rows() -> Vec<(&'static str, String)> {
     let long = "9".repeat(10_000);
     let long_word = "x".repeat(100_000);
-    let nul = "5\0".to_owned();
-    let s = |v: &str| v.to_owned();
-    let mut rows: Vec<(&'static str, String)> = vec![
-        // The store.
-        ("PERSISTENCE_MODULE", s("eventsourcing.mongo")),
-        ("PERSISTENCE_MODULE", s("sqlite3")),
-        ("PERSISTENCE_MODULE", s("postgres\0")),
-        ("PERSISTENCE_MODULE", long_word.clone()),
-        // PostgreSQL: required values given empty or blank count as missing.
-        ("POSTGRES_HOST", s("")),
-        ("POSTGRES_HOST", s("   ")),
-        ("POSTGRES_HOST", s("db\0.example")),
-        ("POSTGRES_HOST", s("db1,,db2")),
-        ("POSTGRES_HOST", s(",")),
-        ("POSTGRES_PORT", s("0")),
-        ("POSTGRES_PORT", s("-1")),
-        ("POSTGRES_PORT", s("65536")),
-        ("POSTGRES_PORT", s("54x")),
-        ("POSTGRES_PORT", s("5432.5")),
-        ("POSTGRES_PORT", s("NaN")),
-        ("POSTGRES_USER", s("")),
-        ("POSTGRES_USER", s("\t")),
-        ("POSTGRES_USER", s("app\0")),
-        ("POSTGRES_PASSWORD", format!("{SECRET}\0")),
-        ("POSTGRES_PASSWORD_FILE", s("/nonexistent/es-password")),
-        ("POSTGRES_PASSWORD_FILE", s("/tmp\0/pw")),
-        ("POSTGRES_DBNAME", s("")),
-        ("POSTGRES_DBNAME", s("  ")),
-        ("POSTGRES_DBNAME", s("wid\0gets")),
-        ("POSTGRES_DB", s("")),
-        ("POSTGRES_DB", s("\0")),
-        ("POSTGRES_SCHEMA", s("a\0b")),
-        ("POSTGRES_SCHEMA", "s".repeat(64)),
-        ("POSTGRES_SSLMODE", s("allow-ish")),
-        ("POSTGRES_SSLMODE", s("verify full")),
-        ("POSTGRES_SSLMODE", s("1")),
-        ("POSTGRES_SSLMODE", long_word.clone()),
-        ("POSTGRES_SSLROOTCERT", s("/etc/ca\0.pem")),
-        ("POSTGRES_POOL_SIZE", s("-1")),
-        ("POSTGRES_POOL_SIZE", s("many")),
-        ("POSTGRES_POOL_SIZE", s("2.5")),
-        ("POSTGRES_POOL_SIZE", s("99999999999999999999")),
-        ("POSTGRES_POOL_SIZE", s("4294967295")),
-        ("POOL_SIZE", s("1e20")),
-        ("POOL_SIZE", s("inf")),
-        ("POOL_SIZE", long.clone()),
-        ("POOL_SIZE", nul.clone()),
-        ("POSTGRES_MAX_OVERFLOW", s("-10")),
-        ("POOL_MAX_OVERFLOW", s("ten")),
-        ("POOL_MAX_OVERFLOW", s("4294967295")),
-        ("POSTGRES_CONNECT_TIMEOUT", s("0")),
-        ("POSTGRES_CONNECT_TIMEOUT", s("-1")),
-        ("POOL_TIMEOUT", s("NaN")),
-        ("POOL_TIMEOUT", s("inf")),
-        ("POOL_TIMEOUT", s("1e20")),
-        ("POOL_TIMEOUT", s("30s")),
-        ("POSTGRES_CONN_MAX_AGE", s("-5")),
-        ("POOL_RECYCLE", s("99999999999999999999")),
-        ("POOL_RECYCLE", s("an hour")),
-        ("POSTGRES_PRE_PING", s("perhaps")),
-        ("POOL_PRE_PING", s("2")),
-        ("POOL_PRE_PING", s("y\0")),
-        ("POSTGRES_MAX_WAITING", s("-1")),
-        ("POSTGRES_MAX_WAITING", s("lots")),
-        ("POSTGRES_MAX_WAITING", s("1.5")),
-        ("POSTGRES_LOCK_TIMEOUT", s("31536000")), // a year: past PostgreSQL's INT_MAX ms
-        ("POSTGRES_LOCK_TIMEOUT", s("2147484")),
-        ("POSTGRES_LOCK_TIMEOUT", s("-0.5")),
-        ("POSTGRES_LOCK_TIMEOUT", s("1s")),
-        ("POSTGRES_LOCK_TIMEOUT", s("NaN")),
-        (
-            "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
-            s("31536000"),
-        ),
-        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", s("-inf")),
-        ("POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT", s("x")),
-        ("CREATE_TABLE", s("maybe")),
-        ("CREATE_TABLE", s("yess")),
-        ("CREATE_TABLE", s("-1")),
-        // A malformed URL with a password in it: the password must never show.
-        (
-            "DATABASE_URL",
-            format!("postgresql://app:{SECRET}@db:notaport/d"),
-        ),
-        (
-            "DATABASE_URL",
-            format!("postgresql://app:{SECRET}@db:99999/d"),
-        ),
-        (
-            "DATABASE_URL",
-            format!("postgresql://app:{SECRET}@db/d?sslmode=sometimes"),
-        ),
-        (
-            "DATABASE_URL",
-            format!("postgresql://app:{SECRET}@db/d?{SECRET}&x=1"),
-        ),
-        ("DATABASE_URL", format!("postgresql://app:{SECRET}@[db/d")),
-        (
-            "DATABASE_URL",
-            format!("host=db password={SECRET} port=nope"),
-        ),
-        ("DATABASE_URL", format!("host=db password {SECRET}")),
-        ("DATABASE_URL", format!("host=db password='{SECRET}")),
-        (
-            "DATABASE_URL",
-            format!("postgresql://app:{SECRET}@db/d?sslrootcert=%FF"),
-        ),
-        ("DATABASE_URL", format!("postgresql://app%00:{SECRET}@db/d")),
-        // SQLite.
-        ("SQLITE_DBNAME", s("widgets\0.db")),
-        ("SQLITE_DBNAME", s("\0")),
-        ("SQLITE_LOCK_TIMEOUT", s("-1")),
-        ("SQLITE_LOCK_TIMEOUT", s("31536000")), // a year: past SQLite's INT_MAX ms
-        ("SQLITE_LOCK_TIMEOUT", s("inf")),
-        ("SQLITE_LOCK_TIMEOUT", s("five")),
-        ("SQLITE_SYNCHRONOUS", s("off")),
-        ("SQLITE_SYNCHRONOUS", s("0")),
-        ("SQLITE_SYNCHRONOUS", s("fullest")),
-        ("SQLITE_WAL_SIZE_LIMIT", s("-1")),
-        ("SQLITE_WAL_SIZE_LIMIT", s("64MB")),
-        ("SQLITE_WAL_SIZE_LIMIT", s("1.5")),
-        ("SQLITE_WAL_SIZE_LIMIT", s("99999999999999999999")),
-        ("SQLITE_WAL_SIZE_LIMIT", s("9223372036854775808")),
-        // Snapshots.
-        ("IS_SNAPSHOTTING_ENABLED", s("sometimes")),
-        ("IS_SNAPSHOTTING_ENABLED", s("2")),
-        ("SNAPSHOT_INTERVAL", s("0")),
-        ("SNAPSHOT_INTERVAL", s("-10")),
-        ("SNAPSHOT_INTERVAL", s("2.5")),
-        ("SNAPSHOT_INTERVAL", s("1e20")),
-        ("SNAPSHOT_INTERVAL", s("99999999999999999999")),
-        ("MAX_SNAPSHOTS", s("0")),
-        ("MAX_SNAPSHOTS", s("NaN")),
-        ("MAX_SNAPSHOTS", s("five")),
-        // The application-prefixed forms name the prefixed variable.
-        ("WIDGETS_PERSISTENCE_MODULE", s("mongo")),
-        ("WIDGETS_POSTGRES_HOST", s("h\0")),
-        ("WIDGETS_POOL_SIZE", s("-1")),
-        ("WIDGETS_POSTGRES_LOCK_TIMEOUT", s("31536000")),
-        ("WIDGETS_SQLITE_LOCK_TIMEOUT", s("1e20")),
-        ("WIDGETS_SQLITE_WAL_SIZE_LIMIT", s("lots")),
-        ("WIDGETS_CREATE_TABLE", s("maybe")),
-        ("WIDGETS_SNAPSHOT_INTERVAL", s("0")),
+    let mut rows: Vec<(&'static str, String)> = Vec::new();
+    let mut bad = |var: &'static str, values: &[&str]| {
+        rows.extend(values.iter().map(|value| (var, (*value).to_owned())));
+    };
+    // The store.
+    bad(
+        "PERSISTENCE_MODULE",
+        &["eventsourcing.mongo", "sqlite3", "postgres\0", &long_word],
+    );
+    // PostgreSQL: required values given empty or blank count as missing.
+    bad(
+        "POSTGRES_HOST",
+        &["", "   ", "db\0.example", "db1,,db2", ","],
+    );
+    bad(
+        "POSTGRES_PORT",
+        &["0", "-1", "65536", "54x", "5432.5", "NaN"],
+    );
+    bad("POSTGRES_USER", &["", "\t", "app\0"]);
+    bad("POSTGRES_PASSWORD", &[&format!("{SECRET}\0")]);
+    bad(
+        "POSTGRES_PASSWORD_FILE",
+        &["/nonexistent/es-password", "/tmp\0/pw"],
+    );
+    bad("POSTGRES_DBNAME", &["", "  ", "wid\0gets"]);
+    bad("POSTGRES_DB", &["", "\0"]);
+    bad("POSTGRES_SCHEMA", &["a\0b", &"s".repeat(64)]);
+    bad(
+        "POSTGRES_SSLMODE",
+        &["allow-ish", "verify full", "1", &long_word],
+    );
+    bad("POSTGRES_SSLROOTCERT", &["/etc/ca\0.pem"]);
+    bad(
+        "POSTGRES_POOL_SIZE",
+        &["-1", "many", "2.5", "99999999999999999999", "4294967295"],
+    );
+    bad("POOL_SIZE", &["1e20", "inf", &long, "5\0"]);
+    bad("POSTGRES_MAX_OVERFLOW", &["-10"]);
+    bad("POOL_MAX_OVERFLOW", &["ten", "4294967295"]);
+    bad("POSTGRES_CONNECT_TIMEOUT", &["0", "-1"]);
+    bad("POOL_TIMEOUT", &["NaN", "inf", "1e20", "30s"]);
+    bad("POSTGRES_CONN_MAX_AGE", &["-5"]);
+    bad("POOL_RECYCLE", &["99999999999999999999", "an hour"]);
+    bad("POSTGRES_PRE_PING", &["perhaps"]);
+    bad("POOL_PRE_PING", &["2", "y\0"]);
+    bad("POSTGRES_MAX_WAITING", &["-1", "lots", "1.5"]);
+    // 31536000 s, a year: past PostgreSQL's INT_MAX milliseconds.
+    bad(
+        "POSTGRES_LOCK_TIMEOUT",
+        &["31536000", "2147484", "-0.5", "1s", "NaN"],
+    );
+    bad(
+        "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT",
+        &["31536000", "-inf", "x"],
+    );
+    bad("CREATE_TABLE", &["maybe", "yess", "-1"]);
+    // A malformed URL with a password in it: the password must never show.
+    let urls = [
+        format!("postgresql://app:{SECRET}@db:notaport/d"),
+        format!("postgresql://app:{SECRET}@db:99999/d"),
+        format!("postgresql://app:{SECRET}@db/d?sslmode=sometimes"),
+        format!("postgresql://app:{SECRET}@db/d?{SECRET}&x=1"),
+        format!("postgresql://app:{SECRET}@[db/d"),
+        format!("host=db password={SECRET} port=nope"),
+        format!("host=db password {SECRET}"),
+        format!("host=db password='{SECRET}"),
+        format!("postgresql://app:{SECRET}@db/d?sslrootcert=%FF"),
+        format!("postgresql://app%00:{SECRET}@db/d"),
     ];
+    bad("DATABASE_URL", &urls.each_ref().map(String::as_str));
+    // SQLite; 31536000 s (a year) is past SQLite's INT_MAX milliseconds too.
+    bad("SQLITE_DBNAME", &["widgets\0.db", "\0"]);
+    bad("SQLITE_LOCK_TIMEOUT", &["-1", "31536000", "inf", "five"]);
+    bad("SQLITE_SYNCHRONOUS", &["off", "0", "fullest"]);
+    bad(
+        "SQLITE_WAL_SIZE_LIMIT",
+        &[
+            "-1",
+            "64MB",
+            "1.5",
+            "99999999999999999999",
+            "9223372036854775808",
+        ],
+    );
+    // Snapshots.
+    bad("IS_SNAPSHOTTING_ENABLED", &["sometimes", "2"]);
+    bad(
+        "SNAPSHOT_INTERVAL",
+        &["0", "-10", "2.5", "1e20", "99999999999999999999"],
+    );
+    bad("MAX_SNAPSHOTS", &["0", "NaN", "five"]);
+    // The application-prefixed forms name the prefixed variable.
+    bad("WIDGETS_PERSISTENCE_MODULE", &["mongo"]);
+    bad("WIDGETS_POSTGRES_HOST", &["h\0"]);
+    bad("WIDGETS_POOL_SIZE", &["-1"]);
+    bad("WIDGETS_POSTGRES_LOCK_TIMEOUT", &["31536000"]);
+    bad("WIDGETS_SQLITE_LOCK_TIMEOUT", &["1e20"]);
+    bad("WIDGETS_SQLITE_WAL_SIZE_LIMIT", &["lots"]);
+    bad("WIDGETS_CREATE_TABLE", &["maybe"]);
+    bad("WIDGETS_SNAPSHOT_INTERVAL", &["0"]);
     rows.sort_by_key(|(var, _)| *var);
     rows
 }

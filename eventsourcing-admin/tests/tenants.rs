@@ -6,89 +6,61 @@ mod common;
 
 use common::{admin_with, Target};
 use eventsourcing::{
-    postgres::{testing, tokio_postgres::error::SqlState, PostgresConfig, PostgresTenants},
+    postgres::{
+        testing::{self, DropTenants, TestRole},
+        tokio_postgres::{error::SqlState, Client},
+        PostgresTenants,
+    },
     TenantStores, Uuid,
 };
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", &Uuid::new_v4().simple().to_string()[..10])
-}
-
-/// Drops the tenant schemas of `pattern` when dropped.
-struct Cleanup(PostgresTenants);
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let stores = self.0.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                for tenant in stores.list().await.unwrap_or_default() {
-                    let _ = stores.drop_tenant(&tenant).await;
-                }
-            })
-        })
-        .join();
-    }
-}
-
-#[tokio::test]
-async fn tenants_create_list_and_migrate_with_progress_and_refuse_bad_ids() {
-    let pattern = format!("{}_{{id}}", unique("es_adm"));
-    let config: PostgresConfig = testing::url().parse().unwrap();
-    let stores =
-        PostgresTenants::schema(config.to_builder().schema(pattern.clone()).build().unwrap())
-            .unwrap();
-    let _cleanup = Cleanup(stores.clone());
+/// Tenant schemas `<prefix>_<random>_{id}` on the test server, dropped afterwards: the
+/// registry's stores and the variables that point the binary at them.
+fn schema_tenants(prefix: &str) -> (DropTenants, Vec<(&'static str, String)>) {
+    let pattern = format!("{}_{{id}}", testing::unique_name(prefix));
+    let config = testing::server_config()
+        .to_builder()
+        .schema(pattern.clone())
+        .build()
+        .unwrap();
     let vars = vec![
         ("DATABASE_URL", testing::url()),
         ("TENANT_LAYOUT", "schema".to_owned()),
         ("POSTGRES_SCHEMA", pattern),
     ];
+    (DropTenants(PostgresTenants::schema(config).unwrap()), vars)
+}
 
-    let run = admin_with(&["tenants", "create", "acme", "globex"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(
-        run.stdout.contains("tenant acme: ready (5 migrations"),
-        "{}",
-        run.all()
-    );
+#[tokio::test]
+async fn tenants_create_list_and_migrate_with_progress_and_refuse_bad_ids() {
+    let (tenants, vars) = schema_tenants("es_adm");
+
+    admin_with(&["tenants", "create", "acme", "globex"], &vars)
+        .assert_code(0)
+        .assert_stdout("tenant acme: ready (5 migrations");
 
     // One bad id: refused before anything is created.
-    let run = admin_with(&["tenants", "create", "initech", "a b"], &vars);
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(
-        run.stderr.contains("invalid tenant id \"a b\""),
-        "{}",
-        run.all()
-    );
+    admin_with(&["tenants", "create", "initech", "a b"], &vars)
+        .assert_code(2)
+        .assert_stderr("invalid tenant id \"a b\"");
     for bad in ["..", "pg_x", "postgres", &"x".repeat(200)] {
-        assert_eq!(
-            admin_with(&["tenants", "create", bad], &vars).code,
-            2,
-            "{bad}"
-        );
+        admin_with(&["tenants", "create", bad], &vars).assert_code(2);
     }
 
     let json = admin_with(&["tenants", "list", "--json"], &vars).json();
     assert_eq!(json, serde_json::json!(["acme", "globex"]));
-    assert_eq!(stores.list().await.unwrap().len(), 2);
+    assert_eq!(tenants.0.list().await.unwrap().len(), 2);
 
-    let run = admin_with(&["tenants", "migrate"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(run.stdout.contains("2 tenants migrated"), "{}", run.all());
-    assert!(run.stderr.contains("tenants 1/2: acme"), "{}", run.all());
-    assert!(run.stderr.contains("tenants 2/2: globex"), "{}", run.all());
+    admin_with(&["tenants", "migrate"], &vars)
+        .assert_code(0)
+        .assert_stdout("2 tenants migrated")
+        .assert_stderr("tenants 1/2: acme")
+        .assert_stderr("tenants 2/2: globex");
 
-    let run = admin_with(
-        &["tenants", "list"],
-        &[("TENANT_LAYOUT", "cloud".to_owned())],
-    );
-    assert_eq!(run.code, 2, "{}", run.all());
-    assert!(run.stderr.contains("TENANT_LAYOUT"), "{}", run.all());
+    let cloud = [("TENANT_LAYOUT", "cloud".to_owned())];
+    admin_with(&["tenants", "list"], &cloud)
+        .assert_code(2)
+        .assert_stderr("TENANT_LAYOUT");
 }
 
 #[test]
@@ -101,40 +73,38 @@ fn tenant_files_are_created_and_listed() {
             dir.path().join("t_{id}.db").to_string_lossy().into_owned(),
         ),
     ];
-    let run = admin_with(&["tenants", "create", "b", "a"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
+    admin_with(&["tenants", "create", "b", "a"], &vars).assert_code(0);
     assert!(dir.path().join("t_a.db").exists());
     assert_eq!(admin_with(&["tenants", "list"], &vars).stdout, "a\nb\n");
-    assert_eq!(admin_with(&["tenants", "create", "../x"], &vars).code, 2);
+    admin_with(&["tenants", "create", "../x"], &vars).assert_code(2);
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+/// A PostgreSQL schema migrated by the binary, a client of its server (as the owner, the test's
+/// login) and the schema's events table as SQL names it.
+async fn migrated_postgres() -> (Target, Client, String) {
+    let target = Target::postgres().await;
+    target.admin(&["migrate"]).assert_code(0);
+    let Target::Postgres { schema } = &target else {
+        unreachable!()
+    };
+    let owner = schema.client().await.unwrap();
+    let events = format!("\"{}\".events", schema.name());
+    (target, owner, events)
 }
 
 #[tokio::test]
 async fn grants_print_and_apply_give_the_role_no_right_to_change_events() {
-    let target = Target::postgres().await;
-    assert_eq!(target.admin(&["migrate"]).code, 0);
-    let Target::Postgres { schema } = &target else {
-        unreachable!()
-    };
-    let role = unique("es_admrole");
-    let owner = schema.client().await.unwrap();
-    owner
-        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
-        .await
-        .unwrap();
+    let (target, owner, events) = migrated_postgres().await;
+    let guard = TestRole::new("es_admrole").await;
+    let role = guard.name();
 
-    let run = target.admin(&["grants", "print", &role]);
-    assert_eq!(run.code, 0, "{}", run.all());
-    let events = format!("\"{}\".events", schema.name());
-    assert!(
-        run.stdout
-            .contains(&format!("GRANT SELECT, INSERT ON {events} TO \"{role}\";")),
-        "{}",
-        run.all()
-    );
+    target
+        .admin(&["grants", "print", role])
+        .assert_code(0)
+        .assert_stdout(&format!("GRANT SELECT, INSERT ON {events} TO \"{role}\";"));
 
-    let run = target.admin(&["grants", "apply", &role]);
-    assert_eq!(run.code, 0, "{}", run.all());
+    target.admin(&["grants", "apply", role]).assert_code(0);
     let row = owner
         .query_one(
             "SELECT has_table_privilege($1, $2, 'INSERT'), has_table_privilege($1, $2, 'UPDATE'), \
@@ -145,26 +115,17 @@ async fn grants_print_and_apply_give_the_role_no_right_to_change_events() {
         .unwrap();
     let rights: (bool, bool, bool, bool) = (row.get(0), row.get(1), row.get(2), row.get(3));
     assert_eq!(rights, (true, false, false, false));
-    owner
-        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-        .await
-        .unwrap();
 }
 
 #[tokio::test]
 async fn append_only_on_refuses_the_owner_and_off_lifts_it() {
-    let target = Target::postgres().await;
-    assert_eq!(target.admin(&["migrate"]).code, 0);
-    let Target::Postgres { schema } = &target else {
-        unreachable!()
-    };
-    let owner = schema.client().await.unwrap();
-    let events = format!("\"{}\".events", schema.name());
+    let (target, owner, events) = migrated_postgres().await;
 
     for _ in 0..2 {
-        let run = target.admin(&["append-only", "on"]);
-        assert_eq!(run.code, 0, "{}", run.all());
-        assert!(run.stdout.contains("append-only on"), "{}", run.all());
+        target
+            .admin(&["append-only", "on"])
+            .assert_code(0)
+            .assert_stdout("append-only on");
     }
     let err = owner
         .batch_execute(&format!("DELETE FROM {events}"))
@@ -174,8 +135,7 @@ async fn append_only_on_refuses_the_owner_and_off_lifts_it() {
     let json = target.admin(&["append-only", "status", "--json"]).json();
     assert_eq!(json[0]["append_only"], true, "{json}");
 
-    let run = target.admin(&["append-only", "off"]);
-    assert_eq!(run.code, 0, "{}", run.all());
+    target.admin(&["append-only", "off"]).assert_code(0);
     owner
         .batch_execute(&format!("DELETE FROM {events}"))
         .await
@@ -188,42 +148,16 @@ async fn append_only_on_refuses_the_owner_and_off_lifts_it() {
 async fn grants_and_append_only_for_every_tenant_let_the_role_run_each_tenant() {
     use eventsourcing::{EventStore, NewEvent, TenantLimits, Tenants};
 
-    let pattern = format!("{}_{{id}}", unique("es_admg"));
-    let config: PostgresConfig = testing::url().parse().unwrap();
-    let stores =
-        PostgresTenants::schema(config.to_builder().schema(pattern.clone()).build().unwrap())
-            .unwrap();
-    let _cleanup = Cleanup(stores.clone());
-    let vars = vec![
-        ("DATABASE_URL", testing::url()),
-        ("TENANT_LAYOUT", "schema".to_owned()),
-        ("POSTGRES_SCHEMA", pattern.clone()),
-    ];
-    assert_eq!(
-        admin_with(&["tenants", "create", "acme", "globex"], &vars).code,
-        0
-    );
-    let role = unique("es_admrole");
-    let owner = testing::TestSchema::new().await.client().await.unwrap();
-    owner
-        .batch_execute(&format!("CREATE ROLE {role} LOGIN"))
-        .await
-        .unwrap();
+    let (tenants, vars) = schema_tenants("es_admg");
+    admin_with(&["tenants", "create", "acme", "globex"], &vars).assert_code(0);
+    let role = TestRole::new("es_admrole").await;
 
-    let run = admin_with(&["grants", "apply", &role, "--tenants"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
-    assert!(
-        run.stdout.contains("-- applied tenant acme"),
-        "{}",
-        run.all()
-    );
-    assert!(
-        run.stdout.contains("-- applied tenant globex"),
-        "{}",
-        run.all()
-    );
+    admin_with(&["grants", "apply", role.name(), "--tenants"], &vars)
+        .assert_code(0)
+        .assert_stdout("-- applied tenant acme")
+        .assert_stdout("-- applied tenant globex");
     let run = admin_with(&["append-only", "on", "--tenants"], &vars);
-    assert_eq!(run.code, 0, "{}", run.all());
+    run.assert_code(0);
     assert_eq!(
         run.stdout.matches("append-only on").count(),
         2,
@@ -233,10 +167,10 @@ async fn grants_and_append_only_for_every_tenant_let_the_role_run_each_tenant() 
 
     // The application: the role, CREATE_TABLE=n, a registry over the same tenants.
     let app = PostgresTenants::schema(
-        config
+        testing::server_config()
             .to_builder()
-            .user(role.clone())
-            .schema(pattern)
+            .user(role.name())
+            .schema(tenants.0.pattern().to_string())
             .create_table(false)
             .build()
             .unwrap(),
@@ -260,9 +194,4 @@ async fn grants_and_append_only_for_every_tenant_let_the_role_run_each_tenant() 
             .unwrap_err();
         assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     }
-    drop(tenants);
-    owner
-        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
-        .await
-        .unwrap();
 }

@@ -16,6 +16,16 @@ fn payload_error(err: &CodecError) -> &PayloadError {
         .unwrap_or_else(|| panic!("not a PayloadError: {err}"))
 }
 
+/// A new random key.
+fn key() -> Key {
+    Key::generate().unwrap()
+}
+
+/// The cipher alone, with `key` as its only key.
+fn cipher(key: Key) -> PayloadCodec {
+    PayloadCodec::new().encrypt(Keyring::new(key))
+}
+
 fn context(stream: Uuid) -> EncodeContext {
     EncodeContext::new(stream, "Widget", PayloadKind::Event)
 }
@@ -65,7 +75,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
     fn every_combination_round_trips_any_json(value in json_value(), stream in any::<u128>()) {
-        let keyring = Keyring::new(Key::generate().unwrap());
+        let keyring = Keyring::new(key());
         let ctx = context(Uuid::from_u128(stream));
         // What JSON alone gives back (serde_json may round the last digit of a float).
         let expected: Value = JsonCodec.decode(&JsonCodec.encode(&value).unwrap()).unwrap();
@@ -82,7 +92,7 @@ proptest! {
 
 #[test]
 fn plain_json_written_before_encryption_still_decodes() {
-    let keyring = Keyring::new(Key::generate().unwrap());
+    let keyring = Keyring::new(key());
     let legacy = JsonCodec.encode(&widget()).unwrap();
     for codec in every_codec(&keyring) {
         let back: Value = codec.decode(&legacy).unwrap();
@@ -94,7 +104,7 @@ fn plain_json_written_before_encryption_still_decodes() {
 
 #[test]
 fn each_payload_gets_a_fresh_nonce() {
-    let codec = PayloadCodec::new().encrypt(Keyring::new(Key::generate().unwrap()));
+    let codec = cipher(key());
     let a = codec.encode(&widget()).unwrap();
     let b = codec.encode(&widget()).unwrap();
     assert_ne!(a, b);
@@ -103,12 +113,11 @@ fn each_payload_gets_a_fresh_nonce() {
 
 #[test]
 fn wrong_and_missing_keys_are_typed_errors() {
-    let k1 = Key::generate().unwrap();
-    let k2 = Key::generate().unwrap();
-    let writer = PayloadCodec::new().encrypt(Keyring::new(k1.clone()));
+    let (k1, k2) = (key(), key());
+    let writer = cipher(k1.clone());
     let bytes = writer.encode(&widget()).unwrap();
 
-    let wrong = PayloadCodec::new().encrypt(Keyring::new(k2));
+    let wrong = cipher(k2);
     let err = wrong.decode::<Value>(&bytes).unwrap_err();
     assert_eq!(
         payload_error(&err),
@@ -125,10 +134,10 @@ fn wrong_and_missing_keys_are_typed_errors() {
 fn any_changed_byte_is_detected() {
     let ctx = context(Uuid::from_u128(7));
     for codec in [
-        PayloadCodec::new().encrypt(Keyring::new(Key::generate().unwrap())),
+        cipher(key()),
         PayloadCodec::new()
             .compress(Compression::Zlib)
-            .encrypt(Keyring::new(Key::generate().unwrap()))
+            .encrypt(Keyring::new(key()))
             .subject_keys(Arc::new(MemorySubjectKeys::new())),
     ] {
         let bytes = codec.encode_in(&ctx, &widget()).unwrap();
@@ -151,7 +160,7 @@ fn any_changed_byte_is_detected() {
 fn truncated_envelopes_are_typed_errors() {
     let codec = PayloadCodec::new()
         .compress(Compression::Zlib)
-        .encrypt(Keyring::new(Key::generate().unwrap()));
+        .encrypt(Keyring::new(key()));
     let bytes = codec.encode(&widget()).unwrap();
     for cut in 1..bytes.len() {
         let err = codec.decode::<Value>(&bytes[..cut]).unwrap_err();
@@ -204,15 +213,14 @@ fn a_decompression_bomb_is_refused() {
 
 #[test]
 fn rotation_old_keys_decrypt_new_payloads_use_the_current_key() {
-    let k1 = Key::generate().unwrap();
-    let k2 = Key::generate().unwrap();
-    let before = PayloadCodec::new().encrypt(Keyring::new(k1.clone()));
+    let (k1, k2) = (key(), key());
+    let before = cipher(k1.clone());
     let old_payload = before.encode(&widget()).unwrap();
     let after = PayloadCodec::new().encrypt(Keyring::new(k2.clone()).with_old_keys([k1]));
     assert_eq!(after.decode::<Value>(&old_payload).unwrap(), widget());
     let new_payload = after.encode(&widget()).unwrap();
     // The new payload is under key 2: a codec with key 2 alone reads it, key 1 alone does not.
-    let only_k2 = PayloadCodec::new().encrypt(Keyring::new(k2));
+    let only_k2 = cipher(k2);
     assert_eq!(only_k2.decode::<Value>(&new_payload).unwrap(), widget());
     assert!(before.decode::<Value>(&new_payload).is_err());
 }
@@ -221,7 +229,7 @@ fn rotation_old_keys_decrypt_new_payloads_use_the_current_key() {
 fn a_shredded_subject_is_a_typed_error_and_others_still_decode() {
     let keys = Arc::new(MemorySubjectKeys::new());
     let codec = PayloadCodec::new()
-        .encrypt(Keyring::new(Key::generate().unwrap()))
+        .encrypt(Keyring::new(key()))
         .subject_keys(keys.clone());
     let (alice, bob) = (Uuid::from_u128(1), Uuid::from_u128(2));
     let a = codec.encode_in(&context(alice), &widget()).unwrap();
@@ -245,7 +253,7 @@ fn a_shredded_subject_is_a_typed_error_and_others_still_decode() {
 
 #[test]
 fn debug_never_shows_a_key() {
-    let key = Key::generate().unwrap();
+    let key = key();
     let codec = PayloadCodec::new()
         .compress(Compression::Zlib)
         .encrypt(Keyring::new(key.clone()))

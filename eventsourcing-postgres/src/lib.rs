@@ -439,7 +439,7 @@
 //!
 //! | feature | gives |
 //! |---|---|
-//! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards; `cluster::TestCluster` (Unix): a throwaway server of the test's own, to stop, crash and restart |
+//! | `testing` | `testing::TestSchema` and `testing::fresh()`: a migrated store on a fresh schema of the server named by `EVENTSOURCING_TEST_POSTGRES_URL`, dropped afterwards; `testing::TestRole` (a LOGIN role) and `testing::DropTenants` (a registry's tenants), dropped the same way; `testing::CountEvents`, a projection counting events into a table; `cluster::TestCluster` (Unix): a throwaway server of the test's own, to stop, crash and restart |
 
 // One job per module, and no module uses one that uses it back. Listed from the bottom up: each
 // may use only those above it.
@@ -465,7 +465,7 @@
 // - `tenant` (a store per tenant): config, error, migrate, pool, sql, store
 // - `backup` (core's `Backup`: export, import): error, rows, sql, store, xid
 // - `archive` (core's `Archive`: archive, restore): backup, error, rows, sql, store, xid
-// - `testing`: config, pool, sql, store
+// - `testing`: config, pool, projection, sql, store, tenant
 // - `cluster` (a throwaway server for fault tests): config
 mod append;
 mod archive;

@@ -1,5 +1,7 @@
-//! A test fixture: a store on a fresh schema that is dropped when the guard is dropped, even
-//! when the test panics. Enabled by the `testing` feature; for test suites only.
+//! Test fixtures: a store on a fresh schema that is dropped when the guard is dropped, even
+//! when the test panics; a role and a tenant registry's tenants dropped the same way; a
+//! projection that counts events into a table. Enabled by the `testing` feature; for test
+//! suites only.
 //!
 //! The server comes from `EVENTSOURCING_TEST_POSTGRES_URL` (default
 //! `postgresql://root@127.0.0.1:5432/test`). If it cannot be reached the fixture panics with a
@@ -12,6 +14,8 @@
 //! # }
 //! ```
 #![allow(clippy::expect_used, clippy::unwrap_used)] // a fixture's failures are test failures
+
+use std::collections::BTreeMap;
 
 use crate::{config::PostgresConfig, store::PostgresStore};
 
@@ -297,4 +301,162 @@ pub async fn join_all<T>(
     tokio::time::timeout(within, all)
         .await
         .unwrap_or_else(|_| panic!("{what} did not finish within {within:?}"))
+}
+
+/// A name for something a test creates on the server (a role, a tenant pattern, an
+/// `application_name`): `prefix`, `_` and ten random hexadecimal digits, lower case.
+pub fn unique_name(prefix: &str) -> String {
+    format!(
+        "{prefix}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+/// A plain client of `config`'s server (outside any pool).
+async fn plain_client(config: &PostgresConfig) -> Result<tokio_postgres::Client, String> {
+    let connector = crate::pool::Connector::new(config).map_err(|e| e.to_string())?;
+    connector.connect().await.map_err(|e| e.to_string())
+}
+
+/// Runs `work` to its end for a guard's `Drop`, which may run inside a runtime (even a
+/// current-thread one, during a panic) where blocking on async work is not allowed: on a
+/// thread of its own with its own small runtime. A failure is a warning about `what`.
+fn run_aside<F>(what: &str, work: F)
+where
+    F: std::future::Future<Output = Result<(), String>> + Send + 'static,
+{
+    let outcome = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?
+            .block_on(work)
+    })
+    .join();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => eprintln!("warning: could not {what}: {e}"),
+        Err(_) => eprintln!("warning: {what} panicked"),
+    }
+}
+
+/// A LOGIN role of the test's own on the test server (which trusts 127.0.0.1 for every role),
+/// named `<prefix>_<random>`: dropped with everything it owns and every right granted to it
+/// (`DROP OWNED BY`, in the test server's database) when this guard is dropped, also when the
+/// test panics. The test login needs `CREATEROLE`.
+#[derive(Debug)]
+pub struct TestRole {
+    name: String,
+}
+
+impl TestRole {
+    /// Creates the role. Panics if it cannot.
+    pub async fn new(prefix: &str) -> Self {
+        let name = unique_name(prefix);
+        let client = plain_client(&server_config())
+            .await
+            .unwrap_or_else(|e| panic!("connecting to create the role {name}: {e}"));
+        client
+            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
+            .await
+            .unwrap_or_else(|e| panic!("creating the role {name}: {e}"));
+        TestRole { name }
+    }
+
+    /// The role's name (lower case, no quoting needed).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for TestRole {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        run_aside(&format!("drop the test role {name}"), async move {
+            let client = plain_client(&server_config()).await?;
+            client
+                .batch_execute(&format!("DROP OWNED BY {name}; DROP ROLE {name}"))
+                .await
+                .map_err(|e| e.to_string())
+        });
+    }
+}
+
+/// Drops every tenant of the registry's stores (each database or schema it lists) when dropped,
+/// also when the test panics; a tenant that cannot be dropped is a warning.
+#[derive(Debug)]
+pub struct DropTenants(pub crate::PostgresTenants);
+
+impl Drop for DropTenants {
+    fn drop(&mut self) {
+        let stores = self.0.clone();
+        run_aside("list the tenants to drop", async move {
+            use eventsourcing_core::TenantStores;
+            for tenant in stores.list().await.map_err(|e| e.to_string())? {
+                if let Err(e) = stores.drop_tenant(&tenant).await {
+                    eprintln!("warning: could not drop tenant {tenant}: {e}");
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A projection (named [`CountEvents::NAME`]) that writes the stream and version of every
+/// event it handles into `table` (qualify it: `"schema".counted`), which its setup creates.
+#[derive(Debug, Clone)]
+pub struct CountEvents {
+    /// The table, as SQL names it.
+    pub table: String,
+}
+
+impl CountEvents {
+    /// The projection's name.
+    pub const NAME: &'static str = "count_events";
+
+    /// How many events of each stream the table holds. Panics on failure.
+    pub async fn counted(&self, store: &PostgresStore) -> BTreeMap<uuid::Uuid, u64> {
+        let client = store
+            .dedicated_client()
+            .await
+            .unwrap_or_else(|e| panic!("a session to read {}: {e}", self.table));
+        let per_stream = format!("SELECT stream_id, count(*) FROM {} GROUP BY 1", self.table);
+        let rows = client
+            .query(&per_stream, &[])
+            .await
+            .unwrap_or_else(|e| panic!("reading {}: {e}", self.table));
+        rows.iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect()
+    }
+}
+
+impl crate::PostgresProjection for CountEvents {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+
+    async fn setup(
+        &mut self,
+        tx: &tokio_postgres::Transaction<'_>,
+    ) -> Result<(), eventsourcing_core::BoxError> {
+        let sql = format!(
+            "CREATE TABLE IF NOT EXISTS {} (stream_id uuid, version bigint, \
+             PRIMARY KEY (stream_id, version))",
+            self.table
+        );
+        tx.batch_execute(&sql).await?;
+        Ok(())
+    }
+
+    async fn handle(
+        &mut self,
+        tx: &tokio_postgres::Transaction<'_>,
+        event: &eventsourcing_core::StoredEvent,
+    ) -> Result<(), eventsourcing_core::BoxError> {
+        let sql = format!("INSERT INTO {} VALUES ($1, $2)", self.table);
+        tx.execute(&sql, &[&event.stream_id, &(event.version as i64)])
+            .await?;
+        Ok(())
+    }
 }

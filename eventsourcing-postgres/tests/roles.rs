@@ -6,92 +6,24 @@
 use std::time::Duration;
 
 use eventsourcing_core::{
-    BoxError, Error, EventStore, NewEvent, ParkedEvent, Position, ProjectionOptions, Snapshot,
-    StoredEvent, Tracking,
+    EventStore, NewEvent, ParkedEvent, Position, ProjectionOptions, Snapshot, Tracking,
 };
 use eventsourcing_postgres::{
     roles, spawn_projection,
-    testing::TestSchema,
-    tokio_postgres::{error::SqlState, Client, Transaction},
-    PostgresProjection, PostgresStore,
+    testing::{CountEvents, TestRole, TestSchema},
+    tokio_postgres::{error::SqlState, Client},
+    PostgresStore,
 };
 use uuid::Uuid;
 
-/// A LOGIN role of the test's own (the test server trusts 127.0.0.1), dropped with everything
-/// granted to or owned by it when this guard is dropped.
-struct TestRole {
-    name: String,
-    schema_config: eventsourcing_postgres::PostgresConfig,
-}
-
-impl TestRole {
-    async fn new(owner: &Client, schema: &TestSchema) -> Self {
-        let name = format!("es_app_{}", &Uuid::new_v4().simple().to_string()[..12]);
-        owner
-            .batch_execute(&format!("CREATE ROLE {name} LOGIN"))
-            .await
-            .unwrap();
-        TestRole {
-            name,
-            schema_config: schema.config(),
-        }
-    }
-}
-
-impl Drop for TestRole {
-    fn drop(&mut self) {
-        let (name, config) = (self.name.clone(), self.schema_config.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let store =
-                    PostgresStore::connect(config.to_builder().create_table(false).build()?)
-                        .await?;
-                let client = store.dedicated_client().await?;
-                client
-                    .batch_execute(&format!("DROP OWNED BY {name}; DROP ROLE {name}"))
-                    .await
-                    .map_err(Error::store)
-            })
-        })
-        .join()
-        .map(|r| r.map_err(|e| eprintln!("warning: could not drop the test role: {e}")));
-    }
-}
-
-fn sqlstate(err: &eventsourcing_postgres::tokio_postgres::Error) -> Option<&SqlState> {
-    err.code()
-}
-
-/// Counts events into a table in the application role's own schema.
-struct Count {
-    table: String,
-}
-
-impl PostgresProjection for Count {
-    fn name(&self) -> &str {
-        "count"
-    }
-
-    async fn setup(&mut self, tx: &Transaction<'_>) -> Result<(), BoxError> {
-        let sql = format!(
-            "CREATE TABLE IF NOT EXISTS {} (stream_id uuid, version bigint, \
-             PRIMARY KEY (stream_id, version))",
-            self.table
-        );
-        tx.batch_execute(&sql).await?;
-        Ok(())
-    }
-
-    async fn handle(&mut self, tx: &Transaction<'_>, event: &StoredEvent) -> Result<(), BoxError> {
-        let sql = format!("INSERT INTO {} VALUES ($1, $2)", self.table);
-        tx.execute(&sql, &[&event.stream_id, &(event.version as i64)])
-            .await?;
-        Ok(())
-    }
+/// Runs `sql` through `client`, which must be refused for want of privilege.
+async fn refused(client: &Client, sql: &str) {
+    let err = client.batch_execute(sql).await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+        "{sql}: {err}"
+    );
 }
 
 fn snapshot(stream_id: Uuid, version: u64) -> Snapshot {
@@ -121,21 +53,21 @@ async fn the_application_role_runs_the_store_but_cannot_change_events() {
     let schema = TestSchema::new().await;
     let owner_store = schema.store().await; // the owner (the test's login) migrates
     let owner = owner_store.dedicated_client().await.unwrap();
-    let role = TestRole::new(&owner, &schema).await;
+    let role = TestRole::new("es_app").await;
 
     // What an operator prints, then applies as the owner.
-    let printed = owner_store.grant_statements(&role.name);
+    let printed = owner_store.grant_statements(role.name());
     assert!(printed.iter().all(|s| s.starts_with("GRANT ")));
     assert!(!printed
         .iter()
         .any(|s| s.contains("\".events TO") && s.contains("UPDATE")));
-    owner_store.apply_grants(&role.name).await.unwrap();
-    owner_store.apply_grants(&role.name).await.unwrap(); // again: no change, no error
-    let views = format!("{}_views", role.name);
+    owner_store.apply_grants(role.name()).await.unwrap();
+    owner_store.apply_grants(role.name()).await.unwrap(); // again: no change, no error
+    let views = format!("{}_views", role.name());
     owner
         .batch_execute(&format!(
             "CREATE SCHEMA {views} AUTHORIZATION {}",
-            role.name
+            role.name()
         ))
         .await
         .unwrap();
@@ -144,7 +76,7 @@ async fn the_application_role_runs_the_store_but_cannot_change_events() {
     let app_config = schema
         .config()
         .to_builder()
-        .user(role.name.clone())
+        .user(role.name())
         .create_table(false)
         .build()
         .unwrap();
@@ -209,50 +141,33 @@ async fn the_application_role_runs_the_store_but_cannot_change_events() {
         .unwrap();
     assert_eq!(app.parked("parker").await.unwrap().len(), 1);
     assert!(app.unpark("parker", log[0].position).await.unwrap());
-    let handle = spawn_projection(
-        app.clone(),
-        Count {
-            table: format!("{views}.counted"),
-        },
-        ProjectionOptions::default(),
-    );
-    caught_up(&app, "count").await;
+    let count = CountEvents {
+        table: format!("{views}.counted"),
+    };
+    let handle = spawn_projection(app.clone(), count.clone(), ProjectionOptions::default());
+    caught_up(&app, CountEvents::NAME).await;
     handle.stop().await.unwrap();
-    let client = app.dedicated_client().await.unwrap();
-    let counted: i64 = client
-        .query_one(&format!("SELECT count(*) FROM {views}.counted"), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(counted, 4);
+    assert_eq!(count.counted(&app).await.values().sum::<u64>(), 4);
 
-    // Changing events: refused, by the grants.
+    // Changing events: refused, by the grants; nor may it migrate or create anything in the
+    // event schema.
+    let client = app.dedicated_client().await.unwrap();
     let events = format!("\"{}\".events", schema.name());
     for sql in [
         format!("UPDATE {events} SET payload = '\\x00'"),
         format!("DELETE FROM {events}"),
         format!("TRUNCATE {events}"),
+        format!("CREATE TABLE \"{}\".x (a int)", schema.name()),
     ] {
-        let err = client.batch_execute(&sql).await.unwrap_err();
-        assert_eq!(
-            sqlstate(&err),
-            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-            "{sql}: {err}"
-        );
+        refused(&client, &sql).await;
     }
-    // Nor may it migrate or create anything in the event schema.
-    let err = client
-        .batch_execute(&format!("CREATE TABLE \"{}\".x (a int)", schema.name()))
-        .await
-        .unwrap_err();
-    assert_eq!(sqlstate(&err), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     // Migrating a schema that is up to date issues no DDL: the role finds nothing to do, and
     // so may even start with CREATE_TABLE=y.
     assert!(app.migrate().await.unwrap().applied.is_empty());
     let with_create = schema
         .config()
         .to_builder()
-        .user(role.name.clone())
+        .user(role.name())
         .build()
         .unwrap();
     assert!(with_create.create_table());
@@ -285,12 +200,7 @@ async fn the_append_only_trigger_refuses_the_owner_except_when_archiving() {
         format!("DELETE FROM {events} WHERE version = 2"),
         format!("TRUNCATE {events}"),
     ] {
-        let err = owner.batch_execute(&sql).await.unwrap_err();
-        assert_eq!(
-            sqlstate(&err),
-            Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-            "{sql}: {err}"
-        );
+        refused(&owner, &sql).await;
     }
     // Appends still work.
     store
@@ -308,15 +218,8 @@ async fn the_append_only_trigger_refuses_the_owner_except_when_archiving() {
     .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.stream_version(stream).await.unwrap(), 2);
-    let err = owner
-        .batch_execute(&format!("DELETE FROM {events} WHERE version = 2"))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        sqlstate(&err),
-        Some(&SqlState::INSUFFICIENT_PRIVILEGE),
-        "after the escape's transaction"
-    );
+    // After the escape's transaction, refused again.
+    refused(&owner, &format!("DELETE FROM {events} WHERE version = 2")).await;
 
     store.set_append_only(false).await.unwrap();
     store.set_append_only(false).await.unwrap();

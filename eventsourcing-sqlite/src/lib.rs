@@ -184,7 +184,7 @@
 //! # Features
 //! | feature | what |
 //! |---|---|
-//! | `testing` | the `testing` module: stores on temporary files for test suites (not for production) |
+//! | `testing` | the `testing` module: stores on temporary files and concurrent writers for test suites (not for production) |
 
 mod append;
 mod archive;

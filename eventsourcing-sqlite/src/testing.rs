@@ -1,8 +1,10 @@
-//! Test fixtures: stores on temporary files that are deleted afterwards. Behind the `testing`
-//! feature; not for production use.
+//! Test fixtures: stores on temporary files that are deleted afterwards, and concurrent
+//! writers for any store. Behind the `testing` feature; not for production use.
 #![allow(clippy::expect_used)] // Fixtures for tests: failing loudly is what a test wants.
 
 use std::path::{Path, PathBuf};
+
+use eventsourcing_core::{EventStore, NewEvent, Uuid};
 
 use crate::{SqliteConfig, SqliteConfigBuilder, SqliteStore};
 
@@ -125,5 +127,73 @@ impl TempGuard {
         SqliteStore::open(adjust(self.builder()).build())
             .await
             .unwrap_or_else(|e| panic!("opening {}: {e}", self.path.display()))
+    }
+}
+
+/// `writers` tasks saving at once, each `saves` times to a stream of its own: 1, 2, 3, 1, 2, 3,
+/// … events a save (versions from 1, each a `Happened` event with the payload
+/// `{"n":<version>}`). Generic over the store: the facade's projection suite runs them on
+/// PostgreSQL too.
+#[derive(Debug)]
+pub struct Writers {
+    /// Each writer's stream.
+    pub streams: Vec<Uuid>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Writers {
+    /// Starts the writers on the current Tokio runtime.
+    pub fn spawn<S>(store: &S, writers: usize, saves: u64) -> Self
+    where
+        S: EventStore + Clone + Send + Sync + 'static,
+    {
+        let streams: Vec<Uuid> = (0..writers).map(|_| Uuid::new_v4()).collect();
+        let tasks = streams
+            .iter()
+            .map(|&stream| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let mut from = 1;
+                    for to in Self::save_ends(saves) {
+                        let events = (from..=to).map(|v| {
+                            let payload = format!(r#"{{"n":{v}}}"#).into_bytes();
+                            NewEvent::new(stream, v, "Happened", payload)
+                        });
+                        store
+                            .append(events.collect())
+                            .await
+                            .expect("a writer's save");
+                        from = to + 1;
+                    }
+                })
+            })
+            .collect();
+        Writers { streams, tasks }
+    }
+
+    /// The version each writer's stream is at after each of its `saves` saves: where a reader
+    /// may see a stream end, since saves become visible whole.
+    pub fn save_ends(saves: u64) -> Vec<u64> {
+        (0..saves)
+            .scan(0, |version, save| {
+                *version += save % 3 + 1;
+                Some(*version)
+            })
+            .collect()
+    }
+
+    /// The events one writer saves in all.
+    pub fn per_writer(saves: u64) -> u64 {
+        Self::save_ends(saves).last().copied().unwrap_or(0)
+    }
+
+    /// Waits until every writer is done.
+    ///
+    /// # Panics
+    /// If a writer's save failed.
+    pub async fn join(self) {
+        for task in self.tasks {
+            task.await.expect("a writer panicked");
+        }
     }
 }

@@ -8,32 +8,14 @@ use std::{collections::HashMap, time::Duration};
 
 use common::events;
 use eventsourcing_core::{EventStore, Position, StoredEvent, Uuid};
-use eventsourcing_sqlite::SqliteStore;
+use eventsourcing_sqlite::{testing::Writers, SqliteStore};
 
 const WRITERS: usize = 8;
 const SAVES: u64 = 40;
 
 async fn tail_while_writing(store: SqliteStore) {
-    let streams: Vec<Uuid> = (0..WRITERS).map(|_| Uuid::new_v4()).collect();
-    let total: u64 = (0..SAVES).map(|save| save % 3 + 1).sum::<u64>() * WRITERS as u64;
-
-    let writers: Vec<_> = streams
-        .iter()
-        .map(|&stream| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut version = 0;
-                for save in 0..SAVES {
-                    let count = save % 3 + 1;
-                    store
-                        .append(events(stream, version + 1, version + count))
-                        .await
-                        .unwrap();
-                    version += count;
-                }
-            })
-        })
-        .collect();
+    let writers = Writers::spawn(&store, WRITERS, SAVES);
+    let total = Writers::per_writer(SAVES) * WRITERS as u64;
 
     let tail = tokio::spawn({
         let store = store.clone();
@@ -62,12 +44,7 @@ async fn tail_while_writing(store: SqliteStore) {
 
     // Another reader takes everything it can see at once: every stream then ends at the end of
     // a save, never in the middle of one (saves become visible whole).
-    let boundaries: Vec<u64> = (0..SAVES)
-        .scan(0, |total, save| {
-            *total += save % 3 + 1;
-            Some(*total)
-        })
-        .collect();
+    let boundaries = Writers::save_ends(SAVES);
     let whole = tokio::spawn({
         let store = store.clone();
         async move {
@@ -94,9 +71,7 @@ async fn tail_while_writing(store: SqliteStore) {
         }
     });
 
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    writers.join().await;
     tokio::time::timeout(Duration::from_secs(60), whole)
         .await
         .expect("the second reader never saw every event")

@@ -1,17 +1,17 @@
 //! `archive` and `archive restore` on both stores.
 
 use eventsourcing::{
-    backup::BackupError, chrono::Utc, Aggregate, EventStore, Position, Snapshotting, Tracking,
+    backup::BackupError, chrono::Utc, Aggregate, Archive as _, EventStore, Position, Snapshotting,
+    Tracking,
 };
-use eventsourcing_postgres::testing::TestSchema;
 use eventsourcing_sqlite::testing::temp_file_store;
 
 use crate::{
-    fixtures::{app, log, widgets, Backup},
+    fixtures::{app, log, on_both_stores, widgets, BackupStore},
     widget::WidgetRegistryEndpoint as Widget,
 };
 
-async fn archive_and_restore<S: Backup>(store: &S) {
+async fn archive_and_restore<S: BackupStore>(store: &S) {
     let app = app(store);
     let save = |i: usize, renames: usize| {
         let app = app.clone();
@@ -50,7 +50,7 @@ async fn archive_and_restore<S: Backup>(store: &S) {
     };
     store.append_tracked(vec![], behind).await.unwrap();
     let rows = store.table_rows().await;
-    let err = store.archive_to(cut_off, &file, false).await.unwrap_err();
+    let err = store.archive(cut_off, &file, false).await.unwrap_err();
     assert!(
         matches!(&err, BackupError::ConsumerBehind { name, .. } if name == "lagging"),
         "{err}"
@@ -65,7 +65,7 @@ async fn archive_and_restore<S: Backup>(store: &S) {
         position: log_before[log_before.len() - 1].position,
     };
     store.append_tracked(vec![], caught_up).await.unwrap();
-    let report = store.archive_to(cut_off, &file, false).await.unwrap();
+    let report = store.archive(cut_off, &file, false).await.unwrap();
     let mut archived = report.streams.clone();
     archived.sort();
     let mut expected = quiet.clone();
@@ -94,7 +94,7 @@ async fn archive_and_restore<S: Backup>(store: &S) {
     app.save(&mut w).await.unwrap();
 
     // Restore: every event back at its original position; a full replay works again.
-    let restored = store.restore_from(&file).await.unwrap();
+    let restored = store.restore_archive(&file).await.unwrap();
     assert_eq!(restored.events, 12);
     let log_after = log(store).await;
     assert_eq!(log_after.len(), log_before.len() + 1);
@@ -111,23 +111,13 @@ async fn archive_and_restore<S: Backup>(store: &S) {
     }
     // A second restore is refused, writing nothing.
     let rows = store.table_rows().await;
-    let err = store.restore_from(&file).await.unwrap_err();
+    let err = store.restore_archive(&file).await.unwrap_err();
     assert!(matches!(err, BackupError::AlreadyPresent { .. }), "{err}");
     assert_eq!(store.table_rows().await, rows);
     let _ = Position::START;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn archive_and_restore_postgres() {
-    let schema = TestSchema::new().await;
-    archive_and_restore(&schema.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn archive_and_restore_sqlite() {
-    let (store, _guard) = temp_file_store();
-    archive_and_restore(&store).await;
-}
+on_both_stores!(archive_and_restore: archive_and_restore_postgres, archive_and_restore_sqlite);
 
 /// `--force` archives even when a consumer is behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,8 +136,8 @@ async fn force_archives_past_a_lagging_consumer() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("a.esb");
     let later = Utc::now() + eventsourcing::chrono::Duration::seconds(1);
-    assert!(store.archive_to(later, &file, false).await.is_err());
-    let report = store.archive_to(later, &file, true).await.unwrap();
+    assert!(store.archive(later, &file, false).await.is_err());
+    let report = store.archive(later, &file, true).await.unwrap();
     assert_eq!(report.counts.events, 1);
     assert_eq!(app.repository().get::<Widget>(w.id()).await.unwrap(), w);
 }

@@ -1,141 +1,115 @@
-//! What the backup tests share: one trait over both stores' export/import/archive, a store
+//! What the backup tests share: the stores' row counts and a synced export, a store
 //! filled with widgets, snapshots, two projections' positions, a parked event and metadata,
 //! and the decoded, store-independent content of a backup file.
 
+#[path = "../common/wait.rs"]
+pub(crate) mod wait;
+
 use std::{future::Future, io::BufWriter, path::Path};
 
-use eventsourcing::chrono::{DateTime, Utc};
+use eventsourcing::chrono::Utc;
 use eventsourcing::{
-    backup::{ArchiveReport, BackupError, BackupReader, Counts, Record},
+    backup::{BackupError, BackupReader, Counts, Record},
     prelude::*,
-    Archive as _, Backup as _, EventStore, Metadata, ParkedEvent, Position, Snapshotting,
-    StoredEvent, Tracking,
+    Archive, Backup, EventStore, Metadata, ParkedEvent, Position, Snapshotting, StoredEvent,
+    Tracking,
 };
 use eventsourcing_postgres::PostgresStore;
 use eventsourcing_sqlite::SqliteStore;
 
 use crate::widget::WidgetRegistryEndpoint as Widget;
+use eventsourcing_postgres::testing::log_holding;
 
-/// Both stores' backup operations under one name, and their row counts.
-pub(crate) trait Backup: EventStore + Clone {
-    fn export_file(&self, path: &Path) -> impl Future<Output = Result<Counts, BackupError>>;
-    fn import_file(&self, path: &Path) -> impl Future<Output = Result<Counts, BackupError>>;
-    fn archive_to(
-        &self,
-        before: DateTime<Utc>,
-        path: &Path,
-        force: bool,
-    ) -> impl Future<Output = Result<ArchiveReport, BackupError>>;
-    fn restore_from(&self, path: &Path) -> impl Future<Output = Result<Counts, BackupError>>;
+/// A store of the backup tests: the library's `Backup` and `Archive` (both stores implement
+/// them), the rows of the store's four tables, and an export into a synced file.
+pub(crate) trait BackupStore: Backup + Archive + Clone {
     /// Rows of events, snapshots, tracking, parked_events.
     fn table_rows(&self) -> impl Future<Output = [i64; 4]>;
-}
 
-fn sync(out: BufWriter<std::fs::File>) {
-    out.into_inner().unwrap().sync_all().unwrap();
-}
-
-impl Backup for PostgresStore {
+    /// Exports the store into a new file at `path`, synced.
     async fn export_file(&self, path: &Path) -> Result<Counts, BackupError> {
         let file = BufWriter::new(std::fs::File::create(path)?);
         let (out, counts) = self.export(file).await?;
-        sync(out);
+        out.into_inner().unwrap().sync_all().unwrap();
         Ok(counts)
-    }
-    async fn import_file(&self, path: &Path) -> Result<Counts, BackupError> {
-        self.import(path).await
-    }
-    async fn archive_to(
-        &self,
-        before: DateTime<Utc>,
-        path: &Path,
-        force: bool,
-    ) -> Result<ArchiveReport, BackupError> {
-        self.archive(before, path, force).await
-    }
-    async fn restore_from(&self, path: &Path) -> Result<Counts, BackupError> {
-        self.restore_archive(path).await
-    }
-    async fn table_rows(&self) -> [i64; 4] {
-        let client = self.dedicated_client().await.unwrap();
-        let schema = &self.config().schema();
-        let mut out = [0; 4];
-        for (i, table) in ["events", "snapshots", "tracking", "parked_events"]
-            .iter()
-            .enumerate()
-        {
-            let row = client
-                .query_one(&format!("SELECT count(*) FROM \"{schema}\".{table}"), &[])
-                .await
-                .unwrap();
-            out[i] = row.get(0);
-        }
-        out
     }
 }
 
-impl Backup for SqliteStore {
-    async fn export_file(&self, path: &Path) -> Result<Counts, BackupError> {
-        let file = BufWriter::new(std::fs::File::create(path)?);
-        let (out, counts) = self.export(file).await?;
-        sync(out);
-        Ok(counts)
+impl BackupStore for PostgresStore {
+    fn table_rows(&self) -> impl Future<Output = [i64; 4]> {
+        postgres_rows(self)
     }
-    async fn import_file(&self, path: &Path) -> Result<Counts, BackupError> {
-        self.import(path).await
+}
+
+impl BackupStore for SqliteStore {
+    fn table_rows(&self) -> impl Future<Output = [i64; 4]> {
+        sqlite_rows(self)
     }
-    async fn archive_to(
-        &self,
-        before: DateTime<Utc>,
-        path: &Path,
-        force: bool,
-    ) -> Result<ArchiveReport, BackupError> {
-        self.archive(before, path, force).await
+}
+
+/// The tables [`BackupStore::table_rows`] counts, in its order.
+const TABLES: [&str; 4] = ["events", "snapshots", "tracking", "parked_events"];
+
+async fn postgres_rows(store: &PostgresStore) -> [i64; 4] {
+    let client = store.dedicated_client().await.unwrap();
+    let schema = store.config().schema();
+    let mut out = [0; 4];
+    for (count, table) in out.iter_mut().zip(TABLES) {
+        let sql = format!("SELECT count(*) FROM \"{schema}\".{table}");
+        *count = client.query_one(&sql, &[]).await.unwrap().get(0);
     }
-    async fn restore_from(&self, path: &Path) -> Result<Counts, BackupError> {
-        self.restore_archive(path).await
-    }
-    async fn table_rows(&self) -> [i64; 4] {
-        self.query(|tx| {
+    out
+}
+
+async fn sqlite_rows(store: &SqliteStore) -> [i64; 4] {
+    store
+        .query(|tx| {
             let mut out = [0; 4];
-            for (i, table) in ["events", "snapshots", "tracking", "parked_events"]
-                .iter()
-                .enumerate()
-            {
-                out[i] =
-                    tx.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            for (count, table) in out.iter_mut().zip(TABLES) {
+                let sql = format!("SELECT count(*) FROM {table}");
+                *count = tx.query_row(&sql, [], |r| r.get(0))?;
             }
             Ok(out)
         })
         .await
         .unwrap()
-    }
 }
+
+/// `#[tokio::test]`s that run `$check` (an `async fn` taking a `&impl Backup`) on a fresh
+/// PostgreSQL schema (the test `$postgres`) and on a fresh SQLite file (`$sqlite`).
+macro_rules! on_both_stores {
+    ($check:ident: $postgres:ident, $sqlite:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            let schema = eventsourcing_postgres::testing::TestSchema::new().await;
+            $check(&schema.store().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let (store, _guard) = eventsourcing_sqlite::testing::temp_file_store();
+            $check(&store).await;
+        }
+    };
+}
+pub(crate) use on_both_stores;
 
 /// An application that reads snapshots for every type and writes none by itself.
 pub(crate) fn app<S: EventStore + Clone>(store: &S) -> Application<S> {
     Application::new(store.clone()).with_snapshotting(Snapshotting::every(1_000_000))
 }
 
-/// Every event of the store's log, in order. PostgreSQL's log holds back committed events
-/// while an older transaction runs anywhere on the server (other tests share it), so this reads
-/// until the log holds as many events as the table, for at most a minute.
-pub(crate) async fn log<S: Backup>(store: &S) -> Vec<StoredEvent> {
-    let rows = store.table_rows().await[0] as usize;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let log = store.read_log(Position::START, 1_000_000).await.unwrap();
-        if log.len() >= rows || std::time::Instant::now() > deadline {
-            return log;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+/// Every event of the store's log, in order, once the log holds as many events as the table
+/// (PostgreSQL's log holds back committed events while an older transaction runs anywhere on
+/// the server, and other tests share it).
+pub(crate) async fn log<S: BackupStore>(store: &S) -> Vec<StoredEvent> {
+    log_holding(store, store.table_rows().await[0] as usize).await
 }
 
 /// Fills `store` with `n` widgets (0 to 6 renames each, metadata on every third save, a
 /// snapshot of every other one), two projections' positions (one halfway, one at the end), a
 /// parked event, and returns the widget ids.
-pub(crate) async fn fill<S: Backup>(store: &S, n: usize) -> Vec<Uuid> {
+pub(crate) async fn fill<S: BackupStore>(store: &S, n: usize) -> Vec<Uuid> {
     let app = app(store);
     let mut ids = Vec::new();
     for i in 0..n {

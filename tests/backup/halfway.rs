@@ -2,7 +2,7 @@
 //! records break the store's rules late (on both stores), and an import whose connection the
 //! server kills while it writes (PostgreSQL).
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use eventsourcing::{
     backup::{BackupError, BackupWriter, Content, EventRecord, Header, Record},
@@ -10,9 +10,8 @@ use eventsourcing::{
     Backup as _, Metadata, Position, Uuid,
 };
 use eventsourcing_postgres::testing::TestSchema;
-use eventsourcing_sqlite::testing::temp_file_store;
 
-use crate::fixtures::Backup;
+use crate::fixtures::{on_both_stores, wait::wait_for, BackupStore};
 
 /// A sound file of `streams` streams of 10 events; with `duplicate`, its last event repeats
 /// the first one's stream and version (at a later position), which no store accepts.
@@ -46,30 +45,20 @@ fn synthetic(path: &Path, streams: u128, duplicate: bool) {
     writer.finish().unwrap();
 }
 
-async fn late_failure_writes_nothing<T: Backup>(target: &T) {
+async fn late_failure_writes_nothing<T: BackupStore>(target: &T) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dup.esb");
     synthetic(&file, 500, true);
-    let err = target.import_file(&file).await.unwrap_err();
+    let err = target.import(&file).await.unwrap_err();
     assert!(matches!(err, BackupError::Store(_)), "{err}");
     assert_eq!(target.table_rows().await, [0; 4], "rolled back: {err}");
     // The store is as it was: a sound file imports.
     let sound = dir.path().join("sound.esb");
     synthetic(&sound, 5, false);
-    assert_eq!(target.import_file(&sound).await.unwrap().events, 50);
+    assert_eq!(target.import(&sound).await.unwrap().events, 50);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_failure_writes_nothing_postgres() {
-    let schema = TestSchema::new().await;
-    late_failure_writes_nothing(&schema.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn late_failure_writes_nothing_sqlite() {
-    let (store, _guard) = temp_file_store();
-    late_failure_writes_nothing(&store).await;
-}
+on_both_stores!(late_failure_writes_nothing: late_failure_writes_nothing_postgres, late_failure_writes_nothing_sqlite);
 
 /// The server ends the importing session while it writes: the import fails, and the schema
 /// has no row of it.
@@ -92,22 +81,16 @@ async fn killed_import_connection_writes_nothing() {
            AND backend_xid IS NOT NULL AND query LIKE '%{}%'",
         schema.name()
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let pid: i32 = loop {
-        let rows = killer.query(&find, &[]).await.unwrap();
-        if let Some(row) = rows.first() {
-            break row.get(0);
-        }
+    let (killer, find, importing) = (&killer, &find, &import);
+    let pid: i32 = wait_for("the importing session shows", move || async move {
         assert!(
-            !import.is_finished(),
+            !importing.is_finished(),
             "the import ended before it could be killed"
         );
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no importing session seen"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+        let rows = killer.query(find, &[]).await.unwrap();
+        rows.first().map(|row| row.get(0))
+    })
+    .await;
     killer
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await

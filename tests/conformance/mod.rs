@@ -5,13 +5,7 @@
 //! up when dropped. Each test is an `async fn(store)` in the module of its concern; the macro
 //! makes one `#[tokio::test]` of each, under the test's own name.
 
-#![allow(
-    dead_code,
-    unreachable_pub,
-    missing_docs,
-    clippy::unwrap_used,
-    clippy::expect_used
-)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 /// The seed's `WidgetRegistryEndpoint`, the same file the examples use.
 #[path = "../../examples/common/widget.rs"]
@@ -20,6 +14,10 @@ pub(crate) mod widget;
 /// The audit log process application of `examples/widget_projections.rs`.
 #[path = "../../examples/common/audit.rs"]
 pub(crate) mod audit;
+
+/// Waiting with a deadline, as the other root suites do.
+#[path = "../common/wait.rs"]
+pub(crate) mod wait;
 
 pub(crate) mod fixtures;
 pub(crate) mod seed;

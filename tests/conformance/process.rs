@@ -4,9 +4,9 @@ use eventsourcing::prelude::*;
 use eventsourcing::{read_log_stream, spawn_process, Position, ProjectionOptions};
 use futures_util::StreamExt;
 
-use super::fixtures::new_endpoint;
-
 use super::audit::{audit_log_id, AuditLog, Auditor};
+use super::fixtures::new_endpoint;
+use super::wait::wait_until;
 
 /// The position of the last `NameUpdated` in the log: the last event the auditor handles.
 async fn last_rename<S: EventStore>(store: &S) -> Position {
@@ -17,16 +17,25 @@ async fn last_rename<S: EventStore>(store: &S) -> Position {
         .await
 }
 
-async fn wait_until_processed(handle: &eventsourcing::ProcessHandle, end: Position) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-    while handle.position() < end {
-        assert!(!handle.is_finished(), "the process stopped early");
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the process did not catch up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+/// Runs a sound auditor until it has processed the last rename of the log, then stops it.
+async fn audit_to_the_end<S: EventStore + Clone>(
+    store: &S,
+    app: &Application<S>,
+    options: ProjectionOptions,
+) {
+    let auditor = spawn_process(
+        Auditor { fail_on: None },
+        store.clone(),
+        app.clone(),
+        options,
+    );
+    let end = last_rename(store).await;
+    wait_until("the process catches up", || {
+        assert!(!auditor.is_finished(), "the process stopped early");
+        std::future::ready(auditor.position() >= end)
+    })
+    .await;
+    auditor.stop().await.unwrap();
 }
 
 /// 4 concurrent writers rename endpoints while the process runs; it is aborted in the middle and
@@ -59,18 +68,14 @@ pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S
         }));
     }
     // Abort somewhere in the middle of the work: once the process has recorded a position.
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-    while first.position() == Position::START {
+    wait_until("the process records a position", || {
         assert!(
             !first.is_finished(),
             "the process stopped before its first position"
         );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the process recorded no position within 120 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+        std::future::ready(first.position() > Position::START)
+    })
+    .await;
     first.abort();
     let _ = first.join().await;
     let mut ids = Vec::new();
@@ -78,15 +83,7 @@ pub async fn process_application_is_exactly_once<S: EventStore + Clone>(store: S
         ids.push(w.await.unwrap());
     }
 
-    let second = spawn_process(
-        Auditor { fail_on: None },
-        store.clone(),
-        app.clone(),
-        options,
-    );
-    let end = last_rename(&store).await;
-    wait_until_processed(&second, end).await;
-    second.stop().await.unwrap();
+    audit_to_the_end(&store, &app, options).await;
 
     for (w, id) in ids.iter().enumerate() {
         let log: AuditLog = app.repository().get(audit_log_id(*id)).await.unwrap();
@@ -137,15 +134,8 @@ pub async fn failing_handler_stops_and_restart_resumes<S: EventStore + Clone>(st
         "nothing after the failing event was processed"
     );
 
-    let fixed = spawn_process(
-        Auditor { fail_on: None },
-        store.clone(),
-        app.clone(),
-        options,
-    );
-    let end = last_rename(&store).await;
-    wait_until_processed(&fixed, end).await;
-    fixed.stop().await.unwrap();
+    // Fixed.
+    audit_to_the_end(&store, &app, options).await;
     let log: AuditLog = app.repository().get(log_id).await.unwrap();
     assert_eq!(log.renames, vec!["a", "poison", "b"]);
 }

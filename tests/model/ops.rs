@@ -179,38 +179,36 @@ fn start() -> impl Strategy<Value = Start> {
     ]
 }
 
-fn event() -> impl Strategy<Value = EventSpec> {
-    (
-        event_type(),
-        prop_oneof![4 => Just(String::new()), 1 => Just("Counter".to_owned()), 1 => text()],
-        schema_version(),
-        micros(),
-        vec(any::<u8>(), 0..12),
-        proptest::option::weighted(0.2, any::<u128>()),
-        proptest::option::weighted(0.1, any::<u128>()),
-        prop_oneof![4 => Just(Vec::new()), 1 => vec((text_or_nul(), text_or_nul()), 1..3)],
-    )
-        .prop_map(
-            |(
-                event_type,
-                stream_type,
-                schema_version,
-                micros,
-                payload,
-                correlation,
-                causation,
-                values,
-            )| EventSpec {
-                event_type,
-                stream_type,
-                schema_version,
-                micros,
-                payload,
-                correlation,
-                causation,
-                values,
-            },
-        )
+prop_compose! {
+    /// An event of a save: each field beside the strategy it comes from.
+    fn event()(
+        event_type in event_type(),
+        stream_type in prop_oneof![
+            4 => Just(String::new()),
+            1 => Just("Counter".to_owned()),
+            1 => text(),
+        ],
+        schema_version in schema_version(),
+        micros in micros(),
+        payload in vec(any::<u8>(), 0..12),
+        correlation in proptest::option::weighted(0.2, any::<u128>()),
+        causation in proptest::option::weighted(0.1, any::<u128>()),
+        values in prop_oneof![
+            4 => Just(Vec::new()),
+            1 => vec((text_or_nul(), text_or_nul()), 1..3),
+        ],
+    ) -> EventSpec {
+        EventSpec {
+            event_type,
+            stream_type,
+            schema_version,
+            micros,
+            payload,
+            correlation,
+            causation,
+            values,
+        }
+    }
 }
 
 /// Mostly ordinary names; now and then one that no store keeps (empty, or with a NUL).

@@ -3,7 +3,7 @@
 
 use std::{sync::atomic::Ordering, sync::Arc, time::Duration};
 
-use eventsourcing::{EventStore, Position, ProjectionOptions, Uuid};
+use eventsourcing::{sqlite::testing::Writers, EventStore, Position, ProjectionOptions, Uuid};
 
 use super::{
     event, events, expected, fill, last_position, options, wait_for, wait_until, Harness, Tally,
@@ -61,32 +61,12 @@ pub async fn abort_in_the_middle_of_catch_up_then_restart_applies_each_event_onc
 
 pub async fn eight_writers_with_a_live_projection_end_consistent<H: Harness>(h: H) {
     let runner = h.spawn(Tally::new("tally"), options(500));
-    let writers: Vec<_> = (0..8)
-        .map(|_| {
-            let store = h.store().clone();
-            tokio::spawn(async move {
-                let stream = Uuid::new_v4();
-                let mut version = 0;
-                for save in 0..40u64 {
-                    let count = save % 3 + 1;
-                    store
-                        .append(events(stream, version + 1, version + count))
-                        .await
-                        .unwrap();
-                    version += count;
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.await.unwrap();
-    }
+    Writers::spawn(h.store(), 8, 40).join().await;
     let end = last_position(h.store()).await;
     wait_for(&runner, end).await;
     runner.stop().await.unwrap();
     let model = h.model("tally").await;
-    let per_writer: u64 = (0..40).map(|save| save % 3 + 1).sum();
-    assert_eq!(model.events.len() as u64, 8 * per_writer);
+    assert_eq!(model.events.len() as u64, 8 * Writers::per_writer(40));
     assert_eq!(model, expected(h.store(), |_| true).await);
     assert_eq!(h.lag("tally").await, 0);
 }

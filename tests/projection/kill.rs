@@ -51,56 +51,49 @@ pub trait Reopen: Harness + Sized {
 /// The child's side: a no-op (and a passing test) unless the parent set [`ROLE`]. Runs until
 /// it is killed (or for a minute at most); prints `HANDLED <n>` whenever its count changes,
 /// `ENDED …` if the runner ends.
-pub fn worker<H: Reopen>() {
+pub async fn worker<H: Reopen>() {
     let Ok(role) = std::env::var(ROLE) else {
         return;
     };
     let page: usize = std::env::var(PAGE).unwrap().parse().unwrap();
     let delay = Duration::from_micros(std::env::var(DELAY_US).unwrap().parse().unwrap());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let h = H::reopen().await;
-        let (runner, handled) = match role.as_str() {
-            "projection" => {
-                let tally = Tally {
-                    delay,
-                    ..Tally::new("tally")
-                };
-                let handled = Arc::clone(&tally.handled);
-                (h.spawn(tally, options(page)), handled)
-            }
-            "process" => {
-                let copier = Copier {
-                    delay,
-                    ..Copier::sound()
-                };
-                let handled = Arc::clone(&copier.handled);
-                let store = h.store().clone();
-                let app = Application::new(store.clone());
-                (spawn_process(copier, store, app, options(page)), handled)
-            }
-            other => panic!("{ROLE}={other:?}: expected `projection` or `process`"),
-        };
-        // A child whose parent died unexpectedly goes too, in time.
-        let deadline = Instant::now() + ROUND_LIMIT;
-        let mut reported = None;
-        while Instant::now() < deadline {
-            if runner.is_finished() {
-                println!("ENDED {:?}", runner.join().await);
-                return;
-            }
-            let now = handled.load(Ordering::Relaxed);
-            if reported != Some(now) {
-                println!("HANDLED {now}");
-                reported = Some(now);
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+    let h = H::reopen().await;
+    let (runner, handled) = match role.as_str() {
+        "projection" => {
+            let tally = Tally {
+                delay,
+                ..Tally::new("tally")
+            };
+            let handled = Arc::clone(&tally.handled);
+            (h.spawn(tally, options(page)), handled)
         }
-    });
+        "process" => {
+            let copier = Copier {
+                delay,
+                ..Copier::sound()
+            };
+            let handled = Arc::clone(&copier.handled);
+            let store = h.store().clone();
+            let app = Application::new(store.clone());
+            (spawn_process(copier, store, app, options(page)), handled)
+        }
+        other => panic!("{ROLE}={other:?}: expected `projection` or `process`"),
+    };
+    // A child whose parent died unexpectedly goes too, in time.
+    let deadline = Instant::now() + ROUND_LIMIT;
+    let mut reported = None;
+    while Instant::now() < deadline {
+        if runner.is_finished() {
+            println!("ENDED {:?}", runner.join().await);
+            return;
+        }
+        let now = handled.load(Ordering::Relaxed);
+        if reported != Some(now) {
+            println!("HANDLED {now}");
+            reported = Some(now);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
 }
 
 /// A child running `role` on the harness's database, its stdout piped.
@@ -365,9 +358,9 @@ macro_rules! kill_tests {
     ($fixture:ident, $harness:ty) => {
         /// In a child process the kill tests started: runs a projection or a process
         /// application until killed. Returns at once otherwise.
-        #[test]
-        fn kill_worker() {
-            $crate::projection::kill::worker::<$harness>();
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn kill_worker() {
+            $crate::projection::kill::worker::<$harness>().await;
         }
 
         $crate::projection::kill::kill_tests!(@tests $fixture;

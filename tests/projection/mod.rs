@@ -2,9 +2,9 @@
 //!
 //! A store's test file says `mod projection;`, implements [`Harness`] (how to spawn the tally
 //! projection on that store and read what it wrote) and invokes
-//! `projection::projection_tests!(fixture)` where `async fn fixture() -> H` makes a harness on a
-//! fresh, empty store (its guard inside, cleaning up when dropped). The tests land in a module
-//! named `projection`, so `cargo test projection` selects them.
+//! `projection::projection_tests!(module: fixture)` where `async fn fixture() -> H` makes a
+//! harness on a fresh, empty store (its guard inside, cleaning up when dropped). The tests land
+//! in `module::projection`, so `cargo test projection` selects them.
 //!
 //! - `exactly_once.rs`: aborts, concurrent writers, two runners, live wake-ups.
 //! - `failures.rs`: the Stop and Park policies, a failing setup.
@@ -18,11 +18,16 @@
 #![allow(
     dead_code,
     unreachable_pub,
-    missing_docs,
     async_fn_in_trait,
     clippy::unwrap_used,
     clippy::expect_used
 )]
+
+#[path = "../common/wait.rs"]
+pub mod wait;
+
+#[path = "../common/stores.rs"]
+pub mod stores;
 
 pub mod bad_rows;
 pub mod exactly_once;
@@ -35,7 +40,6 @@ pub mod seed;
 
 use std::{
     collections::BTreeMap,
-    future::Future,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -44,21 +48,20 @@ use std::{
 };
 
 use eventsourcing::{
-    chrono::TimeDelta, BoxError, EventStore, NewEvent, ParkedEvent, Position, ProjectionOptions,
-    RunnerHandle, StoredEvent, Uuid,
+    chrono::{DateTime, TimeDelta, Utc},
+    postgres::PostgresStore,
+    sqlite::SqliteStore,
+    BoxError, EventStore, NewEvent, ParkedEvent, Position, ProjectionOptions, RunnerHandle,
+    StoredEvent, Uuid,
 };
+
+use stores::Projections;
+pub(crate) use wait::{wait_until, WAIT};
 
 /// One store under test: the tally projection on it, and its read model and positions.
 pub trait Harness: Send + Sync + 'static {
     /// The store.
-    type Store: EventStore + Clone;
-
-    /// How far the `parked_at` the store records may be behind our clock: its precision, and
-    /// for a server its clock's distance from ours.
-    const CLOCK_SLACK: TimeDelta;
-
-    /// What the store's error says about the broken setup's `CREATE TABLE nonsense (`.
-    const SYNTAX_ERROR: &'static str;
+    type Store: Projections + Expected;
 
     /// The store the harness was made with.
     fn store(&self) -> &Self::Store;
@@ -79,15 +82,6 @@ pub trait Harness: Send + Sync + 'static {
     /// snapshot of the database (an empty model before its tables exist).
     async fn tracked_model(&self, name: &str) -> (Option<Position>, Model);
 
-    /// The store's `projection_lag(name)`.
-    async fn lag(&self, name: &str) -> u64;
-
-    /// The store's own `parked(name)`.
-    async fn parked(&self, name: &str) -> Vec<ParkedEvent>;
-
-    /// The store's `unpark(name, position)`.
-    async fn unpark(&self, name: &str, position: Position) -> bool;
-
     /// Overwrites the stored metadata of event `version` of `stream_id` with `{"correlation_id":
     /// 5}`: JSON the store accepts, but not metadata any writer of this library writes (as a
     /// hand edit or another program would leave it).
@@ -102,6 +96,43 @@ pub trait Harness: Send + Sync + 'static {
     async fn model(&self, name: &str) -> Model {
         self.tracked_model(name).await.1
     }
+
+    /// The store's `projection_lag(name)`.
+    async fn lag(&self, name: &str) -> u64 {
+        self.store().projection_lag(name).await.unwrap()
+    }
+
+    /// The store's own `parked(name)` (its inherent method, not `EventStore::parked`).
+    async fn parked(&self, name: &str) -> Vec<ParkedEvent> {
+        self.store().own_parked(name).await.unwrap()
+    }
+
+    /// The store's `unpark(name, position)`.
+    async fn unpark(&self, name: &str, position: Position) -> bool {
+        self.store().unpark(name, position).await.unwrap()
+    }
+}
+
+/// What the suite expects of each store where the stores differ.
+pub trait Expected {
+    /// How far the `parked_at` the store records may be behind our clock: its precision, and
+    /// for a server its clock's distance from ours.
+    const CLOCK_SLACK: TimeDelta;
+
+    /// What the store's error says about the broken setup's `CREATE TABLE nonsense (`.
+    const SYNTAX_ERROR: &'static str;
+}
+
+/// `parked_at` is kept in microseconds.
+impl Expected for SqliteStore {
+    const CLOCK_SLACK: TimeDelta = TimeDelta::milliseconds(1);
+    const SYNTAX_ERROR: &'static str = "incomplete input";
+}
+
+/// The server's clock and ours may differ a little.
+impl Expected for PostgresStore {
+    const CLOCK_SLACK: TimeDelta = TimeDelta::seconds(5);
+    const SYNTAX_ERROR: &'static str = "syntax error";
 }
 
 /// A read model of the log, as each store's harness implements it in its own tables: one row per
@@ -256,25 +287,6 @@ pub async fn last_position<S: EventStore>(store: &S) -> Position {
         .map_or(Position::START, |e| e.position)
 }
 
-/// How long any wait of the suite may take before the test fails instead of hanging.
-pub const WAIT: Duration = Duration::from_secs(120);
-
-/// Polls `done` until it holds; fails naming `what` after [`WAIT`].
-pub async fn wait_until<F, Fut>(what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {WAIT:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
 /// Waits until the runner has got to `end`; fails if it ends first or after [`WAIT`].
 pub async fn wait_for(handle: &RunnerHandle, end: Position) {
     wait_until(&format!("the runner gets to {end:?}"), || {
@@ -326,6 +338,49 @@ pub async fn poisoned<S: EventStore>(store: &S) -> (Uuid, Vec<StoredEvent>) {
     (s, log(store).await)
 }
 
+/// What a consumer parked of the two failing events [`poisoned`] wrote.
+pub struct ParkedFailures<'a> {
+    /// The consumer's name.
+    pub name: &'a str,
+    /// The stream and the log [`poisoned`] returned.
+    pub poisoned: (Uuid, &'a [StoredEvent]),
+    /// A time before the consumer started.
+    pub before: DateTime<Utc>,
+    /// What the error of the `Poison` event says.
+    pub poison_error: &'a str,
+    /// What the handler of the `Panic` event panicked with.
+    pub panic_message: &'a str,
+}
+
+impl ParkedFailures<'_> {
+    /// `parked` holds the `Poison` event (version 3) and then the `Panic` event (version 5),
+    /// each at its position in the log, with the errors expected. Returns the two.
+    pub fn check<H: Harness>(&self, parked: &[ParkedEvent]) -> (ParkedEvent, ParkedEvent) {
+        let (s, log) = self.poisoned;
+        assert_eq!(parked.len(), 2, "{parked:?}");
+        let (poison, panic) = (&parked[0], &parked[1]);
+        assert_eq!(
+            (poison.name.as_str(), poison.stream_id, poison.version),
+            (self.name, s, 3)
+        );
+        assert_eq!(poison.position, log[2].position);
+        assert_eq!(poison.event_type, "Poison");
+        assert!(poison.error.contains(self.poison_error), "{}", poison.error);
+        assert!(poison.parked_at >= self.before - H::Store::CLOCK_SLACK);
+        assert_eq!(
+            (panic.stream_id, panic.version, panic.event_type.as_str()),
+            (s, 5, "Panic")
+        );
+        assert_eq!(panic.position, log[4].position);
+        assert!(
+            panic.error.contains("panicked") && panic.error.contains(self.panic_message),
+            "{}",
+            panic.error
+        );
+        (poison.clone(), panic.clone())
+    }
+}
+
 pub fn options(page_size: usize) -> ProjectionOptions {
     ProjectionOptions {
         page_size,
@@ -334,11 +389,11 @@ pub fn options(page_size: usize) -> ProjectionOptions {
     }
 }
 
-/// Runs every test of the suite on the harness `$fixture` makes, in a module named
-/// `projection`.
+/// Runs every test of the suite on the harness `$fixture` makes, in a module
+/// `$module::projection`.
 macro_rules! projection_tests {
-    ($fixture:ident) => {
-        $crate::projection::projection_tests!(@tests $fixture;
+    ($module:ident: $fixture:ident) => {
+        $crate::projection::projection_tests!(@tests $module: $fixture;
             exactly_once::abort_in_the_middle_of_catch_up_then_restart_applies_each_event_once,
             exactly_once::eight_writers_with_a_live_projection_end_consistent,
             exactly_once::a_live_event_arrives_without_waiting_for_the_poll,
@@ -354,14 +409,16 @@ macro_rules! projection_tests {
             random_aborts::random_aborts_of_two_process_instances_copy_each_event_once,
         );
     };
-    (@tests $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {
-        mod projection {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    $crate::projection::$file::$name(super::$fixture().await).await;
-                }
-            )*
+    (@tests $module:ident: $fixture:ident; $($file:ident :: $name:ident),* $(,)?) => {
+        mod $module {
+            mod projection {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        $crate::projection::$file::$name(super::super::$fixture().await).await;
+                    }
+                )*
+            }
         }
     };
 }

@@ -16,7 +16,9 @@ use eventsourcing::{
     ProjectionOptions, StoredEvent,
 };
 
-use super::{event, events, last_position, log, options, poisoned, wait_for, Harness};
+use super::{
+    event, events, last_position, log, options, poisoned, wait_for, Harness, ParkedFailures,
+};
 
 /// The copies of one upstream stream: the versions copied, in the order they were.
 #[derive(Aggregate, Debug, Serialize, Deserialize)]
@@ -160,30 +162,14 @@ pub async fn a_failing_process_parks_the_event_downstream_and_goes_on<H: Harness
 
     // Parked in the downstream store, which the process's position has moved past.
     let parked = store.parked("copier").await.unwrap();
-    assert_eq!(parked.len(), 2, "{parked:?}");
-    let (poison, panic) = (&parked[0], &parked[1]);
-    assert_eq!(
-        (poison.name.as_str(), poison.stream_id, poison.version),
-        ("copier", s, 3)
-    );
-    assert_eq!(poison.position, upstream[2].position);
-    assert_eq!(poison.event_type, "Poison");
-    assert!(
-        poison.error.contains(&format!("cannot copy {s}@3")),
-        "{}",
-        poison.error
-    );
-    assert!(poison.parked_at >= before - H::CLOCK_SLACK);
-    assert_eq!(
-        (panic.stream_id, panic.version, panic.event_type.as_str()),
-        (s, 5, "Panic")
-    );
-    assert_eq!(panic.position, upstream[4].position);
-    assert!(
-        panic.error.contains("panicked") && panic.error.contains("copier exploded"),
-        "{}",
-        panic.error
-    );
+    let (poison, panic) = ParkedFailures {
+        name: "copier",
+        poisoned: (s, &upstream),
+        before,
+        poison_error: &format!("cannot copy {s}@3"),
+        panic_message: "copier exploded",
+    }
+    .check::<H>(&parked);
     assert_eq!(h.parked("copier").await, parked);
     let recorded = store.tracking_position("copier").await.unwrap();
     assert!(recorded >= Some(end), "{recorded:?} is before {end:?}");
@@ -198,7 +184,7 @@ pub async fn a_failing_process_parks_the_event_downstream_and_goes_on<H: Harness
     assert_eq!(store.parked("copier").await.unwrap(), parked);
 
     assert!(h.unpark("copier", poison.position).await);
-    assert_eq!(store.parked("copier").await.unwrap(), vec![panic.clone()]);
+    assert_eq!(store.parked("copier").await.unwrap(), vec![panic]);
 }
 
 /// Both instances read and save at once (the second on another store instance where the store

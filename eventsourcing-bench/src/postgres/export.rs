@@ -11,10 +11,10 @@
 
 use std::{io::BufWriter, time::Instant};
 
-use eventsourcing::postgres::{Backup as _, PostgresConfig, PostgresStore, SslMode};
+use eventsourcing::postgres::{Backup as _, PostgresStore};
 use futures_util::StreamExt;
 
-use super::raw::connect;
+use super::server::Server;
 use crate::common::BoxError;
 
 /// Peak resident memory since the last reset, in MiB.
@@ -41,25 +41,15 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-pub(crate) async fn run(url: &str) -> Result<(), BoxError> {
+pub(crate) async fn run(server: &Server) -> Result<(), BoxError> {
     let events: u64 = match std::env::var("EVENTSOURCING_BENCH_EXPORT_EVENTS") {
         Ok(value) => value.parse()?,
         Err(_) => 1_000_000,
     };
     let schema = format!("es_bench_export_{}", std::process::id());
-    let config: PostgresConfig = url.parse()?;
-    let mut raw_config: tokio_postgres::Config = config.tokio_postgres_config().clone();
-    raw_config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    let admin = connect(&raw_config).await?;
-    let result = async {
-        let store = PostgresStore::connect(
-            config
-                .to_builder()
-                .schema(schema.as_str())
-                .ssl_mode(SslMode::Disable)
-                .build()?,
-        )
-        .await?;
+    let admin = &server.admin;
+    let figures = async {
+        let store = PostgresStore::connect(server.store_config(&schema).build()?).await?;
         let fill = Instant::now();
         admin
             .batch_execute(&format!(
@@ -128,12 +118,15 @@ pub(crate) async fn run(url: &str) -> Result<(), BoxError> {
             );
         }
         let spread = |v: &[f64]| {
-            let (lo, hi) = v.iter().fold((f64::MAX, f64::MIN), |(lo, hi), x| {
-                (lo.min(*x), hi.max(*x))
-            });
+            let (lo, hi) = v
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), x| (lo.min(*x), hi.max(*x)));
             format!("{lo:.0}..{hi:.0}")
         };
-        let (ours, raw) = (median(&mut ours_rates.clone()), median(&mut raw_rates.clone()));
+        let (ours, raw) = (
+            median(&mut ours_rates.clone()),
+            median(&mut raw_rates.clone()),
+        );
         println!(
             "export_1m ours={ours:.0} raw={raw:.0} ratio={:.3} unit=events/s (spread ours {} raw {})",
             ours / raw,
@@ -141,15 +134,11 @@ pub(crate) async fn run(url: &str) -> Result<(), BoxError> {
             spread(&raw_rates)
         );
         let (ours, raw) = (median(&mut ours_rss), median(&mut raw_rss));
-        println!("export_1m_peak_rss ours={ours:.1} raw={raw:.1} ratio={:.3} unit=MiB", ours / raw);
-        Ok::<_, BoxError>(())
-    }
-    .await;
-    if let Err(e) = admin
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-        .await
-    {
-        eprintln!("warning: could not drop schema {schema}: {e}");
-    }
-    result
+        println!(
+            "export_1m_peak_rss ours={ours:.1} raw={raw:.1} ratio={:.3} unit=MiB",
+            ours / raw
+        );
+        Ok(())
+    };
+    server.dropping(&[&schema], figures).await
 }

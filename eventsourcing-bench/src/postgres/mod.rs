@@ -51,72 +51,48 @@ mod live;
 mod load;
 mod raw;
 mod reader;
+mod server;
 
 use std::sync::Arc;
 
-use eventsourcing::{
-    postgres::{PostgresConfig, PostgresStore, SslMode},
-    prelude::*,
-};
+use eventsourcing::{postgres::PostgresStore, prelude::*};
 
 use self::{
     append::WRITERS,
-    raw::{connect, raw_ddl, Prepared},
+    raw::{raw_ddl, Prepared},
     reader::Reader,
+    server::Server,
 };
 use crate::common::{recorder::wanted, BoxError};
 
-const DEFAULT_URL: &str = "postgresql://root@127.0.0.1:5432/test";
-
 /// `export-postgres`: the export of a million events against a raw `COPY` (see `export.rs`).
 pub(crate) async fn export() -> Result<(), BoxError> {
-    let url = std::env::var("EVENTSOURCING_BENCH_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_owned());
-    export::run(&url).await
+    export::run(&Server::connect().await?).await
 }
 
 /// Runs every PostgreSQL figure, in the order BENCHMARKS.md lists them, then drops both schemas.
 pub(crate) async fn run() -> Result<(), BoxError> {
-    let url = std::env::var("EVENTSOURCING_BENCH_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.trim().is_empty())
-        .unwrap_or_else(|| DEFAULT_URL.to_owned());
-    let saves: usize = match std::env::var("EVENTSOURCING_BENCH_SAVES") {
-        Ok(value) => value.parse()?,
-        Err(_) => 2000,
-    };
+    let saves = crate::saves()?;
     let ours_schema = format!("es_bench_ours_{}", std::process::id());
     let raw_schema = format!("es_bench_raw_{}", std::process::id());
+    let server = Server::connect().await?;
+    server.describe("postgres", saves);
+    let raw_config = &server.raw_config;
 
-    let config: PostgresConfig = url.parse()?;
-    println!(
-        "# postgres: {}:{}/{}, no TLS, {saves} saves per append figure",
-        config.host(),
-        config.port(),
-        config.dbname().unwrap_or("?")
-    );
-    let mut raw_config: tokio_postgres::Config = config.tokio_postgres_config().clone();
-    raw_config.ssl_mode(tokio_postgres::config::SslMode::Disable);
-    let admin = connect(&raw_config).await?;
-
-    let result = async {
+    let figures = async {
         let store = PostgresStore::connect(
-            config
-                .to_builder()
-                .schema(ours_schema.as_str())
-                .ssl_mode(SslMode::Disable)
+            server
+                .store_config(&ours_schema)
                 .pool_size(WRITERS as u32)
                 .max_overflow(2)
                 .build()?,
         )
         .await?;
         let app = Application::new(store);
-        admin.batch_execute(&raw_ddl(&raw_schema)).await?;
+        server.admin.batch_execute(&raw_ddl(&raw_schema)).await?;
         let mut raws = Vec::with_capacity(WRITERS);
         for _ in 0..WRITERS {
-            raws.push(Arc::new(Prepared::connect(&raw_config, &raw_schema).await?));
+            raws.push(Arc::new(Prepared::connect(raw_config, &raw_schema).await?));
         }
         if wanted("append") {
             append::figures(&app, &raws, saves).await?;
@@ -124,7 +100,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         if wanted("load") {
             load::load(&app, &raws[0]).await?;
         }
-        let reader = Reader::connect(&raw_config, &ours_schema).await?;
+        let reader = Reader::connect(app.store()).await?;
         if wanted("load_snap") {
             load::load_snap(&app, &reader).await?;
         }
@@ -134,17 +110,7 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         if !wanted("live") {
             return Ok(());
         }
-        live::live_latency(&app, &raws[0], &raw_config, &raw_schema).await
-    }
-    .await;
-
-    for schema in [&ours_schema, &raw_schema] {
-        if let Err(e) = admin
-            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
-            .await
-        {
-            eprintln!("warning: could not drop schema {schema}: {e}");
-        }
-    }
-    result
+        live::live_latency(&app, &raws[0], raw_config, &raw_schema).await
+    };
+    server.dropping(&[&ours_schema, &raw_schema], figures).await
 }

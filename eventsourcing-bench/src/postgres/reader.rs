@@ -58,13 +58,14 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
-    /// A new connection preparing its statements on the store's tables in `schema`.
-    pub(crate) async fn connect(
-        config: &tokio_postgres::Config,
-        schema: &str,
-    ) -> Result<Self, BoxError> {
+    /// A new raw connection to `store`'s database (without TLS), preparing its statements on
+    /// the store's own tables.
+    pub(crate) async fn connect(store: &PostgresStore) -> Result<Self, BoxError> {
+        let schema = store.config().schema();
+        let mut config = store.config().tokio_postgres_config().clone();
+        config.ssl_mode(tokio_postgres::config::SslMode::Disable);
         let (client, [snapshot, events_after, log_page]) = connect_prepared(
-            config,
+            &config,
             [
                 format!(
                     "SELECT version, state_type, fingerprint, payload FROM \"{schema}\".snapshots \

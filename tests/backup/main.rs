@@ -13,75 +13,68 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../examples/common/widget.rs"]
+#[path = "../../examples/common/widget.rs"]
 mod widget;
 
-#[path = "backup/fixtures.rs"]
-mod fixtures;
-
-#[path = "backup/archive.rs"]
 mod archive;
-
-#[path = "backup/halfway.rs"]
+mod fixtures;
 mod halfway;
 
-use std::{io::Read, io::Write, path::Path};
+use std::{
+    io::{Read, Write},
+    path::{Path, PathBuf},
+};
 
-use eventsourcing::{backup::BackupError, EventStore};
+use eventsourcing::{backup::BackupError, Backup as _, EventStore};
 use eventsourcing_postgres::testing::TestSchema;
 use eventsourcing_sqlite::testing::temp_file_store;
-use fixtures::{content, fill, widgets, Backup};
+use fixtures::{content, fill, on_both_stores, widgets, BackupStore};
 
-async fn round_trip_from<S: Backup>(source: &S) {
+/// A store's export, and what an import of it must give.
+struct Exported {
+    dir: tempfile::TempDir,
+    file: PathBuf,
+    /// The export's records ([`content`]).
+    records: Vec<String>,
+    ids: Vec<eventsourcing::Uuid>,
+    /// The widgets of `ids`, as the source loads them.
+    widgets: Vec<widget::WidgetRegistryEndpoint>,
+}
+
+async fn round_trip_from<S: BackupStore>(source: &S) {
     let ids = fill(source, 40).await;
     let dir = tempfile::tempdir().unwrap();
-    let first = dir.path().join("first.esb");
-    let counts = source.export_file(&first).await.unwrap();
+    let file = dir.path().join("first.esb");
+    let counts = source.export_file(&file).await.unwrap();
     assert_eq!(counts.tracking, 3, "halfway, caught_up, parking");
     assert_eq!(counts.parked, 1);
     assert_eq!(counts.snapshots, 20);
-    let expected = content(&first);
-    let before = widgets(source, &ids).await;
+    let exported = Exported {
+        records: content(&file),
+        widgets: widgets(source, &ids).await,
+        dir,
+        file,
+        ids,
+    };
 
     let schema = TestSchema::new().await;
-    let pg = schema.store().await;
-    check_target(
-        &pg,
-        &first,
-        &dir.path().join("pg.esb"),
-        &expected,
-        &ids,
-        &before,
-    )
-    .await;
+    check_target(&schema.store().await, &exported, "pg.esb").await;
     let (sqlite, _guard) = temp_file_store();
-    check_target(
-        &sqlite,
-        &first,
-        &dir.path().join("sq.esb"),
-        &expected,
-        &ids,
-        &before,
-    )
-    .await;
+    check_target(&sqlite, &exported, "sq.esb").await;
 }
 
-async fn check_target<T: Backup>(
-    target: &T,
-    file: &Path,
-    again: &Path,
-    expected: &[String],
-    ids: &[eventsourcing::Uuid],
-    before: &[widget::WidgetRegistryEndpoint],
-) {
-    let counts = target.import_file(file).await.unwrap();
+/// Imports the export into `target`, exports it again (to `again` in the export's directory)
+/// and checks the records, the widgets and the consumers' positions are the source's.
+async fn check_target<T: BackupStore>(target: &T, exported: &Exported, again: &str) {
+    let counts = target.import(&exported.file).await.unwrap();
     assert_eq!(counts.events as usize, fixtures::log(target).await.len());
-    target.export_file(again).await.unwrap();
-    let found = content(again);
+    let again = exported.dir.path().join(again);
+    target.export_file(&again).await.unwrap();
+    let found = content(&again);
     // The headers differ (source, time); every other record is the same, in the same order.
-    assert_eq!(found.len(), expected.len());
-    assert_eq!(&found[..], expected, "records after import and export");
-    assert_eq!(&widgets(target, ids).await[..], before);
+    assert_eq!(found.len(), exported.records.len());
+    assert_eq!(found, exported.records, "records after import and export");
+    assert_eq!(widgets(target, &exported.ids).await, exported.widgets);
     // The consumers point at the same events as in the source: checked through the
     // positions of the target's own log.
     let log = fixtures::log(target).await;
@@ -102,17 +95,7 @@ async fn check_target<T: Backup>(
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_from_postgres() {
-    let schema = TestSchema::new().await;
-    round_trip_from(&schema.store().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn round_trip_from_sqlite() {
-    let (store, _guard) = temp_file_store();
-    round_trip_from(&store).await;
-}
+on_both_stores!(round_trip_from: round_trip_from_postgres, round_trip_from_sqlite);
 
 fn gunzip(path: &Path) -> String {
     let mut text = String::new();
@@ -131,7 +114,7 @@ fn gzip(path: &Path, text: &str) {
     enc.finish().unwrap();
 }
 
-async fn bad_input_into<T: Backup>(target: &T) {
+async fn bad_input_into<T: BackupStore>(target: &T) {
     let (source, _guard) = temp_file_store();
     fill(&source, 12).await;
     let dir = tempfile::tempdir().unwrap();
@@ -170,7 +153,7 @@ async fn bad_input_into<T: Backup>(target: &T) {
         (&edited, "edited"),
         (&missing_trailer, "no trailer"),
     ] {
-        let err = target.import_file(file).await.unwrap_err();
+        let err = target.import(file).await.unwrap_err();
         let message = err.to_string();
         match what {
             "newer" => assert!(
@@ -201,34 +184,26 @@ async fn bad_input_into<T: Backup>(target: &T) {
     }
 
     // A sound file into a store that has rows: refused, and the rows are as they were.
-    target.import_file(&good).await.unwrap();
+    target.import(&good).await.unwrap();
     let full = target.table_rows().await;
-    let err = target.import_file(&good).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            BackupError::NotEmpty {
-                table: "events",
-                ..
-            }
-        ),
-        "{err}"
-    );
-    assert!(err.to_string().contains("not empty"), "{err}");
+    let err = target.import(&good).await.unwrap_err();
+    assert!(not_empty(&err, "events") > 0);
     assert_eq!(target.table_rows().await, full);
     assert!(full[0] > 0 && full[1] > 0 && full[2] > 0 && full[3] > 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_into_postgres() {
-    let schema = TestSchema::new().await;
-    bad_input_into(&schema.store().await).await;
-}
+on_both_stores!(bad_input_into: bad_input_into_postgres, bad_input_into_sqlite);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_into_sqlite() {
-    let (store, _guard) = temp_file_store();
-    bad_input_into(&store).await;
+/// The rows `err` found in `table`, the first table of the target with rows, when it refused
+/// an import into a store that is not empty (and says so).
+fn not_empty(err: &BackupError, table: &str) -> u64 {
+    match err {
+        BackupError::NotEmpty { table: found, rows } if *found == table => {
+            assert!(err.to_string().contains("not empty"), "{err}");
+            *rows
+        }
+        other => panic!("not a refusal naming the rows of {table}: {other}"),
+    }
 }
 
 /// A store with only a tracking row is not empty either (its consumer would be misplaced).
@@ -246,16 +221,7 @@ async fn a_tracking_row_alone_makes_a_store_non_empty() {
         position: eventsourcing::Position { commit: 1, seq: 1 },
     };
     pg.append_tracked(vec![], tracking).await.unwrap();
-    let err = pg.import_file(&file).await.unwrap_err();
-    assert!(
-        matches!(
-            err,
-            BackupError::NotEmpty {
-                table: "tracking",
-                rows: 1
-            }
-        ),
-        "{err}"
-    );
+    let err = pg.import(&file).await.unwrap_err();
+    assert_eq!(not_empty(&err, "tracking"), 1);
     assert_eq!(pg.table_rows().await, [0, 0, 1, 0]);
 }
