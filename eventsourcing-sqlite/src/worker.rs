@@ -385,18 +385,30 @@ fn run(job: Job, conn: &mut Connection) {
 impl Drop for Workers {
     fn drop(&mut self) {
         // Closing the queues lets each thread finish the jobs already queued, then close its
-        // connection (the last one to close checkpoints the write-ahead log). Waiting for them
-        // means the file is closed when the store is gone, so it can be reopened or deleted.
-        self.writer = None;
+        // connection. Waiting for them means the file is closed when the store is gone, so it
+        // can be reopened or deleted.
+        //
+        // The readers close first and the writer last: the connection that closes last
+        // checkpoints the write-ahead log and deletes it (and the `-shm` file), but only if it
+        // can lock the database exclusively. Connections closing at the same moment each see
+        // the others still open, and the log would stay behind.
+        let me = thread::current().id();
+        let mut join = |handle: JoinHandle<()>| {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        };
+        let mut threads = self.threads.drain(..);
+        // The writer's thread is the first spawned.
+        let writer = threads.next();
         match &mut self.readers {
             Readers::Writer(writer) => *writer = None,
             Readers::Pool(pool) => pool.close(),
         }
-        let me = thread::current().id();
-        for handle in self.threads.drain(..) {
-            if handle.thread().id() != me {
-                let _ = handle.join();
-            }
+        threads.for_each(&mut join);
+        self.writer = None;
+        if let Some(handle) = writer {
+            join(handle);
         }
     }
 }
