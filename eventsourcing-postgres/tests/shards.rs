@@ -97,6 +97,45 @@ async fn writer(
     (stream, version)
 }
 
+/// A writer in another process (a registry of its own on the same directory file, which the
+/// move does not pause): `SAVES` saves to tenant `a`. A save the fence refuses is retried after
+/// reloading the directory and reopening the tenant, until it lands on the new shard.
+async fn other_process_writer(
+    tenants: Tenants<Shards<PostgresTenants>>,
+    barrier: Arc<Barrier>,
+) -> (Uuid, u64, u32) {
+    let stream = Uuid::new_v4();
+    let mut version = 0;
+    let mut refused = 0;
+    for save in 0..SAVES {
+        if save == BEFORE_MOVE {
+            barrier.wait().await;
+        }
+        let count = save % 3 + 1;
+        loop {
+            let handle = tenants.get("a").await.unwrap();
+            match handle
+                .store()
+                .append(events(stream, version + 1, count))
+                .await
+            {
+                Ok(_) => break,
+                Err(e) => {
+                    assert!(e.to_string().contains("this tenant was moved"), "{e}");
+                    refused += 1;
+                    assert!(refused < 10_000, "the moved tenant never came back");
+                    drop(handle);
+                    tenants.stores().directory().reload().unwrap();
+                    tenants.close_idle().await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }
+        version += count;
+    }
+    (stream, version, refused)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_moves_to_another_server_while_every_tenant_keeps_writing() {
     let cluster = TestCluster::new().await;
@@ -116,7 +155,13 @@ async fn a_tenant_moves_to_another_server_while_every_tenant_keeps_writing() {
     let file = dir.path().join("tenants.directory");
     let tenants = Tenants::new(shards(one.0.clone(), two.clone(), &file), limits()).unwrap();
 
-    let barrier = Arc::new(Barrier::new(TENANTS.len() * WRITERS_PER_TENANT + 1));
+    let elsewhere = Tenants::new(shards(one.0.clone(), two.clone(), &file), limits()).unwrap();
+
+    let barrier = Arc::new(Barrier::new(TENANTS.len() * WRITERS_PER_TENANT + 2));
+    let other = tokio::spawn(other_process_writer(
+        elsewhere.clone(),
+        Arc::clone(&barrier),
+    ));
     let mut writers = Vec::new();
     for tenant in TENANTS {
         for _ in 0..WRITERS_PER_TENANT {
@@ -130,6 +175,7 @@ async fn a_tenant_moves_to_another_server_while_every_tenant_keeps_writing() {
     let a = TenantId::new("a").unwrap();
     let moved = move_tenant(&tenants, &a, "two", dir.path()).await.unwrap();
     assert_eq!((moved.from.as_str(), moved.to.as_str()), ("one", "two"));
+    assert!(moved.fenced);
     assert!(moved.counts.events >= BEFORE_MOVE * WRITERS_PER_TENANT as u64);
 
     let mut acked: BTreeMap<&str, BTreeMap<Uuid, u64>> = BTreeMap::new();
@@ -137,7 +183,10 @@ async fn a_tenant_moves_to_another_server_while_every_tenant_keeps_writing() {
         let (stream, version) = writer.await.unwrap();
         acked.entry(tenant).or_default().insert(stream, version);
     }
-    drop(tenants);
+    let (stream, version, refused) = other.await.unwrap();
+    println!("the other process's writer was refused {refused} times");
+    acked.entry("a").or_default().insert(stream, version);
+    drop((tenants, elsewhere));
 
     // The moved tenant is whole on the second server; its old copy on the first is a part of it,
     // taken before any save the move let through afterwards.
@@ -146,6 +195,15 @@ async fn a_tenant_moves_to_another_server_while_every_tenant_keeps_writing() {
     let old_copy = one.0.open(&a, 2).await.unwrap();
     let old = streams_in(&old_copy).await;
     assert_eq!(old.values().sum::<u64>(), moved.counts.events);
+    // The old copy is fenced: no process writes there any more.
+    let refused = old_copy
+        .append(events(Uuid::new_v4(), 1, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("this tenant was moved"),
+        "{refused}"
+    );
     for (stream, version) in &old {
         assert!(*version <= acked["a"][stream]);
     }
@@ -220,6 +278,12 @@ async fn a_tenant_moves_to_another_server_while_every_tenant_keeps_writing() {
         handle.store().stream_version(stream).await.unwrap(),
         version
     );
+    // The failed move lifted its fence: `a` takes writes on two again.
+    handle
+        .store()
+        .append(events(stream, version + 1, 1))
+        .await
+        .unwrap();
     drop(handle);
     // Nothing of the moves is left in the work directory but the directory file.
     let left: Vec<_> = std::fs::read_dir(dir.path())

@@ -116,6 +116,14 @@ impl<T: TenantStores> TenantStores for Shards<T> {
         self.of(tenant).create(tenant)
     }
 
+    fn fence(&self, tenant: &TenantId) -> impl Future<Output = Result<bool, Error>> + Send {
+        self.of(tenant).fence(tenant)
+    }
+
+    fn unfence(&self, tenant: &TenantId) -> impl Future<Output = Result<(), Error>> + Send {
+        self.of(tenant).unfence(tenant)
+    }
+
     /// The tenants each shard holds by the directory, sorted. What a shard holds of a tenant
     /// the directory places elsewhere (the source of a move, kept after it) is not listed.
     async fn list(&self) -> Result<Vec<TenantId>, Error> {

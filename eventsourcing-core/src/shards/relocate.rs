@@ -27,6 +27,10 @@ pub struct TenantMoved {
     pub to: String,
     /// What was copied.
     pub counts: Counts,
+    /// Whether the old shard's copy was fenced ([`TenantStores::fence`]): every write to it
+    /// from any process fails from the moment of the export. Without a fence only this
+    /// registry's requests were held.
+    pub fenced: bool,
 }
 
 /// Why a move did not happen. After any of these the tenant is still on its old shard, which
@@ -81,7 +85,9 @@ impl Drop for TempFile {
 /// Moves `tenant` to shard `to`:
 ///
 /// 1. pauses it ([`Tenants::pause`]: waits until no request uses it and closes its store;
-///    requests for it wait meanwhile, other tenants go on);
+///    requests for it wait meanwhile, other tenants go on), and fences its store on the old
+///    shard ([`TenantStores::fence`]: writes from other processes fail from then on, once the
+///    ones under way have committed);
 /// 2. exports its store on the old shard to a file in `work_dir` (synced), creates the
 ///    tenant on the new shard (applying the migrations) and imports the file there (all or
 ///    nothing, checked whole first), and checks the counts;
@@ -89,11 +95,18 @@ impl Drop for TempFile {
 ///    on its new shard.
 ///
 /// Nothing is lost: the tenant takes no write between the export and the switch, and on any
-/// failure the directory still names the old shard. The old shard's copy is kept; remove it
-/// once the new one is checked. The file in `work_dir` is removed at the end.
+/// failure the directory still names the old shard (and the fence is lifted). The old shard's
+/// copy is kept, fenced; remove it once the new one is checked. The file in `work_dir` is
+/// removed at the end.
 ///
-/// The pause holds for this registry only: stop other processes' writes to the tenant first
-/// (or run them on this registry).
+/// Other processes serving the tenant get an error for each write to the fenced copy until
+/// they reload the directory ([`ShardDirectory::reload`](super::ShardDirectory::reload)) and
+/// reopen the tenant ([`Tenants::close_idle`]). On stores that cannot fence (the default of
+/// [`TenantStores::fence`]; SQLite files) stop the other processes' writes first.
+///
+/// What a move copies is what export copies: events, snapshots, consumers' tracking positions
+/// and parked events, not the tables projections write their read models to. Copy those
+/// too, or rebuild the projections on the new shard (from a cleared tracking position).
 pub async fn move_tenant<T, C>(
     tenants: &Tenants<Shards<T>, C>,
     tenant: &TenantId,
@@ -117,14 +130,64 @@ where
         });
     }
     let source = shards.of(tenant);
+    let paused = tenants.pause(tenant).await?;
+    let fenced = source.fence(tenant).await?;
+    if !fenced {
+        tracing::warn!(
+            %tenant,
+            "these tenant stores cannot fence a tenant: only this registry's requests are held \
+             while it moves"
+        );
+    }
+    tracing::info!(%tenant, from = %from, to, fenced, "moving a tenant");
+    match copy(shards, tenant, source, target, work_dir, &from, to).await {
+        Ok(counts) => {
+            drop(paused);
+            tracing::info!(%tenant, from = %from, to, events = counts.events, "moved a tenant");
+            Ok(TenantMoved {
+                tenant: tenant.clone(),
+                from,
+                to: to.to_owned(),
+                counts,
+                fenced,
+            })
+        }
+        Err(e) => {
+            if fenced {
+                if let Err(unfence) = source.unfence(tenant).await {
+                    tracing::error!(
+                        %tenant,
+                        error = %unfence,
+                        "a move failed and the tenant's writes stay fenced on its shard: \
+                         lift the fence (TenantStores::unfence) once the cause is fixed"
+                    );
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The copy of a move: export, create, import, check, and the directory written.
+async fn copy<T>(
+    shards: &Shards<T>,
+    tenant: &TenantId,
+    source: &T,
+    target: &T,
+    work_dir: &Path,
+    from: &str,
+    to: &str,
+) -> Result<Counts, MoveError>
+where
+    T: TenantStores,
+    T::Store: Backup,
+{
     let copy_failed = |source: BackupError| MoveError::Copy {
         tenant: tenant.to_string(),
-        from: from.clone(),
+        from: from.to_owned(),
         to: to.to_owned(),
         source,
     };
-    let paused = tenants.pause(tenant).await?;
-    tracing::info!(%tenant, from = %from, to, "moving a tenant");
     let connections = shards.min_connections();
     let file = TempFile(work_dir.join(format!(".{tenant}.move-{from}-to-{to}.backup")));
 
@@ -144,16 +207,8 @@ where
             found: imported,
         }));
     }
-
     shards.directory().place(tenant, to)?;
-    drop(paused);
-    tracing::info!(%tenant, from = %from, to, events = exported.events, "moved a tenant");
-    Ok(TenantMoved {
-        tenant: tenant.clone(),
-        from,
-        to: to.to_owned(),
-        counts: exported,
-    })
+    Ok(exported)
 }
 
 /// Exports `store` to a new file at `path`, synced.

@@ -69,6 +69,21 @@ pub trait TenantStores: Send + Sync + 'static {
 
     /// The tenants that exist (whose database, schema or file is there), sorted.
     fn list(&self) -> impl Future<Output = Result<Vec<TenantId>, Error>> + Send;
+
+    /// Makes every later write of events to `tenant`'s store fail, from any process, once the
+    /// writes already under way have committed (what [`move_tenant`](crate::move_tenant) does
+    /// to the copy it leaves behind). `Ok(false)` if these stores cannot (the default): then
+    /// only the moving registry's own requests are held.
+    fn fence(&self, tenant: &TenantId) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = tenant;
+        async { Ok(false) }
+    }
+
+    /// Lifts [`fence`](Self::fence) (a move that failed after fencing).
+    fn unfence(&self, tenant: &TenantId) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = tenant;
+        async { Ok(()) }
+    }
 }
 
 /// The bounds of a [`Tenants`] registry.
