@@ -26,17 +26,23 @@ use crate::{
 /// deleted or reopened) once the drop returns.
 ///
 /// # Connections and threads
-/// A file database has one writer connection and [`readers`](SqliteConfig::readers) reader
-/// connections, each on its own thread; the async methods send their work there and await the
-/// reply, so the runtime never blocks on SQLite. In WAL mode readers see the last committed
+/// A file database has one writer connection on its own thread and
+/// [`readers`](SqliteConfig::readers) reader connections with a thread each. Saves and other
+/// writes are sent to the writer's thread and their reply awaited. A read on a multi-thread
+/// tokio runtime runs on the caller's own thread, on an idle reader connection, inside
+/// [`block_in_place`](tokio::task::block_in_place) (the runtime moves its other tasks to another
+/// thread meanwhile), which saves two thread wake-ups per read; on a current-thread runtime,
+/// outside a runtime, or with every reader connection busy, it is queued for the reader threads,
+/// so the runtime never blocks on SQLite. In WAL mode readers see the last committed
 /// state and run while the writer writes. All saves go through the one writer, so a save never
 /// waits for another one's lock inside this process (another process writing the same file is
 /// waited for up to the lock timeout). An in-memory database lives in a single connection (each
 /// connection to `:memory:` would be a separate database), whose thread serves reads and writes.
-/// A read goes to the reader that became idle last (its page cache is the warmest); a full page
+/// A read takes the reader connection used last (its page cache is the warmest); a full page
 /// of [`read_log`](EventStore::read_log) has the next page read ahead (see
 /// [Costs](crate#costs)). A panic in one job (say, in a closure given to
-/// [`query`](SqliteStore::query)) fails that job only: the thread goes on serving.
+/// [`query`](SqliteStore::query)) fails that job only: the thread, and the connection, go on
+/// serving.
 ///
 /// Cancelling an [`append`](EventStore::append) future once polled does not cancel the save: it
 /// may still commit.
@@ -208,11 +214,21 @@ impl SqliteStore {
             Role::Writer => WRITER_GAUGES.queued(),
             Role::Reader => READER_GAUGES.queued(),
         };
-        let (job, rx) = self.job(move |conn, dbname| {
+        let f = move |conn: &mut Connection, dbname: &str| {
             let _busy = queued.start();
             f(conn, dbname)
-        });
+        };
         let workers = &self.inner.workers;
+        if role == Role::Reader {
+            // On the caller's thread where it may: no hand-off to another thread and back.
+            if let Some(conn) = workers.lend() {
+                let dbname = &self.inner.dbname;
+                return conn
+                    .run(|conn| f(conn, dbname))
+                    .unwrap_or_else(|| Err(stopped(dbname)));
+            }
+        }
+        let (job, rx) = self.job(f);
         let sent = match role {
             Role::Writer => workers.write(job),
             Role::Reader => workers.read(job),
