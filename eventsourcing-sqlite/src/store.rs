@@ -13,7 +13,7 @@ use crate::{
     error::{cannot_open, is_transient, sql_error, stopped},
     group::Save,
     migrate,
-    read::{current_version, load, load_snapshot, read_page},
+    read::{current_version, load, load_from_snapshot, load_snapshot, read_page, Read},
     read_ahead::{is_full, ReadAhead},
     rows::{clamp_i64, log_floor, read_tracking},
     worker::{Job, Workers, KIND, READER_GAUGES, WRITER_GAUGES},
@@ -237,6 +237,23 @@ impl SqliteStore {
         rx.await.map_err(|_| stopped(&self.inner.dbname))?
     }
 
+    /// The events of a stream after `after_version` up to `up_to`, on a reader.
+    async fn load_stream(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        what: Read,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let up_to = up_to.unwrap_or(u64::MAX);
+        if up_to <= after_version || after_version >= i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        let versions = (stream_id, clamp_i64(after_version), clamp_i64(up_to));
+        self.on_reader(move |conn, dbname| load(conn, dbname, versions, what))
+            .await
+    }
+
     /// One page of the log on a reader.
     async fn read_page(&self, floor: i64, limit: i64) -> Result<Vec<StoredEvent>, Error> {
         self.on_reader(move |conn, dbname| read_page(conn, dbname, floor, limit))
@@ -283,12 +300,29 @@ impl EventStore for SqliteStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let up_to = up_to.unwrap_or(u64::MAX);
-        if up_to <= after_version || after_version >= i64::MAX as u64 {
-            return Ok(Vec::new());
-        }
-        let (after, up_to) = (clamp_i64(after_version), clamp_i64(up_to));
-        self.on_reader(move |conn, dbname| load(conn, dbname, stream_id, after, up_to))
+        self.load_stream(stream_id, after_version, up_to, Read::All)
+            .await
+    }
+
+    /// [`load`](EventStore::load) without the metadata, which replay does not read.
+    async fn load_for_replay(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        self.load_stream(stream_id, after_version, up_to, Read::Replay)
+            .await
+    }
+
+    /// The snapshot and the events after it in one read transaction on one reader connection.
+    async fn load_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        up_to: Option<u64>,
+    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
+        let up_to = clamp_i64(up_to.unwrap_or(u64::MAX));
+        self.on_reader(move |conn, dbname| load_from_snapshot(conn, dbname, stream_id, up_to))
             .await
     }
 
