@@ -143,7 +143,8 @@
 //! (`block_in_place`) on an idle reader connection; elsewhere it is handed to a reader thread
 //! like a write. Two things keep reads fast: reader connections are taken last in, first out,
 //! so consecutive reads find a warm page cache; and
-//! when `read_log` returns a full page, a reader reads the next page ahead while the caller
+//! when `read_log` returns a full page to a caller off a multi-thread runtime (which waits for a
+//! reader thread anyway), a reader reads the next page ahead while the caller
 //! works through the first (a full page of the log never changes, so what was read ahead is
 //! exactly what a read would return; at most two pages ahead of each reader, and eight in all,
 //! are held). The benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares

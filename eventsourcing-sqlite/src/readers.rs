@@ -95,9 +95,7 @@ impl Pool {
     /// [`Lent::run`]). `None` on a current-thread runtime (whose one thread runs every task),
     /// outside a runtime, or with every connection busy: then the read is queued.
     pub(crate) fn lend(&self) -> Option<Lent<'_>> {
-        let may_block = Handle::try_current()
-            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread);
-        if !may_block {
+        if !Pool::may_block() {
             return None;
         }
         let mut state = self.lock();
@@ -109,6 +107,12 @@ impl Pool {
             pool: self,
             conn: Some(conn),
         })
+    }
+
+    /// Whether this thread may block in a read: on a multi-thread runtime.
+    pub(crate) fn may_block() -> bool {
+        Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == RuntimeFlavor::MultiThread)
     }
 
     /// Puts a connection back, and wakes a reader thread if a job waits for one.

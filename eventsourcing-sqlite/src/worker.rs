@@ -121,6 +121,11 @@ impl Workers {
         }
     }
 
+    /// Whether reads on this thread run here (see [`Pool::lend`]), connections permitting.
+    pub(crate) fn may_read_here(&self) -> bool {
+        matches!(self.readers, Readers::Pool(_)) && Pool::may_block()
+    }
+
     /// A reader connection to read with on this thread, where it may (see [`Pool::lend`]);
     /// in an in-memory database, never.
     pub(crate) fn lend(&self) -> Option<Lent<'_>> {
