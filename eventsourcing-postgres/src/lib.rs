@@ -457,8 +457,9 @@
 // - `horizon` (what holds the log horizon): error, pool, xid
 // - `read`: error, horizon, pool, rows, sql, xid
 // - `append`: error, pool, read, rows, sql
+// - `group` (group commit of concurrent saves): append, error, pool, sql
 // - `status`: error, horizon, migrate, pool, read, sql
-// - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
+// - `store` (`PostgresStore`): append, config, conn, group, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `maintenance` (core's `Maintenance`: what `eventsourcing-admin` runs): error, rows, sql, store
 // - `roles` (grants, the append-only trigger): error, migrate, sql, store
@@ -475,6 +476,7 @@ mod conn;
 mod conn_str;
 mod env;
 mod error;
+mod group;
 mod horizon;
 mod live;
 mod maintenance;
