@@ -255,8 +255,26 @@ impl<'a> Batch<'a> {
         Ok(Some(batch))
     }
 
+    /// Appends the events of `other` (for a group's statement, `group.rs`); the guard and the
+    /// streams stay this batch's.
+    pub(crate) fn extend(&mut self, other: &Batch<'a>) {
+        self.stream_ids.extend(&other.stream_ids);
+        self.versions.extend(&other.versions);
+        self.timestamps.extend(&other.timestamps);
+        self.event_types.extend(&other.event_types);
+        self.stream_types.extend(&other.stream_types);
+        self.schema_versions.extend(&other.schema_versions);
+        self.payloads.extend(&other.payloads);
+        self.metadata.extend(
+            other
+                .metadata
+                .iter()
+                .map(|m| m.as_ref().map(|json| Json(json.0))),
+        );
+    }
+
     /// A save of no events (a tracked append that only moves a position).
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Batch {
             stream_ids: Vec::new(),
             versions: Vec::new(),
@@ -282,7 +300,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The parameters of the statement of `shape`: scalars for one event, arrays for several.
-    fn params(&self, shape: Shape) -> Vec<&(dyn ToSql + Sync)> {
+    pub(crate) fn params(&self, shape: Shape) -> Vec<&(dyn ToSql + Sync)> {
         match shape {
             Shape::One | Shape::OneNext => vec![
                 &self.stream_ids[0],

@@ -16,19 +16,16 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use eventsourcing_core::{Error, Metadata, NewEvent};
+use eventsourcing_core::{Error, NewEvent};
 use tokio::sync::oneshot;
-use tokio_postgres::{
-    error::Severity,
-    types::{Json, ToSql},
-};
+use tokio_postgres::{error::Severity, types::ToSql};
 use uuid::Uuid;
 
 use crate::{
     append::{self, conflict_at, partial_insert, Batch},
     error::{pg_error, shared_error, OutcomeUnknown},
     pool::{Checkout, Pool},
-    sql::Stmt,
+    sql::{Shape, Stmt},
 };
 
 /// The most events one group carries; the saves beyond wait for the next group.
@@ -348,14 +345,7 @@ fn tell(
 /// The columns of every save of a group, concatenated, with the save each event and each
 /// checked stream belongs to.
 struct Columns<'a> {
-    stream_ids: Vec<Uuid>,
-    versions: Vec<i64>,
-    timestamps: Vec<chrono::DateTime<chrono::Utc>>,
-    event_types: Vec<&'a str>,
-    schema_versions: Vec<i32>,
-    payloads: Vec<&'a [u8]>,
-    metadata: Vec<Option<Json<&'a Metadata>>>,
-    stream_types: Vec<&'a str>,
+    events: Batch<'a>,
     saves: Vec<i32>,
     check_saves: Vec<i32>,
     check_ids: Vec<Uuid>,
@@ -364,36 +354,16 @@ struct Columns<'a> {
 
 impl<'a> Columns<'a> {
     fn new(batches: &[(usize, Batch<'a>)]) -> Self {
-        let n = batches.iter().map(|(_, b)| b.versions.len()).sum();
         let mut columns = Columns {
-            stream_ids: Vec::with_capacity(n),
-            versions: Vec::with_capacity(n),
-            timestamps: Vec::with_capacity(n),
-            event_types: Vec::with_capacity(n),
-            schema_versions: Vec::with_capacity(n),
-            payloads: Vec::with_capacity(n),
-            metadata: Vec::with_capacity(n),
-            stream_types: Vec::with_capacity(n),
-            saves: Vec::with_capacity(n),
+            events: Batch::empty(),
+            saves: Vec::new(),
             check_saves: Vec::new(),
             check_ids: Vec::new(),
             check_versions: Vec::new(),
         };
         for (save, (_, batch)) in batches.iter().enumerate() {
             let save = save as i32;
-            columns.stream_ids.extend(&batch.stream_ids);
-            columns.versions.extend(&batch.versions);
-            columns.timestamps.extend(&batch.timestamps);
-            columns.event_types.extend(&batch.event_types);
-            columns.schema_versions.extend(&batch.schema_versions);
-            columns.payloads.extend(&batch.payloads);
-            columns.metadata.extend(
-                batch
-                    .metadata
-                    .iter()
-                    .map(|m| m.as_ref().map(|json| Json(json.0))),
-            );
-            columns.stream_types.extend(&batch.stream_types);
+            columns.events.extend(batch);
             columns
                 .saves
                 .extend(std::iter::repeat_n(save, batch.versions.len()));
@@ -408,19 +378,13 @@ impl<'a> Columns<'a> {
     }
 
     fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
-        vec![
-            &self.stream_ids,
-            &self.versions,
-            &self.timestamps,
-            &self.event_types,
-            &self.schema_versions,
-            &self.payloads,
-            &self.metadata,
-            &self.stream_types,
-            &self.saves,
+        let mut params = self.events.params(Shape::Many);
+        params.extend([
+            &self.saves as &(dyn ToSql + Sync),
             &self.check_saves,
             &self.check_ids,
             &self.check_versions,
-        ]
+        ]);
+        params
     }
 }
