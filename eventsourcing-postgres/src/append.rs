@@ -23,17 +23,28 @@ use crate::{
 
 /// Saves `events` in one autocommitted statement: all of them or, with a conflict, none.
 pub(crate) async fn append(pool: &Pool, events: &[NewEvent]) -> Result<(), Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    append_on(&mut pool.checkout().await?, pool, events).await
+}
+
+/// [`append`] on a connection the caller holds (a group's, see `group.rs`).
+pub(crate) async fn append_on(
+    conn: &mut Checkout<'_>,
+    pool: &Pool,
+    events: &[NewEvent],
+) -> Result<(), Error> {
     let batch = match Batch::new(events)? {
         Some(batch) => batch,
         None => return Ok(()),
     };
-    let mut conn = pool.checkout().await?;
     let shape = batch.shape();
     let stmt = conn.statement(shape.stmt()).await?;
     let result = conn.client.execute(&stmt, &batch.params(shape)).await;
     match inserted(pool, result, events.len())? {
         None => Ok(()),
-        Some(hint) => Err(conflict(&mut conn, pool, &batch, hint).await),
+        Some(hint) => Err(conflict(conn, pool, &batch, hint).await),
     }
 }
 
@@ -117,16 +128,39 @@ async fn conflict(
     hint: Option<Uuid>,
 ) -> Error {
     let ids: Vec<Uuid> = batch.streams.iter().map(|(id, _)| *id).collect();
-    let current: HashMap<Uuid, u64> = match conn.statement(Stmt::StreamVersions).await {
-        Ok(stmt) => match conn.client.query(&stmt, &[&ids]).await {
-            Ok(rows) => rows
-                .iter()
-                .map(|r| (r.get::<_, Uuid>(0), r.get::<_, i64>(1).max(0) as u64))
-                .collect(),
-            Err(e) => return pool.error(e),
-        },
-        Err(e) => return e,
-    };
+    match stream_versions(conn, pool, &ids).await {
+        Ok(current) => conflict_at(batch, &current, hint),
+        Err(e) => e,
+    }
+}
+
+/// The current version of each of `ids` (0 for a stream without events), in one read.
+pub(crate) async fn stream_versions(
+    conn: &mut Checkout<'_>,
+    pool: &Pool,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, u64>, Error> {
+    let stmt = conn.statement(Stmt::StreamVersions).await?;
+    let rows = conn
+        .client
+        .query(&stmt, &[&ids])
+        .await
+        .map_err(|e| pool.error(e))?;
+    rows.iter()
+        .map(|r| {
+            let id: Uuid = r.try_get(0).map_err(pg_error)?;
+            let version: i64 = r.try_get(1).map_err(pg_error)?;
+            Ok((id, version.max(0) as u64))
+        })
+        .collect()
+}
+
+/// The conflict of a rejected save, given the current versions of its streams.
+pub(crate) fn conflict_at(
+    batch: &Batch<'_>,
+    current: &HashMap<Uuid, u64>,
+    hint: Option<Uuid>,
+) -> Error {
     let stale = |(id, first): &(Uuid, u64)| {
         let actual = current.get(id).copied().unwrap_or(0);
         (actual + 1 != *first).then_some(Error::Conflict {
@@ -153,28 +187,28 @@ async fn conflict(
     }
 }
 
-/// The columns of one save, ready to bind.
-struct Batch<'a> {
-    stream_ids: Vec<Uuid>,
-    versions: Vec<i64>,
-    timestamps: Vec<DateTime<Utc>>,
-    event_types: Vec<&'a str>,
-    stream_types: Vec<&'a str>,
-    schema_versions: Vec<i32>,
-    payloads: Vec<&'a [u8]>,
-    metadata: Vec<Option<Json<&'a Metadata>>>,
+/// The columns of one save, ready to bind (`group.rs` concatenates those of several).
+pub(crate) struct Batch<'a> {
+    pub(crate) stream_ids: Vec<Uuid>,
+    pub(crate) versions: Vec<i64>,
+    pub(crate) timestamps: Vec<DateTime<Utc>>,
+    pub(crate) event_types: Vec<&'a str>,
+    pub(crate) stream_types: Vec<&'a str>,
+    pub(crate) schema_versions: Vec<i32>,
+    pub(crate) payloads: Vec<&'a [u8]>,
+    pub(crate) metadata: Vec<Option<Json<&'a Metadata>>>,
     /// Streams whose first new version is above 1: (stream, first version) for the guard.
     guard_ids: Vec<Uuid>,
     guard_versions: Vec<i64>,
     /// Every stream of the save with its first new version, in order of first appearance.
-    streams: Vec<(Uuid, u64)>,
+    pub(crate) streams: Vec<(Uuid, u64)>,
 }
 
 impl<'a> Batch<'a> {
     /// `None` for an empty save. A save that fails [`check_save`] (versions not contiguous
     /// within a stream, what no store keeps) is refused before anything is sent, as on every
     /// store.
-    fn new(events: &'a [NewEvent]) -> Result<Option<Self>, Error> {
+    pub(crate) fn new(events: &'a [NewEvent]) -> Result<Option<Self>, Error> {
         if events.is_empty() {
             return Ok(None);
         }
@@ -221,8 +255,26 @@ impl<'a> Batch<'a> {
         Ok(Some(batch))
     }
 
+    /// Appends the events of `other` (for a group's statement, `group.rs`); the guard and the
+    /// streams stay this batch's.
+    pub(crate) fn extend(&mut self, other: &Batch<'a>) {
+        self.stream_ids.extend(&other.stream_ids);
+        self.versions.extend(&other.versions);
+        self.timestamps.extend(&other.timestamps);
+        self.event_types.extend(&other.event_types);
+        self.stream_types.extend(&other.stream_types);
+        self.schema_versions.extend(&other.schema_versions);
+        self.payloads.extend(&other.payloads);
+        self.metadata.extend(
+            other
+                .metadata
+                .iter()
+                .map(|m| m.as_ref().map(|json| Json(json.0))),
+        );
+    }
+
     /// A save of no events (a tracked append that only moves a position).
-    fn empty() -> Self {
+    pub(crate) fn empty() -> Self {
         Batch {
             stream_ids: Vec::new(),
             versions: Vec::new(),
@@ -248,7 +300,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The parameters of the statement of `shape`: scalars for one event, arrays for several.
-    fn params(&self, shape: Shape) -> Vec<&(dyn ToSql + Sync)> {
+    pub(crate) fn params(&self, shape: Shape) -> Vec<&(dyn ToSql + Sync)> {
         match shape {
             Shape::One | Shape::OneNext => vec![
                 &self.stream_ids[0],
@@ -298,14 +350,14 @@ fn inserted(
     }
 }
 
-fn partial_insert(inserted: u64, expected: usize) -> Error {
+pub(crate) fn partial_insert(inserted: u64, expected: usize) -> Error {
     out_of_range(format!(
         "the save inserted {inserted} of {expected} events (a trigger or rule on the events table?)"
     ))
 }
 
 /// For a violation of the events primary key: `Some(stream named in the detail, if readable)`.
-fn conflicting_stream(err: &tokio_postgres::Error) -> Option<Option<Uuid>> {
+pub(crate) fn conflicting_stream(err: &tokio_postgres::Error) -> Option<Option<Uuid>> {
     let db = err.as_db_error()?;
     if *db.code() != SqlState::UNIQUE_VIOLATION || db.constraint() != Some("events_pkey") {
         return None;

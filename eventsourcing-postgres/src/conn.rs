@@ -13,6 +13,8 @@ pub(crate) struct PgConn {
     pub(crate) client: Client,
     /// At most one per [`Stmt`]: a short list to scan.
     statements: Vec<(Stmt, Statement)>,
+    /// Not to be reused (see [`discard`](Self::discard)).
+    discarded: bool,
 }
 
 impl PgConn {
@@ -20,7 +22,19 @@ impl PgConn {
         PgConn {
             client,
             statements: Vec::new(),
+            discarded: false,
         }
+    }
+
+    /// Keeps the pool from handing this connection out again: the state of its session is
+    /// not known (a statement's outcome was lost with the connection).
+    pub(crate) fn discard(&mut self) {
+        self.discarded = true;
+    }
+
+    /// Whether the pool must drop this connection: discarded, or closed.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.discarded || self.client.is_closed()
     }
 
     /// The prepared statement, preparing it on first use on this connection. `schema` names

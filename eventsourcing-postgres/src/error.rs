@@ -66,6 +66,46 @@ pub(crate) fn missing_tables(schema: &str, cause: &dyn fmt::Display) -> Error {
     ))
 }
 
+/// The same failure for another save of a group that failed together (core's `Error` is not
+/// `Clone`): the same kind, the same message.
+pub(crate) fn shared_error(err: &Error) -> Error {
+    match err {
+        Error::Schema(message) => Error::Schema(message.clone()),
+        Error::Transient(_) => Error::Transient(Box::new(Shared(err.to_string()))),
+        _ => Error::Store(Box::new(Shared(err.to_string()))),
+    }
+}
+
+#[derive(Debug)]
+struct Shared(String);
+
+impl fmt::Display for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Shared {}
+
+/// The connection was lost while a group of saves was written: each may have committed or
+/// not. Transient: read the stream to know, then save again if it is not there.
+#[derive(Debug)]
+pub(crate) struct OutcomeUnknown {
+    pub(crate) cause: String,
+}
+
+impl fmt::Display for OutcomeUnknown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the save may or may not have committed (its group's connection was lost: {})",
+            self.cause
+        )
+    }
+}
+
+impl std::error::Error for OutcomeUnknown {}
+
 /// Opening a connection failed. Names the server, never the password.
 #[derive(Debug)]
 pub(crate) struct ConnectError {

@@ -121,6 +121,24 @@
 //! [`PostgresStore::append_in`] runs the same statements inside a caller's transaction, for
 //! writing events atomically with other rows.
 //!
+//! **Group commit** (`group.rs`). Up to `pool_size` saves are written at once, each by its
+//! caller with the statement above. A save arriving while that many are in flight is queued;
+//! when a write ends, the queued saves (no two writing the same stream, at most 4096 events)
+//! are written together in one autocommitted statement: `INSERT … SELECT FROM unnest(…)` over
+//! all their events with the save each belongs to, and a check of every save's first version
+//! (not there yet, its predecessor there) against the table as the statement found it. A save
+//! that fails the check inserts nothing and gets its own `Conflict` (one version read for all
+//! such saves, after the others are acknowledged); the others commit together, each save's
+//! events in version order at consecutive positions of the one transaction (so the log order
+//! of [Global order](#global-order) is unchanged). A caller hears its outcome only after the
+//! statement that holds its save returned. If the server refuses the statement (another
+//! process committed one of those versions first, a deadlock, a timeout), nothing of it was
+//! written and each save is written alone for an outcome of its own. If the connection is
+//! lost while it runs, the outcome is unknown: every save of the group gets
+//! [`Error::Transient`](eventsourcing_core::Error::Transient) saying so, is never written
+//! again by the store (read the stream before retrying), and the connection is discarded.
+//! Tracked appends and `append_in` do not go through the queue.
+//!
 //! `append_tracked` (projections and process applications) is one statement too: a CTE takes
 //! the consumer's row in `tracking` only if the new position is after the recorded one
 //! (`ON CONFLICT DO UPDATE … WHERE`, which locks the row, so a concurrent runner of the same
@@ -457,8 +475,9 @@
 // - `horizon` (what holds the log horizon): error, pool, xid
 // - `read`: error, horizon, pool, rows, sql, xid
 // - `append`: error, pool, read, rows, sql
+// - `group` (group commit of concurrent saves): append, error, pool, sql
 // - `status`: error, horizon, migrate, pool, read, sql
-// - `store` (`PostgresStore`): append, config, conn, horizon, live, migrate, pool, read, sql, status
+// - `store` (`PostgresStore`): append, config, conn, group, horizon, live, migrate, pool, read, sql, status
 // - `projection`: error, rows, sql, store
 // - `maintenance` (core's `Maintenance`: what `eventsourcing-admin` runs): error, rows, sql, store
 // - `roles` (grants, the append-only trigger): error, migrate, sql, store
@@ -475,6 +494,7 @@ mod conn;
 mod conn_str;
 mod env;
 mod error;
+mod group;
 mod horizon;
 mod live;
 mod maintenance;

@@ -14,6 +14,7 @@ use crate::{
     append,
     config::PostgresConfig,
     conn::PgConn,
+    group::Groups,
     horizon::{HorizonWatch, LogHorizon},
     live::Live,
     migrate::{self, MigrationReport},
@@ -34,7 +35,9 @@ pub struct PostgresStore {
 }
 
 struct Inner {
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Saves: written at once, or together with others queued meanwhile (see `group.rs`).
+    groups: Arc<Groups>,
     config: PostgresConfig,
     connector: Connector,
     /// Wakes this process's subscribers after each save through this store, and other
@@ -86,9 +89,11 @@ impl PostgresStore {
             migrate::migrate(&mut first, &config.schema).await?;
         }
         status::check_log_horizon(&first, &config.schema).await?;
+        let pool = Arc::new(Pool::new(&config, connector.clone(), first));
         Ok(PostgresStore {
             inner: Arc::new(Inner {
-                pool: Pool::new(&config, connector.clone(), first),
+                groups: Arc::new(Groups::new(Arc::clone(&pool), config.pool_size())),
+                pool,
                 live: Live::new(&config, connector.clone(), remote),
                 config,
                 connector,
@@ -234,8 +239,9 @@ impl PostgresStore {
     }
 
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
-        append::append(&self.inner.pool, &events).await?;
-        if !events.is_empty() {
+        let any = !events.is_empty();
+        self.inner.groups.append(events).await?;
+        if any {
             self.inner.live.appended();
         }
         Ok(())
