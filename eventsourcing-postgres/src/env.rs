@@ -130,6 +130,7 @@ impl PostgresConfig {
         if let Some(create) = env.flag(vars::CREATE_TABLE)? {
             config.create_table = create;
         }
+        crate::replica_config::from_env(env, &mut config)?;
         if config.pool_size.saturating_add(config.max_overflow) == 0 {
             let (name, _) = env.lookup(vars::POOL_SIZE).unwrap_or_default();
             return Err(ConfigError::new(

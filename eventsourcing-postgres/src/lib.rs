@@ -482,6 +482,8 @@ mod migrate;
 mod pool;
 mod projection;
 mod read;
+mod replica;
+mod replica_config;
 pub mod roles;
 mod rows;
 mod sql;
@@ -515,6 +517,8 @@ pub use projection::{
     spawn_projection, OnError, ParkedEvent, PostgresProjection, ProjectionOptions,
 };
 pub use read::LOG_CATCH_UP;
+pub use replica::ReadRouting;
+pub use replica_config::DEFAULT_READ_YOUR_WRITES_TIMEOUT;
 pub use status::SchemaStatus;
 pub use store::PostgresStore;
 pub use tenant::{PostgresTenants, TenantLayout, DEFAULT_TENANT_ADMIN_DBNAME};

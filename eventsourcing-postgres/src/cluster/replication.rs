@@ -17,7 +17,10 @@ impl TestCluster {
     /// streams (and, with `sync`, is the synchronous one). Stopped and deleted on drop, like
     /// any cluster. Panics if it cannot be made.
     pub async fn standby(&self, sync: bool) -> TestCluster {
-        let name = format!("standby_{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let name = format!(
+            "standby_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
         let primary_port = self.port();
         let standby = {
             let name = name.clone();
@@ -84,16 +87,19 @@ impl TestCluster {
     /// [`current_lsn`](Self::current_lsn) gives it). Panics after a minute.
     pub async fn wait_replayed(&self, lsn: &str) {
         let admin = self.admin_client().await;
-        wait_for(&format!("port {} to replay up to {lsn}", self.port()), || async {
-            let row = admin
-                .query_one(
-                    "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
-                    &[&lsn],
-                )
-                .await
-                .unwrap_or_else(|e| panic!("pg_last_wal_replay_lsn(): {e}"));
-            row.get::<_, bool>(0)
-        })
+        wait_for(
+            &format!("port {} to replay up to {lsn}", self.port()),
+            || async {
+                let row = admin
+                    .query_one(
+                        "SELECT coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                        &[&lsn],
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("pg_last_wal_replay_lsn(): {e}"));
+                row.get::<_, bool>(0)
+            },
+        )
         .await;
     }
 
