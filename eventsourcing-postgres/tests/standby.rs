@@ -33,13 +33,24 @@ async fn a_standby_streams_pauses_resumes_and_takes_over_when_promoted() {
         .unwrap();
     standby.catch_up_with(&primary).await;
     spare.catch_up_with(&primary).await;
-    assert_eq!(count(&standby).await, 1, "the standby has the primary's row");
+    assert_eq!(
+        count(&standby).await,
+        1,
+        "the standby has the primary's row"
+    );
     assert_eq!(count(&spare).await, 1, "so has the asynchronous one");
-    let read_only = standby.admin_client().await.batch_execute("INSERT INTO t VALUES (0)").await;
+    let read_only = standby
+        .admin_client()
+        .await
+        .batch_execute("INSERT INTO t VALUES (0)")
+        .await;
     assert!(read_only.is_err(), "a standby refuses writes");
 
     standby.pause_replay().await;
-    writer.batch_execute("INSERT INTO t VALUES (2)").await.unwrap();
+    writer
+        .batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
     spare.catch_up_with(&primary).await;
     assert_eq!(count(&spare).await, 2);
     assert_eq!(count(&standby).await, 1, "a paused standby shows the past");
@@ -48,13 +59,27 @@ async fn a_standby_streams_pauses_resumes_and_takes_over_when_promoted() {
     assert_eq!(count(&standby).await, 2, "resumed, it catches up");
 
     // Acknowledged by the synchronous standby, then the primary crashes.
-    writer.batch_execute("INSERT INTO t VALUES (3)").await.unwrap();
+    writer
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .unwrap();
     primary.stop(StopMode::Immediate).await;
     standby.promote().await;
-    assert_eq!(count(&standby).await, 3, "every acknowledged commit survived");
+    assert_eq!(
+        count(&standby).await,
+        3,
+        "every acknowledged commit survived"
+    );
     let promoted = standby.admin_client().await;
-    promoted.batch_execute("INSERT INTO t VALUES (4)").await.unwrap();
-    assert_eq!(count(&standby).await, 4, "the promoted standby takes writes");
+    promoted
+        .batch_execute("INSERT INTO t VALUES (4)")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&standby).await,
+        4,
+        "the promoted standby takes writes"
+    );
 
     drop((primary, standby, spare));
     for dir in dirs {
