@@ -32,7 +32,8 @@ use crate::{
 /// |---|---|---|---|
 /// | connection string | `DATABASE_URL` | — | `postgres://` URL or libpq `key=value` pairs; gives whatever it contains, the variables below fill in the rest (libpq's rule) |
 /// | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated, tried in order |
-/// | `port` | `POSTGRES_PORT` | 5432 | |
+/// | `port` / `ports` | `POSTGRES_PORT` | 5432 | one for every host, or one per host (comma-separated) |
+/// | `target_session_attrs` | `POSTGRES_TARGET_SESSION_ATTRS` (`target_session_attrs`) | `any` | which host of the list a connection keeps: `any`, `read-write` (the primary, also after a failover), `read-only`; see [Read replicas and failover](crate#read-replicas-and-failover) |
 /// | `user` | `POSTGRES_USER` | required | |
 /// | `password` | `POSTGRES_PASSWORD`, or `POSTGRES_PASSWORD_FILE` (a file holding it, Docker's convention; a trailing newline is dropped) | none (trust, peer or certificate authentication) | never shown by `Debug`, logs or errors; both variables set at the same prefix level is an error |
 /// | `dbname` | `POSTGRES_DBNAME`, `POSTGRES_DB` | required | |
@@ -47,7 +48,7 @@ use crate::{
 /// | `max_waiting` | `POSTGRES_MAX_WAITING` | no limit | bb8 has no such knob. This crate enforces it in front of bb8 with a semaphore of pool maximum + this many permits: when it is exhausted an operation fails at once instead of queueing |
 /// | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed; at most 2147483.647, PostgreSQL's INT_MAX milliseconds) |
 /// | `idle_in_transaction_session_timeout` | `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` | 5 s | the session's `idle_in_transaction_session_timeout`, set on every new connection; 0 = never. It also bounds how long a forgotten open transaction can hold the log back ([Global order](crate#global-order)) |
-/// | `replica` (once per standby) | `POSTGRES_REPLICA_HOSTS` (comma-separated), `POSTGRES_REPLICA_PORTS` (one for all, or one per host) | none; ports: the primary's | standbys that loads and log reads go to; saves go to the primary. See [Read replicas](crate#read-replicas) |
+/// | `replica` (once per standby) | `POSTGRES_REPLICA_HOSTS` (comma-separated), `POSTGRES_REPLICA_PORTS` (one for all, or one per host) | none; ports: the primary's | standbys that loads and log reads go to; saves go to the primary. See [Read replicas and failover](crate#read-replicas-and-failover) |
 /// | `read_your_writes_timeout` | `POSTGRES_READ_YOUR_WRITES_TIMEOUT` | 1 s | how long a load after a save through the same store waits for a standby to replay it, then reads from the primary |
 /// | `create_table` | `CREATE_TABLE` | yes | [`PostgresStore::connect`](crate::PostgresStore::connect) applies pending migrations. With `n` nothing issues DDL at run time and a missing table is [`Error::Schema`](eventsourcing_core::Error::Schema) saying to run `eventsourcing-admin migrate` |
 ///

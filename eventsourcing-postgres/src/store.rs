@@ -215,7 +215,7 @@ impl PostgresStore {
     }
 
     /// Where loads and log reads went: to a standby, or to the primary in a standby's place
-    /// (all zero without [replicas](crate#read-replicas)).
+    /// (all zero without [replicas](crate#read-replicas-and-failover)).
     pub fn read_routing(&self) -> ReadRouting {
         self.inner
             .replicas
