@@ -2,7 +2,8 @@
 //!
 //! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite>...`, or
 //! `-- <postgres-cipher|sqlite-cipher>` for what compression and encryption cost
-//! (`common/cipher.rs`), or `-- export-postgres` for the export of a million events.
+//! (`common/cipher.rs`), or `-- export-postgres` for the export of a million events, or
+//! `-- postgres-replicas` for read replicas on a primary and standby it starts itself.
 //! (PostgreSQL from `EVENTSOURCING_BENCH_POSTGRES_URL`, default
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
@@ -23,7 +24,7 @@ async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
         eprintln!(
-            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres>..."
+            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres|postgres-replicas>..."
         );
         std::process::exit(2);
     }
@@ -38,6 +39,7 @@ async fn main() {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
             "export-postgres" => postgres::export().await,
+            "postgres-replicas" => postgres::replicas::run().await,
             "sqlite" => sqlite::run().await,
             "memory" => memory::run().await,
             "postgres-cipher" => match saves() {
@@ -49,7 +51,7 @@ async fn main() {
                 Err(e) => Err(e),
             },
             other => Err(format!(
-                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres)"
+                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres, postgres-replicas)"
             )
             .into()),
         };
