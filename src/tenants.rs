@@ -174,4 +174,12 @@ impl TenantStores for AnyTenantStores {
     async fn list(&self) -> Result<Vec<TenantId>, Error> {
         each!(self, s => s.list().await)
     }
+
+    async fn fence(&self, tenant: &TenantId) -> Result<bool, Error> {
+        each!(self, s => s.fence(tenant).await)
+    }
+
+    async fn unfence(&self, tenant: &TenantId) -> Result<(), Error> {
+        each!(self, s => s.unfence(tenant).await)
+    }
 }

@@ -250,7 +250,7 @@ impl Env {
 }
 
 /// A value for an error message: trimmed, control characters escaped, at most 64 characters.
-fn shown(value: &str) -> String {
+pub(crate) fn shown(value: &str) -> String {
     const MAX_CHARS: usize = 64;
     let value = value.trim();
     let mut out = String::new();

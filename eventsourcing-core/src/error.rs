@@ -158,7 +158,8 @@ pub enum Error {
     #[error("event store failure (worth retrying): {0}")]
     Transient(#[source] BoxError),
     /// A tenant id was refused, a tenant does not exist, or no tenant place became free in time
-    /// (see [`Tenants`](crate::Tenants)). [`TenantError::Busy`] is worth retrying.
+    /// (see [`Tenants`](crate::Tenants)). [`TenantError::Busy`] and [`TenantError::Paused`] are
+    /// worth retrying.
     #[error(transparent)]
     Tenant(#[from] TenantError),
 }
@@ -191,7 +192,8 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::Transient(_) | Error::Tenant(TenantError::Busy { .. })
+            Error::Transient(_)
+                | Error::Tenant(TenantError::Busy { .. } | TenantError::Paused { .. })
         )
     }
 

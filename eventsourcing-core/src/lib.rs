@@ -20,7 +20,8 @@
 //! | [`Env`]: settings from the environment | `config.rs` |
 //! | [`Migrations`], [`Migrator`]: versioned SQL migrations, the engine the stores share | `migrate.rs` |
 //! | [`Snapshotting`]: when snapshots are taken and kept | `snapshot.rs` |
-//! | [`Tenants`], [`TenantStores`], [`TenantId`]: a store per tenant, bounded | `tenants.rs`, `tenant_id.rs` |
+//! | [`Tenants`], [`TenantStores`], [`TenantId`]: a store per tenant, bounded; [`Tenants::pause`] | `tenants/`, `tenant_id.rs` |
+//! | [`Shards`], [`ShardDirectory`], [`move_tenant`]: tenants over several servers, one moved at a time | `shards/` |
 //! | [`maintenance`]: the [`Maintenance`](maintenance::Maintenance) trait: store statistics, index use, snapshot pruning, vacuum, the store check (`verify`) | `maintenance.rs` |
 //! | [`backup`]: the portable backup format, the [`Backup`](backup::Backup) and [`Archive`](backup::Archive) traits | `backup/` |
 //! | [`metrics`]: every metric name, kind, unit and label; the `tracing` spans | `metrics.rs` |
@@ -52,6 +53,7 @@ mod position;
 mod process;
 mod projection;
 mod runner;
+mod shards;
 mod snapshot;
 mod store;
 mod subscription;
@@ -78,6 +80,7 @@ pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
 pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};
 
+pub use shards::{move_tenant, MoveError, ShardDirectory, Shards, TenantMoved, TENANT_DIRECTORY};
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 pub use subscription::{read_log_stream, Subscription};
@@ -86,7 +89,7 @@ pub use tenant_id::{
     TENANT_PLACEHOLDER,
 };
 pub use tenants::{
-    migrate_tenants, MakeApplication, Tenant, TenantLimits, TenantProgress, TenantStats,
+    migrate_tenants, MakeApplication, Paused, Tenant, TenantLimits, TenantProgress, TenantStats,
     TenantStores, Tenants, TenantsMigrated, DEFAULT_TENANT_MAX_CONNECTIONS, DEFAULT_TENANT_TIMEOUT,
 };
 

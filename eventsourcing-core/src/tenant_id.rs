@@ -122,6 +122,28 @@ pub enum TenantError {
         /// How long the request waited.
         waited: Duration,
     },
+    /// The tenant was paused ([`Tenants::pause`](crate::Tenants::pause): being moved to
+    /// another server, say) for as long as a request may wait. Nothing was read or written;
+    /// try again later.
+    #[error(
+        "tenant `{tenant}` is paused (being moved?) and stayed so for {waited:?}; try again later"
+    )]
+    Paused {
+        /// The tenant asked for.
+        tenant: String,
+        /// How long the request waited.
+        waited: Duration,
+    },
+    /// The tenant stayed in use (a request or a running projection held it), or paused by
+    /// another caller, for as long as [`Tenants::pause`](crate::Tenants::pause) waits: it was
+    /// not paused.
+    #[error("tenant `{tenant}` stayed in use for {waited:?} and could not be paused")]
+    InUse {
+        /// The tenant.
+        tenant: String,
+        /// How long the pause waited.
+        waited: Duration,
+    },
     /// The tenant's database, schema or file does not exist, and this registry does not
     /// create tenants (create it with the admin tool first).
     #[error("tenant `{tenant}` does not exist ({name}); create it first")]

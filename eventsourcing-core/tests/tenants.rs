@@ -254,3 +254,71 @@ async fn a_failed_or_abandoned_open_gives_its_place_back() {
         Err(Error::Tenant(TenantError::InvalidId { .. }))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_tenant_is_closed_and_waited_for_while_the_others_are_served() {
+    let fake = Fake::new(true);
+    let tenants = Tenants::new(fake.clone(), limits(4, LONG)).unwrap();
+    drop(tenants.get("a").await.unwrap());
+    let a = TenantId::new("a").unwrap();
+    let paused = tenants.pause(&a).await.unwrap();
+    assert_eq!(fake.closed(), ["a"], "pausing closes the tenant's store");
+    assert_eq!(tenants.stats().paused, 1);
+
+    let waiting = {
+        let tenants = tenants.clone();
+        tokio::spawn(async move { tenants.get("a").await.map(drop) })
+    };
+    // Another tenant is served meanwhile; the paused one is not opened while the guard lives.
+    drop(tenants.get("b").await.unwrap());
+    assert!(!waiting.is_finished());
+    assert_eq!(fake.opened("a"), 1);
+
+    drop(paused);
+    waiting.await.unwrap().unwrap();
+    assert_eq!(
+        fake.opened("a"),
+        2,
+        "the tenant is opened afresh after the pause"
+    );
+    assert_eq!(tenants.stats().paused, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_waits_for_the_requests_using_the_tenant_and_gives_up_typed() {
+    let fake = Fake::new(true);
+    let short = Tenants::new(fake.clone(), limits(4, Duration::from_millis(50))).unwrap();
+    let a = TenantId::new("a").unwrap();
+    let used = short.get("a").await.unwrap();
+    match short.pause(&a).await {
+        Err(Error::Tenant(TenantError::InUse { tenant, .. })) => assert_eq!(tenant, "a"),
+        other => panic!("{other:?}"),
+    }
+    assert!(fake.closed().is_empty(), "a tenant in use was closed");
+    drop(used);
+
+    // A request that waits longer than the registry's wait for a paused tenant fails typed,
+    // worth retrying (503 over HTTP).
+    let paused = short.pause(&a).await.unwrap();
+    let err = short.get("a").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Tenant(TenantError::Paused { tenant, .. }) if tenant == "a"),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    drop(paused);
+    short.get("a").await.unwrap();
+
+    // With time to wait, the pause comes once the last request is done.
+    let tenants = Tenants::new(fake.clone(), limits(4, LONG)).unwrap();
+    let used = tenants.get("a").await.unwrap();
+    let pausing = {
+        let tenants = tenants.clone();
+        let a = a.clone();
+        tokio::spawn(async move { tenants.pause(&a).await.map(drop) })
+    };
+    until(|| tenants.stats().in_use == 1).await;
+    assert!(!pausing.is_finished());
+    drop(used);
+    pausing.await.unwrap().unwrap();
+}

@@ -164,6 +164,9 @@ impl PostgresTenants {
     }
 }
 
+/// The name of the trigger (and its function) that fences a moved tenant's events.
+const FENCE: &str = "eventsourcing_moved";
+
 async fn connect(config: &PostgresConfig) -> Result<Client, Error> {
     Connector::new(config)?
         .connect()
@@ -230,6 +233,39 @@ impl TenantStores for PostgresTenants {
         }
         let mut client = connect(&config).await?;
         migrate::migrate(&mut client, config.schema()).await
+    }
+
+    /// A trigger on the tenant's `events` table that fails every statement writing to it
+    /// (SQLSTATE `ES001`, "this tenant was moved"). Creating it waits for the transactions
+    /// writing to the table to end, so every save acknowledged before is in what a move
+    /// exports, and none after it is.
+    async fn fence(&self, tenant: &TenantId) -> Result<bool, Error> {
+        let config = self.tenant_config(tenant, 1)?;
+        let client = connect(&config).await?;
+        let schema = quote_ident(config.schema());
+        // One simple query: one implicit transaction.
+        let sql = format!(
+            "CREATE OR REPLACE FUNCTION {schema}.{FENCE}() RETURNS trigger LANGUAGE plpgsql AS \
+             $fence$ BEGIN RAISE EXCEPTION 'this tenant was moved to another server: its events \
+             are no longer written here (reload the tenant directory)' USING ERRCODE = 'ES001'; \
+             END $fence$; \
+             DROP TRIGGER IF EXISTS {FENCE} ON {schema}.events; \
+             CREATE TRIGGER {FENCE} BEFORE INSERT OR UPDATE OR DELETE ON {schema}.events \
+             FOR EACH STATEMENT EXECUTE FUNCTION {schema}.{FENCE}()"
+        );
+        client.batch_execute(&sql).await.map_err(pg_error)?;
+        Ok(true)
+    }
+
+    async fn unfence(&self, tenant: &TenantId) -> Result<(), Error> {
+        let config = self.tenant_config(tenant, 1)?;
+        let client = connect(&config).await?;
+        let schema = quote_ident(config.schema());
+        let sql = format!(
+            "DROP TRIGGER IF EXISTS {FENCE} ON {schema}.events; \
+             DROP FUNCTION IF EXISTS {schema}.{FENCE}()"
+        );
+        client.batch_execute(&sql).await.map_err(pg_error)
     }
 
     async fn list(&self) -> Result<Vec<TenantId>, Error> {

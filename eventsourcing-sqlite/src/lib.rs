@@ -136,12 +136,15 @@
 //!   itself can run ahead of the database.
 //!
 //! # Costs
-//! Each call is handed to a connection thread and its result handed back: tens of microseconds
-//! on top of SQLite's own work (a load with a snapshot lookup pays it twice). Next to the
-//! `fsync` of a commit under [`Synchronous::Full`] that is small; under [`Synchronous::Normal`],
-//! where a commit costs about as much, it is not. Two things keep it off long reads: reader
-//! connections take work last in, first out, so consecutive reads find a warm page cache; and
-//! when `read_log` returns a full page, a reader reads the next page ahead while the caller
+//! A write is handed to the writer's thread and its result handed back: tens of microseconds
+//! on top of SQLite's own work. Next to the `fsync` of a commit under [`Synchronous::Full`]
+//! that is small; under [`Synchronous::Normal`], where a commit costs about as much, it is not.
+//! A read on a multi-thread runtime pays no hand-off: it runs on the caller's thread
+//! (`block_in_place`) on an idle reader connection; elsewhere it is handed to a reader thread
+//! like a write. Two things keep reads fast: reader connections are taken last in, first out,
+//! so consecutive reads find a warm page cache; and
+//! when `read_log` returns a full page to a caller off a multi-thread runtime (which waits for a
+//! reader thread anyway), a reader reads the next page ahead while the caller
 //! works through the first (a full page of the log never changes, so what was read ahead is
 //! exactly what a read would return; at most two pages ahead of each reader, and eight in all,
 //! are held). The benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares
@@ -193,11 +196,13 @@ mod config;
 mod env;
 mod error;
 mod group;
+mod job;
 mod maintenance;
 mod migrate;
 mod projection;
 mod read;
 mod read_ahead;
+mod readers;
 mod rows;
 mod sql;
 mod store;

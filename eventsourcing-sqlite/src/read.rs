@@ -2,31 +2,61 @@
 //! reader connection (or the one connection of an in-memory database).
 
 use eventsourcing_core::{Error, Snapshot, StoredEvent, Uuid};
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{Connection, OptionalExtension, Row};
 
 use crate::{
     error::sql_error,
-    rows::{get_u64, micros_to_time, read_event},
-    sql::{LOAD, LOAD_SNAPSHOT, READ_LOG, STREAM_VERSION},
+    rows::{clamp_i64, get_u64, micros_to_time, read_event, read_replay},
+    sql::{LOAD, LOAD_REPLAY, LOAD_SNAPSHOT, READ_LOG, STREAM_VERSION},
 };
+
+/// What a load reads of each event.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Read {
+    /// Every column ([`EventStore::load`](eventsourcing_core::EventStore::load)).
+    All,
+    /// All but the metadata, which replay does not read.
+    Replay,
+}
 
 /// The events of `stream_id` with `after < version <= up_to`, in version order.
 pub(crate) fn load(
     conn: &Connection,
     dbname: &str,
-    stream_id: Uuid,
-    after: i64,
-    up_to: i64,
+    (stream_id, after, up_to): (Uuid, i64, i64),
+    what: Read,
 ) -> Result<Vec<StoredEvent>, Error> {
-    conn.prepare_cached(LOAD)
-        .and_then(|mut stmt| {
-            stmt.query_map(
-                rusqlite::params![stream_id.as_bytes(), after, up_to],
-                read_event,
-            )?
-            .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(|e| sql_error(dbname, e))
+    let params = rusqlite::params![stream_id.as_bytes(), after, up_to];
+    match what {
+        Read::All => conn.prepare_cached(LOAD).and_then(|mut stmt| {
+            stmt.query_map(params, read_event)?
+                .collect::<Result<Vec<_>, _>>()
+        }),
+        Read::Replay => conn.prepare_cached(LOAD_REPLAY).and_then(|mut stmt| {
+            stmt.query_map(params, |row| read_replay(row, stream_id))?
+                .collect::<Result<Vec<_>, _>>()
+        }),
+    }
+    .map_err(|e| sql_error(dbname, e))
+}
+
+/// The newest snapshot of `stream_id` at or below `up_to` and the events after it up to
+/// `up_to`, read for replay, in one read transaction (so from one snapshot of the database).
+pub(crate) fn load_from_snapshot(
+    conn: &mut Connection,
+    dbname: &str,
+    stream_id: Uuid,
+    up_to: i64,
+) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
+    let tx = conn.transaction().map_err(|e| sql_error(dbname, e))?;
+    let snapshot = load_snapshot(&tx, dbname, stream_id, up_to)?;
+    let after = snapshot.as_ref().map_or(0, |s| clamp_i64(s.version));
+    let events = if after < up_to {
+        load(&tx, dbname, (stream_id, after, up_to), Read::Replay)?
+    } else {
+        Vec::new()
+    };
+    Ok((snapshot, events))
 }
 
 /// The stream's current version: 0 if it has no events.
@@ -49,17 +79,7 @@ pub(crate) fn load_snapshot(
         .and_then(|mut stmt| {
             stmt.query_row(
                 rusqlite::params![stream_id.as_bytes(), at_or_below],
-                |row| {
-                    Ok(Snapshot {
-                        stream_id,
-                        version: get_u64(row, 0)?,
-                        timestamp: micros_to_time(row.get(1)?, 1)?,
-                        state_type: row.get(2)?,
-                        // Stored as the signed integer with the same bits.
-                        fingerprint: u64::from_ne_bytes(row.get::<_, i64>(3)?.to_ne_bytes()),
-                        payload: row.get(4)?,
-                    })
-                },
+                |row| read_snapshot(row, stream_id, 0),
             )
             .optional()
         })
@@ -79,4 +99,18 @@ pub(crate) fn read_page(
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(|e| sql_error(dbname, e))
+}
+
+/// A snapshot of `stream_id` from the columns `version, timestamp, state_type, fingerprint,
+/// payload`, the first at `first`.
+fn read_snapshot(row: &Row<'_>, stream_id: Uuid, first: usize) -> rusqlite::Result<Snapshot> {
+    Ok(Snapshot {
+        stream_id,
+        version: get_u64(row, first)?,
+        timestamp: micros_to_time(row.get(first + 1)?, first + 1)?,
+        state_type: row.get(first + 2)?,
+        // Stored as the signed integer with the same bits.
+        fingerprint: u64::from_ne_bytes(row.get::<_, i64>(first + 3)?.to_ne_bytes()),
+        payload: row.get(first + 4)?,
+    })
 }

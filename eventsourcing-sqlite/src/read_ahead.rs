@@ -18,7 +18,7 @@ use eventsourcing_core::{Error, StoredEvent};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
-use crate::{read::read_page, rows::clamp_i64, worker::Job};
+use crate::{job::Job, read::read_page, rows::clamp_i64};
 
 /// Pages read ahead and not yet asked for, at most (the oldest are dropped).
 pub(crate) const PAGES: usize = 8;

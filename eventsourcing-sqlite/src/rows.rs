@@ -13,17 +13,76 @@ use crate::{
     sql::{READ_TRACKING, WRITE_TRACKING},
 };
 
+/// Where the columns of an event are in a row.
+pub(crate) struct Columns {
+    position: usize,
+    /// `None` where the query names the stream (a load).
+    stream_id: Option<usize>,
+    version: usize,
+    timestamp: usize,
+    event_type: usize,
+    schema_version: usize,
+    payload: usize,
+    /// `None` where the caller reads no metadata (a replay).
+    metadata: Option<usize>,
+    stream_type: usize,
+}
+
+/// The columns of `sql::select_events!`.
+pub(crate) const EVENT: Columns = Columns {
+    position: 0,
+    stream_id: Some(1),
+    version: 2,
+    timestamp: 3,
+    event_type: 4,
+    schema_version: 5,
+    payload: 6,
+    metadata: Some(7),
+    stream_type: 8,
+};
+
+/// The columns of `sql::select_replay!`: what replay reads of one stream's events.
+pub(crate) const REPLAY: Columns = Columns {
+    position: 0,
+    stream_id: None,
+    version: 1,
+    timestamp: 2,
+    event_type: 3,
+    schema_version: 4,
+    payload: 5,
+    metadata: None,
+    stream_type: 6,
+};
+
 /// An event read with the columns of `sql::select_events!`. Only the position must be
 /// readable: a row with any other column that is not what this crate writes comes back as a
 /// [`StoredEvent::defect`] naming the column, so that one bad row does not fail a whole page.
 pub(crate) fn read_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
-    let position = get_u64(row, 0)?;
+    read_columns(row, &EVENT, Uuid::nil())
+}
+
+/// An event of `stream_id` read with the columns of `sql::select_replay!` (its metadata left
+/// empty), reported like [`read_event`].
+pub(crate) fn read_replay(row: &Row<'_>, stream_id: Uuid) -> rusqlite::Result<StoredEvent> {
+    read_columns(row, &REPLAY, stream_id)
+}
+
+/// An event read from `columns` of `row`; `stream_id` where the columns hold none.
+fn read_columns(
+    row: &Row<'_>,
+    columns: &Columns,
+    stream_id: Uuid,
+) -> rusqlite::Result<StoredEvent> {
+    let position = get_u64(row, columns.position)?;
     let position = Position {
         commit: position,
         seq: position,
     };
-    let stream_id = row.get::<_, [u8; 16]>(1).map(Uuid::from_bytes);
-    let version = get_u64(row, 2);
+    let stream_id = match columns.stream_id {
+        Some(column) => row.get::<_, [u8; 16]>(column).map(Uuid::from_bytes),
+        None => Ok(stream_id),
+    };
+    let version = get_u64(row, columns.version);
     let (stream_id, version) = match (stream_id, version) {
         (Ok(stream_id), Ok(version)) => (stream_id, version),
         (Err(e), _) => return Ok(defective(position, "stream_id", &e, Uuid::nil(), 0)),
@@ -34,15 +93,22 @@ pub(crate) fn read_event(row: &Row<'_>) -> rusqlite::Result<StoredEvent> {
             stream_id,
             version,
             position,
-            event_type: row.get(4).map_err(|e| ("event_type", e))?,
-            stream_type: row.get(8).map_err(|e| ("stream_type", e))?,
-            schema_version: row.get(5).map_err(|e| ("schema_version", e))?,
+            event_type: row.get(columns.event_type).map_err(|e| ("event_type", e))?,
+            stream_type: row
+                .get(columns.stream_type)
+                .map_err(|e| ("stream_type", e))?,
+            schema_version: row
+                .get(columns.schema_version)
+                .map_err(|e| ("schema_version", e))?,
             timestamp: row
-                .get(3)
-                .and_then(|t| micros_to_time(t, 3))
+                .get(columns.timestamp)
+                .and_then(|t| micros_to_time(t, columns.timestamp))
                 .map_err(|e| ("timestamp", e))?,
-            payload: row.get(6).map_err(|e| ("payload", e))?,
-            metadata: metadata(row).map_err(|e| ("metadata", e))?,
+            payload: row.get(columns.payload).map_err(|e| ("payload", e))?,
+            metadata: match columns.metadata {
+                Some(column) => metadata(row, column).map_err(|e| ("metadata", e))?,
+                None => Metadata::default(),
+            },
             defect: None,
         })
     })();
@@ -64,11 +130,12 @@ fn defective(
     event
 }
 
-fn metadata(row: &Row<'_>) -> rusqlite::Result<Metadata> {
-    match row.get_ref(7)?.as_str_or_null()? {
+fn metadata(row: &Row<'_>, column: usize) -> rusqlite::Result<Metadata> {
+    match row.get_ref(column)?.as_str_or_null()? {
         None => Ok(Metadata::default()),
-        Some(json) => serde_json::from_str(json)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(7, Type::Text, Box::new(e))),
+        Some(json) => serde_json::from_str(json).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(column, Type::Text, Box::new(e))
+        }),
     }
 }
 

@@ -12,9 +12,24 @@ macro_rules! select_events {
     };
 }
 
+/// `SELECT <the columns rows::read_replay reads> FROM events <rest>`: no stream id (the query
+/// names it), no metadata (replay reads none).
+macro_rules! select_replay {
+    ($rest:literal) => {
+        concat!(
+            "SELECT position, version, timestamp, event_type, schema_version, payload, ",
+            "stream_type FROM events ",
+            $rest
+        )
+    };
+}
+
 /// One stream's events with `?2 < version <= ?3`.
 pub(crate) const LOAD: &str =
     select_events!("WHERE stream_id = ?1 AND version > ?2 AND version <= ?3 ORDER BY version");
+/// [`LOAD`] for replay.
+pub(crate) const LOAD_REPLAY: &str =
+    select_replay!("WHERE stream_id = ?1 AND version > ?2 AND version <= ?3 ORDER BY version");
 /// A page of the log: at most `?2` events with `position > ?1`.
 pub(crate) const READ_LOG: &str = select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2");
 /// A page of every event in `(stream_id, version)` order, after `(?1, ?2)`, at most `?3`

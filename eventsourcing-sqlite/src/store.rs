@@ -13,7 +13,7 @@ use crate::{
     error::{cannot_open, is_transient, sql_error, stopped},
     group::Save,
     migrate,
-    read::{current_version, load, load_snapshot, read_page},
+    read::{current_version, load, load_from_snapshot, load_snapshot, read_page, Read},
     read_ahead::{is_full, ReadAhead},
     rows::{clamp_i64, log_floor, read_tracking},
     worker::{Job, Workers, KIND, READER_GAUGES, WRITER_GAUGES},
@@ -26,17 +26,23 @@ use crate::{
 /// deleted or reopened) once the drop returns.
 ///
 /// # Connections and threads
-/// A file database has one writer connection and [`readers`](SqliteConfig::readers) reader
-/// connections, each on its own thread; the async methods send their work there and await the
-/// reply, so the runtime never blocks on SQLite. In WAL mode readers see the last committed
+/// A file database has one writer connection on its own thread and
+/// [`readers`](SqliteConfig::readers) reader connections with a thread each. Saves and other
+/// writes are sent to the writer's thread and their reply awaited. A read on a multi-thread
+/// tokio runtime runs on the caller's own thread, on an idle reader connection, inside
+/// [`block_in_place`](tokio::task::block_in_place) (the runtime moves its other tasks to another
+/// thread meanwhile), which saves two thread wake-ups per read; on a current-thread runtime,
+/// outside a runtime, or with every reader connection busy, it is queued for the reader threads,
+/// so the runtime never blocks on SQLite. In WAL mode readers see the last committed
 /// state and run while the writer writes. All saves go through the one writer, so a save never
 /// waits for another one's lock inside this process (another process writing the same file is
 /// waited for up to the lock timeout). An in-memory database lives in a single connection (each
 /// connection to `:memory:` would be a separate database), whose thread serves reads and writes.
-/// A read goes to the reader that became idle last (its page cache is the warmest); a full page
-/// of [`read_log`](EventStore::read_log) has the next page read ahead (see
-/// [Costs](crate#costs)). A panic in one job (say, in a closure given to
-/// [`query`](SqliteStore::query)) fails that job only: the thread goes on serving.
+/// A read takes the reader connection used last (its page cache is the warmest); a full page
+/// of [`read_log`](EventStore::read_log) has the next page read ahead when the caller waits for
+/// a reader thread anyway (see [Costs](crate#costs)). A panic in one job (say, in a closure given to
+/// [`query`](SqliteStore::query)) fails that job only: the thread, and the connection, go on
+/// serving.
 ///
 /// Cancelling an [`append`](EventStore::append) future once polled does not cancel the save: it
 /// may still commit.
@@ -208,17 +214,44 @@ impl SqliteStore {
             Role::Writer => WRITER_GAUGES.queued(),
             Role::Reader => READER_GAUGES.queued(),
         };
-        let (job, rx) = self.job(move |conn, dbname| {
+        let f = move |conn: &mut Connection, dbname: &str| {
             let _busy = queued.start();
             f(conn, dbname)
-        });
+        };
         let workers = &self.inner.workers;
+        if role == Role::Reader {
+            // On the caller's thread where it may: no hand-off to another thread and back.
+            if let Some(conn) = workers.lend() {
+                let dbname = &self.inner.dbname;
+                return conn
+                    .run(|conn| f(conn, dbname))
+                    .unwrap_or_else(|| Err(stopped(dbname)));
+            }
+        }
+        let (job, rx) = self.job(f);
         let sent = match role {
             Role::Writer => workers.write(job),
             Role::Reader => workers.read(job),
         };
         sent.map_err(|_| stopped(&self.inner.dbname))?;
         rx.await.map_err(|_| stopped(&self.inner.dbname))?
+    }
+
+    /// The events of a stream after `after_version` up to `up_to`, on a reader.
+    async fn load_stream(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        what: Read,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let up_to = up_to.unwrap_or(u64::MAX);
+        if up_to <= after_version || after_version >= i64::MAX as u64 {
+            return Ok(Vec::new());
+        }
+        let versions = (stream_id, clamp_i64(after_version), clamp_i64(up_to));
+        self.on_reader(move |conn, dbname| load(conn, dbname, versions, what))
+            .await
     }
 
     /// One page of the log on a reader.
@@ -267,12 +300,29 @@ impl EventStore for SqliteStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> Result<Vec<StoredEvent>, Error> {
-        let up_to = up_to.unwrap_or(u64::MAX);
-        if up_to <= after_version || after_version >= i64::MAX as u64 {
-            return Ok(Vec::new());
-        }
-        let (after, up_to) = (clamp_i64(after_version), clamp_i64(up_to));
-        self.on_reader(move |conn, dbname| load(conn, dbname, stream_id, after, up_to))
+        self.load_stream(stream_id, after_version, up_to, Read::All)
+            .await
+    }
+
+    /// [`load`](EventStore::load) without the metadata, which replay does not read.
+    async fn load_for_replay(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        self.load_stream(stream_id, after_version, up_to, Read::Replay)
+            .await
+    }
+
+    /// The snapshot and the events after it in one read transaction on one reader connection.
+    async fn load_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        up_to: Option<u64>,
+    ) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
+        let up_to = clamp_i64(up_to.unwrap_or(u64::MAX));
+        self.on_reader(move |conn, dbname| load_from_snapshot(conn, dbname, stream_id, up_to))
             .await
     }
 
@@ -306,7 +356,10 @@ impl EventStore for SqliteStore {
                 },
                 None => self.read_page(floor, limit).await?,
             };
-            if is_full(&events, limit) {
+            // Read ahead only for callers that wait for a reader thread anyway: one that reads
+            // on its own thread reads the next page sooner than it would be woken with it
+            // (catch-up through a `Subscription`: 1.7 million events/s against 1.4 million).
+            if is_full(&events, limit) && !self.inner.workers.may_read_here() {
                 if let Some(last) = events.last() {
                     self.read_ahead(clamp_i64(last.position.commit), limit);
                 }

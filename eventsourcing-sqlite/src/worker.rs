@@ -2,13 +2,12 @@
 //! runtime: each connection lives on its own thread and receives work over a channel.
 
 use std::{
-    collections::VecDeque,
     panic::AssertUnwindSafe,
     path::PathBuf,
     sync::atomic::{AtomicU64, Ordering},
     sync::{
         mpsc::{self, Receiver, Sender},
-        Arc, Condvar, Mutex, MutexGuard, PoisonError,
+        Arc,
     },
     thread::{self, JoinHandle},
     time::Duration,
@@ -19,16 +18,18 @@ use std::ffi::c_int;
 
 use rusqlite::{hooks::Wal, Connection};
 
-use crate::group::{self, Save};
+pub(crate) use crate::job::{Gone, Job};
+use crate::{
+    group::{self, Save},
+    job::run,
+    readers::{Lent, Pool},
+};
 /// The `store` label of this crate's metrics.
 pub(crate) const KIND: &str = "sqlite";
 /// Jobs queued for and running on the writer connection, in every store of the process.
 pub(crate) static WRITER_GAUGES: PoolGauges = PoolGauges::new(KIND, "writer");
 /// Jobs queued for and running on reader connections (on the writer, for in-memory databases).
 pub(crate) static READER_GAUGES: PoolGauges = PoolGauges::new(KIND, "reader");
-
-/// Work for a connection thread. It sends its own result (through a oneshot channel).
-pub(crate) type Job = Box<dyn FnOnce(&mut Connection) + Send + 'static>;
 
 /// What the writer's queue holds.
 pub(crate) enum Work {
@@ -52,92 +53,6 @@ enum Readers {
     /// Reads are queued for the writer thread.
     Writer(Option<Sender<Work>>),
     Pool(Arc<Pool>),
-}
-
-/// Reader threads that take work last-in, first-out: a job goes to the reader that became idle
-/// most recently, whose connection has the warmest page cache and whose thread most likely
-/// still runs. (With one shared queue, consecutive reads of a catch-up went round the readers
-/// in turn, each starting with a cold cache: about 1.5x slower than one connection.)
-struct Pool {
-    state: Mutex<PoolState>,
-    /// One per reader thread: wakes that reader only.
-    wake: Vec<Condvar>,
-}
-
-struct PoolState {
-    /// Idle readers, the most recently idle last.
-    idle: Vec<usize>,
-    /// The job handed to each reader.
-    slots: Vec<Option<Job>>,
-    /// Jobs that came while every reader was busy, in arrival order.
-    backlog: VecDeque<Job>,
-    closed: bool,
-}
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("readers", &self.wake.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Pool {
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn submit(&self, job: Job) -> Result<(), Gone> {
-        let mut state = self.lock();
-        if state.closed {
-            return Err(Gone);
-        }
-        match state.idle.pop() {
-            Some(reader) => {
-                state.slots[reader] = Some(job);
-                drop(state);
-                self.wake[reader].notify_one();
-            }
-            None => state.backlog.push_back(job),
-        }
-        Ok(())
-    }
-
-    fn close(&self) {
-        self.lock().closed = true;
-        for wake in &self.wake {
-            wake.notify_one();
-        }
-    }
-
-    /// The loop of reader thread `me`: its own jobs and the backlog, until the pool closes and
-    /// no work is left.
-    fn serve(&self, me: usize, mut conn: Connection) {
-        let mut state = self.lock();
-        loop {
-            let job = match state.slots[me].take() {
-                Some(job) => Some(job),
-                None => state.backlog.pop_front(),
-            };
-            if let Some(job) = job {
-                drop(state);
-                run(job, &mut conn);
-                state = self.lock();
-                continue;
-            }
-            if state.closed {
-                return;
-            }
-            state.idle.push(me);
-            while state.slots[me].is_none() && !state.closed {
-                state = self.wake[me]
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            // Closed while idle: no longer idle for anyone.
-            state.idle.retain(|r| *r != me);
-        }
-    }
 }
 
 impl Workers {
@@ -175,21 +90,13 @@ impl Workers {
             return Ok(workers);
         }
         drop(tx);
-        let pool = Arc::new(Pool {
-            state: Mutex::new(PoolState {
-                idle: Vec::with_capacity(readers.len()),
-                slots: readers.iter().map(|_| None).collect(),
-                backlog: VecDeque::new(),
-                closed: false,
-            }),
-            wake: readers.iter().map(|_| Condvar::new()).collect(),
-        });
+        let pool = Arc::new(Pool::new(readers));
         workers.readers = Readers::Pool(Arc::clone(&pool));
-        for (i, conn) in readers.into_iter().enumerate() {
+        for i in 0..pool.readers() {
             let pool = Arc::clone(&pool);
             let handle = thread::Builder::new()
                 .name(format!("sqlite-reader-{i}"))
-                .spawn(move || pool.serve(i, conn))
+                .spawn(move || pool.serve())
                 .map_err(spawn_failed)?;
             workers.threads.push(handle);
         }
@@ -206,11 +113,25 @@ impl Workers {
         send(self.writer.as_ref(), Work::Save(save))
     }
 
-    /// Queues a job for the most recently idle reader connection.
+    /// Queues a job for the reader threads (for the writer, in an in-memory database).
     pub(crate) fn read(&self, job: Job) -> Result<(), Gone> {
         match &self.readers {
             Readers::Writer(writer) => send(writer.as_ref(), Work::Job(job)),
             Readers::Pool(pool) => pool.submit(job),
+        }
+    }
+
+    /// Whether reads on this thread run here (see [`Pool::lend`]), connections permitting.
+    pub(crate) fn may_read_here(&self) -> bool {
+        matches!(self.readers, Readers::Pool(_)) && Pool::may_block()
+    }
+
+    /// A reader connection to read with on this thread, where it may (see [`Pool::lend`]);
+    /// in an in-memory database, never.
+    pub(crate) fn lend(&self) -> Option<Lent<'_>> {
+        match &self.readers {
+            Readers::Writer(_) => None,
+            Readers::Pool(pool) => pool.lend(),
         }
     }
 }
@@ -222,10 +143,6 @@ fn send(sender: Option<&Sender<Work>>, work: Work) -> Result<(), Gone> {
         None => Err(Gone),
     }
 }
-
-/// The connection's thread has stopped: the store is closing.
-#[derive(Debug)]
-pub(crate) struct Gone;
 
 /// The most saves one commit takes: a bound on how long the first of them waits for the rest.
 const MAX_GROUP: usize = 64;
@@ -376,27 +293,36 @@ impl WalLimit {
     }
 }
 
-/// Runs a job; a panic in it ends that job only (its caller sees the reply channel closed),
-/// not the thread, which goes on serving the others.
-fn run(job: Job, conn: &mut Connection) {
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(conn)));
-}
-
 impl Drop for Workers {
     fn drop(&mut self) {
         // Closing the queues lets each thread finish the jobs already queued, then close its
-        // connection (the last one to close checkpoints the write-ahead log). Waiting for them
-        // means the file is closed when the store is gone, so it can be reopened or deleted.
-        self.writer = None;
+        // connection. Waiting for them means the file is closed when the store is gone, so it
+        // can be reopened or deleted.
+        //
+        // The readers close first and the writer last: the connection that closes last
+        // checkpoints the write-ahead log and deletes it (and the `-shm` file), but only if it
+        // can lock the database exclusively. Connections closing at the same moment each see
+        // the others still open, and the log would stay behind.
+        let me = thread::current().id();
+        let mut join = |handle: JoinHandle<()>| {
+            if handle.thread().id() != me {
+                let _ = handle.join();
+            }
+        };
+        let mut threads = self.threads.drain(..);
+        // The writer's thread is the first spawned.
+        let writer = threads.next();
         match &mut self.readers {
             Readers::Writer(writer) => *writer = None,
             Readers::Pool(pool) => pool.close(),
         }
-        let me = thread::current().id();
-        for handle in self.threads.drain(..) {
-            if handle.thread().id() != me {
-                let _ = handle.join();
-            }
+        threads.for_each(&mut join);
+        if let Readers::Pool(pool) = &self.readers {
+            pool.close_connections();
+        }
+        self.writer = None;
+        if let Some(handle) = writer {
+            join(handle);
         }
     }
 }

@@ -157,3 +157,38 @@ async fn an_unopenable_path_names_the_database() {
         "{err:?}"
     );
 }
+
+/// The files in the guard's directory, by name.
+fn files_beside(guard: &TempGuard) -> Vec<String> {
+    let dir = guard.path().parent().unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_leaves_only_its_database_file() {
+    // The connections close one after another, the writer last, which checkpoints the log and
+    // deletes it. (Closed at the same moment, each saw the others still open and the `-wal` and
+    // `-shm` files stayed behind, now and then.) Many rounds, each with every reader busy.
+    let guard = TempGuard::new();
+    for round in 0..20 {
+        let store = guard.store_with(|b| b.readers(4)).await;
+        let stream = Uuid::new_v4();
+        store.append(events(stream, 1, 3)).await.unwrap();
+        let reads = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.read_log(Position::START, 1000).await.unwrap() })
+        });
+        for read in reads {
+            assert_eq!(read.await.unwrap().len(), 3 * (round + 1));
+        }
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .unwrap();
+        assert_eq!(files_beside(&guard), ["events.db"], "after round {round}");
+    }
+}

@@ -31,6 +31,16 @@ async fn query_rolls_back_what_it_writes() {
 
 #[tokio::test]
 async fn a_panicking_query_is_an_error_and_the_readers_go_on() {
+    panicking_queries().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_query_on_the_callers_thread_gives_its_connection_back() {
+    // On a multi-thread runtime the query runs on the caller's thread.
+    panicking_queries().await;
+}
+
+async fn panicking_queries() {
     let (store, _guard) = eventsourcing_sqlite::testing::temp_file_store();
     store.append(events(Uuid::new_v4(), 1, 3)).await.unwrap();
     // More panics than reader threads: none of them is lost.

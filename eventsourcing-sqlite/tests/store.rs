@@ -39,6 +39,8 @@ on_memory_and_file!(
     read_log_accepts_any_position_ordering_lexicographically,
     empty_save_is_a_no_op,
     snapshots_newest_at_or_below_a_version,
+    load_from_snapshot_reads_the_snapshot_and_the_events_after_it,
+    load_for_replay_reads_the_events_without_their_metadata,
     saving_a_snapshot_keeps_only_the_newest,
     tracking_is_written_with_the_events_or_not_at_all,
     saves_wake_subscribers,
@@ -300,17 +302,22 @@ async fn empty_save_is_a_no_op(store: SqliteStore) {
         .is_empty());
 }
 
-async fn snapshots_newest_at_or_below_a_version(store: SqliteStore) {
-    let stream = Uuid::new_v4();
-    assert_eq!(store.load_snapshot(stream, None).await.unwrap(), None);
-    let snapshot = |version: u64| Snapshot {
+/// A snapshot of `stream` at `version`, its fields telling the version.
+fn snapshot_at(stream: Uuid, version: u64) -> Snapshot {
+    Snapshot {
         stream_id: stream,
         version,
         timestamp: at_micros(1_700_000_000_000_001 + version as i64),
         state_type: "Widget".into(),
         fingerprint: u64::MAX - version,
         payload: format!("state at {version}").into_bytes(),
-    };
+    }
+}
+
+async fn snapshots_newest_at_or_below_a_version(store: SqliteStore) {
+    let stream = Uuid::new_v4();
+    assert_eq!(store.load_snapshot(stream, None).await.unwrap(), None);
+    let snapshot = |version: u64| snapshot_at(stream, version);
     for version in [10, 20, 30] {
         store.save_snapshot(snapshot(version), None).await.unwrap();
     }
@@ -340,6 +347,66 @@ async fn snapshots_newest_at_or_below_a_version(store: SqliteStore) {
         store.load_snapshot(stream, None).await.unwrap(),
         Some(again)
     );
+}
+
+async fn load_from_snapshot_reads_the_snapshot_and_the_events_after_it(store: SqliteStore) {
+    let stream = Uuid::new_v4();
+    store.append(events(stream, 1, 35)).await.unwrap();
+    store.append(events(Uuid::new_v4(), 1, 3)).await.unwrap();
+    let snapshot = |version: u64| snapshot_at(stream, version);
+    for version in [10, 20, 30] {
+        store.save_snapshot(snapshot(version), None).await.unwrap();
+    }
+    // What replay reads: everything but the metadata, which none of these events has.
+    let replayed = |after: u64, up_to: Option<u64>| {
+        let store = store.clone();
+        async move { store.load(stream, after, up_to).await.unwrap() }
+    };
+    for (up_to, newest) in [(None, Some(30)), (Some(29), Some(20)), (Some(20), Some(20))] {
+        let (snap, loaded) = store.load_from_snapshot(stream, up_to).await.unwrap();
+        assert_eq!(snap, newest.map(snapshot), "up to {up_to:?}");
+        assert_eq!(
+            loaded,
+            replayed(newest.unwrap_or(0), up_to).await,
+            "up to {up_to:?}"
+        );
+    }
+    // Below every snapshot: the events from the start.
+    let (snap, loaded) = store.load_from_snapshot(stream, Some(9)).await.unwrap();
+    assert_eq!(snap, None);
+    assert_eq!(loaded, replayed(0, Some(9)).await);
+    assert_eq!(loaded.len(), 9);
+    // A stream without snapshots, and one without anything.
+    let other = Uuid::new_v4();
+    store.append(events(other, 1, 4)).await.unwrap();
+    let (snap, loaded) = store.load_from_snapshot(other, None).await.unwrap();
+    assert_eq!((snap, loaded.len()), (None, 4));
+    let (snap, loaded) = store
+        .load_from_snapshot(Uuid::new_v4(), None)
+        .await
+        .unwrap();
+    assert_eq!((snap, loaded.len()), (None, 0));
+}
+
+async fn load_for_replay_reads_the_events_without_their_metadata(store: SqliteStore) {
+    let stream = Uuid::new_v4();
+    let mut saved = events(stream, 1, 3);
+    saved[1].metadata = Metadata::default().with_correlation_id(Uuid::new_v4());
+    store.append(saved).await.unwrap();
+    let mut loaded = store.load(stream, 1, Some(3)).await.unwrap();
+    assert!(!loaded[0].metadata.is_empty());
+    for event in &mut loaded {
+        event.metadata = Metadata::default();
+    }
+    assert_eq!(
+        store.load_for_replay(stream, 1, Some(3)).await.unwrap(),
+        loaded
+    );
+    assert!(store
+        .load_for_replay(stream, 3, None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn saving_a_snapshot_keeps_only_the_newest(store: SqliteStore) {

@@ -45,6 +45,7 @@
 //! disk's sync latency or the machine's load hits both alike.
 
 mod append;
+pub(crate) mod catchup_memory;
 pub(crate) mod cipher;
 mod live;
 mod load;
@@ -62,7 +63,7 @@ use self::raw::Raw;
 use crate::common::{recorder::wanted, BoxError};
 
 /// Deletes the database files when the benchmark ends, however it ends.
-struct Cleanup(PathBuf);
+pub(crate) struct Cleanup(pub(crate) PathBuf);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {

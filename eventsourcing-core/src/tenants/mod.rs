@@ -16,6 +16,12 @@ use std::{
 
 use tokio::{sync::Notify, time::Instant};
 
+mod migrate;
+mod pause;
+
+pub use migrate::{migrate_tenants, TenantProgress, TenantsMigrated};
+pub use pause::Paused;
+
 use crate::{
     application::Application,
     codec::{Codec, JsonCodec},
@@ -63,6 +69,21 @@ pub trait TenantStores: Send + Sync + 'static {
 
     /// The tenants that exist (whose database, schema or file is there), sorted.
     fn list(&self) -> impl Future<Output = Result<Vec<TenantId>, Error>> + Send;
+
+    /// Makes every later write of events to `tenant`'s store fail, from any process, once the
+    /// writes already under way have committed (what [`move_tenant`](crate::move_tenant) does
+    /// to the copy it leaves behind). `Ok(false)` if these stores cannot (the default): then
+    /// only the moving registry's own requests are held.
+    fn fence(&self, tenant: &TenantId) -> impl Future<Output = Result<bool, Error>> + Send {
+        let _ = tenant;
+        async { Ok(false) }
+    }
+
+    /// Lifts [`fence`](Self::fence) (a move that failed after fencing).
+    fn unfence(&self, tenant: &TenantId) -> impl Future<Output = Result<(), Error>> + Send {
+        let _ = tenant;
+        async { Ok(()) }
+    }
 }
 
 /// The bounds of a [`Tenants`] registry.
@@ -149,6 +170,8 @@ struct State<S, C> {
 
 enum Slot<S, C> {
     Opening,
+    /// Closed and kept closed until a [`Paused`] guard is dropped ([`Tenants::pause`]).
+    Paused,
     Open {
         app: Application<S, C>,
         users: u32,
@@ -166,6 +189,8 @@ pub struct TenantStats {
     pub opening: u32,
     /// Tenants being closed.
     pub closing: u32,
+    /// Tenants paused ([`Tenants::pause`]): closed, and requests for them wait.
+    pub paused: u32,
     /// Tenants open and used by at least one request.
     pub in_use: u32,
     /// The connections the open tenants' stores hold now, as each store reports it.
@@ -270,6 +295,7 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
                         return Ok(self.handle(tenant, app.clone()));
                     }
                     Some(Slot::Opening) => Step::Wait,
+                    Some(Slot::Paused) => Step::Paused,
                     None if taken < shared.max_open => {
                         state.slots.insert(tenant.clone(), Slot::Opening);
                         Step::Open
@@ -293,6 +319,15 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
                         return Err(TenantError::Busy {
                             tenant: tenant.to_string(),
                             max_open: shared.max_open,
+                            waited: shared.wait,
+                        }
+                        .into());
+                    }
+                }
+                Step::Paused => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(TenantError::Paused {
+                            tenant: tenant.to_string(),
                             waited: shared.wait,
                         }
                         .into());
@@ -360,6 +395,7 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
             open: 0,
             opening: 0,
             closing: state.closing,
+            paused: 0,
             in_use: 0,
             connections: 0,
             per_tenant: shared.per_tenant,
@@ -368,6 +404,7 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
         for slot in state.slots.values() {
             match slot {
                 Slot::Opening => stats.opening += 1,
+                Slot::Paused => stats.paused += 1,
                 Slot::Open { app, users, .. } => {
                     stats.open += 1;
                     stats.in_use += u32::from(*users > 0);
@@ -410,6 +447,7 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
 enum Step {
     Open,
     Wait,
+    Paused,
 }
 
 fn least_recently_used_idle<S, C>(state: &State<S, C>) -> Option<TenantId> {
@@ -498,54 +536,4 @@ impl<F: TenantStores, C> Drop for Tenant<F, C> {
         drop(state);
         self.shared.changed.notify_waiters();
     }
-}
-
-/// How far [`migrate_tenants`] got: called after each tenant.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct TenantProgress<'a> {
-    /// The tenant just done.
-    pub tenant: &'a TenantId,
-    /// Tenants done so far, this one included.
-    pub done: usize,
-    /// Tenants in all.
-    pub total: usize,
-    /// What migrating it did, or why it failed.
-    pub result: &'a Result<MigrationReport, Error>,
-}
-
-/// What [`migrate_tenants`] did.
-#[derive(Debug, Default)]
-#[non_exhaustive]
-pub struct TenantsMigrated {
-    /// Tenants migrated (or already up to date).
-    pub migrated: Vec<TenantId>,
-    /// Tenants whose migration failed, with the error.
-    pub failed: Vec<(TenantId, Error)>,
-}
-
-/// Applies the pending migrations to every tenant [`TenantStores::list`] finds, one at a time,
-/// reporting each through `progress`. A failure is reported and the run goes on with the next
-/// tenant; the result lists both.
-pub async fn migrate_tenants<F: TenantStores>(
-    stores: &F,
-    mut progress: impl FnMut(TenantProgress<'_>),
-) -> Result<TenantsMigrated, Error> {
-    let tenants = stores.list().await?;
-    let total = tenants.len();
-    let mut report = TenantsMigrated::default();
-    for (i, tenant) in tenants.into_iter().enumerate() {
-        let result = stores.create(&tenant).await;
-        progress(TenantProgress {
-            tenant: &tenant,
-            done: i + 1,
-            total,
-            result: &result,
-        });
-        match result {
-            Ok(_) => report.migrated.push(tenant),
-            Err(e) => report.failed.push((tenant, e)),
-        }
-    }
-    Ok(report)
 }
