@@ -75,7 +75,9 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         for port in replicas {
             config = config.replica("127.0.0.1", *port);
         }
-        Ok(Application::new(PostgresStore::connect(config.build()?).await?))
+        Ok(Application::new(
+            PostgresStore::connect(config.build()?).await?,
+        ))
     };
     let on_primary = store(&[]).await?;
     let raw_config = |cluster: &TestCluster| cluster.conninfo().parse::<tokio_postgres::Config>();
@@ -138,7 +140,8 @@ pub(crate) async fn run() -> Result<(), BoxError> {
     );
 
     let lsn = Arc::new(lsn);
-    let (ours_lag, ours_rate) = lagging(&lsn, ours_writers(WRITERS, &on_primary, LAG_SAVES)).await?;
+    let (ours_lag, ours_rate) =
+        lagging(&lsn, ours_writers(WRITERS, &on_primary, LAG_SAVES)).await?;
     let (raw_lag, raw_rate) = lagging(&lsn, raw_writers(&raw_primary, LAG_SAVES)).await?;
     let (ours_bytes, raw_bytes) = (max_bytes(&ours_lag), max_bytes(&raw_lag));
     let ours_lag: Vec<Duration> = ours_lag.into_iter().map(|s| s.0).collect();
@@ -155,7 +158,12 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         quantile_ms(&raw_lag, 0.99),
         "ms",
     );
-    report("append_8_writers_with_standby", ours_rate, raw_rate, "events/s");
+    report(
+        "append_8_writers_with_standby",
+        ours_rate,
+        raw_rate,
+        "events/s",
+    );
     println!(
         "# replica lag: {} samples (ours), {} (raw); at most {ours_bytes} bytes (ours) and \
          {raw_bytes} (raw) of WAL written on the primary and not yet replayed (pg_stat_replication)",
@@ -175,7 +183,10 @@ async fn raws(config: &tokio_postgres::Config) -> Result<Vec<Arc<Prepared>>, Box
 }
 
 /// [`WRITERS`] tasks each loading [`LOADS_PER_TASK`] of `ids` in turn; loads per second.
-async fn ours_loads(app: &Application<PostgresStore>, ids: &Arc<Vec<Uuid>>) -> Result<f64, BoxError> {
+async fn ours_loads(
+    app: &Application<PostgresStore>,
+    ids: &Arc<Vec<Uuid>>,
+) -> Result<f64, BoxError> {
     let start = Instant::now();
     let tasks: Vec<_> = (0..WRITERS)
         .map(|task| {
@@ -322,7 +333,11 @@ impl Lsn {
     }
 
     async fn replayed(&self, lsn: &str) -> Result<bool, tokio_postgres::Error> {
-        Ok(self.standby.query_one(&self.replayed, &[&lsn]).await?.get(0))
+        Ok(self
+            .standby
+            .query_one(&self.replayed, &[&lsn])
+            .await?
+            .get(0))
     }
 }
 
