@@ -3,6 +3,7 @@
 //! Run with: `cargo run --release -p eventsourcing-bench -- <postgres|sqlite>...`, or
 //! `-- <postgres-cipher|sqlite-cipher>` for what compression and encryption cost
 //! (`common/cipher.rs`), or `-- export-postgres` for the export of a million events, or
+//! `-- postgres-replicas` for read replicas on a primary and standby it starts itself, or
 //! `-- sqlite-catchup-memory` for the peak memory of a catch-up (`sqlite/catchup_memory.rs`).
 //! (PostgreSQL from `EVENTSOURCING_BENCH_POSTGRES_URL`, default
 //! `postgresql://root@127.0.0.1:5432/test`).
@@ -24,7 +25,7 @@ async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
         eprintln!(
-            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres|sqlite-catchup-memory>..."
+            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres|postgres-replicas|sqlite-catchup-memory>..."
         );
         std::process::exit(2);
     }
@@ -39,6 +40,7 @@ async fn main() {
         let result: Result<(), BoxError> = match store.as_str() {
             "postgres" => postgres::run().await,
             "export-postgres" => postgres::export().await,
+            "postgres-replicas" => postgres::replicas::run().await,
             "sqlite" => sqlite::run().await,
             "sqlite-catchup-memory" => sqlite::catchup_memory::run().await,
             "memory" => memory::run().await,
@@ -51,7 +53,7 @@ async fn main() {
                 Err(e) => Err(e),
             },
             other => Err(format!(
-                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres, sqlite-catchup-memory)"
+                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres, postgres-replicas, sqlite-catchup-memory)"
             )
             .into()),
         };

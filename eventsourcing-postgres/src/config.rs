@@ -5,7 +5,10 @@ use std::{fmt, path::PathBuf, time::Duration};
 
 use eventsourcing_core::ConfigError;
 
-use crate::tls::{RootCerts, SslMode};
+use crate::{
+    replica_config::ReplicaSettings,
+    tls::{RootCerts, SslMode},
+};
 
 /// Settings of a [`PostgresStore`](crate::PostgresStore): where the server is, how to reach it,
 /// the pool, the session timeouts and the schema.
@@ -29,7 +32,8 @@ use crate::tls::{RootCerts, SslMode};
 /// |---|---|---|---|
 /// | connection string | `DATABASE_URL` | — | `postgres://` URL or libpq `key=value` pairs; gives whatever it contains, the variables below fill in the rest (libpq's rule) |
 /// | `host` | `POSTGRES_HOST` | required | host name, IP address or Unix socket directory; several comma-separated, tried in order |
-/// | `port` | `POSTGRES_PORT` | 5432 | |
+/// | `port` / `ports` | `POSTGRES_PORT` | 5432 | one for every host, or one per host (comma-separated) |
+/// | `target_session_attrs` | `POSTGRES_TARGET_SESSION_ATTRS` (`target_session_attrs`) | `any` | which host of the list a connection keeps: `any`, `read-write` (the primary, also after a failover), `read-only`; see [Read replicas and failover](crate#read-replicas-and-failover) |
 /// | `user` | `POSTGRES_USER` | required | |
 /// | `password` | `POSTGRES_PASSWORD`, or `POSTGRES_PASSWORD_FILE` (a file holding it, Docker's convention; a trailing newline is dropped) | none (trust, peer or certificate authentication) | never shown by `Debug`, logs or errors; both variables set at the same prefix level is an error |
 /// | `dbname` | `POSTGRES_DBNAME`, `POSTGRES_DB` | required | |
@@ -44,6 +48,8 @@ use crate::tls::{RootCerts, SslMode};
 /// | `max_waiting` | `POSTGRES_MAX_WAITING` | no limit | bb8 has no such knob. This crate enforces it in front of bb8 with a semaphore of pool maximum + this many permits: when it is exhausted an operation fails at once instead of queueing |
 /// | `lock_timeout` | `POSTGRES_LOCK_TIMEOUT` | 0 (wait forever) | the session's `lock_timeout`, set on every new connection (seconds, fractions allowed; at most 2147483.647, PostgreSQL's INT_MAX milliseconds) |
 /// | `idle_in_transaction_session_timeout` | `POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT` | 5 s | the session's `idle_in_transaction_session_timeout`, set on every new connection; 0 = never. It also bounds how long a forgotten open transaction can hold the log back ([Global order](crate#global-order)) |
+/// | `replica` (once per standby) | `POSTGRES_REPLICA_HOSTS` (comma-separated), `POSTGRES_REPLICA_PORTS` (one for all, or one per host) | none; ports: the primary's | standbys that loads and log reads go to; saves go to the primary. See [Read replicas and failover](crate#read-replicas-and-failover) |
+/// | `read_your_writes_timeout` | `POSTGRES_READ_YOUR_WRITES_TIMEOUT` | 1 s | how long a load after a save through the same store waits for a standby to replay it, then reads from the primary |
 /// | `create_table` | `CREATE_TABLE` | yes | [`PostgresStore::connect`](crate::PostgresStore::connect) applies pending migrations. With `n` nothing issues DDL at run time and a missing table is [`Error::Schema`](eventsourcing_core::Error::Schema) saying to run `eventsourcing-admin migrate` |
 ///
 /// Yes/no values: `y`, `yes`, `t`, `true`, `on`, `1` / `n`, `no`, `f`, `false`, `off`, `0`.
@@ -67,6 +73,8 @@ pub struct PostgresConfig {
     pub(crate) lock_timeout: Duration,
     pub(crate) idle_in_transaction_session_timeout: Duration,
     pub(crate) create_table: bool,
+    /// The standbys reads may go to (`replica_config.rs`).
+    pub(crate) replicas: ReplicaSettings,
 }
 
 /// Default of `POSTGRES_POOL_SIZE`.
@@ -109,6 +117,7 @@ impl Default for PostgresConfig {
             lock_timeout: Duration::ZERO,
             idle_in_transaction_session_timeout: DEFAULT_IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
             create_table: true,
+            replicas: ReplicaSettings::default(),
         }
     }
 }
@@ -137,6 +146,7 @@ impl fmt::Debug for PostgresConfig {
                 &self.idle_in_transaction_session_timeout,
             )
             .field("create_table", &self.create_table)
+            .field("replicas", &self.replicas)
             .finish()
     }
 }
@@ -336,7 +346,7 @@ impl PostgresConfig {
 /// Builds a [`PostgresConfig`]; every setting not given keeps its default.
 #[derive(Debug, Clone)]
 pub struct PostgresConfigBuilder {
-    config: PostgresConfig,
+    pub(crate) config: PostgresConfig,
 }
 
 impl PostgresConfigBuilder {
@@ -439,7 +449,7 @@ impl PostgresConfigBuilder {
 }
 
 /// A copy of `pg` with other hosts and/or ports: tokio-postgres' setters only append.
-fn rebuild(
+pub(crate) fn rebuild(
     pg: &tokio_postgres::Config,
     hosts: Option<&[&str]>,
     ports: Option<&[u16]>,

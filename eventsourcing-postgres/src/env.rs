@@ -42,11 +42,7 @@ impl PostgresConfig {
                 config.pg.host(host);
             }
         }
-        if config.pg.get_ports().is_empty() {
-            if let Some(port) = env.integer(vars::PORT, 1..=u16::MAX)? {
-                config.pg.port(port);
-            }
-        }
+        crate::hosts::from_env(env, &mut config, vars::PORT)?;
         if config.pg.get_user().is_none() {
             let (_, user) = required(env, vars::USER, "DATABASE_URL")?;
             config.pg.user(user.trim());
@@ -130,6 +126,7 @@ impl PostgresConfig {
         if let Some(create) = env.flag(vars::CREATE_TABLE)? {
             config.create_table = create;
         }
+        crate::hosts::replicas_from_env(env, &mut config)?;
         if config.pool_size.saturating_add(config.max_overflow) == 0 {
             let (name, _) = env.lookup(vars::POOL_SIZE).unwrap_or_default();
             return Err(ConfigError::new(

@@ -405,6 +405,54 @@
 //! }
 //! ```
 //!
+//! # Read replicas and failover
+//!
+//! **Read replicas.** With standbys configured (`POSTGRES_REPLICA_HOSTS` and
+//! `POSTGRES_REPLICA_PORTS`, or [`PostgresConfigBuilder::replica`]) the store opens a pool on
+//! each. Aggregate loads, `stream_version`, snapshots' loads, `read_log` and `read_by_time`
+//! (so subscriptions, projection runners and process applications reading this store's log)
+//! go to the standbys in turn; saves, snapshots' saves, tracking, parking, `LISTEN`/`NOTIFY`
+//! and administration go to the primary. The never-skip order holds on a standby (proven by
+//! `tests/never_skip_standby.rs`): transaction ids survive physical replication and a
+//! standby's snapshot keeps every transaction still running on the primary (as far as it has
+//! replayed) running, so its horizon never passes a position a later commit could fill.
+//! **Read-your-writes:** a load after a save through the same store (and its clones) goes to a
+//! standby only once it has replayed that save: after saves, the next load reads the primary's
+//! `pg_current_wal_insert_lsn()` (one round trip, then cached until the next save; at or after
+//! the save's commit record whatever `synchronous_commit`) and picks a standby whose
+//! `pg_last_wal_replay_lsn()` has reached it, polling up to `POSTGRES_READ_YOUR_WRITES_TIMEOUT`
+//! (1 s), then reads from the primary ([`PostgresStore::read_routing`] counts both). A load never
+//! returns a version older than this store's own last save. Saves by other processes are seen
+//! once replayed: a standby's reads are as old as its replay lag. A log read failing
+//! transiently on a standby is retried on the primary; an unreachable standby at
+//! [`PostgresStore::connect`] is an error naming it.
+//!
+//! **Failover.** `POSTGRES_HOST=a,b` with `POSTGRES_PORT=5432,5433` (one port for all, or one
+//! per host) and `POSTGRES_TARGET_SESSION_ATTRS=read-write` (libpq's semantics, as far as
+//! tokio-postgres has them: `any`, `read-write`, `read-only`): each new connection tries the
+//! hosts in order and keeps the first that takes writes. After the primary dies, the pool's
+//! broken connections fail transiently (retry them), and once a standby is promoted new
+//! connections reach it: no restart of the process (`tests/failover.rs`: eight writers, the
+//! primary crashed, its synchronous standby promoted, every acknowledged save present once).
+//! Positions stay valid across a promotion (same transaction ids). What an acknowledged save
+//! survives depends on the primary's `synchronous_commit`, with the standby named in
+//! `synchronous_standby_names`:
+//!
+//! | `synchronous_commit` | a save is acknowledged once | survives |
+//! |---|---|---|
+//! | `off` | in the primary's WAL buffers | nothing certain: a primary crash can lose the last few hundred ms of saves |
+//! | `local` (or any, without a synchronous standby) | flushed on the primary | a primary crash and restart; **not** a failover (the standby may not have it) |
+//! | `remote_write` | written (not flushed) by the standby | a primary crash and promotion, unless the standby's machine also crashes |
+//! | `on` (default) | flushed by the standby | a primary lost for good and the standby promoted |
+//! | `remote_apply` | replayed by the standby | as `on`; and reads on that standby see it at once (read-your-writes waits return immediately) |
+//!
+//! A commit waiting for the synchronous standby is not yet visible to other sessions, so a
+//! log reader on the primary never passes a position the standby lacks. With asynchronous
+//! standbys a failover can lose acknowledged saves, and readers that read them from the old
+//! primary may hold positions the new one never had. If the commit's acknowledgement is lost
+//! (the connection dies while it waits), the save may be stored: retry and treat a conflict as
+//! described under [Faults](#faults).
+//!
 //! # Roles
 //!
 //! The seed's production pattern (`CREATE_TABLE=n`, "tables created via migration") with
@@ -464,9 +512,9 @@
 //
 // - `xid`, `sql`, `error`, `tls`: nothing of this crate (a type, statement texts, error
 //   conversions and what is transient, TLS modes and connectors)
-// - `config`: tls
+// - `config`: replica_config, tls
 // - `conn_str`: config, tls
-// - `env`: config, conn_str, tls
+// - `env`: config, conn_str, hosts, tls
 // - `rows`: error, xid
 // - `migrate`: error, sql
 // - `conn` (a connection and its prepared statements): error, sql
@@ -485,7 +533,10 @@
 // - `backup` (core's `Backup`: export, import): error, rows, sql, store, xid
 // - `archive` (core's `Archive`: archive, restore): backup, error, rows, sql, store, xid
 // - `testing`: config, pool, projection, sql, store, tenant
-// - `cluster` (a throwaway server for fault tests): config
+// - `cluster` (a throwaway server for fault tests, its standbys): config
+// - `replica` (the standbys' pools, read routing): config, horizon, pool
+// - `replica_config` (the replica settings' struct): nothing
+// - `hosts` (ports per host, target_session_attrs, the replica settings): config, replica_config
 mod append;
 mod archive;
 mod backup;
@@ -496,12 +547,15 @@ mod env;
 mod error;
 mod group;
 mod horizon;
+mod hosts;
 mod live;
 mod maintenance;
 mod migrate;
 mod pool;
 mod projection;
 mod read;
+mod replica;
+mod replica_config;
 pub mod roles;
 mod rows;
 mod sql;
@@ -535,6 +589,8 @@ pub use projection::{
     spawn_projection, OnError, ParkedEvent, PostgresProjection, ProjectionOptions,
 };
 pub use read::LOG_CATCH_UP;
+pub use replica::ReadRouting;
+pub use replica_config::DEFAULT_READ_YOUR_WRITES_TIMEOUT;
 pub use status::SchemaStatus;
 pub use store::PostgresStore;
 pub use tenant::{PostgresTenants, TenantLayout, DEFAULT_TENANT_ADMIN_DBNAME};

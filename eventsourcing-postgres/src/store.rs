@@ -20,6 +20,7 @@ use crate::{
     migrate::{self, MigrationReport},
     pool::{Checkout, Connector, Pool, KIND},
     read::{self, Columns},
+    replica::{ReadRouting, Replicas},
     sql::Stmt,
     status::{self, SchemaStatus},
 };
@@ -45,6 +46,8 @@ struct Inner {
     live: Live,
     /// How long the log horizon has held back committed events (see `horizon.rs`).
     horizon: HorizonWatch,
+    /// The standbys reads go to, if any (see `replica.rs`).
+    replicas: Option<Replicas>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -90,6 +93,7 @@ impl PostgresStore {
         }
         status::check_log_horizon(&first, &config.schema).await?;
         let pool = Arc::new(Pool::new(&config, connector.clone(), first));
+        let replicas = Replicas::connect(&config).await?;
         Ok(PostgresStore {
             inner: Arc::new(Inner {
                 groups: Arc::new(Groups::new(Arc::clone(&pool), config.pool_size())),
@@ -98,6 +102,7 @@ impl PostgresStore {
                 config,
                 connector,
                 horizon: HorizonWatch::default(),
+                replicas,
             }),
         })
     }
@@ -191,14 +196,9 @@ impl PostgresStore {
         after: Position,
         limit: usize,
     ) -> Result<Vec<StoredEvent>, Error> {
-        read::read_by_time(
-            &self.inner.pool,
-            &self.inner.horizon,
-            from,
-            to,
-            after,
-            limit,
-        )
+        self.on_log_source(|pool, horizon| {
+            read::read_by_time(pool, horizon, from, to, after, limit)
+        })
         .await
     }
 
@@ -215,7 +215,85 @@ impl PostgresStore {
     /// [`append_in`](Self::append_in) wrote events; otherwise subscribers find them at their
     /// next poll.
     pub fn announce_events(&self) {
+        self.saved();
         self.inner.live.appended();
+    }
+
+    /// Where loads and log reads went: to a standby, or to the primary in a standby's place
+    /// (all zero without [replicas](crate#read-replicas-and-failover)).
+    pub fn read_routing(&self) -> ReadRouting {
+        self.inner
+            .replicas
+            .as_ref()
+            .map(Replicas::routing)
+            .unwrap_or_default()
+    }
+
+    /// The pool a load goes to: a standby that has replayed this store's saves, else the
+    /// primary (see `replica.rs`).
+    async fn load_pool(&self) -> &Pool {
+        match &self.inner.replicas {
+            Some(replicas) => replicas.for_load(&self.inner.pool).await,
+            None => &self.inner.pool,
+        }
+    }
+
+    /// A log read on a standby in turn (retried on the primary if the standby fails), or on
+    /// the primary without standbys.
+    async fn on_log_source<'a, T, F, Fut>(&'a self, read: F) -> Result<T, Error>
+    where
+        F: Fn(&'a Pool, &'a HorizonWatch) -> Fut,
+        Fut: Future<Output = Result<T, Error>>,
+    {
+        let primary = (&self.inner.pool, &self.inner.horizon);
+        let Some(replicas) = &self.inner.replicas else {
+            return read(primary.0, primary.1).await;
+        };
+        let standby = replicas.for_log();
+        match read(&standby.pool, &standby.horizon).await {
+            Err(e) if e.is_transient() => {
+                tracing::debug!(error = %e, "a log read failed on a standby: reading from the primary");
+                replicas.fell_back();
+                read(primary.0, primary.1).await
+            }
+            result => result,
+        }
+    }
+
+    async fn load_routed(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        columns: Columns,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        let pool = self.load_pool().await;
+        read::load(pool, stream_id, after_version, up_to, columns).await
+    }
+
+    async fn version_routed(&self, stream_id: Uuid) -> Result<u64, Error> {
+        read::stream_version(self.load_pool().await, stream_id).await
+    }
+
+    async fn snapshot_saved(&self, snapshot: Snapshot, keep: Option<u32>) -> Result<(), Error> {
+        read::save_snapshot(&self.inner.pool, snapshot, keep).await?;
+        self.saved();
+        Ok(())
+    }
+
+    async fn snapshot_routed(
+        &self,
+        stream_id: Uuid,
+        at_or_below: Option<u64>,
+    ) -> Result<Option<Snapshot>, Error> {
+        read::load_snapshot(self.load_pool().await, stream_id, at_or_below).await
+    }
+
+    /// Counts a save for read-your-writes.
+    fn saved(&self) {
+        if let Some(replicas) = &self.inner.replicas {
+            replicas.saved();
+        }
     }
 
     /// A pooled connection (for `projection.rs`).
@@ -241,6 +319,7 @@ impl PostgresStore {
     async fn append_events(&self, events: Vec<NewEvent>) -> Result<(), Error> {
         let any = !events.is_empty();
         self.inner.groups.append(events).await?;
+        self.saved();
         if any {
             self.inner.live.appended();
         }
@@ -253,6 +332,7 @@ impl PostgresStore {
         tracking: Tracking,
     ) -> Result<(), Error> {
         append::append_tracked(&self.inner.pool, &events, tracking).await?;
+        self.saved();
         if !events.is_empty() {
             self.inner.live.appended();
         }
@@ -271,8 +351,7 @@ impl EventStore for PostgresStore {
         after_version: u64,
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        let pool = &self.inner.pool;
-        read::load(pool, stream_id, after_version, up_to, Columns::All)
+        self.load_routed(stream_id, after_version, up_to, Columns::All)
     }
 
     fn load_for_replay(
@@ -282,12 +361,11 @@ impl EventStore for PostgresStore {
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         // Less to send and decode: replay reads neither position nor metadata.
-        let replay = Columns::Replay;
-        read::load(&self.inner.pool, stream_id, after_version, up_to, replay)
+        self.load_routed(stream_id, after_version, up_to, Columns::Replay)
     }
 
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
-        read::stream_version(&self.inner.pool, stream_id)
+        self.version_routed(stream_id)
     }
 
     fn read_log(
@@ -295,7 +373,8 @@ impl EventStore for PostgresStore {
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        let read = read::read_log(&self.inner.pool, &self.inner.horizon, after, limit);
+        let read =
+            self.on_log_source(move |pool, horizon| read::read_log(pool, horizon, after, limit));
         metrics::observe_log_read(KIND, after, limit, read)
     }
 
@@ -304,7 +383,7 @@ impl EventStore for PostgresStore {
         snapshot: Snapshot,
         keep: Option<u32>,
     ) -> impl Future<Output = Result<(), Error>> + Send {
-        read::save_snapshot(&self.inner.pool, snapshot, keep)
+        self.snapshot_saved(snapshot, keep)
     }
 
     fn load_snapshot(
@@ -312,7 +391,7 @@ impl EventStore for PostgresStore {
         stream_id: Uuid,
         at_or_below: Option<u64>,
     ) -> impl Future<Output = Result<Option<Snapshot>, Error>> + Send {
-        read::load_snapshot(&self.inner.pool, stream_id, at_or_below)
+        self.snapshot_routed(stream_id, at_or_below)
     }
 
     fn append_tracked(

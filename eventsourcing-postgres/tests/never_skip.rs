@@ -15,6 +15,8 @@
 //! wait is bounded and says what it waited for.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "never_skip/check.rs"]
+mod check;
 #[path = "never_skip/copy.rs"]
 mod copy;
 #[path = "never_skip/readers.rs"]
@@ -24,15 +26,12 @@ mod seed;
 #[path = "never_skip/workload.rs"]
 mod workload;
 
-use std::{
-    collections::{HashMap, HashSet},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
+use check::Readers;
 use eventsourcing_postgres::testing::TestSchema;
-use readers::{read_all, Reader, Seen};
-use seed::{Deadline, Seed};
-use workload::{key, Key, Plan};
+use seed::Seed;
+use workload::Plan;
 
 /// The saves of [`soak`] when `EVENTSOURCING_SOAK_SAVES` is not set.
 const SOAK_DEFAULT_SAVES: usize = 2400;
@@ -83,103 +82,12 @@ async fn soak() {
 }
 
 async fn never_skip(plan: Plan, seed: Seed, limit: Duration) {
-    let started = Instant::now();
-    let deadline = Deadline::after(limit, seed);
     let upstream = TestSchema::new().await;
     let downstream = TestSchema::new().await;
     let store = upstream.store().await;
-    let readers = vec![
-        Reader::subscription(&store, 7, seed),
-        Reader::subscription(&store, 500, seed),
-        Reader::projection(&store, &upstream, "recorded_a", 10),
-        Reader::projection(&store, &upstream, "recorded_b", 500),
-        Reader::process(&store, downstream.store().await),
-    ];
-
-    let outcome = workload::run(&store, upstream.name(), plan, seed, deadline).await;
-    let written = started.elapsed();
-    let committed = outcome.committed_keys();
-    let rolled_back = outcome.rolled_back_keys();
-
-    // The log: exactly the committed saves, each event once.
-    let log: Seen = read_all(&store, committed.len(), deadline, "the log")
-        .await
-        .iter()
-        .map(|e| (e.position, key(e)))
-        .collect();
-    let logged: HashSet<Key> = log.iter().map(|(_, k)| *k).collect();
-    assert_eq!(logged.len(), log.len(), "an event twice in the log; {seed}");
-    assert_eq!(
-        logged,
-        committed,
-        "the log holds the committed saves, nothing else ({} missing, {} extra); {seed}",
-        committed.difference(&logged).count(),
-        logged.difference(&committed).count(),
-    );
-    assert!(
-        log.windows(2).all(|w| w[0].0 < w[1].0),
-        "the log's positions rise; {seed}"
-    );
-    let end = log.last().map(|(p, _)| *p).unwrap();
-
-    for reader in &readers {
-        reader.catch_up(end, deadline).await;
-    }
-    let caught_up = started.elapsed();
-    for reader in readers {
-        let name = reader.name().to_owned();
-        let seen = reader.finish(&upstream, log.len(), deadline).await;
-        same(&name, &seen, &log, &rolled_back, seed);
-    }
-
-    // The hazard was really there: held saves committed after later positions, which a reader
-    // tailing by position alone had passed.
-    let first_seq: HashMap<Key, u64> = log.iter().map(|(p, k)| (*k, p.seq)).collect();
-    let out_of_order = outcome.out_of_order(|k| first_seq[k]);
-    let missed: HashSet<Key> = committed.difference(&outcome.naive_seen).copied().collect();
-    let held = outcome.committed.iter().filter(|s| s.forced).count();
-    eprintln!(
-        "never_skip: {} events in {} saves by {} writers ({} rolled back, {held} held on \
-         purpose); {out_of_order} commits returned after one holding a higher position; a \
-         reader tailing by position alone missed {} events; writers done in {:.1?}, \
-         all five readers caught up {:.1?} later; {seed}",
-        log.len(),
-        outcome.committed.len(),
-        plan.writers,
-        outcome.rolled_back.len(),
-        missed.len(),
-        written,
-        caught_up - written,
-    );
-    assert_eq!(held, plan.holders, "every held save committed; {seed}");
-    assert!(!rolled_back.is_empty(), "some saves rolled back; {seed}");
-    assert!(
-        outcome
-            .forced_keys()
-            .is_subset(&committed.difference(&outcome.naive_seen).copied().collect()),
-        "the naive reader skipped every held save's events; {seed}"
-    );
-}
-
-/// Fails unless `seen` is exactly `log`, saying how it differs.
-fn same(name: &str, seen: &Seen, log: &Seen, rolled_back: &HashSet<Key>, seed: Seed) {
-    if seen == log {
-        return;
-    }
-    let keys: HashSet<Key> = seen.iter().map(|(_, k)| *k).collect();
-    let logged: HashSet<Key> = log.iter().map(|(_, k)| *k).collect();
-    let first_difference = seen.iter().zip(log).position(|(a, b)| a != b);
-    panic!(
-        "{name} did not see exactly the log: {} events seen ({} distinct), {} in the log; \
-         {} missed, {} not in the log ({} of them rolled back); first difference at index \
-         {first_difference:?}: seen {:?}, log {:?}; {seed}",
-        seen.len(),
-        keys.len(),
-        log.len(),
-        logged.difference(&keys).count(),
-        keys.difference(&logged).count(),
-        keys.intersection(rolled_back).count(),
-        first_difference.and_then(|i| seen.get(i)),
-        first_difference.and_then(|i| log.get(i)),
-    );
+    let readers = Readers {
+        store: store.clone(),
+        downstream: downstream.store().await,
+    };
+    check::never_skip(&store, upstream.name(), readers, plan, seed, limit).await;
 }

@@ -128,7 +128,10 @@ async fn ours_append_next(
 
 /// [`WRITERS`] tasks, each on its own raw connection appending `saves` single events to its own
 /// new stream; the time until all are done.
-async fn raw_writers(raws: &[Arc<Prepared>], saves: usize) -> Result<Duration, BoxError> {
+pub(crate) async fn raw_writers(
+    raws: &[Arc<Prepared>],
+    saves: usize,
+) -> Result<Duration, BoxError> {
     let mut streams = Vec::with_capacity(WRITERS);
     for raw in raws.iter().take(WRITERS) {
         streams.push((Arc::clone(raw), raw.new_stream().await?));

@@ -51,6 +51,7 @@ mod live;
 mod load;
 mod raw;
 mod reader;
+pub(crate) mod replicas;
 mod server;
 
 use std::sync::Arc;

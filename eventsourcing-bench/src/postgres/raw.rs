@@ -71,6 +71,18 @@ pub(crate) struct RawStream {
     version: i64,
 }
 
+impl RawStream {
+    /// The stream's id.
+    pub(crate) fn id(&self) -> Uuid {
+        self.id
+    }
+
+    /// Its newest version.
+    pub(crate) fn version(&self) -> u64 {
+        self.version as u64
+    }
+}
+
 impl Prepared {
     /// A new connection preparing its statements on the raw table in `schema`.
     pub(crate) async fn connect(

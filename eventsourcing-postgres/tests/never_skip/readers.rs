@@ -12,8 +12,7 @@ use eventsourcing_core::{
     StoredEvent, Subscription,
 };
 use eventsourcing_postgres::{
-    spawn_projection, testing::TestSchema, tokio_postgres::Transaction, PostgresProjection,
-    PostgresStore,
+    spawn_projection, tokio_postgres::Transaction, PostgresProjection, PostgresStore,
 };
 use tokio::task::JoinHandle;
 
@@ -71,11 +70,11 @@ impl Reader {
     /// `schema`, keyed by the position: an event handled twice breaks the key.
     pub(crate) fn projection(
         store: &PostgresStore,
-        schema: &TestSchema,
+        schema: &str,
         name: &str,
         page: usize,
     ) -> Reader {
-        let table = format!("\"{}\".{name}", schema.name());
+        let table = format!("\"{schema}\".{name}");
         let options = ProjectionOptions {
             page_size: page,
             poll_interval: Duration::from_millis(200),
@@ -154,12 +153,12 @@ impl Reader {
         }
     }
 
-    /// Stops it and returns what it saw, in its order. `schema` is where the projections keep
-    /// their tables; `count` is how many events it must have seen (the process's copies may
+    /// Stops it and returns what it saw, in its order. `store` is on the server where the
+    /// projections keep their tables; `count` is how many events it must have seen (the process's copies may
     /// take a moment to become readable downstream).
     pub(crate) async fn finish(
         self,
-        schema: &TestSchema,
+        store: &PostgresStore,
         count: usize,
         deadline: Deadline,
     ) -> Seen {
@@ -178,7 +177,7 @@ impl Reader {
                 if let Err(e) = runner.stop().await {
                     panic!("projection `{name}` failed: {e}; {seed}");
                 }
-                let client = schema.client().await.unwrap();
+                let client = store.dedicated_client().await.unwrap();
                 let sql = format!(
                     "SELECT position_commit, position_seq, stream_id, version, save \
                      FROM {table} ORDER BY handled"
