@@ -13,7 +13,9 @@ use crate::{
     error::pg_error,
     horizon::{self, HorizonWatch},
     pool::{Checkout, Pool},
-    rows::{self, fingerprint_column, log_bound, position_from_columns, version_param},
+    rows::{
+        self, fingerprint_column, log_bound, position_from_columns, version_param, SnapshotOrEvent,
+    },
     sql::Stmt,
     xid::Xid8,
 };
@@ -59,26 +61,71 @@ async fn query_stream(
     decode: Decode,
 ) -> Result<Vec<StoredEvent>, Error> {
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
-    let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    let up_to = version_bound(up_to);
     if after >= up_to {
         return Ok(Vec::new());
     }
+    let mut events = Vec::new();
+    let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
+    each_row(pool, stmt, &params, |row| {
+        events.push(decode(row, stream_id)?);
+        Ok(())
+    })
+    .await?;
+    Ok(events)
+}
+
+/// The newest snapshot of the stream at or below `up_to` and the events after it up to `up_to`,
+/// as `load_for_replay` reads them: one statement, one round trip.
+pub(crate) async fn load_from_snapshot(
+    pool: &Pool,
+    stream_id: Uuid,
+    up_to: Option<u64>,
+) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
+    let up_to = version_bound(up_to);
+    let (mut snapshot, mut events) = (None, Vec::new());
+    let params: [&(dyn ToSql + Sync); 2] = [&stream_id, &up_to];
+    each_row(pool, Stmt::LoadFromSnapshot, &params, |row| {
+        match rows::snapshot_or_event(row, stream_id)? {
+            SnapshotOrEvent::Snapshot(s) => snapshot = Some(s),
+            SnapshotOrEvent::Event(e) => events.push(e),
+        }
+        Ok(())
+    })
+    .await?;
+    // The events' branch sorts them and PostgreSQL appends it after the snapshot's, but SQL
+    // does not promise a union's order: replay needs version order.
+    if !events.is_sorted_by_key(|e| e.version) {
+        events.sort_by_key(|e| e.version);
+    }
+    Ok((snapshot, events))
+}
+
+/// An upper version bound as a `bigint`: none (or one past `bigint`) is the largest.
+fn version_bound(up_to: Option<u64>) -> i64 {
+    up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Runs a cached statement and hands each row to `each` as it arrives, rather than after the
+/// last one: the connection task reads the socket while this task converts.
+async fn each_row(
+    pool: &Pool,
+    stmt: Stmt,
+    params: &[&(dyn ToSql + Sync)],
+    mut each: impl FnMut(&Row) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(stmt).await?;
-    let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
-    // Decode rows as they arrive rather than after the last one: the connection task
-    // reads the socket while this task converts.
     let rows = conn
         .client
-        .query_raw(&stmt, params)
+        .query_raw(&stmt, params.iter().copied())
         .await
         .map_err(|e| pool.error(e))?;
     let mut rows = std::pin::pin!(rows);
-    let mut events = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(|e| pool.error(e))? {
-        events.push(decode(&row, stream_id)?);
+        each(&row)?;
     }
-    Ok(events)
+    Ok(())
 }
 
 /// The stream's current version (0 if it has no events).
@@ -260,7 +307,7 @@ pub(crate) async fn load_snapshot(
     stream_id: Uuid,
     at_or_below: Option<u64>,
 ) -> Result<Option<Snapshot>, Error> {
-    let at_or_below = at_or_below.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    let at_or_below = version_bound(at_or_below);
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(Stmt::LoadSnapshot).await?;
     let row = conn

@@ -162,10 +162,53 @@ fn schema_version(row: &Row, index: usize) -> Result<u32, String> {
     u32::try_from(value).map_err(|_| format!("column `schema_version`: {value} is negative"))
 }
 
+/// Where a snapshot's columns are in a row.
+#[derive(Debug, Clone, Copy)]
+struct SnapshotColumns {
+    version: usize,
+    timestamp: usize,
+    state_type: usize,
+    fingerprint: usize,
+    payload: usize,
+}
+
 /// A row of `version, timestamp, state_type, fingerprint, payload` from `snapshots`.
 pub(crate) fn snapshot(row: &Row, stream_id: Uuid) -> Result<Snapshot, Error> {
-    let version: i64 = row.try_get(0).map_err(pg_error)?;
-    let fingerprint: i64 = row.try_get(3).map_err(pg_error)?;
+    let at = SnapshotColumns {
+        version: 0,
+        timestamp: 1,
+        state_type: 2,
+        fingerprint: 3,
+        payload: 4,
+    };
+    snapshot_at(row, stream_id, at)
+}
+
+/// A row of `Stmt::LoadFromSnapshot`: the snapshot, or one of the events after it.
+pub(crate) enum SnapshotOrEvent {
+    Snapshot(Snapshot),
+    Event(StoredEvent),
+}
+
+/// Decodes a row of `Stmt::LoadFromSnapshot`: `REPLAY_COLUMNS`, the fingerprint, and whether
+/// it is the snapshot (whose `state_type` is in `event_type`'s place).
+pub(crate) fn snapshot_or_event(row: &Row, stream_id: Uuid) -> Result<SnapshotOrEvent, Error> {
+    if !row.try_get::<_, bool>(7).map_err(pg_error)? {
+        return Ok(SnapshotOrEvent::Event(replay_event(row, stream_id)?));
+    }
+    let at = SnapshotColumns {
+        version: 0,
+        timestamp: 3,
+        state_type: 1,
+        fingerprint: 6,
+        payload: 4,
+    };
+    Ok(SnapshotOrEvent::Snapshot(snapshot_at(row, stream_id, at)?))
+}
+
+fn snapshot_at(row: &Row, stream_id: Uuid, at: SnapshotColumns) -> Result<Snapshot, Error> {
+    let version: i64 = row.try_get(at.version).map_err(pg_error)?;
+    let fingerprint: i64 = row.try_get(at.fingerprint).map_err(pg_error)?;
     Ok(Snapshot {
         stream_id,
         version: u64::try_from(version).map_err(|_| {
@@ -173,10 +216,10 @@ pub(crate) fn snapshot(row: &Row, stream_id: Uuid) -> Result<Snapshot, Error> {
                 "snapshot of stream {stream_id} has version {version}"
             ))
         })?,
-        timestamp: row.try_get(1).map_err(pg_error)?,
-        state_type: row.try_get(2).map_err(pg_error)?,
+        timestamp: row.try_get(at.timestamp).map_err(pg_error)?,
+        state_type: row.try_get(at.state_type).map_err(pg_error)?,
         fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
-        payload: row.try_get(4).map_err(pg_error)?,
+        payload: row.try_get(at.payload).map_err(pg_error)?,
     })
 }
 

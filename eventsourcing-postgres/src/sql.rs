@@ -42,6 +42,7 @@ pub(crate) enum Stmt {
     WriteTracking,
     ParkEvent,
     LoadReplay,
+    LoadFromSnapshot,
 }
 
 /// The statements of one schema: its tables' qualified names, quoted once.
@@ -117,6 +118,7 @@ impl Sql {
                 "SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
                  WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1"
             ),
+            Stmt::LoadFromSnapshot => load_from_snapshot(events, snapshots),
             Stmt::AppendTracked => append_tracked(events, tracking),
             Stmt::TrackingPosition => {
                 format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1")
@@ -127,6 +129,26 @@ impl Sql {
             Stmt::ParkEvent => park_event(parked_events),
         }
     }
+}
+
+/// The newest snapshot at or below `$2` and the events after it up to `$2`, in one statement
+/// (see `rows::snapshot_or_event`): rows of [`REPLAY_COLUMNS`], then the snapshot's
+/// fingerprint and whether the row is the snapshot. The snapshot's `state_type` stands in
+/// `event_type`'s place; its missing columns are NULL. At most one snapshot row; the event rows
+/// come in version order (their branch sorts them; the reader checks it).
+fn load_from_snapshot(events: &str, snapshots: &str) -> String {
+    format!(
+        "WITH snap AS MATERIALIZED ( \
+             SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
+             WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1) \
+         SELECT version, state_type, NULL::int4, timestamp, payload, NULL::text, fingerprint, \
+                true FROM snap \
+         UNION ALL \
+         (SELECT {REPLAY_COLUMNS}, NULL::int8, false FROM {events} \
+          WHERE stream_id = $1 AND version <= $2 \
+            AND version > COALESCE((SELECT version FROM snap), 0) \
+          ORDER BY version)"
+    )
 }
 
 /// The shape of a save, which picks its statement: the general one costs more server time than
