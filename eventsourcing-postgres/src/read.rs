@@ -14,10 +14,10 @@ use crate::{
     horizon::{self, HorizonWatch},
     pool::{Checkout, Pool},
     rows::{
-        self, fingerprint_column, log_bound, position_from_columns, version_param, SnapshotOrEvent,
+        self, fingerprint_column, log_bound, position_from_columns, version_param, LogHead, LogRow,
+        SnapshotOrEvent,
     },
     sql::Stmt,
-    xid::Xid8,
 };
 
 /// How long `read_log` waits, at most, for the events that had committed when it was called but
@@ -180,9 +180,16 @@ pub(crate) async fn read_by_time(
             )
             .await
             .map_err(|e| pool.error(e))?;
-        rows.iter().map(rows::log_event).collect()
+        let events = rows.iter().map(rows::log_event).collect::<Result<_, _>>()?;
+        Ok(Page { events, head: None })
     })
     .await
+}
+
+/// A page of a log query, and the log's head if the query read it too.
+struct Page {
+    events: Vec<StoredEvent>,
+    head: Option<LogHead>,
 }
 
 /// Runs a log query; a short page at the head of the log is completed, within
@@ -197,17 +204,21 @@ async fn caught_up<F, Fut>(
 ) -> Result<Vec<StoredEvent>, Error>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<Vec<StoredEvent>, Error>>,
+    Fut: Future<Output = Result<Page, Error>>,
 {
-    let events = page().await?;
+    let Page { events, head } = page().await?;
     if events.len() >= limit {
         return Ok(events);
     }
     // Events of transactions up to the newest committed one exist; if that one is beyond
-    // what this page returns, its events were held back (or committed since the page was
-    // read). Wait, without holding a connection, until no older transaction runs.
+    // what this page returns, its events were held back (or, for a head read separately,
+    // committed since the page was read). Wait, without holding a connection, until no older
+    // transaction runs.
     let returned = events.last().map_or(after.commit, |e| e.position.commit);
-    let (horizon, newest) = log_head(pool).await?;
+    let (horizon, newest) = match head {
+        Some(head) => head,
+        None => log_head(pool).await?,
+    };
     let newest = match newest {
         Some(newest) if newest.0 > returned => newest,
         _ => {
@@ -217,7 +228,7 @@ where
     };
     if horizon > newest {
         watch.released();
-        return page().await;
+        return Ok(page().await?.events);
     }
     let deadline = tokio::time::Instant::now() + LOG_CATCH_UP;
     let mut pause = Duration::from_millis(1);
@@ -226,7 +237,7 @@ where
         let (horizon, _) = log_head(pool).await?;
         if horizon > newest {
             watch.released();
-            return page().await;
+            return Ok(page().await?.events);
         }
         if tokio::time::Instant::now() + pause >= deadline {
             tracing::debug!(
@@ -238,27 +249,35 @@ where
                 horizon::report(pool, horizon).await;
             }
             // What is safe now: never past a running transaction.
-            return page().await;
+            return Ok(page().await?.events);
         }
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
-async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
-    let mut conn = pool.checkout().await?;
-    let stmt = conn.statement(Stmt::ReadLog).await?;
+/// One statement: a page of the log, decoded as its rows arrive, and the log's head.
+async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Page, Error> {
     let (commit, seq) = log_bound(after);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = conn
-        .client
-        .query(&stmt, &[&commit, &seq, &limit])
-        .await
-        .map_err(|e| pool.error(e))?;
-    rows.iter().map(rows::log_event).collect()
+    let rows = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (mut events, mut head) = (Vec::with_capacity(limit.min(PAGE_CAPACITY)), None);
+    let params: [&(dyn ToSql + Sync); 3] = [&commit, &seq, &rows];
+    each_row(pool, Stmt::ReadLog, &params, |row| {
+        match rows::log_row(row)? {
+            LogRow::Event(event) => events.push(event),
+            LogRow::Head(read) => head = Some(read),
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Page { events, head })
 }
 
+/// The most events a log page reserves room for before its rows arrive (a caller may ask for
+/// far more than the log holds).
+const PAGE_CAPACITY: usize = 1000;
+
 /// The horizon (oldest running transaction) and the newest committed event's transaction.
-pub(crate) async fn log_head(pool: &Pool) -> Result<(Xid8, Option<Xid8>), Error> {
+pub(crate) async fn log_head(pool: &Pool) -> Result<LogHead, Error> {
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(Stmt::LogHead).await?;
     let row = conn

@@ -90,12 +90,7 @@ impl Sql {
             Stmt::StreamVersion => {
                 format!("SELECT COALESCE(max(version), 0) FROM {events} WHERE stream_id = $1")
             }
-            Stmt::ReadLog => format!(
-                "SELECT {EVENT_COLUMNS} FROM {events} \
-                 WHERE (tx_id, position) > ($1::xid8, $2::int8) \
-                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY tx_id, position LIMIT $3"
-            ),
+            Stmt::ReadLog => read_log(events),
             Stmt::ReadByTime => format!(
                 "SELECT {EVENT_COLUMNS} FROM {events} \
                  WHERE timestamp >= $1 AND timestamp < $2 \
@@ -129,6 +124,26 @@ impl Sql {
             Stmt::ParkEvent => park_event(parked_events),
         }
     }
+}
+
+/// A page of the log after `($1, $2)`, at most `$3` events, below the oldest running
+/// transaction (never past a position a later commit could fill), and the log's head as the
+/// same snapshot sees it, in one statement: rows of [`EVENT_COLUMNS`], then `newest` (NULL)
+/// and `head` (false); and one head row (`head` true) with the horizon in `tx_id`'s place,
+/// the newest committed event's `tx_id` (NULL for an empty log) in `newest`, and NULL in the
+/// other columns. The head is one backward step of the log index; it tells a short page
+/// whether committed events were held back (see `read::caught_up`) without a second round trip.
+fn read_log(events: &str) -> String {
+    format!(
+        "SELECT NULL::uuid, NULL::int8, pg_snapshot_xmin(pg_current_snapshot()), NULL::int8, \
+                NULL::text, NULL::int4, NULL::timestamptz, NULL::bytea, NULL::jsonb, \
+                NULL::text, (SELECT tx_id FROM {events} ORDER BY tx_id DESC LIMIT 1), true \
+         UNION ALL \
+         (SELECT {EVENT_COLUMNS}, NULL::xid8, false FROM {events} \
+          WHERE (tx_id, position) > ($1::xid8, $2::int8) \
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+          ORDER BY tx_id, position LIMIT $3)"
+    )
 }
 
 /// The newest snapshot at or below `$2` and the events after it up to `$2`, in one statement
