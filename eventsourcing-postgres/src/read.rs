@@ -13,9 +13,11 @@ use crate::{
     error::pg_error,
     horizon::{self, HorizonWatch},
     pool::{Checkout, Pool},
-    rows::{self, fingerprint_column, log_bound, position_from_columns, version_param},
+    rows::{
+        self, fingerprint_column, log_bound, position_from_columns, version_param, LogHead, LogRow,
+        SnapshotOrEvent,
+    },
     sql::Stmt,
-    xid::Xid8,
 };
 
 /// How long `read_log` waits, at most, for the events that had committed when it was called but
@@ -59,26 +61,71 @@ async fn query_stream(
     decode: Decode,
 ) -> Result<Vec<StoredEvent>, Error> {
     let after = i64::try_from(after_version).unwrap_or(i64::MAX);
-    let up_to = up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    let up_to = version_bound(up_to);
     if after >= up_to {
         return Ok(Vec::new());
     }
+    let mut events = Vec::new();
+    let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
+    each_row(pool, stmt, &params, |row| {
+        events.push(decode(row, stream_id)?);
+        Ok(())
+    })
+    .await?;
+    Ok(events)
+}
+
+/// The newest snapshot of the stream at or below `up_to` and the events after it up to `up_to`,
+/// as `load_for_replay` reads them: one statement, one round trip.
+pub(crate) async fn load_from_snapshot(
+    pool: &Pool,
+    stream_id: Uuid,
+    up_to: Option<u64>,
+) -> Result<(Option<Snapshot>, Vec<StoredEvent>), Error> {
+    let up_to = version_bound(up_to);
+    let (mut snapshot, mut events) = (None, Vec::new());
+    let params: [&(dyn ToSql + Sync); 2] = [&stream_id, &up_to];
+    each_row(pool, Stmt::LoadFromSnapshot, &params, |row| {
+        match rows::snapshot_or_event(row, stream_id)? {
+            SnapshotOrEvent::Snapshot(s) => snapshot = Some(s),
+            SnapshotOrEvent::Event(e) => events.push(e),
+        }
+        Ok(())
+    })
+    .await?;
+    // The events' branch sorts them and PostgreSQL appends it after the snapshot's, but SQL
+    // does not promise a union's order: replay needs version order.
+    if !events.is_sorted_by_key(|e| e.version) {
+        events.sort_by_key(|e| e.version);
+    }
+    Ok((snapshot, events))
+}
+
+/// An upper version bound as a `bigint`: none (or one past `bigint`) is the largest.
+fn version_bound(up_to: Option<u64>) -> i64 {
+    up_to.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Runs a cached statement and hands each row to `each` as it arrives, rather than after the
+/// last one: the connection task reads the socket while this task converts.
+async fn each_row(
+    pool: &Pool,
+    stmt: Stmt,
+    params: &[&(dyn ToSql + Sync)],
+    mut each: impl FnMut(&Row) -> Result<(), Error>,
+) -> Result<(), Error> {
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(stmt).await?;
-    let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
-    // Decode rows as they arrive rather than after the last one: the connection task
-    // reads the socket while this task converts.
     let rows = conn
         .client
-        .query_raw(&stmt, params)
+        .query_raw(&stmt, params.iter().copied())
         .await
         .map_err(|e| pool.error(e))?;
     let mut rows = std::pin::pin!(rows);
-    let mut events = Vec::new();
     while let Some(row) = rows.try_next().await.map_err(|e| pool.error(e))? {
-        events.push(decode(&row, stream_id)?);
+        each(&row)?;
     }
-    Ok(events)
+    Ok(())
 }
 
 /// The stream's current version (0 if it has no events).
@@ -133,9 +180,16 @@ pub(crate) async fn read_by_time(
             )
             .await
             .map_err(|e| pool.error(e))?;
-        rows.iter().map(rows::log_event).collect()
+        let events = rows.iter().map(rows::log_event).collect::<Result<_, _>>()?;
+        Ok(Page { events, head: None })
     })
     .await
+}
+
+/// A page of a log query, and the log's head if the query read it too.
+struct Page {
+    events: Vec<StoredEvent>,
+    head: Option<LogHead>,
 }
 
 /// Runs a log query; a short page at the head of the log is completed, within
@@ -150,17 +204,21 @@ async fn caught_up<F, Fut>(
 ) -> Result<Vec<StoredEvent>, Error>
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Result<Vec<StoredEvent>, Error>>,
+    Fut: Future<Output = Result<Page, Error>>,
 {
-    let events = page().await?;
+    let Page { events, head } = page().await?;
     if events.len() >= limit {
         return Ok(events);
     }
     // Events of transactions up to the newest committed one exist; if that one is beyond
-    // what this page returns, its events were held back (or committed since the page was
-    // read). Wait, without holding a connection, until no older transaction runs.
+    // what this page returns, its events were held back (or, for a head read separately,
+    // committed since the page was read). Wait, without holding a connection, until no older
+    // transaction runs.
     let returned = events.last().map_or(after.commit, |e| e.position.commit);
-    let (horizon, newest) = log_head(pool).await?;
+    let (horizon, newest) = match head {
+        Some(head) => head,
+        None => log_head(pool).await?,
+    };
     let newest = match newest {
         Some(newest) if newest.0 > returned => newest,
         _ => {
@@ -170,7 +228,7 @@ where
     };
     if horizon > newest {
         watch.released();
-        return page().await;
+        return Ok(page().await?.events);
     }
     let deadline = tokio::time::Instant::now() + LOG_CATCH_UP;
     let mut pause = Duration::from_millis(1);
@@ -179,7 +237,7 @@ where
         let (horizon, _) = log_head(pool).await?;
         if horizon > newest {
             watch.released();
-            return page().await;
+            return Ok(page().await?.events);
         }
         if tokio::time::Instant::now() + pause >= deadline {
             tracing::debug!(
@@ -191,27 +249,35 @@ where
                 horizon::report(pool, horizon).await;
             }
             // What is safe now: never past a running transaction.
-            return page().await;
+            return Ok(page().await?.events);
         }
         pause = (pause * 2).min(Duration::from_millis(50));
     }
 }
 
-async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
-    let mut conn = pool.checkout().await?;
-    let stmt = conn.statement(Stmt::ReadLog).await?;
+/// One statement: a page of the log, decoded as its rows arrive, and the log's head.
+async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Page, Error> {
     let (commit, seq) = log_bound(after);
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows = conn
-        .client
-        .query(&stmt, &[&commit, &seq, &limit])
-        .await
-        .map_err(|e| pool.error(e))?;
-    rows.iter().map(rows::log_event).collect()
+    let rows = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (mut events, mut head) = (Vec::with_capacity(limit.min(PAGE_CAPACITY)), None);
+    let params: [&(dyn ToSql + Sync); 3] = [&commit, &seq, &rows];
+    each_row(pool, Stmt::ReadLog, &params, |row| {
+        match rows::log_row(row)? {
+            LogRow::Event(event) => events.push(event),
+            LogRow::Head(read) => head = Some(read),
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Page { events, head })
 }
 
+/// The most events a log page reserves room for before its rows arrive (a caller may ask for
+/// far more than the log holds).
+const PAGE_CAPACITY: usize = 1000;
+
 /// The horizon (oldest running transaction) and the newest committed event's transaction.
-pub(crate) async fn log_head(pool: &Pool) -> Result<(Xid8, Option<Xid8>), Error> {
+pub(crate) async fn log_head(pool: &Pool) -> Result<LogHead, Error> {
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(Stmt::LogHead).await?;
     let row = conn
@@ -260,7 +326,7 @@ pub(crate) async fn load_snapshot(
     stream_id: Uuid,
     at_or_below: Option<u64>,
 ) -> Result<Option<Snapshot>, Error> {
-    let at_or_below = at_or_below.map_or(i64::MAX, |v| i64::try_from(v).unwrap_or(i64::MAX));
+    let at_or_below = version_bound(at_or_below);
     let mut conn = pool.checkout().await?;
     let stmt = conn.statement(Stmt::LoadSnapshot).await?;
     let row = conn

@@ -4,8 +4,12 @@
 //! Stored values the core types cannot hold (a negative version, a schema version above
 //! `u32::MAX`) are errors naming the row, never panics.
 
+use chrono::{DateTime, Utc};
 use eventsourcing_core::{Error, Metadata, ParkedEvent, Position, Snapshot, StoredEvent};
-use tokio_postgres::{types::Json, Row};
+use tokio_postgres::{
+    types::{FromSql, Json, Type},
+    Row,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -72,6 +76,26 @@ pub(crate) fn log_event(row: &Row) -> Result<StoredEvent, Error> {
     decode_event(row, stream_id, 1)
 }
 
+/// The log's head: the horizon (the oldest running transaction) and the newest committed
+/// event's transaction (`None` for an empty log).
+pub(crate) type LogHead = (Xid8, Option<Xid8>);
+
+/// A row of `Stmt::ReadLog`: an event of the page, or the log's head.
+pub(crate) enum LogRow {
+    Event(StoredEvent),
+    Head(LogHead),
+}
+
+/// Decodes a row of `Stmt::ReadLog`: `EVENT_COLUMNS`, `newest`, and whether it is the head row
+/// (whose horizon is in `tx_id`'s place).
+pub(crate) fn log_row(row: &Row) -> Result<LogRow, Error> {
+    if row.try_get::<_, bool>(11).map_err(pg_error)? {
+        let horizon = row.try_get(2).map_err(pg_error)?;
+        return Ok(LogRow::Head((horizon, row.try_get(10).map_err(pg_error)?)));
+    }
+    log_event(row).map(LogRow::Event)
+}
+
 /// One row of `STREAM_COLUMNS` (a stream's events).
 pub(crate) fn stream_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Error> {
     decode_event(row, stream_id, 0)
@@ -88,7 +112,7 @@ pub(crate) fn replay_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Er
             event_type: column(row, 1, "event_type")?,
             stream_type: column(row, 5, "stream_type")?,
             schema_version: schema_version(row, 2)?,
-            timestamp: column(row, 3, "timestamp")?,
+            timestamp: column::<Timestamp>(row, 3, "timestamp")?.0,
             payload: column(row, 4, "payload")?,
             metadata: Metadata::default(),
             defect: None,
@@ -115,7 +139,7 @@ fn decode_event(row: &Row, stream_id: Uuid, at: usize) -> Result<StoredEvent, Er
             event_type: column(row, at + 3, "event_type")?,
             stream_type: column(row, at + 8, "stream_type")?,
             schema_version: schema_version(row, at + 4)?,
-            timestamp: column(row, at + 5, "timestamp")?,
+            timestamp: column::<Timestamp>(row, at + 5, "timestamp")?.0,
             payload: column(row, at + 6, "payload")?,
             metadata: metadata.map(|Json(m)| m).unwrap_or_default(),
             defect: None,
@@ -143,6 +167,33 @@ fn settle(
     })
 }
 
+/// PostgreSQL's epoch (2000-01-01 UTC) in microseconds after the Unix epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// A `timestamptz` decoded straight from its binary form (microseconds after PostgreSQL's
+/// epoch): one addition and chrono's Unix conversion per row, where postgres-types builds the
+/// date 2000-01-01 and adds a duration to it for every value (a sixth of a stream load's
+/// decoding, measured with callgrind).
+struct Timestamp(DateTime<Utc>);
+
+impl<'a> FromSql<'a> for Timestamp {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw
+            .try_into()
+            .map_err(|_| format!("timestamptz must be 8 bytes, got {}", raw.len()))?;
+        let micros = i64::from_be_bytes(bytes);
+        micros
+            .checked_add(PG_EPOCH_MICROS)
+            .and_then(DateTime::from_timestamp_micros)
+            .map(Timestamp)
+            .ok_or_else(|| format!("timestamptz {micros} is out of range").into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+}
+
 /// Column `index`, or why it cannot be read, naming it.
 fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a Row,
@@ -162,10 +213,53 @@ fn schema_version(row: &Row, index: usize) -> Result<u32, String> {
     u32::try_from(value).map_err(|_| format!("column `schema_version`: {value} is negative"))
 }
 
+/// Where a snapshot's columns are in a row.
+#[derive(Debug, Clone, Copy)]
+struct SnapshotColumns {
+    version: usize,
+    timestamp: usize,
+    state_type: usize,
+    fingerprint: usize,
+    payload: usize,
+}
+
 /// A row of `version, timestamp, state_type, fingerprint, payload` from `snapshots`.
 pub(crate) fn snapshot(row: &Row, stream_id: Uuid) -> Result<Snapshot, Error> {
-    let version: i64 = row.try_get(0).map_err(pg_error)?;
-    let fingerprint: i64 = row.try_get(3).map_err(pg_error)?;
+    let at = SnapshotColumns {
+        version: 0,
+        timestamp: 1,
+        state_type: 2,
+        fingerprint: 3,
+        payload: 4,
+    };
+    snapshot_at(row, stream_id, at)
+}
+
+/// A row of `Stmt::LoadFromSnapshot`: the snapshot, or one of the events after it.
+pub(crate) enum SnapshotOrEvent {
+    Snapshot(Snapshot),
+    Event(StoredEvent),
+}
+
+/// Decodes a row of `Stmt::LoadFromSnapshot`: `REPLAY_COLUMNS`, the fingerprint, and whether
+/// it is the snapshot (whose `state_type` is in `event_type`'s place).
+pub(crate) fn snapshot_or_event(row: &Row, stream_id: Uuid) -> Result<SnapshotOrEvent, Error> {
+    if !row.try_get::<_, bool>(7).map_err(pg_error)? {
+        return Ok(SnapshotOrEvent::Event(replay_event(row, stream_id)?));
+    }
+    let at = SnapshotColumns {
+        version: 0,
+        timestamp: 3,
+        state_type: 1,
+        fingerprint: 6,
+        payload: 4,
+    };
+    Ok(SnapshotOrEvent::Snapshot(snapshot_at(row, stream_id, at)?))
+}
+
+fn snapshot_at(row: &Row, stream_id: Uuid, at: SnapshotColumns) -> Result<Snapshot, Error> {
+    let version: i64 = row.try_get(at.version).map_err(pg_error)?;
+    let fingerprint: i64 = row.try_get(at.fingerprint).map_err(pg_error)?;
     Ok(Snapshot {
         stream_id,
         version: u64::try_from(version).map_err(|_| {
@@ -173,10 +267,10 @@ pub(crate) fn snapshot(row: &Row, stream_id: Uuid) -> Result<Snapshot, Error> {
                 "snapshot of stream {stream_id} has version {version}"
             ))
         })?,
-        timestamp: row.try_get(1).map_err(pg_error)?,
-        state_type: row.try_get(2).map_err(pg_error)?,
+        timestamp: row.try_get(at.timestamp).map_err(pg_error)?,
+        state_type: row.try_get(at.state_type).map_err(pg_error)?,
         fingerprint: u64::from_ne_bytes(fingerprint.to_ne_bytes()),
-        payload: row.try_get(4).map_err(pg_error)?,
+        payload: row.try_get(at.payload).map_err(pg_error)?,
     })
 }
 
@@ -197,4 +291,33 @@ pub(crate) fn parked_event(row: &Row, name: &str) -> Result<ParkedEvent, Error> 
         error: row.try_get(5).map_err(pg_error)?,
         parked_at: row.try_get(6).map_err(pg_error)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The binary form of a `timestamptz` decodes as postgres-types decodes it, before and
+    /// after both epochs; a value chrono cannot hold (`infinity`) is an error, not a panic.
+    #[test]
+    fn timestamps_decode_as_postgres_types_does() {
+        for micros in [
+            0i64,
+            1,
+            -1,
+            1_234_567_890_123_456,
+            -PG_EPOCH_MICROS - 86_400_000_001,
+            820_000_000_000_000,
+        ] {
+            let raw = micros.to_be_bytes();
+            let ours = Timestamp::from_sql(&Type::TIMESTAMPTZ, &raw).unwrap().0;
+            let theirs = DateTime::<Utc>::from_sql(&Type::TIMESTAMPTZ, &raw).unwrap();
+            assert_eq!(ours, theirs, "{micros} µs");
+        }
+        for raw in [i64::MAX.to_be_bytes(), i64::MIN.to_be_bytes()] {
+            assert!(Timestamp::from_sql(&Type::TIMESTAMPTZ, &raw).is_err());
+        }
+        assert!(Timestamp::from_sql(&Type::TIMESTAMPTZ, &[0; 4]).is_err());
+        assert!(!<Timestamp as FromSql>::accepts(&Type::TIMESTAMP));
+    }
 }

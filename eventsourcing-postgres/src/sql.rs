@@ -43,6 +43,7 @@ pub(crate) enum Stmt {
     WriteTracking,
     ParkEvent,
     LoadReplay,
+    LoadFromSnapshot,
 }
 
 /// The statements of one schema: its tables' qualified names, quoted once.
@@ -91,12 +92,7 @@ impl Sql {
             Stmt::StreamVersion => {
                 format!("SELECT COALESCE(max(version), 0) FROM {events} WHERE stream_id = $1")
             }
-            Stmt::ReadLog => format!(
-                "SELECT {EVENT_COLUMNS} FROM {events} \
-                 WHERE (tx_id, position) > ($1::xid8, $2::int8) \
-                   AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY tx_id, position LIMIT $3"
-            ),
+            Stmt::ReadLog => read_log(events),
             Stmt::ReadByTime => format!(
                 "SELECT {EVENT_COLUMNS} FROM {events} \
                  WHERE timestamp >= $1 AND timestamp < $2 \
@@ -119,6 +115,7 @@ impl Sql {
                 "SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
                  WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1"
             ),
+            Stmt::LoadFromSnapshot => load_from_snapshot(events, snapshots),
             Stmt::AppendTracked => append_tracked(events, tracking),
             Stmt::TrackingPosition => {
                 format!("SELECT position_commit, position_seq FROM {tracking} WHERE name = $1")
@@ -129,6 +126,46 @@ impl Sql {
             Stmt::ParkEvent => park_event(parked_events),
         }
     }
+}
+
+/// A page of the log after `($1, $2)`, at most `$3` events, below the oldest running
+/// transaction (never past a position a later commit could fill), and the log's head as the
+/// same snapshot sees it, in one statement: rows of [`EVENT_COLUMNS`], then `newest` (NULL)
+/// and `head` (false); and one head row (`head` true) with the horizon in `tx_id`'s place,
+/// the newest committed event's `tx_id` (NULL for an empty log) in `newest`, and NULL in the
+/// other columns. The head is one backward step of the log index; it tells a short page
+/// whether committed events were held back (see `read::caught_up`) without a second round trip.
+fn read_log(events: &str) -> String {
+    format!(
+        "SELECT NULL::uuid, NULL::int8, pg_snapshot_xmin(pg_current_snapshot()), NULL::int8, \
+                NULL::text, NULL::int4, NULL::timestamptz, NULL::bytea, NULL::jsonb, \
+                NULL::text, (SELECT tx_id FROM {events} ORDER BY tx_id DESC LIMIT 1), true \
+         UNION ALL \
+         (SELECT {EVENT_COLUMNS}, NULL::xid8, false FROM {events} \
+          WHERE (tx_id, position) > ($1::xid8, $2::int8) \
+            AND tx_id < pg_snapshot_xmin(pg_current_snapshot()) \
+          ORDER BY tx_id, position LIMIT $3)"
+    )
+}
+
+/// The newest snapshot at or below `$2` and the events after it up to `$2`, in one statement
+/// (see `rows::snapshot_or_event`): rows of [`REPLAY_COLUMNS`], then the snapshot's
+/// fingerprint and whether the row is the snapshot. The snapshot's `state_type` stands in
+/// `event_type`'s place; its missing columns are NULL. At most one snapshot row; the event rows
+/// come in version order (their branch sorts them; the reader checks it).
+fn load_from_snapshot(events: &str, snapshots: &str) -> String {
+    format!(
+        "WITH snap AS MATERIALIZED ( \
+             SELECT version, timestamp, state_type, fingerprint, payload FROM {snapshots} \
+             WHERE stream_id = $1 AND version <= $2 ORDER BY version DESC LIMIT 1) \
+         SELECT version, state_type, NULL::int4, timestamp, payload, NULL::text, fingerprint, \
+                true FROM snap \
+         UNION ALL \
+         (SELECT {REPLAY_COLUMNS}, NULL::int8, false FROM {events} \
+          WHERE stream_id = $1 AND version <= $2 \
+            AND version > COALESCE((SELECT version FROM snap), 0) \
+          ORDER BY version)"
+    )
 }
 
 /// The shape of a save, which picks its statement: the general one costs more server time than

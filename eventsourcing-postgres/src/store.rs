@@ -394,6 +394,15 @@ impl EventStore for PostgresStore {
         self.snapshot_routed(stream_id, at_or_below)
     }
 
+    /// One statement: the snapshot and the events after it in one round trip.
+    fn load_from_snapshot(
+        &self,
+        stream_id: Uuid,
+        up_to: Option<u64>,
+    ) -> impl Future<Output = Result<(Option<Snapshot>, Vec<StoredEvent>), Error>> + Send {
+        read::load_from_snapshot(&self.inner.pool, stream_id, up_to)
+    }
+
     fn append_tracked(
         &self,
         events: Vec<NewEvent>,

@@ -60,6 +60,7 @@ macro_rules! conformance_tests {
             schema::payload_newer_than_the_code_is_a_clear_error,
             snapshots::snapshots_equal_full_replay,
             snapshots::snapshot_lookup_only_where_it_can_help,
+            snapshots::load_from_snapshot_reads_what_two_calls_read,
             tracking::tracking_is_atomic_with_events,
             log::log_stream_reads_everything_in_pages,
             log::subscription_catches_up_then_follows_live,

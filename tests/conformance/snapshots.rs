@@ -2,7 +2,7 @@
 //! result.
 
 use eventsourcing::prelude::*;
-use eventsourcing::Snapshotting;
+use eventsourcing::{Snapshotting, StoredEvent};
 use proptest::prelude::*;
 
 use super::fixtures::{snapshot_version, Counter, Counting};
@@ -238,4 +238,65 @@ pub async fn snapshots_equal_full_replay<S: EventStore + Clone>(store: S) {
             })
             .unwrap_or_else(|e| panic!("{e}; {}", super::seed::replay_hint(seed)));
     });
+}
+
+/// `load_from_snapshot` (one round trip where the store can) reads what `load_snapshot` then
+/// `load_for_replay` read, at every bound: below the first snapshot, at one, between, past the
+/// end, and for a stream that does not exist.
+pub async fn load_from_snapshot_reads_what_two_calls_read<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let mut endpoint = Endpoint::create("u".into(), "n0".into());
+    app.save(&mut endpoint).await.unwrap();
+    for i in 1..25 {
+        endpoint.update_name(format!("n{i}"));
+        app.save(&mut endpoint).await.unwrap();
+    }
+    let id = endpoint.id();
+    let bounds = [
+        None,
+        Some(0),
+        Some(1),
+        Some(9),
+        Some(10),
+        Some(15),
+        Some(20),
+        Some(25),
+    ];
+    for up_to in bounds.into_iter().chain([Some(1000), Some(u64::MAX)]) {
+        let (snapshot, events) = store.load_from_snapshot(id, up_to).await.unwrap();
+        let expected = store.load_snapshot(id, up_to).await.unwrap();
+        let after = expected.as_ref().map_or(0, |s| s.version);
+        let expected_events = store.load_for_replay(id, after, up_to).await.unwrap();
+        assert_eq!(snapshot, expected, "snapshot at or below {up_to:?}");
+        let versions = |e: &[StoredEvent]| e.iter().map(|e| e.version).collect::<Vec<_>>();
+        assert_eq!(
+            versions(&events),
+            versions(&expected_events),
+            "up to {up_to:?}"
+        );
+        for (got, want) in events.iter().zip(&expected_events) {
+            assert_eq!(
+                (
+                    &got.event_type,
+                    &got.payload,
+                    got.schema_version,
+                    got.timestamp
+                ),
+                (
+                    &want.event_type,
+                    &want.payload,
+                    want.schema_version,
+                    want.timestamp
+                ),
+                "event {} up to {up_to:?}",
+                want.version
+            );
+            assert_eq!(got.stream_type, want.stream_type);
+        }
+    }
+    let none = store
+        .load_from_snapshot(Uuid::new_v4(), None)
+        .await
+        .unwrap();
+    assert_eq!((none.0, none.1.len()), (None, 0));
 }
