@@ -294,6 +294,7 @@ pub(crate) fn parked_event(row: &Row, name: &str) -> Result<ParkedEvent, Error> 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
