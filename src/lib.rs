@@ -67,7 +67,7 @@
 //! | to choose a store | [`MemoryStore`], [`sqlite`], [`postgres`], [`application_from_env`], [`AnyStore`] |
 //! | settings from the environment | [`Env`], [`Snapshotting`], [`ConfigError`] |
 //! | a store per tenant | [`Tenants`], [`tenants_from_env`], [`TenantId`], [`migrate_tenants`] |
-//! | tenants over several servers, one moved at a time | [`Shards`], [`ShardDirectory`], [`move_tenant`], [`Tenants::pause`] |
+//! | tenants over several servers, one moved at a time | [`TENANT_SHARDS`], [`Shards`], [`ShardDirectory`], [`move_tenant`], [`Tenants::pause`] |
 //! | to operate a store: migrate, statistics, check, prune, vacuum, export, import, archive | [`Maintenance`], [`Backup`], [`Archive`] (on each store and [`AnyStore`]), [`maintenance`], [`backup`] |
 //! | to read the log | [`Subscription`], [`read_log_stream`], [`StoredEvent`], [`Position`] |
 //! | process applications | [`Process`], [`Outbox`], [`spawn_process`], [`ProjectionOptions`] |
@@ -110,12 +110,14 @@ pub use eventsourcing_core::{EventStore, MemoryStore};
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod tenants;
 pub use eventsourcing_core::{
-    migrate_tenants, move_tenant, MoveError, Paused, ShardDirectory, Shards, Tenant, TenantError,
-    TenantId, TenantLimits, TenantMoved, TenantProgress, TenantStats, TenantStores, Tenants,
-    TenantsMigrated, TENANT_DIRECTORY,
+    migrate_tenants, move_tenant, move_tenant_with_progress, AsShards, MoveError, Paused,
+    ShardDirectory, Shards, Tenant, TenantError, TenantId, TenantLimits, TenantMoved,
+    TenantProgress, TenantStats, TenantStores, Tenants, TenantsMigrated, TENANT_DIRECTORY,
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use tenants::{tenant_limits_from_env, tenants_from_env, AnyTenantStores, TENANT_LAYOUT};
+pub use tenants::{
+    tenant_limits_from_env, tenants_from_env, AnyTenantStores, TENANT_LAYOUT, TENANT_SHARDS,
+};
 // Operating a store: migrations, statistics, the store check, backups and archives, the same
 // on every store (`eventsourcing-admin` runs them), and the portable backup format.
 pub use eventsourcing_core::backup::{self, Archive, Backup};

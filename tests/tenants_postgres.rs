@@ -166,10 +166,10 @@ async fn tenants_from_the_environment_on_postgres() {
         ("TENANT_MAX_OPEN", "3"),
     ]);
     let tenants = eventsourcing::tenants_from_env(&env).unwrap();
-    let eventsourcing::AnyTenantStores::Postgres(stores) = tenants.stores().clone() else {
+    let eventsourcing::AnyTenantStores::Postgres(stores) = tenants.stores() else {
         panic!("not the PostgreSQL layout")
     };
-    let _cleanup = DropTenants(*stores);
+    let _cleanup = DropTenants((**stores).clone());
     let stats = tenants.stats();
     assert_eq!((stats.max_open, stats.per_tenant), (3, 2));
     let acme = tenants.get("acme").await.unwrap();
@@ -180,4 +180,53 @@ async fn tenants_from_the_environment_on_postgres() {
     };
     assert_eq!(store.config().schema(), pattern.replace("{id}", "acme"));
     assert!(store.pool_state().connections <= 2);
+}
+
+#[test]
+fn tenant_shards_from_the_environment_read_each_shards_own_settings_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let directory = dir.path().join("tenants");
+    std::fs::write(&directory, "acme = eu2\n").unwrap();
+    let url = testing::url();
+    let vars = |extra: &[(&'static str, &str)]| {
+        let mut vars = vec![
+            ("TENANT_LAYOUT", "schema"),
+            ("DATABASE_URL", url.as_str()),
+            ("POSTGRES_SCHEMA", "one_{id}"),
+            ("TENANT_SHARDS", "eu1, eu2"),
+            ("TENANT_DIRECTORY", directory.to_str().unwrap()),
+            ("EU2_POSTGRES_SCHEMA", "two_{id}"),
+        ];
+        vars.extend_from_slice(extra);
+        eventsourcing::Env::from_map(vars)
+    };
+    let stores = eventsourcing::AnyTenantStores::from_env(&vars(&[])).unwrap();
+    let eventsourcing::AnyTenantStores::PostgresShards(shards) = &stores else {
+        panic!("not sharded: {stores:?}")
+    };
+    let pattern = |shard: &str| shards.shard(shard).unwrap().pattern().to_string();
+    assert_eq!(
+        (pattern("eu1"), pattern("eu2")),
+        ("one_{id}".into(), "two_{id}".into())
+    );
+    let acme = TenantId::new("acme").unwrap();
+    let globex = TenantId::new("globex").unwrap();
+    assert_eq!(shards.directory().shard_of(&acme), "eu2");
+    assert_eq!(shards.directory().shard_of(&globex), "eu1");
+
+    let refused = |extra: &[(&'static str, &str)], says: &str| {
+        let err = eventsourcing::AnyTenantStores::from_env(&vars(extra)).unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    };
+    refused(
+        &[("TENANT_SHARDS", "eu-2,eu_2")],
+        "would read the same variables",
+    );
+    refused(&[("TENANT_SHARDS", "eu1,EU 2")], "shard name");
+    refused(&[("TENANT_SHARDS", "eu1")], "eu2");
+    refused(&[("TENANT_DIRECTORY", "")], "TENANT_DIRECTORY");
+    refused(
+        &[("TENANT_LAYOUT", "file"), ("SQLITE_DBNAME", "t_{id}.db")],
+        "shards are for the PostgreSQL layouts",
+    );
 }

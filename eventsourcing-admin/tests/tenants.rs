@@ -195,3 +195,93 @@ async fn grants_and_append_only_for_every_tenant_let_the_role_run_each_tenant() 
         assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE));
     }
 }
+
+#[tokio::test]
+async fn tenants_move_copies_a_tenant_to_another_shard_fences_the_old_copy_and_refuses_bad_moves() {
+    use eventsourcing::{EventStore, NewEvent, TenantLimits, Tenants};
+
+    // Two shards: tenant schemas of two patterns, standing for two servers.
+    let (eu1, mut vars) = schema_tenants("es_admsh1");
+    let (eu2, eu2_vars) = schema_tenants("es_admsh2");
+    let dir = tempfile::tempdir().unwrap();
+    let directory = dir.path().join("tenants");
+    let plain = vars.clone();
+    vars.push(("TENANT_SHARDS", "eu1,eu2".to_owned()));
+    vars.push(("TENANT_DIRECTORY", directory.display().to_string()));
+    vars.push(("EU2_POSTGRES_SCHEMA", eu2_vars[2].1.clone()));
+
+    admin_with(&["tenants", "create", "acme", "globex"], &vars).assert_code(0);
+    assert!(
+        eu2.0.list().await.unwrap().is_empty(),
+        "new tenants go to the first shard"
+    );
+    let on_eu1 = Tenants::new(eu1.0.clone(), TenantLimits::default()).unwrap();
+    let stream = Uuid::new_v4();
+    let events: Vec<NewEvent> = (1..=3)
+        .map(|v| NewEvent::new(stream, v, "Made", format!("{{\"n\":{v}}}").into_bytes()))
+        .collect();
+    on_eu1
+        .get("acme")
+        .await
+        .unwrap()
+        .store()
+        .append(events)
+        .await
+        .unwrap();
+    on_eu1.close_idle().await;
+
+    admin_with(&["tenants", "move", "acme", "--to", "eu2"], &vars)
+        .assert_code(0)
+        .assert_stdout("tenant acme: moved from shard eu1 to shard eu2 (3 events, 0 snapshots")
+        .assert_stdout("fenced");
+    let written = std::fs::read_to_string(&directory).unwrap();
+    assert!(written.contains("acme = eu2"), "{written}");
+    assert_eq!(
+        admin_with(&["tenants", "list"], &vars).stdout,
+        "acme\nglobex\n"
+    );
+
+    // The new shard holds the events; the old copy refuses writes.
+    let on_eu2 = Tenants::new(eu2.0.clone(), TenantLimits::default()).unwrap();
+    let moved = on_eu2.get("acme").await.unwrap();
+    let loaded = moved.store().load(stream, 0, None).await.unwrap();
+    assert_eq!(
+        loaded.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(loaded[2].payload, b"{\"n\":3}");
+    let old = on_eu1.get("acme").await.unwrap();
+    let refused = old
+        .store()
+        .append(vec![NewEvent::new(
+            Uuid::new_v4(),
+            1,
+            "Made",
+            b"{}".to_vec(),
+        )])
+        .await;
+    assert!(refused.is_err(), "the old copy still takes writes");
+    drop((old, moved));
+
+    // Refused moves change nothing.
+    for (args, says) in [
+        (&["acme", "--to", "eu2"][..], "already on shard `eu2`"),
+        (&["globex", "--to", "eu3"], "no shard `eu3`"),
+        (&["initech", "--to", "eu2"], "does not exist"),
+        (&["../x", "--to", "eu2"], "invalid tenant id"),
+    ] {
+        let mut all = vec!["tenants", "move"];
+        all.extend_from_slice(args);
+        admin_with(&all, &vars).assert_code(2).assert_stderr(says);
+    }
+    assert_eq!(std::fs::read_to_string(&directory).unwrap(), written);
+    assert_eq!(eu2.0.list().await.unwrap().len(), 1);
+    admin_with(&["tenants", "move", "globex", "--to", "eu2"], &plain)
+        .assert_code(2)
+        .assert_stderr("not sharded");
+    let mut no_directory = plain.clone();
+    no_directory.push(("TENANT_SHARDS", "eu1,eu2".to_owned()));
+    admin_with(&["tenants", "list"], &no_directory)
+        .assert_code(2)
+        .assert_stderr("TENANT_DIRECTORY");
+}

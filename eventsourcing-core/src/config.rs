@@ -75,16 +75,20 @@ macro_rules! config_setters {
 ///
 /// Several spellings of one setting can be given (`["POSTGRES_POOL_SIZE", "POOL_SIZE"]`); the
 /// prefixed forms of all spellings are tried first, then the plain ones, each in the order given.
+///
+/// A scope ([`within`](Self::within), say a tenant shard `EU2`) adds a more specific prefix in
+/// front: `WIDGETS_EU2_POSTGRES_HOST`, then `WIDGETS_POSTGRES_HOST`, then `POSTGRES_HOST`.
 #[derive(Clone)]
 pub struct Env {
-    prefix: Option<String>,
+    /// The prefixes, the most specific first.
+    prefixes: Vec<String>,
     source: Source,
 }
 
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Env")
-            .field("prefix", &self.prefix)
+            .field("prefixes", &self.prefixes)
             .finish_non_exhaustive()
     }
 }
@@ -99,7 +103,7 @@ impl Env {
     /// Reads the process environment.
     pub fn from_process() -> Self {
         Env {
-            prefix: None,
+            prefixes: Vec::new(),
             source: Arc::new(|key| std::env::var(key).ok()),
         }
     }
@@ -113,41 +117,70 @@ impl Env {
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         Env {
-            prefix: None,
+            prefixes: Vec::new(),
             source: Arc::new(move |key| map.get(key).cloned()),
         }
     }
 
     /// Looks every setting up under `<NAME>_` first (the name is upper-cased, `-` and spaces
     /// become `_`).
+    /// (Replaces any prefix and scope given before.)
     pub fn with_app_name(mut self, name: &str) -> Self {
-        let prefix: String = name
-            .trim()
-            .chars()
-            .map(|c| match c {
-                '-' | ' ' | '.' => '_',
-                c => c.to_ascii_uppercase(),
-            })
-            .collect();
-        self.prefix = (!prefix.is_empty()).then_some(prefix);
+        let prefix = prefix_of(name);
+        self.prefixes = if prefix.is_empty() {
+            Vec::new()
+        } else {
+            vec![prefix]
+        };
         self
     }
 
-    /// The application prefix, if any.
+    /// These settings within scope `name` (a tenant shard, say): every setting is looked up
+    /// under `<PREFIX>_<NAME>_` first (`<NAME>_` without an application name), then as
+    /// before. `name` is upper-cased, `-`, `.` and spaces become `_`.
+    pub fn within(&self, name: &str) -> Env {
+        let scope = prefix_of(name);
+        let mut env = self.clone();
+        if !scope.is_empty() {
+            let first = match self.prefixes.first() {
+                Some(p) => format!("{p}_{scope}"),
+                None => scope,
+            };
+            env.prefixes.insert(0, first);
+        }
+        env
+    }
+
+    /// The most specific prefix, if any (the application's, or its scope's).
     pub fn app_prefix(&self) -> Option<&str> {
-        self.prefix.as_deref()
+        self.prefixes.first().map(String::as_str)
+    }
+
+    /// The variables [`lookup`](Self::lookup) tries for `keys`, in its order: every prefixed
+    /// spelling, the most specific prefix first, then the plain ones.
+    pub fn candidates(&self, keys: &[&str]) -> Vec<String> {
+        self.prefixes
+            .iter()
+            .flat_map(|p| keys.iter().map(move |k| format!("{p}_{k}")))
+            .chain(keys.iter().map(|k| (*k).to_owned()))
+            .collect()
+    }
+
+    /// How specific the variable `name` is among the spellings of `keys`: 0 for the most
+    /// specific prefix, one more for each less specific one, the number of prefixes for a
+    /// plain name (and for a name that is none of them).
+    pub fn precedence(&self, name: &str, keys: &[&str]) -> usize {
+        self.prefixes
+            .iter()
+            .position(|p| keys.iter().any(|k| name == format!("{p}_{k}")))
+            .unwrap_or(self.prefixes.len())
     }
 
     /// The first variable that is set among `keys`, as `(name, value)`. Empty values count as
     /// unset.
     pub fn lookup(&self, keys: &[&str]) -> Option<(String, String)> {
-        let prefixed = self
-            .prefix
-            .iter()
-            .flat_map(|p| keys.iter().map(move |k| format!("{p}_{k}")));
-        let plain = keys.iter().map(|k| (*k).to_owned());
-        prefixed
-            .chain(plain)
+        self.candidates(keys)
+            .into_iter()
             .find_map(|name| match (self.source)(&name) {
                 Some(v) if !v.trim().is_empty() => Some((name, v)),
                 _ => None,
@@ -249,6 +282,17 @@ impl Env {
     }
 }
 
+/// A name as a variable prefix: trimmed, upper-cased, `-`, `.` and spaces as `_`.
+fn prefix_of(name: &str) -> String {
+    name.trim()
+        .chars()
+        .map(|c| match c {
+            '-' | ' ' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect()
+}
+
 /// A value for an error message: trimmed, control characters escaped, at most 64 characters.
 pub(crate) fn shown(value: &str) -> String {
     const MAX_CHARS: usize = 64;
@@ -299,6 +343,39 @@ mod tests {
                 .unwrap(),
             Some(9)
         );
+    }
+
+    #[test]
+    fn a_scope_wins_over_its_application_which_wins_over_plain() {
+        let vars = [
+            ("POSTGRES_HOST", "plain"),
+            ("WIDGETS_POSTGRES_HOST", "app"),
+            ("WIDGETS_EU_2_POSTGRES_HOST", "shard"),
+            ("POSTGRES_PORT", "5432"),
+            ("EU_2_POSTGRES_DBNAME", "eu2"),
+        ];
+        let app = Env::from_map(vars).with_app_name("widgets");
+        let shard = app.within("eu-2");
+        assert_eq!(shard.string(&["POSTGRES_HOST"]).as_deref(), Some("shard"));
+        assert_eq!(shard.string(&["POSTGRES_PORT"]).as_deref(), Some("5432"));
+        assert_eq!(app.string(&["POSTGRES_HOST"]).as_deref(), Some("app"));
+        // Under an application name, a shard's own variables carry that name too.
+        assert_eq!(shard.string(&["POSTGRES_DBNAME"]), None);
+        assert_eq!(
+            shard.candidates(&["POSTGRES_DBNAME"]),
+            [
+                "WIDGETS_EU_2_POSTGRES_DBNAME",
+                "WIDGETS_POSTGRES_DBNAME",
+                "POSTGRES_DBNAME"
+            ]
+        );
+        let keys = &["POSTGRES_HOST"];
+        assert_eq!(shard.precedence("WIDGETS_EU_2_POSTGRES_HOST", keys), 0);
+        assert_eq!(shard.precedence("WIDGETS_POSTGRES_HOST", keys), 1);
+        assert_eq!(shard.precedence("POSTGRES_HOST", keys), 2);
+        let plain = Env::from_map(vars).within("eu-2");
+        assert_eq!(plain.string(&["POSTGRES_DBNAME"]).as_deref(), Some("eu2"));
+        assert_eq!(plain.string(&["POSTGRES_HOST"]).as_deref(), Some("plain"));
     }
 
     #[test]

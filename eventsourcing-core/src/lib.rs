@@ -80,7 +80,10 @@ pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
 pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};
 
-pub use shards::{move_tenant, MoveError, ShardDirectory, Shards, TenantMoved, TENANT_DIRECTORY};
+pub use shards::{
+    move_tenant, move_tenant_with_progress, AsShards, MoveError, ShardDirectory, Shards,
+    TenantMoved, TENANT_DIRECTORY,
+};
 pub use snapshot::{Snapshotting, IS_SNAPSHOTTING_ENABLED, MAX_SNAPSHOTS, SNAPSHOT_INTERVAL};
 pub use store::EventStore;
 pub use subscription::{read_log_stream, Subscription};

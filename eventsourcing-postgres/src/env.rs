@@ -167,12 +167,7 @@ mod vars {
 /// A value that must be given, with no NUL character in it.
 fn required(env: &Env, keys: &[&str], alternative: &str) -> Result<(String, String), ConfigError> {
     env.text(keys)?.ok_or_else(|| {
-        let looked: Vec<String> = env
-            .app_prefix()
-            .into_iter()
-            .flat_map(|p| keys.iter().map(move |k| format!("{p}_{k}")))
-            .chain(keys.iter().map(|k| (*k).to_owned()))
-            .collect();
+        let looked = env.candidates(keys);
         ConfigError::new(
             keys.first().copied().unwrap_or_default(),
             format!(
@@ -198,27 +193,27 @@ fn ssl_mode(env: &Env) -> Result<Option<SslMode>, ConfigError> {
 }
 
 /// `POSTGRES_PASSWORD` or the contents of `POSTGRES_PASSWORD_FILE` (Docker's convention). Both
-/// set at the same precedence level is an error; an application-prefixed one wins over a plain
-/// one. Errors name the variable, never the value.
+/// set at the same precedence level is an error; the more specific one (a shard's, then the
+/// application's, then the plain one) wins. Errors name the variable, never the value.
 fn password_from_env(env: &Env) -> Result<Option<String>, ConfigError> {
     let password = env.text(vars::PASSWORD)?;
     let file = env.text(vars::PASSWORD_FILE)?;
-    let prefixed = |name: &str| {
-        env.app_prefix().is_some_and(|p| {
-            name.len() > p.len() && name.starts_with(p) && name[p.len()..].starts_with('_')
-        })
-    };
     let use_file = match (&password, &file) {
-        (Some((p, _)), Some((f, _))) => match (prefixed(p), prefixed(f)) {
-            (true, false) => false,
-            (false, true) => true,
-            _ => {
-                return Err(ConfigError::new(
-                    p.clone(),
-                    format!("both {p} and {f} are set; set only one"),
-                ))
+        (Some((p, _)), Some((f, _))) => {
+            match env
+                .precedence(p, vars::PASSWORD)
+                .cmp(&env.precedence(f, vars::PASSWORD_FILE))
+            {
+                std::cmp::Ordering::Less => false,
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => {
+                    return Err(ConfigError::new(
+                        p.clone(),
+                        format!("both {p} and {f} are set; set only one"),
+                    ))
+                }
             }
-        },
+        }
         (_, Some(_)) => true,
         _ => false,
     };

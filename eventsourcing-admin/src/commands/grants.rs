@@ -2,7 +2,7 @@
 //! store, and nothing that changes or removes an event (see the `roles` module of
 //! `eventsourcing-postgres`).
 
-use eventsourcing::postgres::{roles, PostgresConfig, PostgresStore};
+use eventsourcing::postgres::{roles, PostgresConfig, PostgresStore, PostgresTenants};
 use serde::Serialize;
 
 use crate::{output::Failure, store::Context};
@@ -97,15 +97,28 @@ pub(crate) async fn postgres_targets(
         );
         return Ok(vec![(target, config)]);
     }
-    let AnyTenantStores::Postgres(stores) = AnyTenantStores::from_env(&env)? else {
-        return Err(Failure::Usage(
-            "--tenants needs TENANT_LAYOUT=database or schema (PostgreSQL)".into(),
-        ));
+    // Every tenant on every server, the copies a move left on its old shard included.
+    let any = AnyTenantStores::from_env(&env)?;
+    let servers: Vec<(String, &PostgresTenants)> = match &any {
+        AnyTenantStores::Postgres(stores) => vec![(String::new(), &**stores)],
+        AnyTenantStores::PostgresShards(shards) => shards
+            .directory()
+            .shards()
+            .iter()
+            .filter_map(|name| Some((format!(" on shard {name}"), shards.shard(name)?)))
+            .collect(),
+        _ => {
+            return Err(Failure::Usage(
+                "--tenants needs TENANT_LAYOUT=database or schema (PostgreSQL)".into(),
+            ))
+        }
     };
     let mut targets = Vec::new();
-    for tenant in stores.list().await? {
-        let config = one(stores.tenant_config(&tenant, 1)?)?;
-        targets.push((format!("tenant {tenant}"), config));
+    for (shard, stores) in servers {
+        for tenant in stores.list().await? {
+            let config = one(stores.tenant_config(&tenant, 1)?)?;
+            targets.push((format!("tenant {tenant}{shard}"), config));
+        }
     }
     Ok(targets)
 }

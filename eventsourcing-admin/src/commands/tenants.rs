@@ -1,10 +1,12 @@
-//! `tenants create|migrate|list`: the tenants of `TENANT_LAYOUT` (a PostgreSQL database or
-//! schema each, or a SQLite file each).
+//! `tenants create|migrate|list|move`: the tenants of `TENANT_LAYOUT` (a PostgreSQL database or
+//! schema each, or a SQLite file each), over the servers of `TENANT_SHARDS`.
 
 use eventsourcing::{migrate_tenants, AnyTenantStores, Error, TenantError, TenantId, TenantStores};
 use serde::Serialize;
 
 use crate::{output::Failure, progress::Progress, store::Context};
+
+mod relocate;
 
 /// Create, migrate and list tenants.
 ///
@@ -13,7 +15,9 @@ use crate::{output::Failure, progress::Progress, store::Context};
 /// `POSTGRES_SCHEMA=tenant_{id}` (a schema each in `POSTGRES_DBNAME`), or
 /// `SQLITE_DBNAME=/var/lib/app/tenant_{id}.sqlite` (a file each). The database layout creates
 /// and lists databases from `TENANT_ADMIN_DBNAME` (default `postgres`). Run it as the owner
-/// role.
+/// role. With `TENANT_SHARDS=eu1,eu2` and `TENANT_DIRECTORY=FILE` the tenants are spread over
+/// several servers, each configured by its own `EU2_POSTGRES_*` variables (falling back to
+/// `POSTGRES_*`), and `tenants move` moves one.
 ///
 /// Example: `TENANT_LAYOUT=database POSTGRES_DBNAME='tenant_{id}' eventsourcing-admin tenants create acme`
 #[derive(Debug, clap::Subcommand)]
@@ -21,6 +25,7 @@ pub(crate) enum Args {
     Create(CreateArgs),
     Migrate(MigrateArgs),
     List(ListArgs),
+    Move(relocate::MoveArgs),
 }
 
 /// Create tenants (their database, schema or file) and apply the migrations; a tenant that
@@ -53,8 +58,12 @@ pub(crate) struct MigrateArgs {}
 pub(crate) struct ListArgs {}
 
 pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
+    if let Args::Move(args) = args {
+        return relocate::run(args, ctx).await;
+    }
     let stores = AnyTenantStores::from_env(&ctx.env())?;
     match args {
+        Args::Move(_) => Ok(()),
         Args::Create(args) => create(&stores, args, ctx).await,
         Args::Migrate(_) => migrate(&stores, ctx).await,
         Args::List(_) => list(&stores, ctx).await,
@@ -62,7 +71,7 @@ pub(crate) async fn run(args: Args, ctx: &Context) -> Result<(), Failure> {
 }
 
 /// A tenant failure as the tool reports it: a bad id is a usage error (exit 2).
-fn failure(e: Error) -> Failure {
+pub(crate) fn failure(e: Error) -> Failure {
     match e {
         Error::Tenant(e @ TenantError::InvalidId { .. }) => Failure::Usage(e.to_string()),
         other => Failure::from(other),

@@ -12,7 +12,7 @@ mod directory;
 mod relocate;
 
 pub use directory::{ShardDirectory, TENANT_DIRECTORY};
-pub use relocate::{move_tenant, MoveError, TenantMoved};
+pub use relocate::{move_tenant, move_tenant_with_progress, MoveError, TenantMoved};
 
 use std::{fmt, future::Future};
 
@@ -79,6 +79,25 @@ impl<T: TenantStores> Shards<T> {
     /// and close a store.
     fn any(&self) -> &T {
         &self.shards[0].1
+    }
+}
+
+/// Tenant stores that may spread their tenants over shards: what [`move_tenant`] moves a
+/// tenant within. A store crate's own tenant stores are one server's; [`Shards`] are several;
+/// a type choosing between them at run time (the facade's) says which it is.
+pub trait AsShards: TenantStores {
+    /// The tenant stores of each shard.
+    type Shard: TenantStores;
+
+    /// The shards, or `None` when these stores are one server's.
+    fn as_shards(&self) -> Option<&Shards<Self::Shard>>;
+}
+
+impl<T: TenantStores> AsShards for Shards<T> {
+    type Shard = T;
+
+    fn as_shards(&self) -> Option<&Shards<T>> {
+        Some(self)
     }
 }
 

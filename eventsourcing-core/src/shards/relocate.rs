@@ -4,11 +4,12 @@
 use std::{
     io::BufWriter,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
-use super::Shards;
+use super::{AsShards, Shards};
 use crate::{
-    backup::{sync_file, Backup, BackupError, Counts},
+    backup::{no_progress, sync_file, Backup, BackupError, Counts, Progress},
     codec::Codec,
     error::Error,
     tenant_id::TenantId,
@@ -44,6 +45,17 @@ pub enum MoveError {
         /// The tenant.
         tenant: String,
         /// Its shard.
+        shard: String,
+    },
+    /// The registry's tenants are on one server: there is no other shard to move to.
+    #[error("the tenants are not sharded (set TENANT_SHARDS and TENANT_DIRECTORY)")]
+    NotSharded,
+    /// The tenant's shard does not hold it (it was never created).
+    #[error("tenant `{tenant}` does not exist on its shard `{shard}`")]
+    NoTenant {
+        /// The tenant.
+        tenant: String,
+        /// The shard the directory places it on.
         shard: String,
     },
     /// No shard has that name.
@@ -107,18 +119,36 @@ impl Drop for TempFile {
 /// What a move copies is what export copies: events, snapshots, consumers' tracking positions
 /// and parked events, not the tables projections write their read models to. Copy those
 /// too, or rebuild the projections on the new shard (from a cleared tracking position).
-pub async fn move_tenant<T, C>(
-    tenants: &Tenants<Shards<T>, C>,
+pub async fn move_tenant<S, C>(
+    tenants: &Tenants<S, C>,
     tenant: &TenantId,
     to: &str,
     work_dir: &Path,
 ) -> Result<TenantMoved, MoveError>
 where
-    T: TenantStores,
-    T::Store: Backup,
+    S: AsShards,
+    <S::Shard as TenantStores>::Store: Backup,
     C: Codec,
 {
-    let shards = tenants.stores();
+    move_tenant_with_progress(tenants, tenant, to, work_dir, no_progress()).await
+}
+
+/// [`move_tenant`], calling `progress` every [`PROGRESS_EVERY`](crate::backup::PROGRESS_EVERY)
+/// records: with `(done, 0)` while exporting from the old shard, then `(done, total)` while
+/// importing into the new one.
+pub async fn move_tenant_with_progress<S, C>(
+    tenants: &Tenants<S, C>,
+    tenant: &TenantId,
+    to: &str,
+    work_dir: &Path,
+    progress: Progress,
+) -> Result<TenantMoved, MoveError>
+where
+    S: AsShards,
+    <S::Shard as TenantStores>::Store: Backup,
+    C: Codec,
+{
+    let shards = tenants.stores().as_shards().ok_or(MoveError::NotSharded)?;
     let target = shards.shard(to).ok_or_else(|| MoveError::UnknownShard {
         shard: to.to_owned(),
     })?;
@@ -130,6 +160,12 @@ where
         });
     }
     let source = shards.of(tenant);
+    if !source.list().await?.contains(tenant) {
+        return Err(MoveError::NoTenant {
+            tenant: tenant.to_string(),
+            shard: from,
+        });
+    }
     let paused = tenants.pause(tenant).await?;
     let fenced = source.fence(tenant).await?;
     if !fenced {
@@ -140,7 +176,12 @@ where
         );
     }
     tracing::info!(%tenant, from = %from, to, fenced, "moving a tenant");
-    match copy(shards, tenant, source, target, work_dir, &from, to).await {
+    let places = Places {
+        work_dir,
+        from: &from,
+        to,
+    };
+    match copy(shards, tenant, source, target, places, progress).await {
         Ok(counts) => {
             drop(paused);
             tracing::info!(%tenant, from = %from, to, events = counts.events, "moved a tenant");
@@ -169,14 +210,21 @@ where
 }
 
 /// The copy of a move: export, create, import, check, and the directory written.
+/// Where a move goes: its work directory and the two shards' names.
+#[derive(Clone, Copy)]
+struct Places<'a> {
+    work_dir: &'a Path,
+    from: &'a str,
+    to: &'a str,
+}
+
 async fn copy<T>(
     shards: &Shards<T>,
     tenant: &TenantId,
     source: &T,
     target: &T,
-    work_dir: &Path,
-    from: &str,
-    to: &str,
+    Places { work_dir, from, to }: Places<'_>,
+    progress: Progress,
 ) -> Result<Counts, MoveError>
 where
     T: TenantStores,
@@ -192,13 +240,23 @@ where
     let file = TempFile(work_dir.join(format!(".{tenant}.move-{from}-to-{to}.backup")));
 
     let store = source.open(tenant, connections).await?;
-    let exported = export(&store, &file.0).await;
+    // One callback for both passes.
+    let progress = Arc::new(Mutex::new(progress));
+    let pass = || -> Progress {
+        let progress = Arc::clone(&progress);
+        Box::new(move |done, total| {
+            if let Ok(mut call) = progress.lock() {
+                call(done, total);
+            }
+        })
+    };
+    let exported = export(&store, &file.0, pass()).await;
     source.close(store).await;
     let exported = exported.map_err(copy_failed)?;
 
     target.create(tenant).await?;
     let store = target.open(tenant, connections).await?;
-    let imported = store.import(&file.0).await;
+    let imported = store.import_with_progress(&file.0, pass()).await;
     target.close(store).await;
     let imported = imported.map_err(copy_failed)?;
     if imported != exported {
@@ -212,9 +270,13 @@ where
 }
 
 /// Exports `store` to a new file at `path`, synced.
-async fn export<S: Backup>(store: &S, path: &Path) -> Result<Counts, BackupError> {
+async fn export<S: Backup>(
+    store: &S,
+    path: &Path,
+    progress: Progress,
+) -> Result<Counts, BackupError> {
     let out = BufWriter::new(std::fs::File::create(path)?);
-    let (out, counts) = store.export(out).await?;
+    let (out, counts) = store.export_with_progress(out, progress).await?;
     sync_file(out, path)?;
     Ok(counts)
 }
