@@ -274,13 +274,8 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
     /// [`get`](Self::get) with an id already checked.
     pub async fn get_tenant(&self, tenant: &TenantId) -> Result<Tenant<F, C>, Error> {
         let shared = &self.shared;
-        let deadline = Instant::now() + shared.wait;
-        loop {
-            let notified = shared.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let step = {
-                let mut state = shared.lock();
+        let got = shared
+            .wait_for(|state| {
                 state.tick += 1;
                 let tick = state.tick;
                 let taken = state.slots.len() as u32 + state.closing;
@@ -292,49 +287,46 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
                     }) => {
                         *users += 1;
                         *last_used = tick;
-                        return Ok(self.handle(tenant, app.clone()));
+                        Wait::Done(Got::Open(app.clone()))
                     }
-                    Some(Slot::Opening) => Step::Wait,
-                    Some(Slot::Paused) => Step::Paused,
+                    Some(Slot::Opening) => Wait::Until(self.busy(tenant)),
+                    Some(Slot::Paused) => Wait::Until(
+                        TenantError::Paused {
+                            tenant: tenant.to_string(),
+                            waited: shared.wait,
+                        }
+                        .into(),
+                    ),
                     None if taken < shared.max_open => {
                         state.slots.insert(tenant.clone(), Slot::Opening);
-                        Step::Open
+                        Wait::Done(Got::ToOpen)
                     }
-                    None => match least_recently_used_idle(&state) {
-                        Some(victim) => {
+                    None => {
+                        if let Some(victim) = least_recently_used_idle(state) {
                             if let Some(Slot::Open { app, .. }) = state.slots.remove(&victim) {
                                 state.closing += 1;
                                 self.close_in_background(victim, app);
                             }
-                            Step::Wait
                         }
-                        None => Step::Wait,
-                    },
-                }
-            };
-            match step {
-                Step::Open => return self.open(tenant).await,
-                Step::Wait => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(TenantError::Busy {
-                            tenant: tenant.to_string(),
-                            max_open: shared.max_open,
-                            waited: shared.wait,
-                        }
-                        .into());
+                        Wait::Until(self.busy(tenant))
                     }
                 }
-                Step::Paused => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(TenantError::Paused {
-                            tenant: tenant.to_string(),
-                            waited: shared.wait,
-                        }
-                        .into());
-                    }
-                }
-            }
+            })
+            .await?;
+        match got {
+            Got::Open(app) => Ok(self.handle(tenant, app)),
+            Got::ToOpen => self.open(tenant).await,
         }
+    }
+
+    /// What a request for `tenant` fails with when no place frees up in time.
+    fn busy(&self, tenant: &TenantId) -> Error {
+        TenantError::Busy {
+            tenant: tenant.to_string(),
+            max_open: self.shared.max_open,
+            waited: self.shared.wait,
+        }
+        .into()
     }
 
     /// Opens the store of `tenant`, whose place is taken (`Slot::Opening`).
@@ -444,10 +436,19 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
     }
 }
 
-enum Step {
-    Open,
-    Wait,
-    Paused,
+/// What a request found: its tenant's open application, or its place taken to open it.
+enum Got<A> {
+    Open(A),
+    ToOpen,
+}
+
+/// What a step of [`Shared::wait_for`] found.
+pub(super) enum Wait<T> {
+    /// Done, with this.
+    Done(T),
+    /// Not yet: wait for a change of the registry and look again; if none comes before the
+    /// registry's `wait` is over, fail with this.
+    Until(Error),
 }
 
 fn least_recently_used_idle<S, C>(state: &State<S, C>) -> Option<TenantId> {
@@ -469,6 +470,31 @@ fn least_recently_used_idle<S, C>(state: &State<S, C>) -> Option<TenantId> {
 impl<F: TenantStores, C> Shared<F, C> {
     fn lock(&self) -> MutexGuard<'_, State<F::Store, C>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `step` on the state, under the lock, until it is [`Wait::Done`]; after each
+    /// [`Wait::Until`] waits for the next change, failing with its error once the registry's
+    /// `wait` (counted from the first step) is over. No change is missed between a step and
+    /// the wait: the wait is armed before the step runs.
+    async fn wait_for<T>(
+        &self,
+        mut step: impl FnMut(&mut State<F::Store, C>) -> Wait<T>,
+    ) -> Result<T, Error> {
+        let deadline = Instant::now() + self.wait;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = step(&mut self.lock());
+            match found {
+                Wait::Done(done) => return Ok(done),
+                Wait::Until(error) => {
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        return Err(error);
+                    }
+                }
+            }
+        }
     }
 }
 

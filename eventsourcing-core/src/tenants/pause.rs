@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use tokio::time::Instant;
-
-use super::{Shared, Slot, Tenants};
+use super::{Shared, Slot, Tenants, Wait};
 use crate::{
     codec::Codec,
     error::Error,
@@ -49,14 +47,6 @@ impl<F: TenantStores, C> Drop for Paused<F, C> {
     }
 }
 
-/// What [`Tenants::pause`] does next.
-enum Next<S, C> {
-    /// The tenant is paused; its store, if it was open, is to be closed.
-    Paused(Option<crate::application::Application<S, C>>),
-    /// Requests use it, it is being opened, or another pause holds it: wait.
-    Wait,
-}
-
 impl<F: TenantStores, C: Codec> Tenants<F, C> {
     /// Pauses `tenant`: waits until no request uses it (no [`Tenant`](super::Tenant) handle of it
     /// lives; a running projection holds one), closes its store, and keeps it closed while the
@@ -71,64 +61,50 @@ impl<F: TenantStores, C: Codec> Tenants<F, C> {
     /// does not see it.
     pub async fn pause(&self, tenant: &TenantId) -> Result<Paused<F, C>, Error> {
         let shared = &self.shared;
-        let deadline = Instant::now() + shared.wait;
-        loop {
-            let notified = shared.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let next = {
-                let mut state = shared.lock();
-                match state.slots.get(tenant) {
-                    None => {
-                        state.slots.insert(tenant.clone(), Slot::Paused);
-                        Next::Paused(None)
-                    }
-                    Some(Slot::Open { users: 0, .. }) => {
-                        match state.slots.insert(tenant.clone(), Slot::Paused) {
-                            Some(Slot::Open { app, .. }) => {
-                                state.closing += 1;
-                                Next::Paused(Some(app))
-                            }
-                            _ => Next::Paused(None),
+        let app = shared
+            .wait_for(|state| match state.slots.get(tenant) {
+                None => {
+                    state.slots.insert(tenant.clone(), Slot::Paused);
+                    Wait::Done(None)
+                }
+                Some(Slot::Open { users: 0, .. }) => {
+                    match state.slots.insert(tenant.clone(), Slot::Paused) {
+                        Some(Slot::Open { app, .. }) => {
+                            state.closing += 1;
+                            Wait::Done(Some(app))
                         }
-                    }
-                    Some(_) => Next::Wait,
-                }
-            };
-            match next {
-                Next::Paused(app) => {
-                    // The guard first: if this future is dropped while the store closes, the
-                    // tenant is not left paused.
-                    let paused = Paused {
-                        shared: Arc::clone(shared),
-                        tenant: tenant.clone(),
-                    };
-                    if let Some(app) = app {
-                        // On a task of its own, so that it is counted down even if this future
-                        // is dropped.
-                        let closing = Arc::clone(shared);
-                        let _ = tokio::spawn(async move {
-                            let store = app.store().clone();
-                            drop(app);
-                            closing.stores.close(store).await;
-                            closing.lock().closing -= 1;
-                            closing.changed.notify_waiters();
-                        })
-                        .await;
-                    }
-                    tracing::debug!(%tenant, "paused a tenant");
-                    return Ok(paused);
-                }
-                Next::Wait => {
-                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                        return Err(TenantError::InUse {
-                            tenant: tenant.to_string(),
-                            waited: shared.wait,
-                        }
-                        .into());
+                        _ => Wait::Done(None),
                     }
                 }
-            }
+                // Requests use it, it is being opened, or another pause holds it.
+                Some(_) => Wait::Until(
+                    TenantError::InUse {
+                        tenant: tenant.to_string(),
+                        waited: shared.wait,
+                    }
+                    .into(),
+                ),
+            })
+            .await?;
+        // The guard first: if this future is dropped while the store closes, the tenant is
+        // not left paused.
+        let paused = Paused {
+            shared: Arc::clone(shared),
+            tenant: tenant.clone(),
+        };
+        if let Some(app) = app {
+            // On a task of its own, so that it is counted down even if this future is dropped.
+            let closing = Arc::clone(shared);
+            let _ = tokio::spawn(async move {
+                let store = app.store().clone();
+                drop(app);
+                closing.stores.close(store).await;
+                closing.lock().closing -= 1;
+                closing.changed.notify_waiters();
+            })
+            .await;
         }
+        tracing::debug!(%tenant, "paused a tenant");
+        Ok(paused)
     }
 }
