@@ -1,14 +1,20 @@
 //! Read replicas: a store configured with a standby reads from it, saves on the primary, and
 //! a load after a save through the same store never returns what the save replaced, even
 //! through a standby whose replay is paused (it waits for the standby, or reads from the
-//! primary). On throwaway clusters (`cluster::TestCluster::standby`); the settings from the
-//! environment name the bad variable.
+//! primary). A projection reading its log from a standby handles every event once, and goes
+//! on through the primary while the standby is down. On throwaway clusters
+//! (`cluster::TestCluster::standby`); the settings from the environment name the bad variable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
-use eventsourcing_core::{Env, EventStore, NewEvent, Position};
-use eventsourcing_postgres::{cluster::TestCluster, PostgresConfig, PostgresStore};
+use eventsourcing_core::{Env, EventStore, NewEvent, Position, ProjectionOptions};
+use eventsourcing_postgres::{
+    cluster::{StopMode, TestCluster},
+    spawn_projection,
+    testing::CountEvents,
+    PostgresConfig, PostgresStore,
+};
 use uuid::Uuid;
 
 /// A store on `primary` reading from `standby`, waiting up to `wait` for read-your-writes.
@@ -112,6 +118,70 @@ async fn loads_after_saves_never_return_the_old_version_through_a_lagging_standb
         0,
         "served by the standby once replayed"
     );
+}
+
+/// Waits until `count` has counted `expected` events in all, each once.
+async fn counted_all(count: &CountEvents, store: &PostgresStore, expected: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let counted: u64 = count.counted(store).await.values().sum();
+        assert!(counted <= expected, "{counted} counted of {expected}");
+        if counted == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {counted} of {expected} counted"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_reads_from_the_standby_and_goes_on_through_the_primary_when_it_is_down() {
+    let primary = TestCluster::new().await;
+    let standby = primary.standby(false).await;
+    let store = replicated(&primary, &standby, Duration::from_millis(200)).await;
+    let count = CountEvents {
+        table: "\"replicas\".counted".into(),
+    };
+    let runner = spawn_projection(store.clone(), count.clone(), ProjectionOptions::default());
+
+    // Four writers, 25 two-event saves each.
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let stream = Uuid::new_v4();
+                    store
+                        .append(vec![event(stream, 1), event(stream, 2)])
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    counted_all(&count, &store, 200).await;
+    assert!(
+        store.read_routing().standby_reads > 0,
+        "the projection read from the standby: {:?}",
+        store.read_routing()
+    );
+
+    standby.stop(StopMode::Immediate).await;
+    for _ in 0..10 {
+        let stream = Uuid::new_v4();
+        store.append(vec![event(stream, 1)]).await.unwrap();
+    }
+    counted_all(&count, &store, 210).await;
+    assert!(store.read_routing().primary_reads > 0);
+    let per_stream = count.counted(&store).await;
+    assert_eq!(per_stream.len(), 110, "every stream once");
+    runner.stop().await.unwrap();
 }
 
 #[test]
