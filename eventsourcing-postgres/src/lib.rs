@@ -424,8 +424,10 @@
 //! (1 s), then reads from the primary ([`PostgresStore::read_routing`] counts both). A load never
 //! returns a version older than this store's own last save. Saves by other processes are seen
 //! once replayed: a standby's reads are as old as its replay lag. A log read failing
-//! transiently on a standby is retried on the primary; an unreachable standby at
-//! [`PostgresStore::connect`] is an error naming it.
+//! transiently on a standby is retried on the primary. A standby that does not answer at
+//! [`PostgresStore::connect`] is named in a warning and connected to in the background (the
+//! wait doubling from 100 ms up to 5 s); until it answers, reads go to the other standbys or
+//! the primary.
 //!
 //! **Failover.** `POSTGRES_HOST=a,b` with `POSTGRES_PORT=5432,5433` (one port for all, or one
 //! per host) and `POSTGRES_TARGET_SESSION_ATTRS=read-write` (libpq's semantics, as far as

@@ -2,11 +2,15 @@
 //! standbys in turn; a load goes to a standby that has replayed every save made through this
 //! store so far (read-your-writes, by WAL position), waiting for one up to
 //! `read_your_writes_timeout`, else to the primary. The settings are in `replica_config.rs`.
+//!
+//! A standby that cannot be reached when the store connects does not stop it: it is named in a
+//! warning, reads go to the other standbys or the primary, and a background task keeps trying
+//! to connect (with a backoff) until it answers, from when on it serves reads too.
 
 use std::{
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        Mutex, PoisonError,
+        Arc, Mutex, OnceLock, PoisonError, Weak,
     },
     time::Duration,
 };
@@ -35,13 +39,18 @@ pub(crate) struct Replicas {
     primary_reads: AtomicU64,
 }
 
-/// One standby's pool.
+/// One standby's pool, once it answered.
 pub(crate) struct Standby {
-    pub(crate) pool: Pool,
+    pool: Arc<OnceLock<Pool>>,
     pub(crate) horizon: HorizonWatch,
     /// The highest replay position seen on it.
     replayed: AtomicU64,
 }
+
+/// The first wait before connecting again to a standby that did not answer; it doubles up to
+/// [`MAX_RECONNECT_WAIT`].
+const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(100);
+const MAX_RECONNECT_WAIT: Duration = Duration::from_secs(5);
 
 /// Where this store's reads went since it was opened (see
 /// [`PostgresStore::read_routing`](crate::PostgresStore::read_routing)).
@@ -57,7 +66,8 @@ pub struct ReadRouting {
 
 impl Replicas {
     /// A pool on each standby of `config`; `None` without standbys. Opens one connection to
-    /// each at once, so an unreachable standby fails here, named.
+    /// each at once; a standby that does not answer is connected to in the background, and
+    /// serves no read until it answers.
     pub(crate) async fn connect(config: &PostgresConfig) -> Result<Option<Replicas>, Error> {
         if config.replicas().is_empty() {
             return Ok(None);
@@ -68,11 +78,22 @@ impl Replicas {
                 continue;
             };
             let connector = Connector::new(&standby)?;
-            let first = connector.connect().await.map_err(|e| {
-                Error::Store(format!("read replica {}: {e}", standby.target()).into())
-            })?;
+            let pool = Arc::new(OnceLock::new());
+            match connector.connect().await {
+                Ok(first) => {
+                    let _ = pool.set(Pool::new(&standby, connector, first));
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        standby = %standby.target(),
+                        error = %e,
+                        "a read replica does not answer: reading elsewhere until it does"
+                    );
+                    tokio::spawn(reconnect(standby, connector, Arc::downgrade(&pool)));
+                }
+            }
             standbys.push(Standby {
-                pool: Pool::new(&standby, connector, first),
+                pool,
                 horizon: HorizonWatch::default(),
                 replayed: AtomicU64::new(0),
             });
@@ -105,20 +126,27 @@ impl Replicas {
         }
     }
 
-    /// The standby for a log read: the next in turn. A log read needs no wait: a standby's
-    /// log is the primary's as of its replay, and its horizon keeps the never-skip rule.
-    pub(crate) fn for_log(&self) -> &Standby {
-        self.standby_reads.fetch_add(1, Ordering::Relaxed);
-        &self.standbys[self.start()]
+    /// The standby for a log read: the next in turn that answered (`None` if none did: read
+    /// from the primary). A log read needs no wait: a standby's log is the primary's as of its
+    /// replay, and its horizon keeps the never-skip rule.
+    pub(crate) fn for_log(&self) -> Option<(&Pool, &HorizonWatch)> {
+        let found = self
+            .in_turn()
+            .find_map(|s| Some((s.pool.get()?, &s.horizon)));
+        match found {
+            Some(_) => self.standby_reads.fetch_add(1, Ordering::Relaxed),
+            None => self.primary_reads.fetch_add(1, Ordering::Relaxed),
+        };
+        found
     }
 
     /// The pool for a load that must see every save made through this store: a standby that
     /// has replayed them, waiting for one up to the read-your-writes timeout, else `primary`.
     pub(crate) async fn for_load<'a>(&'a self, primary: &'a Pool) -> &'a Pool {
         match self.replayed_standby(primary).await {
-            Some(standby) => {
+            Some(pool) => {
                 self.standby_reads.fetch_add(1, Ordering::Relaxed);
-                &standby.pool
+                pool
             }
             None => {
                 self.fell_back();
@@ -127,26 +155,31 @@ impl Replicas {
         }
     }
 
-    fn start(&self) -> usize {
-        self.next.fetch_add(1, Ordering::Relaxed) % self.standbys.len().max(1)
+    /// The standbys that answered, in turn: each call starts at the next one.
+    fn in_turn(&self) -> impl Iterator<Item = &Standby> {
+        let count = self.standbys.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % count.max(1);
+        (0..count)
+            .map(move |k| &self.standbys[(start + k) % count])
+            .filter(|s| s.pool.get().is_some())
     }
 
-    async fn replayed_standby(&self, primary: &Pool) -> Option<&Standby> {
+    async fn replayed_standby(&self, primary: &Pool) -> Option<&Pool> {
         let needed = self.needed(primary).await?;
-        let start = self.start();
-        let in_turn =
-            || (0..self.standbys.len()).map(|k| &self.standbys[(start + k) % self.standbys.len()]);
-        if let Some(standby) = in_turn().find(|s| s.replayed.load(Ordering::Acquire) >= needed) {
-            return Some(standby);
+        if let Some(standby) = self
+            .in_turn()
+            .find(|s| s.replayed.load(Ordering::Acquire) >= needed)
+        {
+            return standby.pool.get();
         }
         let deadline = tokio::time::Instant::now() + self.wait;
         let mut pause = Duration::from_millis(1);
         loop {
-            for standby in in_turn() {
+            for standby in self.in_turn() {
                 if let Some(lsn) = standby.replay_lsn().await {
                     standby.replayed.fetch_max(lsn, Ordering::AcqRel);
                     if lsn >= needed {
-                        return Some(standby);
+                        return standby.pool.get();
                     }
                 }
             }
@@ -185,7 +218,30 @@ impl Replicas {
 impl Standby {
     /// `pg_last_wal_replay_lsn()`: `None` if it does not answer, or is no standby (NULL).
     async fn replay_lsn(&self) -> Option<u64> {
-        lsn_of(&self.pool, "SELECT pg_last_wal_replay_lsn()").await
+        lsn_of(self.pool.get()?, "SELECT pg_last_wal_replay_lsn()").await
+    }
+}
+
+/// Connects to a standby that did not answer, again and again with a growing wait, until it
+/// answers (its pool is then set) or the store is dropped.
+async fn reconnect(config: PostgresConfig, connector: Connector, pool: Weak<OnceLock<Pool>>) {
+    let mut wait = FIRST_RECONNECT_WAIT;
+    loop {
+        tokio::time::sleep(wait).await;
+        let Some(slot) = pool.upgrade() else {
+            return;
+        };
+        match connector.connect().await {
+            Ok(first) => {
+                tracing::info!(standby = %config.target(), "a read replica answers again");
+                let _ = slot.set(Pool::new(&config, connector, first));
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(standby = %config.target(), error = %e, "a read replica still does not answer");
+            }
+        }
+        wait = (wait * 2).min(MAX_RECONNECT_WAIT);
     }
 }
 

@@ -249,8 +249,10 @@ impl PostgresStore {
         let Some(replicas) = &self.inner.replicas else {
             return read(primary.0, primary.1).await;
         };
-        let standby = replicas.for_log();
-        match read(&standby.pool, &standby.horizon).await {
+        let Some((pool, horizon)) = replicas.for_log() else {
+            return read(primary.0, primary.1).await;
+        };
+        match read(pool, horizon).await {
             Err(e) if e.is_transient() => {
                 tracing::debug!(error = %e, "a log read failed on a standby: reading from the primary");
                 replicas.fell_back();

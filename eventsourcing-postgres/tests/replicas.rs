@@ -2,7 +2,8 @@
 //! a load after a save through the same store never returns what the save replaced, even
 //! through a standby whose replay is paused (it waits for the standby, or reads from the
 //! primary). A projection reading its log from a standby handles every event once, and goes
-//! on through the primary while the standby is down. On throwaway clusters
+//! on through the primary while the standby is down; a standby down when the store connects is
+//! read from once it answers. On throwaway clusters
 //! (`cluster::TestCluster::standby`); the settings from the environment name the bad variable.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -182,6 +183,38 @@ async fn a_projection_reads_from_the_standby_and_goes_on_through_the_primary_whe
     let per_stream = count.counted(&store).await;
     assert_eq!(per_stream.len(), 110, "every stream once");
     runner.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_down_at_connect_is_read_from_once_it_answers() {
+    let primary = TestCluster::new().await;
+    let standby = primary.standby(false).await;
+    standby.stop(StopMode::Fast).await;
+    let store = replicated(&primary, &standby, Duration::from_millis(200)).await;
+
+    let stream = Uuid::new_v4();
+    store.append(vec![event(stream, 1)]).await.unwrap();
+    assert_eq!(newest_version(&store, stream).await, 1);
+    assert_eq!(store.read_log(Position::START, 10).await.unwrap().len(), 1);
+    let routing = store.read_routing();
+    assert_eq!(routing.standby_reads, 0, "{routing:?}");
+    assert!(routing.primary_reads >= 2, "{routing:?}");
+
+    standby.start().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while store.read_routing().standby_reads == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the standby was never read from after it started"
+        );
+        let log = store.read_log(Position::START, 10).await.unwrap();
+        assert_eq!(
+            log.len(),
+            1,
+            "every log read sees the event, wherever it reads"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[test]
