@@ -1,4 +1,4 @@
-use std::{collections::VecDeque, time::Duration};
+use std::{time::Duration, vec::IntoIter};
 
 use futures_util::Stream;
 
@@ -17,9 +17,10 @@ pub fn read_log_stream<S: EventStore>(
     page: usize,
 ) -> impl Stream<Item = Result<StoredEvent, Error>> + Send + '_ {
     let page = page.max(1);
-    let state = (after, VecDeque::<StoredEvent>::new(), false);
+    // The page being handed out: taken from the read's vector as it is, never copied.
+    let state = (after, Vec::<StoredEvent>::new().into_iter(), false);
     futures_util::stream::unfold(state, move |(after, mut buffer, done)| async move {
-        if let Some(event) = buffer.pop_front() {
+        if let Some(event) = buffer.next() {
             let item = event.check_defect().map(|()| event);
             return Some((item, (after, buffer, done)));
         }
@@ -31,8 +32,8 @@ pub fn read_log_stream<S: EventStore>(
             Ok(events) => {
                 let done = events.len() < page;
                 let after = events.last().map_or(after, |e| e.position);
-                buffer.extend(events);
-                let event = buffer.pop_front()?;
+                buffer = events.into_iter();
+                let event = buffer.next()?;
                 let item = event.check_defect().map(|()| event);
                 Some((item, (after, buffer, done)))
             }
@@ -52,7 +53,8 @@ pub struct Subscription<S> {
     read: Position,
     page: usize,
     poll: Duration,
-    buffer: VecDeque<StoredEvent>,
+    /// What is left of the last page read (its vector, handed out in place).
+    buffer: IntoIter<StoredEvent>,
     changes: Changes,
     types: Option<Vec<String>>,
     /// The last read returned less than a page: until woken (or polled), nothing new is known.
@@ -69,7 +71,7 @@ impl<S: EventStore> Subscription<S> {
             read: after,
             page: 500,
             poll: Duration::from_secs(1),
-            buffer: VecDeque::new(),
+            buffer: Vec::new().into_iter(),
             changes,
             types: None,
             caught_up: false,
@@ -115,11 +117,11 @@ impl<S: EventStore> Subscription<S> {
     /// The next event if one is readable now, without waiting.
     pub async fn try_next(&mut self) -> Result<Option<StoredEvent>, Error> {
         loop {
-            while let Some(event) = self.buffer.pop_front() {
+            for event in self.buffer.by_ref() {
                 self.delivered = event.position;
                 // A row that cannot be read: reported, and passed (the next call goes on).
                 event.check_defect()?;
-                if self.wants(&event) {
+                if wants(self.types.as_deref(), &event) {
                     return Ok(Some(event));
                 }
             }
@@ -136,13 +138,12 @@ impl<S: EventStore> Subscription<S> {
                 return Ok(None);
             };
             self.read = last.position;
-            self.buffer.extend(events);
+            self.buffer = events.into_iter();
         }
     }
+}
 
-    fn wants(&self, event: &StoredEvent) -> bool {
-        self.types
-            .as_ref()
-            .is_none_or(|t| t.contains(&event.event_type))
-    }
+/// Whether a subscriber to `types` (every type: `None`) wants `event`.
+fn wants(types: Option<&[String]>, event: &StoredEvent) -> bool {
+    types.is_none_or(|t| t.contains(&event.event_type))
 }

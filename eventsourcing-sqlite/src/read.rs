@@ -86,6 +86,9 @@ pub(crate) fn load_snapshot(
         .map_err(|e| sql_error(dbname, e))
 }
 
+/// The most events a page makes room for before its first row (larger pages grow).
+const PAGE_ROOM: usize = 4096;
+
 /// One page of the log: the events with `position > floor`, at most `limit`.
 pub(crate) fn read_page(
     conn: &Connection,
@@ -95,8 +98,14 @@ pub(crate) fn read_page(
 ) -> Result<Vec<StoredEvent>, Error> {
     conn.prepare_cached(READ_LOG)
         .and_then(|mut stmt| {
-            stmt.query_map(rusqlite::params![floor, limit], read_event)?
-                .collect::<Result<Vec<_>, _>>()
+            let mut rows = stmt.query(rusqlite::params![floor, limit])?;
+            // A page is usually full: room for it at once, rather than growing (and moving
+            // every event read so far) eight or more times on the way.
+            let mut page = Vec::with_capacity(usize::try_from(limit).unwrap_or(0).min(PAGE_ROOM));
+            while let Some(row) = rows.next()? {
+                page.push(read_event(row)?);
+            }
+            Ok(page)
         })
         .map_err(|e| sql_error(dbname, e))
 }
