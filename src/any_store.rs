@@ -12,7 +12,7 @@ use eventsourcing_core::{
     maintenance::{
         IndexUsage, Maintenance, PruneReport, RawEvent, RawSnapshot, SnapshotPrune, StoreStats,
     },
-    Application, Changes, ConfigError, Env, Error, EventStore, MemoryStore, MigrationReport,
+    Application, Changes, ConfigError, Env, Error, EventStore, Fold, MemoryStore, MigrationReport,
     MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot, Snapshotting, StoredEvent,
     Tracking, Uuid,
 };
@@ -232,6 +232,16 @@ impl EventStore for AnyStore {
         fn tracking_position(&self, name: &str) -> Result<Option<Position>, Error>;
         fn park(&self, parked: ParkedEvent) -> Result<(), Error>;
         fn parked(&self, name: &str) -> Result<Vec<ParkedEvent>, Error>;
+    }
+
+    async fn replay_into<F: Fold>(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        fold: F,
+    ) -> Result<F, Error> {
+        dispatch!(self, s => s.replay_into(stream_id, after_version, up_to, fold).await)
     }
 
     fn changes(&self) -> Changes {

@@ -9,6 +9,7 @@ use crate::{
     codec::{Codec, CodecError},
     error::{Error, EventDecodeError},
     event::StoredEvent,
+    replay::{EventView, Replayer},
 };
 
 /// The namespace of the name-based ids made by [`id_from_name`].
@@ -321,72 +322,13 @@ pub fn replay<A: Aggregate, C: Codec>(
     base: Option<A>,
     events: impl IntoIterator<Item = StoredEvent>,
 ) -> Result<Option<A>, Error> {
-    let mut current = base;
+    let mut replayer = Replayer::new(codec, stream_id, base);
     // Once per load, not per event: nested event calls in replayed bodies record nothing.
     let _scope = applying::Scope::enter(applying::Mode::Replay);
     for stored in events {
-        let expected = current.as_ref().map_or(0, |a| a.version()) + 1;
-        if stored.version != expected {
-            return Err(Error::Corrupt {
-                stream_id,
-                aggregate: A::TYPE_NAME,
-                reason: format!(
-                    "expected version {expected}, found version {}",
-                    stored.version
-                ),
-            });
-        }
-        let event = A::Event::decode(
-            codec,
-            &stored.event_type,
-            stored.schema_version,
-            &stored.payload,
-        )
-        .map_err(|source| {
-            Error::decode_failed(
-                stream_id,
-                stored.version,
-                &stored.event_type,
-                stored.schema_version,
-                source,
-            )
-        })?;
-        match current.as_mut() {
-            None => {
-                let created = {
-                    let _creation = applying::Scope::enter(applying::Mode::ReplayCreation);
-                    A::create_from(event)
-                };
-                let mut aggregate = created.map_err(|e| Error::Corrupt {
-                    stream_id,
-                    aggregate: A::TYPE_NAME,
-                    reason: format!("the first event `{}` is not a creation event", e.name()),
-                })?;
-                let meta = aggregate.meta_mut();
-                meta.id = stream_id;
-                meta.version = stored.version;
-                meta.created_on = stored.timestamp;
-                meta.modified_on = stored.timestamp;
-                meta.pending.clear();
-                current = Some(aggregate);
-            }
-            Some(aggregate) => {
-                aggregate.apply(event).map_err(|e| Error::Corrupt {
-                    stream_id,
-                    aggregate: A::TYPE_NAME,
-                    reason: format!(
-                        "creation event `{}` at version {}",
-                        e.name(),
-                        stored.version
-                    ),
-                })?;
-                let meta = aggregate.meta_mut();
-                meta.version = stored.version;
-                meta.modified_on = stored.timestamp;
-            }
-        }
+        replayer.apply(EventView::of(&stored))?;
     }
-    Ok(current)
+    Ok(replayer.current)
 }
 
 /// The event type of an `#[events]` block that failed to compile: it has no values. Lets the

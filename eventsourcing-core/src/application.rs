@@ -9,6 +9,7 @@ use crate::{
     error::{BoxError, Error},
     event::{Metadata, NewEvent, Snapshot},
     metrics::{self, SaveSummary, SnapshotUse},
+    replay::Replayer,
     snapshot::{self, Snapshotting},
     store::EventStore,
 };
@@ -487,7 +488,13 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
                 }
             }
         } else {
-            store.load_for_replay(id, 0, version).await?
+            // Event by event, from the store's rows where it can.
+            let replayer = Replayer::<A, C>::new(&*app.inner.codec, id, None);
+            let aggregate = store.replay_into(id, 0, version, replayer).await?;
+            return match aggregate.into_aggregate() {
+                Some(a) if version.is_none_or(|v| a.version() == v) => Ok(a),
+                _ => Err(Error::NotFound { id, version }),
+            };
         };
         for event in &events {
             event.check_defect()?;

@@ -52,6 +52,7 @@ mod migrate;
 mod position;
 mod process;
 mod projection;
+mod replay;
 mod runner;
 mod shards;
 mod snapshot;
@@ -78,6 +79,7 @@ pub use migrate::{
 };
 pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
+pub use replay::{fold_stored, EventView, Fold};
 pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};
 
 pub use shards::{

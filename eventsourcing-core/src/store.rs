@@ -7,6 +7,7 @@ use crate::{
     error::Error,
     event::{NewEvent, Position, Snapshot, StoredEvent, Tracking},
     projection::ParkedEvent,
+    replay::{fold_stored, Fold},
 };
 
 /// The one seam between the runtime and a storage backend.
@@ -39,6 +40,27 @@ pub trait EventStore: Send + Sync + 'static {
         up_to: Option<u64>,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         self.load(stream_id, after_version, up_to)
+    }
+
+    /// Feeds the events of one stream with `after_version < version <= up_to` to `fold`, in
+    /// version order, and returns it: what a load replays. A store overrides it to hand out
+    /// views of its rows instead of building a [`StoredEvent`] per event; the default is
+    /// [`load_for_replay`](Self::load_for_replay), then [`fold_stored`](crate::fold_stored).
+    /// An error of `fold` ends it, returned as is; a row the store cannot read is
+    /// [`Error::BadRow`].
+    fn replay_into<F: Fold>(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        fold: F,
+    ) -> impl Future<Output = Result<F, Error>> + Send {
+        async move {
+            let events = self
+                .load_for_replay(stream_id, after_version, up_to)
+                .await?;
+            fold_stored(&events, fold)
+        }
     }
 
     /// The stream's current version: 0 if it has no events.

@@ -1,12 +1,12 @@
 //! Reads: a stream's events, its version, snapshots, and pages of the log. Each runs on a
 //! reader connection (or the one connection of an in-memory database).
 
-use eventsourcing_core::{Error, Snapshot, StoredEvent, Uuid};
+use eventsourcing_core::{Error, EventView, Fold, Snapshot, StoredEvent, Uuid};
 use rusqlite::{Connection, OptionalExtension, Row};
 
 use crate::{
     error::sql_error,
-    rows::{clamp_i64, get_u64, micros_to_time, read_event, read_replay},
+    rows::{clamp_i64, get_u64, micros_to_time, read_event, read_replay, replay_view},
     sql::{LOAD, LOAD_REPLAY, LOAD_SNAPSHOT, READ_LOG, STREAM_VERSION},
 };
 
@@ -38,6 +38,33 @@ pub(crate) fn load(
         }),
     }
     .map_err(|e| sql_error(dbname, e))
+}
+
+/// Feeds the events of `stream_id` with `after < version <= up_to` to `fold` straight from
+/// the rows, in version order. A row that cannot be viewed is read as a [`StoredEvent`], whose
+/// defect ends the replay with [`Error::BadRow`].
+pub(crate) fn replay_rows<F: Fold>(
+    conn: &Connection,
+    dbname: &str,
+    (stream_id, after, up_to): (Uuid, i64, i64),
+    fold: &mut F,
+) -> Result<(), Error> {
+    let sql = |e| sql_error(dbname, e);
+    let mut stmt = conn.prepare_cached(LOAD_REPLAY).map_err(sql)?;
+    let mut rows = stmt
+        .query(rusqlite::params![stream_id.as_bytes(), after, up_to])
+        .map_err(sql)?;
+    while let Some(row) = rows.next().map_err(sql)? {
+        match replay_view(row) {
+            Ok(view) => fold.event(view)?,
+            Err(_) => {
+                let event = read_replay(row, stream_id).map_err(sql)?;
+                event.check_defect()?;
+                fold.event(EventView::of(&event))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The newest snapshot of `stream_id` at or below `up_to` and the events after it up to

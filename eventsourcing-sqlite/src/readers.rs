@@ -186,6 +186,25 @@ impl Lent<'_> {
     }
 }
 
+impl Lent<'_> {
+    /// Like [`run`](Self::run) for a read that runs the caller's code (a replay's fold): a
+    /// panic in it is the caller's, so it goes on unwinding once the connection is back in
+    /// the idle list. `None` only if the connection is gone.
+    pub(crate) fn run_caller<T>(mut self, read: impl FnOnce(&mut Connection) -> T) -> Option<T> {
+        let conn = self.conn.as_mut()?;
+        let result = tokio::task::block_in_place(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| read(conn)))
+        });
+        match result {
+            Ok(done) => Some(done),
+            Err(panic) => {
+                drop(self);
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+}
+
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {

@@ -5,7 +5,7 @@
 //! this crate wrote always fit; a value that does not is reported, never wrapped.
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Error, Metadata, Position, StoredEvent, Uuid};
+use eventsourcing_core::{Error, EventView, Metadata, Position, StoredEvent, Uuid};
 use rusqlite::{types::Type, Connection, OptionalExtension, Row};
 
 use crate::{
@@ -114,6 +114,20 @@ fn read_columns(
     })();
     Ok(event
         .unwrap_or_else(|(column, error)| defective(position, column, &error, stream_id, version)))
+}
+
+/// The event in a row of `sql::select_replay!`, borrowed from the row: what replay reads of
+/// it, with nothing copied. An error for any column that is not what this crate writes.
+pub(crate) fn replay_view<'r>(row: &'r Row<'_>) -> rusqlite::Result<EventView<'r>> {
+    let c = &REPLAY;
+    Ok(EventView {
+        version: get_u64(row, c.version)?,
+        timestamp: micros_to_time(row.get(c.timestamp)?, c.timestamp)?,
+        event_type: row.get_ref(c.event_type)?.as_str()?,
+        stream_type: row.get_ref(c.stream_type)?.as_str()?,
+        schema_version: row.get(c.schema_version)?,
+        payload: row.get_ref(c.payload)?.as_blob()?,
+    })
 }
 
 /// A row whose `column` could not be read.

@@ -1,8 +1,9 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use eventsourcing_core::{
-    metrics::observe_log_read, ChangeNotifier, Changes, Env, Error, EventStore, MigrationReport,
-    MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot, StoredEvent, Tracking, Uuid,
+    fold_stored, metrics::observe_log_read, ChangeNotifier, Changes, Env, Error, EventStore, Fold,
+    MigrationReport, MigrationStatus, NewEvent, ParkedEvent, Position, Snapshot, StoredEvent,
+    Tracking, Uuid,
 };
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
@@ -13,7 +14,9 @@ use crate::{
     error::{cannot_open, is_transient, sql_error, stopped},
     group::Save,
     migrate,
-    read::{current_version, load, load_from_snapshot, load_snapshot, read_page, Read},
+    read::{
+        current_version, load, load_from_snapshot, load_snapshot, read_page, replay_rows, Read,
+    },
     read_ahead::{is_full, ReadAhead},
     rows::{clamp_i64, log_floor, read_tracking},
     worker::{Job, Workers, KIND, READER_GAUGES, WRITER_GAUGES},
@@ -313,6 +316,34 @@ impl EventStore for SqliteStore {
     ) -> Result<Vec<StoredEvent>, Error> {
         self.load_stream(stream_id, after_version, up_to, Read::Replay)
             .await
+    }
+
+    /// From the rows, on the caller's thread where it may read (the fold is the caller's code,
+    /// so it runs nowhere else); else the events read first, then folded.
+    async fn replay_into<F: Fold>(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        mut fold: F,
+    ) -> Result<F, Error> {
+        let up_to = up_to.unwrap_or(u64::MAX);
+        if up_to <= after_version || after_version >= i64::MAX as u64 {
+            return Ok(fold);
+        }
+        let versions = (stream_id, clamp_i64(after_version), clamp_i64(up_to));
+        if let Some(conn) = self.inner.workers.lend() {
+            let dbname = &self.inner.dbname;
+            let _busy = READER_GAUGES.queued().start();
+            return conn
+                .run_caller(|conn| replay_rows(conn, dbname, versions, &mut fold))
+                .unwrap_or_else(|| Err(stopped(dbname)))
+                .map(|()| fold);
+        }
+        let events = self
+            .load_stream(stream_id, after_version, Some(up_to), Read::Replay)
+            .await?;
+        fold_stored(&events, fold)
     }
 
     /// The snapshot and the events after it in one read transaction on one reader connection.

@@ -185,6 +185,128 @@ pub async fn load_for_replay_matches_load<S: EventStore>(store: S) {
     }
 }
 
+/// What `replay_into` feeds a fold.
+#[derive(Default)]
+struct Seen(Vec<(u64, String, String, u32, Vec<u8>)>);
+
+impl eventsourcing::plumbing::Fold for Seen {
+    fn event(&mut self, e: eventsourcing::plumbing::EventView<'_>) -> Result<(), Error> {
+        self.0.push((
+            e.version,
+            e.event_type.to_owned(),
+            e.stream_type.to_owned(),
+            e.schema_version,
+            e.payload.to_vec(),
+        ));
+        Ok(())
+    }
+}
+
+/// A fold that fails at `at`, or panics there.
+struct FailAt {
+    at: u64,
+    panic: bool,
+}
+
+impl eventsourcing::plumbing::Fold for FailAt {
+    fn event(&mut self, e: eventsourcing::plumbing::EventView<'_>) -> Result<(), Error> {
+        if e.version == self.at {
+            assert!(!self.panic, "a fold panicked at version {}", e.version);
+            return Err(Error::Store(format!("stopped at {}", e.version).into()));
+        }
+        Ok(())
+    }
+}
+
+/// `replay_into` feeds a fold what `load_for_replay` returns, in the same order, over any
+/// range; a fold's error comes back as it is, and a fold's panic is the caller's, the store
+/// reading on afterwards.
+pub async fn replay_into_feeds_what_load_for_replay_returns<S: EventStore + Clone>(store: S) {
+    let app = Application::new(store.clone());
+    let mut e = new_endpoint();
+    for i in 0..6 {
+        e.update_name(format!("n{i}"));
+    }
+    app.save(&mut e).await.unwrap();
+    let id = e.id();
+    for (after, up_to) in [
+        (0, None),
+        (2, Some(5)),
+        (7, None),
+        (3, Some(3)),
+        (0, Some(u64::MAX)),
+    ] {
+        let seen = store
+            .replay_into(id, after, up_to, Seen::default())
+            .await
+            .unwrap();
+        let loaded = store.load_for_replay(id, after, up_to).await.unwrap();
+        let want: Vec<_> = loaded
+            .iter()
+            .map(|x| {
+                (
+                    x.version,
+                    x.event_type.clone(),
+                    x.stream_type.clone(),
+                    x.schema_version,
+                    x.payload.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(seen.0, want, "after {after}, up to {up_to:?}");
+    }
+    assert_eq!(
+        seen_types(&store, id).await,
+        "WidgetRegistryEndpoint",
+        "the first event names the type"
+    );
+
+    let err = store
+        .replay_into(
+            id,
+            0,
+            None,
+            FailAt {
+                at: 3,
+                panic: false,
+            },
+        )
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("stopped at 3"), "{err}");
+    let panicked = tokio::spawn({
+        let store = store.clone();
+        async move {
+            store
+                .replay_into(id, 0, None, FailAt { at: 2, panic: true })
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    assert!(
+        panicked.unwrap_err().is_panic(),
+        "the fold's panic reaches the caller"
+    );
+    for _ in 0..8 {
+        let loaded: WidgetRegistryEndpoint = app.repository().get(id).await.unwrap();
+        assert_eq!(
+            loaded.version(),
+            7,
+            "the store reads on after a fold panicked"
+        );
+    }
+}
+
+async fn seen_types<S: EventStore>(store: &S, id: Uuid) -> String {
+    let seen = store
+        .replay_into(id, 0, Some(1), Seen::default())
+        .await
+        .unwrap();
+    seen.0.first().map(|e| e.2.clone()).unwrap_or_default()
+}
+
 /// Two types sharing an event name and a name-based id: the stream remembers which type wrote
 /// it, and loading it as the other is `Error::WrongType` naming both, never a wrong aggregate.
 pub async fn a_stream_never_loads_as_another_type<S: EventStore>(store: S) {

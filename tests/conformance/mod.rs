@@ -50,6 +50,7 @@ macro_rules! conformance_tests {
             append::non_contiguous_first_version_is_a_conflict,
             append::the_same_metadata_is_accepted_or_refused_alike,
             load::load_for_replay_matches_load,
+            load::replay_into_feeds_what_load_for_replay_returns,
             load::a_stream_never_loads_as_another_type,
             snapshots::seed_snapshot_test,
             snapshots::snapshots_at_interval_and_get_at_uses_older_ones,

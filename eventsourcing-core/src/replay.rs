@@ -1,0 +1,178 @@
+//! Replay one event at a time: [`EventView`] (an event as replay reads it, borrowed from a
+//! store's row where the store can), [`Fold`] (what [`EventStore::replay_into`] feeds) and the
+//! `Replayer` that rebuilds an aggregate from them (what [`replay`](crate::replay) and
+//! loads use).
+//!
+//! [`EventStore::replay_into`]: crate::EventStore::replay_into
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::{
+    aggregate::{Aggregate, DomainEvent},
+    applying,
+    codec::Codec,
+    error::Error,
+    event::StoredEvent,
+};
+
+/// One event of a stream as replay reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventView<'a> {
+    /// Its version in the stream.
+    pub version: u64,
+    /// When it was stored.
+    pub timestamp: DateTime<Utc>,
+    /// Its stored name.
+    pub event_type: &'a str,
+    /// The stream's aggregate type where the store records it on this event (the first), else
+    /// empty.
+    pub stream_type: &'a str,
+    /// The schema version of its payload.
+    pub schema_version: u32,
+    /// Its encoded payload.
+    pub payload: &'a [u8],
+}
+
+impl<'a> EventView<'a> {
+    /// The view of a stored event.
+    pub fn of(event: &'a StoredEvent) -> Self {
+        EventView {
+            version: event.version,
+            timestamp: event.timestamp,
+            event_type: &event.event_type,
+            stream_type: &event.stream_type,
+            schema_version: event.schema_version,
+            payload: &event.payload,
+        }
+    }
+}
+
+/// Takes a stream's events one at a time, in version order ([`EventStore::replay_into`]).
+///
+/// [`EventStore::replay_into`]: crate::EventStore::replay_into
+pub trait Fold: Send {
+    /// Takes the next event; an error ends the replay with it.
+    fn event(&mut self, event: EventView<'_>) -> Result<(), Error>;
+}
+
+/// Feeds `events` to `fold`: what a store without a cheaper way does
+/// ([`EventStore::replay_into`](crate::EventStore::replay_into)'s default). A row the store
+/// could not read ([`StoredEvent::defect`]) ends it with [`Error::BadRow`].
+pub fn fold_stored<F: Fold>(events: &[StoredEvent], mut fold: F) -> Result<F, Error> {
+    for event in events {
+        event.check_defect()?;
+        fold.event(EventView::of(event))?;
+    }
+    Ok(fold)
+}
+
+/// Rebuilds an aggregate of type `A` from its events, one at a time, continuing from a base
+/// (a snapshot's state) if given.
+pub(crate) struct Replayer<'c, A, C> {
+    codec: &'c C,
+    stream_id: Uuid,
+    /// The aggregate so far (`None` before its first event).
+    pub(crate) current: Option<A>,
+}
+
+impl<'c, A: Aggregate, C: Codec> Replayer<'c, A, C> {
+    /// A replay of stream `stream_id` from `base`.
+    pub(crate) fn new(codec: &'c C, stream_id: Uuid, base: Option<A>) -> Self {
+        Replayer {
+            codec,
+            stream_id,
+            current: base,
+        }
+    }
+
+    /// The aggregate so far.
+    pub(crate) fn into_aggregate(self) -> Option<A> {
+        self.current
+    }
+
+    /// Decodes and applies the next event. Fails with [`Error::Corrupt`] when its version does
+    /// not follow, or when the history does not start with a creation event (or has a creation
+    /// event later), and with [`Error::Decode`] when its payload does not decode. Call it inside
+    /// a replay scope (nested event calls in replayed bodies must record nothing).
+    pub(crate) fn apply(&mut self, stored: EventView<'_>) -> Result<(), Error> {
+        let stream_id = self.stream_id;
+        let expected = self.current.as_ref().map_or(0, |a| a.version()) + 1;
+        if stored.version != expected {
+            return Err(Error::Corrupt {
+                stream_id,
+                aggregate: A::TYPE_NAME,
+                reason: format!(
+                    "expected version {expected}, found version {}",
+                    stored.version
+                ),
+            });
+        }
+        let event = A::Event::decode(
+            self.codec,
+            stored.event_type,
+            stored.schema_version,
+            stored.payload,
+        )
+        .map_err(|source| {
+            Error::decode_failed(
+                stream_id,
+                stored.version,
+                stored.event_type,
+                stored.schema_version,
+                source,
+            )
+        })?;
+        match self.current.as_mut() {
+            None => {
+                let created = {
+                    let _creation = applying::Scope::enter(applying::Mode::ReplayCreation);
+                    A::create_from(event)
+                };
+                let mut aggregate = created.map_err(|e| Error::Corrupt {
+                    stream_id,
+                    aggregate: A::TYPE_NAME,
+                    reason: format!("the first event `{}` is not a creation event", e.name()),
+                })?;
+                let meta = aggregate.meta_mut();
+                meta.id = stream_id;
+                meta.version = stored.version;
+                meta.created_on = stored.timestamp;
+                meta.modified_on = stored.timestamp;
+                meta.pending.clear();
+                self.current = Some(aggregate);
+            }
+            Some(aggregate) => {
+                aggregate.apply(event).map_err(|e| Error::Corrupt {
+                    stream_id,
+                    aggregate: A::TYPE_NAME,
+                    reason: format!(
+                        "creation event `{}` at version {}",
+                        e.name(),
+                        stored.version
+                    ),
+                })?;
+                let meta = aggregate.meta_mut();
+                meta.version = stored.version;
+                meta.modified_on = stored.timestamp;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A load's replay as a [`Fold`]: checks each event is of the stream's aggregate type, then
+/// applies it, inside a replay scope entered per event (the fold may run on any thread).
+impl<A: Aggregate, C: Codec> Fold for Replayer<'_, A, C> {
+    fn event(&mut self, event: EventView<'_>) -> Result<(), Error> {
+        if !event.stream_type.is_empty() && event.stream_type != A::TYPE_NAME {
+            return Err(Error::WrongType {
+                stream_id: self.stream_id,
+                stored: event.stream_type.to_owned(),
+                requested: A::TYPE_NAME,
+            });
+        }
+        let _scope = applying::Scope::enter(applying::Mode::Replay);
+        self.apply(event)
+    }
+}
