@@ -77,7 +77,10 @@ async fn schema_per_tenant_isolates_events_log_snapshots_and_projections() {
 }
 
 /// The suite's 200 tenants under 20 connections, and the server's count of the sessions with
-/// this test's `application_name` while they run.
+/// this test's `application_name` while they run, in the tenants' own databases. (The database
+/// layout creates a tenant's database over a short connection to the admin database, inside the
+/// tenant's place and closed before its pool opens; the server may still list that session for
+/// a moment after the client closed it, so it is not counted.)
 async fn two_hundred_tenants(stores: PostgresTenants, app_name: &str) {
     const CAP: u32 = 20;
     let tenants = Tenants::new(stores, limits(CAP, CAP)).unwrap();
@@ -85,7 +88,8 @@ async fn two_hundred_tenants(stores: PostgresTenants, app_name: &str) {
     let sessions = move || async move {
         let row = watcher
             .query_one(
-                "SELECT count(*)::int4 FROM pg_stat_activity WHERE application_name = $1",
+                "SELECT count(*)::int4 FROM pg_stat_activity \
+                 WHERE application_name = $1 AND datname <> 'postgres'",
                 &[&app_name],
             )
             .await
