@@ -52,6 +52,7 @@ mod migrate;
 mod position;
 mod process;
 mod projection;
+pub mod read_ahead;
 mod replay;
 mod runner;
 mod shards;

@@ -272,6 +272,39 @@ async fn log_page(pool: &Pool, after: Position, limit: usize) -> Result<Page, Er
     Ok(Page { events, head })
 }
 
+/// The log after `after` in one statement, `limit * pages` events at most, handed to `page`
+/// one full page of `limit` at a time as its rows arrive (`page` returns whether it wants
+/// more; the rows after it stops are passed over). A read ahead's: every row it returns
+/// belongs to a transaction older than the oldest one running, so each full page is exactly
+/// what [`read_log`] would return after the page before it. A short last page is not handed
+/// out; it may not be final.
+pub(crate) async fn log_pages(
+    pool: &Pool,
+    after: Position,
+    limit: usize,
+    pages: usize,
+    mut page: impl FnMut(Vec<StoredEvent>) -> bool,
+) -> Result<(), Error> {
+    let (commit, seq) = log_bound(after);
+    let rows = i64::try_from(limit.saturating_mul(pages)).unwrap_or(i64::MAX);
+    let capacity = limit.min(PAGE_CAPACITY);
+    let (mut events, mut wanted) = (Vec::with_capacity(capacity), true);
+    let params: [&(dyn ToSql + Sync); 3] = [&commit, &seq, &rows];
+    each_row(pool, Stmt::ReadLog, &params, |row| {
+        if !wanted {
+            return Ok(());
+        }
+        if let LogRow::Event(event) = rows::log_row(row)? {
+            events.push(event);
+            if events.len() == limit {
+                wanted = page(std::mem::replace(&mut events, Vec::with_capacity(capacity)));
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
 /// The most events a log page reserves room for before its rows arrive (a caller may ask for
 /// far more than the log holds).
 const PAGE_CAPACITY: usize = 1000;

@@ -20,6 +20,7 @@ use crate::{
     migrate::{self, MigrationReport},
     pool::{Checkout, Connector, Pool, KIND},
     read::{self, Columns},
+    read_ahead::{self, ReadAhead},
     replica::{ReadRouting, Replicas},
     sql::Stmt,
     status::{self, SchemaStatus},
@@ -48,6 +49,8 @@ struct Inner {
     horizon: HorizonWatch,
     /// The standbys reads go to, if any (see `replica.rs`).
     replicas: Option<Replicas>,
+    /// Pages of the log read ahead of sequential readers (see `read_ahead.rs`).
+    ahead: Arc<ReadAhead>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -103,6 +106,7 @@ impl PostgresStore {
                 connector,
                 horizon: HorizonWatch::default(),
                 replicas,
+                ahead: Arc::new(ReadAhead::new(read_ahead::PAGES)),
             }),
         })
     }
@@ -262,6 +266,23 @@ impl PostgresStore {
         }
     }
 
+    /// A page of the log, read now from where log reads go.
+    pub(crate) async fn log_page(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, Error> {
+        self.on_log_source(move |pool, horizon| read::read_log(pool, horizon, after, limit))
+            .await
+    }
+
+    /// Where a log read goes now: a standby in turn, or the primary (without standbys, or
+    /// with none answering).
+    pub(crate) fn log_pool(&self) -> &Pool {
+        let standby = self.inner.replicas.as_ref().and_then(Replicas::for_log);
+        standby.map_or(&*self.inner.pool, |(pool, _)| pool)
+    }
+
     async fn load_routed(
         &self,
         stream_id: Uuid,
@@ -375,8 +396,7 @@ impl EventStore for PostgresStore {
         after: Position,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
-        let read =
-            self.on_log_source(move |pool, horizon| read::read_log(pool, horizon, after, limit));
+        let read = read_ahead::read_log(self, &self.inner.ahead, (after, limit));
         metrics::observe_log_read(KIND, after, limit, read)
     }
 

@@ -17,7 +17,7 @@ use crate::{
     read::{
         current_version, load, load_from_snapshot, load_snapshot, read_page, replay_rows, Read,
     },
-    read_ahead::{is_full, ReadAhead},
+    read_ahead::{self, full, ReadAhead, PAGES},
     rows::{clamp_i64, log_floor, read_tracking},
     worker::{Job, Workers, KIND, READER_GAUGES, WRITER_GAUGES},
 };
@@ -108,7 +108,7 @@ impl SqliteStore {
                 .map(|_| connect(&config, Role::Reader))
                 .collect::<Result<Vec<_>, _>>()?
         };
-        let read_ahead = (!readers.is_empty()).then(Arc::default);
+        let read_ahead = (!readers.is_empty()).then(|| Arc::new(ReadAhead::new(PAGES)));
         let workers = Workers::spawn(
             writer,
             readers,
@@ -268,7 +268,7 @@ impl SqliteStore {
         let Some(read_ahead) = &self.inner.read_ahead else {
             return;
         };
-        if let Some(job) = read_ahead.job(&self.inner.dbname, floor, limit) {
+        if let Some(job) = read_ahead::job(read_ahead, &self.inner.dbname, (floor, limit)) {
             // If the readers are gone, the page's sender is dropped with the job, and the
             // `read_log` that wants it reads (and fails) by itself.
             let _ = self.inner.workers.read(job);
@@ -377,12 +377,12 @@ impl EventStore for SqliteStore {
                 .inner
                 .read_ahead
                 .as_ref()
-                .and_then(|r| r.take(floor, limit));
+                .and_then(|r| r.take((floor, limit)));
             let events = match ahead {
                 // Only a full page read ahead is certain to be what a read now would return: a
                 // shorter one may have missed events saved since.
                 Some(page) => match page.await {
-                    Ok(Ok(events)) if is_full(&events, limit) => events,
+                    Ok(Ok(events)) if full(&events, limit) => events,
                     _ => self.read_page(floor, limit).await?,
                 },
                 None => self.read_page(floor, limit).await?,
@@ -390,7 +390,7 @@ impl EventStore for SqliteStore {
             // Read ahead only for callers that wait for a reader thread anyway: one that reads
             // on its own thread reads the next page sooner than it would be woken with it
             // (catch-up through a `Subscription`: 1.7 million events/s against 1.4 million).
-            if is_full(&events, limit) && !self.inner.workers.may_read_here() {
+            if full(&events, limit) && !self.inner.workers.may_read_here() {
                 if let Some(last) = events.last() {
                     self.read_ahead(clamp_i64(last.position.commit), limit);
                 }

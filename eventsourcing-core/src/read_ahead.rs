@@ -1,0 +1,239 @@
+//! Reading the log ahead of a sequential reader (a subscription or projection catching up):
+//! the bookkeeping every store that reads ahead shares. For store crates; applications do
+//! not use it.
+//!
+//! A full page of the log never changes once read: a store's [`read_log`](crate::EventStore::read_log)
+//! only returns events no later commit can precede, so no event can later appear among or
+//! before the events of a page that already holds `limit` of them. When a read returns a full
+//! page, a store may therefore read the next one at once, while the caller works through the
+//! first, and hand it over when the caller asks for it. While the caller keeps up (it has
+//! asked for the page before the one just read), the reader goes on to the next page
+//! ([`ReadAhead::chain`]); so memory stays bounded: at most two pages are read ahead of what a
+//! caller has asked for, and at most the registry's capacity for all callers.
+//!
+//! A page is known by a key of the store's choosing (where it starts and its limit).
+
+use std::{
+    collections::VecDeque,
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+use tokio::sync::oneshot;
+
+use crate::{error::Error, event::StoredEvent};
+
+/// A page as read: the events, or why the read failed.
+pub type Page = Result<Vec<StoredEvent>, Error>;
+
+/// The pages being read, or read, ahead of their callers, by key; at most `capacity` (the
+/// oldest are dropped: their callers read for themselves).
+pub struct ReadAhead<K> {
+    pages: Mutex<VecDeque<(K, oneshot::Receiver<Page>)>>,
+    capacity: usize,
+}
+
+impl<K> std::fmt::Debug for ReadAhead<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadAhead")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: PartialEq + Copy> ReadAhead<K> {
+    /// A registry holding at most `capacity` pages (at least one).
+    pub fn new(capacity: usize) -> Self {
+        ReadAhead {
+            pages: Mutex::new(VecDeque::new()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(K, oneshot::Receiver<Page>)>> {
+        self.pages.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The page `key` if it is read (or being read) ahead: no longer held for anyone else.
+    pub fn take(&self, key: K) -> Option<oneshot::Receiver<Page>> {
+        let mut pages = self.lock();
+        let i = pages.iter().position(|(k, _)| *k == key)?;
+        pages.remove(i).map(|(_, page)| page)
+    }
+
+    /// Starts reading page `key` ahead, unless it already is: the chain's first link.
+    pub fn begin(&self, key: K) -> Option<Chain<K>> {
+        let tx = self.register(key)?;
+        Some(Chain {
+            key,
+            previous: None,
+            tx,
+        })
+    }
+
+    /// Registers page `key` as being read ahead, unless it already is; returns where to send
+    /// it once read.
+    fn register(&self, key: K) -> Option<oneshot::Sender<Page>> {
+        let mut pages = self.lock();
+        if pages.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        if pages.len() >= self.capacity {
+            pages.pop_front();
+        }
+        let (tx, page) = oneshot::channel();
+        pages.push_back((key, page));
+        Some(tx)
+    }
+
+    /// Whether page `key` is read ahead and not yet asked for.
+    pub fn waiting(&self, key: K) -> bool {
+        self.lock().iter().any(|(k, _)| *k == key)
+    }
+}
+
+/// A page a reader ahead is to read, and where to send it.
+pub struct Chain<K> {
+    key: K,
+    /// The page read before this one in the chain (none for the first: its caller has it).
+    previous: Option<K>,
+    tx: oneshot::Sender<Page>,
+}
+
+impl<K> std::fmt::Debug for Chain<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").finish_non_exhaustive()
+    }
+}
+
+impl<K: PartialEq + Copy> Chain<K> {
+    /// The page to read.
+    pub fn key(&self) -> K {
+        self.key
+    }
+
+    /// Hands the page read with `limit` over (its caller may be gone: then it is dropped),
+    /// and returns the next link if the reader goes on: to the page after a full one (its key
+    /// made by `next` from the last event), only while the caller keeps up (it has already
+    /// asked for the page before this link's read began), and only if no one else reads it
+    /// ahead.
+    pub fn deliver(
+        self,
+        ahead: &ReadAhead<K>,
+        page: Page,
+        limit: usize,
+        next: impl FnOnce(&StoredEvent) -> K,
+    ) -> Option<Chain<K>> {
+        let keeps_up = self.previous.is_none_or(|p| !ahead.waiting(p));
+        let previous = Some(self.key);
+        self.hand_over(ahead, page, limit, next, keeps_up, previous)
+    }
+
+    /// Like [`deliver`](Self::deliver), without asking whether the caller keeps up: for the
+    /// pages after the first of one read that returns several (the next link asks as this one
+    /// would have).
+    pub fn then(
+        self,
+        ahead: &ReadAhead<K>,
+        page: Page,
+        limit: usize,
+        next: impl FnOnce(&StoredEvent) -> K,
+    ) -> Option<Chain<K>> {
+        let previous = self.previous;
+        self.hand_over(ahead, page, limit, next, true, previous)
+    }
+
+    fn hand_over(
+        self,
+        ahead: &ReadAhead<K>,
+        page: Page,
+        limit: usize,
+        next: impl FnOnce(&StoredEvent) -> K,
+        go_on: bool,
+        previous: Option<K>,
+    ) -> Option<Chain<K>> {
+        let next = match &page {
+            Ok(events) if go_on && is_full(events, limit) => events.last().map(next),
+            _ => None,
+        };
+        let tx = next.and_then(|n| ahead.register(n));
+        let _ = self.tx.send(page);
+        Some(Chain {
+            key: next?,
+            previous,
+            tx: tx?,
+        })
+    }
+}
+
+/// Whether a page of `events` read with `limit` (above 0) is full: then it is final.
+pub fn is_full(events: &[StoredEvent], limit: usize) -> bool {
+    limit > 0 && events.len() == limit
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used)]
+    use super::*;
+    use crate::event::Position;
+
+    /// A page of `n` events after seq `after`.
+    fn page(after: u64, n: u64) -> Page {
+        Ok((after + 1..=after + n)
+            .map(|seq| StoredEvent::defective(Position { commit: 1, seq }, String::new()))
+            .collect())
+    }
+
+    #[test]
+    fn a_page_is_taken_once_and_the_oldest_gives_way() {
+        let ahead = ReadAhead::new(2);
+        assert!(ahead.begin(1).is_some());
+        assert!(ahead.begin(1).is_none(), "page 1 is already on its way");
+        assert!(ahead.begin(2).is_some());
+        assert!(ahead.begin(3).is_some());
+        assert!(!ahead.waiting(1), "the oldest page gave way to page 3");
+        assert!(ahead.take(2).is_some());
+        assert!(ahead.take(2).is_none(), "a page is handed over once");
+        assert!(ahead.waiting(3));
+    }
+
+    #[test]
+    fn a_reader_ahead_goes_on_only_while_its_caller_keeps_up() {
+        let ahead = ReadAhead::new(8);
+        let next = |e: &StoredEvent| e.position.seq;
+        let first = ahead.begin(0).expect("page 0 starts");
+        // Page 0 read (full), its caller has the page before: on to page 3 (after seq 3).
+        let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
+        assert_eq!(second.key(), 3);
+        // Page 3 read while page 0 still waits: the caller has fallen behind, the chain ends.
+        assert!(second.deliver(&ahead, page(3, 3), 3, next).is_none());
+        let mut held = ahead.take(0).expect("page 0 is held");
+        let events = held.try_recv().ok().and_then(Result::ok);
+        assert_eq!(events.map(|e| e.len()), Some(3), "page 0 was handed over");
+
+        // Once the caller has taken each page, the chain goes on; never past a short page.
+        let ahead = ReadAhead::new(8);
+        let first = ahead.begin(0).expect("page 0 starts");
+        let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
+        assert!(ahead.take(0).is_some());
+        let third = second.deliver(&ahead, page(3, 3), 3, next);
+        assert_eq!(third.as_ref().map(Chain::key), Some(6), "on to the next");
+        assert!(ahead.take(3).is_some());
+        let short = third.and_then(|t| t.deliver(&ahead, page(6, 2), 3, next));
+        assert!(short.is_none(), "a short page is the log's end for now");
+    }
+
+    #[test]
+    fn the_pages_of_one_read_go_on_and_the_next_read_asks_whether_the_caller_keeps_up() {
+        let ahead = ReadAhead::new(8);
+        let next = |e: &StoredEvent| e.position.seq;
+        let first = ahead.begin(0).expect("page 0 starts");
+        let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
+        // One read returns pages 3 and 6 while page 0 still waits: page 6 comes with page 3,
+        assert!(ahead.waiting(0));
+        let third = second.then(&ahead, page(3, 3), 3, next).expect("same read");
+        assert_eq!(third.key(), 6);
+        // but a read after it waits until the caller has taken page 0.
+        assert!(third.deliver(&ahead, page(6, 3), 3, next).is_none());
+        assert!(ahead.waiting(3) && ahead.waiting(6));
+    }
+}
