@@ -4,7 +4,8 @@
 //! `-- <postgres-cipher|sqlite-cipher>` for what compression and encryption cost
 //! (`common/cipher.rs`), or `-- export-postgres` for the export of a million events, or
 //! `-- postgres-replicas` for read replicas on a primary and standby it starts itself, or
-//! `-- sqlite-catchup-memory` for the peak memory of a catch-up (`sqlite/catchup_memory.rs`).
+//! `-- sqlite-catchup-memory` and `-- postgres-catchup-memory` for the peak memory of a catch-up
+//! (`common/catchup_memory.rs`).
 //! (PostgreSQL from `EVENTSOURCING_BENCH_POSTGRES_URL`, default
 //! `postgresql://root@127.0.0.1:5432/test`).
 //!
@@ -25,7 +26,7 @@ async fn main() {
     let which: Vec<String> = std::env::args().skip(1).collect();
     if which.is_empty() {
         eprintln!(
-            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres|postgres-replicas|sqlite-catchup-memory>..."
+            "usage: eventsourcing-bench <postgres|sqlite|memory|postgres-cipher|sqlite-cipher|export-postgres|postgres-replicas|sqlite-catchup-memory|postgres-catchup-memory>..."
         );
         std::process::exit(2);
     }
@@ -43,6 +44,7 @@ async fn main() {
             "postgres-replicas" => postgres::replicas::run().await,
             "sqlite" => sqlite::run().await,
             "sqlite-catchup-memory" => sqlite::catchup_memory::run().await,
+            "postgres-catchup-memory" => postgres::catchup_memory::run().await,
             "memory" => memory::run().await,
             "postgres-cipher" => match saves() {
                 Ok(saves) => postgres::cipher::run(saves).await,
@@ -53,7 +55,7 @@ async fn main() {
                 Err(e) => Err(e),
             },
             other => Err(format!(
-                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres, postgres-replicas, sqlite-catchup-memory)"
+                "unknown mode `{other}` (known: postgres, sqlite, memory, postgres-cipher, sqlite-cipher, export-postgres, postgres-replicas, sqlite-catchup-memory, postgres-catchup-memory)"
             )
             .into()),
         };

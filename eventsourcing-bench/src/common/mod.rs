@@ -2,6 +2,7 @@
 //! fold, the timing loops of the figures that both stores measure alike, the live-latency
 //! harness, and reporting.
 
+pub(crate) mod catchup_memory;
 pub(crate) mod cipher;
 pub(crate) mod counter;
 pub(crate) mod fold;

@@ -45,6 +45,7 @@
 //! log order costs (the `tx_id` column and its index) and without the BRIN time index.
 
 mod append;
+pub(crate) mod catchup_memory;
 pub(crate) mod cipher;
 mod export;
 mod live;
