@@ -4,7 +4,7 @@
 use std::{future::Future, time::Duration};
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Error, Position, Snapshot, StoredEvent};
+use eventsourcing_core::{Error, EventView, Fold, Position, Snapshot, StoredEvent};
 use futures_util::TryStreamExt;
 use tokio_postgres::{types::ToSql, Row};
 use uuid::Uuid;
@@ -49,6 +49,40 @@ pub(crate) async fn load(
         Columns::Replay => (Stmt::LoadReplay, rows::replay_event),
     };
     query_stream(pool, stmt, stream_id, after_version, up_to, decode).await
+}
+
+/// Feeds a stream's events after `after_version`, up to `up_to`, to `fold` as their rows
+/// arrive, each borrowed from its row (no `StoredEvent` built). A row that cannot be viewed
+/// is decoded as `load_for_replay` decodes it: its defect ends the replay with
+/// [`Error::BadRow`].
+pub(crate) async fn replay_into<F: Fold>(
+    pool: &Pool,
+    stream_id: Uuid,
+    after_version: u64,
+    up_to: Option<u64>,
+    mut fold: F,
+) -> Result<F, Error> {
+    let after = i64::try_from(after_version).unwrap_or(i64::MAX);
+    let up_to = version_bound(up_to);
+    if after >= up_to {
+        return Ok(fold);
+    }
+    let params: [&(dyn ToSql + Sync); 3] = [&stream_id, &after, &up_to];
+    each_row(
+        pool,
+        Stmt::LoadReplay,
+        &params,
+        |row| match rows::replay_view(row) {
+            Some(view) => fold.event(view),
+            None => {
+                let event = rows::replay_event(row, stream_id)?;
+                event.check_defect()?;
+                fold.event(EventView::of(&event))
+            }
+        },
+    )
+    .await?;
+    Ok(fold)
 }
 
 /// Runs a `(stream_id, after, up_to)` query of one stream's events and decodes its rows.

@@ -5,7 +5,9 @@
 //! `u32::MAX`) are errors naming the row, never panics.
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Error, Metadata, ParkedEvent, Position, Snapshot, StoredEvent};
+use eventsourcing_core::{
+    Error, EventView, Metadata, ParkedEvent, Position, Snapshot, StoredEvent,
+};
 use tokio_postgres::{
     types::{FromSql, Json, Type},
     Row,
@@ -119,6 +121,20 @@ pub(crate) fn replay_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Er
         })
     };
     Ok(settle(Position::default(), stream_id, version, fields))
+}
+
+/// The event in a row of `REPLAY_COLUMNS`, borrowed from the row: what replay reads of it,
+/// with nothing copied. `None` if any column is not what this crate writes (then
+/// [`replay_event`] says which).
+pub(crate) fn replay_view(row: &Row) -> Option<EventView<'_>> {
+    Some(EventView {
+        version: u64::try_from(row.try_get::<_, i64>(0).ok()?).ok()?,
+        event_type: row.try_get(1).ok()?,
+        schema_version: u32::try_from(row.try_get::<_, i32>(2).ok()?).ok()?,
+        timestamp: row.try_get::<_, Timestamp>(3).ok()?.0,
+        payload: row.try_get(4).ok()?,
+        stream_type: row.try_get(5).ok()?,
+    })
 }
 
 /// The `STREAM_COLUMNS` of a row, starting at column `at`. Only the position must be readable:

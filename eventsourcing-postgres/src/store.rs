@@ -5,8 +5,8 @@ use std::{fmt, future::Future, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use eventsourcing_core::{
-    metrics, Changes, Env, Error, EventStore, MigrationStatus, NewEvent, ParkedEvent, Position,
-    Snapshot, StoredEvent, Tracking,
+    metrics, Changes, Env, Error, EventStore, Fold, MigrationStatus, NewEvent, ParkedEvent,
+    Position, Snapshot, StoredEvent, Tracking,
 };
 use uuid::Uuid;
 
@@ -385,6 +385,18 @@ impl EventStore for PostgresStore {
     ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send {
         // Less to send and decode: replay reads neither position nor metadata.
         self.load_routed(stream_id, after_version, up_to, Columns::Replay)
+    }
+
+    /// Folded as the rows arrive, from where loads go.
+    async fn replay_into<F: Fold>(
+        &self,
+        stream_id: Uuid,
+        after_version: u64,
+        up_to: Option<u64>,
+        fold: F,
+    ) -> Result<F, Error> {
+        let pool = self.load_pool().await;
+        read::replay_into(pool, stream_id, after_version, up_to, fold).await
     }
 
     fn stream_version(&self, stream_id: Uuid) -> impl Future<Output = Result<u64, Error>> + Send {
