@@ -181,3 +181,58 @@ async fn killed_connections_under_a_read_ahead_lose_and_repeat_nothing() {
     );
     assert_eq!(delivered, expected, "the whole log, once each, in order");
 }
+
+/// Full pages start a read ahead that may run before a save: the page after them, read by the
+/// caller after the save, holds that save's events (a page read ahead short of them is never
+/// handed out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_after_pages_were_read_ahead_is_in_the_next_page() {
+    let (store, _schema) = fresh().await;
+    let stream = Uuid::new_v4();
+    let save = |from: u64, to: u64| {
+        (from..=to)
+            .map(|v| NewEvent::new(stream, v, "Saved", b"{}".to_vec()))
+            .collect::<Vec<_>>()
+    };
+    store.append(save(1, 10)).await.unwrap();
+    let (mut after, mut version) = (Position::START, 10);
+    for round in 0..20 {
+        // Two full pages: the pages after them are read ahead, perhaps before the save below.
+        for _ in 0..2 {
+            let page = tokio::time::timeout(PATIENCE, async {
+                loop {
+                    let page = store.read_log(after, 5).await.unwrap();
+                    if page.len() == 5 {
+                        return page;
+                    }
+                    // Held back by a transaction open elsewhere on the shared server.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+            .expect("a full page within the patience");
+            after = page[4].position;
+        }
+        store.append(save(version + 1, version + 3)).await.unwrap();
+        let page = tokio::time::timeout(PATIENCE, async {
+            loop {
+                let page = store.read_log(after, 5).await.unwrap();
+                if page.len() >= 3 {
+                    return page;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the save readable within the patience");
+        let versions: Vec<u64> = page.iter().map(|e| e.version).collect();
+        assert_eq!(
+            versions,
+            [version + 1, version + 2, version + 3],
+            "round {round}"
+        );
+        after = page[2].position;
+        store.append(save(version + 4, version + 13)).await.unwrap();
+        version += 13;
+    }
+}
