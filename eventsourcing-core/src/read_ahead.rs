@@ -66,6 +66,7 @@ impl<K: PartialEq + Copy> ReadAhead<K> {
         Some(Chain {
             key,
             previous: None,
+            same_read: false,
             tx,
         })
     }
@@ -96,6 +97,8 @@ pub struct Chain<K> {
     key: K,
     /// The page read before this one in the chain (none for the first: its caller has it).
     previous: Option<K>,
+    /// Read by the same statement as the page before it (see [`Chain::in_same_read`]).
+    same_read: bool,
     tx: oneshot::Sender<Page>,
 }
 
@@ -111,6 +114,14 @@ impl<K: PartialEq + Copy> Chain<K> {
         self.key
     }
 
+    /// This link's page comes from the same read as the page before it (a read returning
+    /// several): [`deliver`](Self::deliver) then goes on without asking whether the caller
+    /// keeps up, and the next link asks as this one would have.
+    pub fn in_same_read(mut self) -> Self {
+        self.same_read = true;
+        self
+    }
+
     /// Hands the page read with `limit` over (its caller may be gone: then it is dropped),
     /// and returns the next link if the reader goes on: to the page after a full one (its key
     /// made by `next` from the last event), only while the caller keeps up (it has already
@@ -123,34 +134,12 @@ impl<K: PartialEq + Copy> Chain<K> {
         limit: usize,
         next: impl FnOnce(&StoredEvent) -> K,
     ) -> Option<Chain<K>> {
-        let keeps_up = self.previous.is_none_or(|p| !ahead.waiting(p));
-        let previous = Some(self.key);
-        self.hand_over(ahead, page, limit, next, keeps_up, previous)
-    }
-
-    /// Like [`deliver`](Self::deliver), without asking whether the caller keeps up: for the
-    /// pages after the first of one read that returns several (the next link asks as this one
-    /// would have).
-    pub fn then(
-        self,
-        ahead: &ReadAhead<K>,
-        page: Page,
-        limit: usize,
-        next: impl FnOnce(&StoredEvent) -> K,
-    ) -> Option<Chain<K>> {
-        let previous = self.previous;
-        self.hand_over(ahead, page, limit, next, true, previous)
-    }
-
-    fn hand_over(
-        self,
-        ahead: &ReadAhead<K>,
-        page: Page,
-        limit: usize,
-        next: impl FnOnce(&StoredEvent) -> K,
-        go_on: bool,
-        previous: Option<K>,
-    ) -> Option<Chain<K>> {
+        let (go_on, previous) = if self.same_read {
+            (true, self.previous)
+        } else {
+            let keeps_up = self.previous.is_none_or(|p| !ahead.waiting(p));
+            (keeps_up, Some(self.key))
+        };
         let next = match &page {
             Ok(events) if go_on && is_full(events, limit) => events.last().map(next),
             _ => None,
@@ -160,6 +149,7 @@ impl<K: PartialEq + Copy> Chain<K> {
         Some(Chain {
             key: next?,
             previous,
+            same_read: false,
             tx: tx?,
         })
     }
@@ -230,7 +220,10 @@ mod tests {
         let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
         // One read returns pages 3 and 6 while page 0 still waits: page 6 comes with page 3,
         assert!(ahead.waiting(0));
-        let third = second.then(&ahead, page(3, 3), 3, next).expect("same read");
+        let third = second
+            .in_same_read()
+            .deliver(&ahead, page(3, 3), 3, next)
+            .expect("same read");
         assert_eq!(third.key(), 6);
         // but a read after it waits until the caller has taken page 0.
         assert!(third.deliver(&ahead, page(6, 3), 3, next).is_none());

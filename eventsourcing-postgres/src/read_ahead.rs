@@ -74,7 +74,7 @@ fn start(store: &PostgresStore, ahead: &Arc<ReadAhead>, key: Key) {
                 };
                 handed += 1;
                 if handed < DEPTH {
-                    this = l.then(&ahead, Ok(events), limit, next);
+                    this = l.in_same_read().deliver(&ahead, Ok(events), limit, next);
                     this.is_some()
                 } else {
                     // The read's last page: the next read only while the caller keeps up.
