@@ -186,24 +186,35 @@ mod tests {
         assert!(ahead.waiting(3));
     }
 
-    #[test]
-    fn a_reader_ahead_goes_on_only_while_its_caller_keeps_up() {
+    /// A chain's next key: the seq of the page's last event.
+    fn next(event: &StoredEvent) -> u64 {
+        event.position.seq
+    }
+
+    /// A registry whose reader ahead has read page 0 (full: three events, and the page before
+    /// it with its caller) and is on to page 3.
+    fn on_to_page_3() -> (ReadAhead<u64>, Chain<u64>) {
         let ahead = ReadAhead::new(8);
-        let next = |e: &StoredEvent| e.position.seq;
         let first = ahead.begin(0).expect("page 0 starts");
-        // Page 0 read (full), its caller has the page before: on to page 3 (after seq 3).
-        let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
+        let second = first.deliver(&ahead, page(0, 3), 3, next);
+        let second = second.expect("on to the page after a full one");
         assert_eq!(second.key(), 3);
+        (ahead, second)
+    }
+
+    #[test]
+    fn a_reader_ahead_stops_when_its_caller_falls_behind() {
+        let (ahead, second) = on_to_page_3();
         // Page 3 read while page 0 still waits: the caller has fallen behind, the chain ends.
         assert!(second.deliver(&ahead, page(3, 3), 3, next).is_none());
         let mut held = ahead.take(0).expect("page 0 is held");
         let events = held.try_recv().ok().and_then(Result::ok);
         assert_eq!(events.map(|e| e.len()), Some(3), "page 0 was handed over");
+    }
 
-        // Once the caller has taken each page, the chain goes on; never past a short page.
-        let ahead = ReadAhead::new(8);
-        let first = ahead.begin(0).expect("page 0 starts");
-        let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
+    #[test]
+    fn a_reader_ahead_goes_on_while_its_caller_keeps_up_and_never_past_a_short_page() {
+        let (ahead, second) = on_to_page_3();
         assert!(ahead.take(0).is_some());
         let third = second.deliver(&ahead, page(3, 3), 3, next);
         assert_eq!(third.as_ref().map(Chain::key), Some(6), "on to the next");
@@ -214,19 +225,18 @@ mod tests {
 
     #[test]
     fn the_pages_of_one_read_go_on_and_the_next_read_asks_whether_the_caller_keeps_up() {
-        let ahead = ReadAhead::new(8);
-        let next = |e: &StoredEvent| e.position.seq;
-        let first = ahead.begin(0).expect("page 0 starts");
-        let second = first.deliver(&ahead, page(0, 3), 3, next).expect("on");
+        let (ahead, second) = on_to_page_3();
         // One read returns pages 3 and 6 while page 0 still waits: page 6 comes with page 3,
         assert!(ahead.waiting(0));
-        let third = second
-            .in_same_read()
-            .deliver(&ahead, page(3, 3), 3, next)
-            .expect("same read");
-        assert_eq!(third.key(), 6);
+        let third = second.in_same_read().deliver(&ahead, page(3, 3), 3, next);
+        assert_eq!(
+            third.as_ref().map(Chain::key),
+            Some(6),
+            "the same read goes on"
+        );
         // but a read after it waits until the caller has taken page 0.
-        assert!(third.deliver(&ahead, page(6, 3), 3, next).is_none());
+        let fourth = third.and_then(|t| t.deliver(&ahead, page(6, 3), 3, next));
+        assert!(fourth.is_none());
         assert!(ahead.waiting(3) && ahead.waiting(6));
     }
 }

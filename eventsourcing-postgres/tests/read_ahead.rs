@@ -182,6 +182,28 @@ async fn killed_connections_under_a_read_ahead_lose_and_repeat_nothing() {
     assert_eq!(delivered, expected, "the whole log, once each, in order");
 }
 
+/// The page of at most `limit` events after `after` once it holds at least `n`: a transaction
+/// open elsewhere on the shared server may hold committed events back for a while.
+async fn page_holding(
+    store: &PostgresStore,
+    after: Position,
+    limit: usize,
+    n: usize,
+) -> Vec<StoredEvent> {
+    let read = async {
+        loop {
+            let page = store.read_log(after, limit).await.unwrap();
+            if page.len() >= n {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("no {n} events readable after {after:?} within {PATIENCE:?}"))
+}
+
 /// Full pages start a read ahead that may run before a save: the page after them, read by the
 /// caller after the save, holds that save's events (a page read ahead short of them is never
 /// handed out).
@@ -195,44 +217,18 @@ async fn a_save_after_pages_were_read_ahead_is_in_the_next_page() {
             .collect::<Vec<_>>()
     };
     store.append(save(1, 10)).await.unwrap();
-    let (mut after, mut version) = (Position::START, 10);
+    let (mut after, mut saved) = (Position::START, 10);
     for round in 0..20 {
         // Two full pages: the pages after them are read ahead, perhaps before the save below.
         for _ in 0..2 {
-            let page = tokio::time::timeout(PATIENCE, async {
-                loop {
-                    let page = store.read_log(after, 5).await.unwrap();
-                    if page.len() == 5 {
-                        return page;
-                    }
-                    // Held back by a transaction open elsewhere on the shared server.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            })
-            .await
-            .expect("a full page within the patience");
-            after = page[4].position;
+            after = page_holding(&store, after, 5, 5).await[4].position;
         }
-        store.append(save(version + 1, version + 3)).await.unwrap();
-        let page = tokio::time::timeout(PATIENCE, async {
-            loop {
-                let page = store.read_log(after, 5).await.unwrap();
-                if page.len() >= 3 {
-                    return page;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        })
-        .await
-        .expect("the save readable within the patience");
-        let versions: Vec<u64> = page.iter().map(|e| e.version).collect();
-        assert_eq!(
-            versions,
-            [version + 1, version + 2, version + 3],
-            "round {round}"
-        );
+        store.append(save(saved + 1, saved + 3)).await.unwrap();
+        let page = page_holding(&store, after, 5, 3).await;
+        let got: Vec<u64> = page.iter().map(|e| e.version).collect();
+        assert_eq!(got, [saved + 1, saved + 2, saved + 3], "round {round}");
         after = page[2].position;
-        store.append(save(version + 4, version + 13)).await.unwrap();
-        version += 13;
+        store.append(save(saved + 4, saved + 13)).await.unwrap();
+        saved += 13;
     }
 }
