@@ -182,7 +182,11 @@ impl SqliteStore {
             queued: Some(WRITER_GAUGES.queued()),
         };
         let stopped = || stopped(&self.inner.dbname);
-        self.inner.workers.save(save).map_err(|_| stopped())?;
+        // On this thread when no other save is being made, else queued for the writer thread.
+        let saving = self.inner.workers.saving();
+        if let Some(save) = self.inner.workers.save_here(save, &saving) {
+            self.inner.workers.save(save).map_err(|_| stopped())?;
+        }
         rx.await.map_err(|_| stopped())?
     }
 

@@ -4,10 +4,10 @@
 use std::{
     panic::AssertUnwindSafe,
     path::PathBuf,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     sync::{
         mpsc::{self, Receiver, Sender},
-        Arc,
+        Arc, Mutex, MutexGuard, PoisonError, TryLockError,
     },
     thread::{self, JoinHandle},
     time::Duration,
@@ -44,8 +44,60 @@ pub(crate) enum Work {
 #[derive(Debug)]
 pub(crate) struct Workers {
     writer: Option<Sender<Work>>,
+    /// The writer connection, used by the writer thread, or by a caller saving on its own
+    /// thread while nothing is queued (see [`Workers::save_here`]).
+    shared: Arc<Writer>,
     readers: Readers,
     threads: Vec<JoinHandle<()>>,
+}
+
+/// The writer connection, its bound on the write-ahead log, and how much work is queued for
+/// it. One thread at a time holds the connection.
+struct Writer {
+    conn: Mutex<(Connection, Option<WalLimit>)>,
+    /// Work sent to the writer thread and not yet taken by it.
+    queued: AtomicUsize,
+    /// Saves begun and not yet answered ([`Saving`]), on either path.
+    saving: AtomicUsize,
+}
+
+/// A save being made, counted until it is dropped (see [`Workers::saving`]).
+pub(crate) struct Saving<'a>(&'a Writer);
+
+impl Saving<'_> {
+    /// Whether no other save is being made: then nothing would commit with this one.
+    fn alone(&self) -> bool {
+        self.0.saving.load(Ordering::SeqCst) == 1
+    }
+}
+
+impl Drop for Saving<'_> {
+    fn drop(&mut self) {
+        self.0.saving.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Writer")
+            .field("queued", &self.queued.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Writer {
+    fn lock(&self) -> MutexGuard<'_, (Connection, Option<WalLimit>)> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` on the connection (which the caller holds), then keeps the log in bounds.
+    fn run(held: &mut (Connection, Option<WalLimit>), work: impl FnOnce(&mut Connection)) {
+        let (conn, wal) = held;
+        work(conn);
+        if let Some(wal) = wal {
+            wal.check(conn);
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -68,21 +120,27 @@ impl Workers {
         let spawn_failed = |e: std::io::Error| {
             Error::store(format!("cannot start a SQLite thread for `{dbname}`: {e}"))
         };
-        let mut workers = Workers {
-            writer: None,
-            readers: Readers::Writer(None),
-            threads: Vec::with_capacity(readers.len() + 1),
-        };
-        // From here on, an early return drops `workers`, which stops the threads already started.
         let wal = match wal_size_limit {
             Some(limit) if !readers.is_empty() => WalLimit::new(&mut writer, limit, lock_timeout)?,
             _ => None,
         };
+        let shared = Arc::new(Writer {
+            conn: Mutex::new((writer, wal)),
+            queued: AtomicUsize::new(0),
+            saving: AtomicUsize::new(0),
+        });
+        let mut workers = Workers {
+            writer: None,
+            shared: Arc::clone(&shared),
+            readers: Readers::Writer(None),
+            threads: Vec::with_capacity(readers.len() + 1),
+        };
+        // From here on, an early return drops `workers`, which stops the threads already started.
         let (tx, rx) = mpsc::channel::<Work>();
         workers.writer = Some(tx.clone());
         let handle = thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || serve(writer, rx, wal))
+            .spawn(move || serve(&shared, rx))
             .map_err(spawn_failed)?;
         workers.threads.push(handle);
         if readers.is_empty() {
@@ -105,18 +163,49 @@ impl Workers {
 
     /// Queues a job for the writer connection.
     pub(crate) fn write(&self, job: Job) -> Result<(), Gone> {
-        send(self.writer.as_ref(), Work::Job(job))
+        self.send(self.writer.as_ref(), Work::Job(job))
     }
 
     /// Queues a save for the writer connection.
     pub(crate) fn save(&self, save: Save) -> Result<(), Gone> {
-        send(self.writer.as_ref(), Work::Save(save))
+        self.send(self.writer.as_ref(), Work::Save(save))
+    }
+
+    /// Counts a save from now until the guard is dropped (once it is answered).
+    pub(crate) fn saving(&self) -> Saving<'_> {
+        self.shared.saving.fetch_add(1, Ordering::SeqCst);
+        Saving(&self.shared)
+    }
+
+    /// Writes `save` on this thread, inside [`tokio::task::block_in_place`], if it may block
+    /// (a multi-thread runtime), no other save is being made, and the writer is idle: a save
+    /// alone then costs no hand-off to the writer thread and back (concurrent saves go to the
+    /// writer thread, which commits them together). Gives the save back otherwise.
+    pub(crate) fn save_here(&self, save: Save, saving: &Saving<'_>) -> Option<Save> {
+        if !Pool::may_block() || !saving.alone() || self.shared.queued.load(Ordering::SeqCst) > 0 {
+            return Some(save);
+        }
+        let mut held = match self.shared.conn.try_lock() {
+            Ok(held) => held,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Some(save),
+        };
+        tokio::task::block_in_place(|| {
+            Writer::run(&mut held, |conn| {
+                // As on the writer thread: a panic fails this save (its caller sees the reply
+                // dropped), and the transaction rolls back as it unwinds.
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    group::write_group(conn, vec![save])
+                }));
+            });
+        });
+        None
     }
 
     /// Queues a job for the reader threads (for the writer, in an in-memory database).
     pub(crate) fn read(&self, job: Job) -> Result<(), Gone> {
         match &self.readers {
-            Readers::Writer(writer) => send(writer.as_ref(), Work::Job(job)),
+            Readers::Writer(writer) => self.send(writer.as_ref(), Work::Job(job)),
             Readers::Pool(pool) => pool.submit(job),
         }
     }
@@ -136,11 +225,16 @@ impl Workers {
     }
 }
 
-/// Queues `work`; fails if the thread is gone.
-fn send(sender: Option<&Sender<Work>>, work: Work) -> Result<(), Gone> {
-    match sender {
-        Some(sender) => sender.send(work).map_err(|_| Gone),
-        None => Err(Gone),
+impl Workers {
+    /// Queues `work` for the writer thread, counted until it takes it; fails if the thread is
+    /// gone.
+    fn send(&self, sender: Option<&Sender<Work>>, work: Work) -> Result<(), Gone> {
+        let sender = sender.ok_or(Gone)?;
+        self.shared.queued.fetch_add(1, Ordering::SeqCst);
+        sender.send(work).map_err(|_| {
+            self.shared.queued.fetch_sub(1, Ordering::SeqCst);
+            Gone
+        })
     }
 }
 
@@ -149,37 +243,51 @@ const MAX_GROUP: usize = 64;
 
 /// `first` and the saves queued right behind it, and the first other work met on the way (to
 /// run after the group, keeping the queue's order).
-fn gather(first: Save, queue: &Receiver<Work>) -> (Vec<Save>, Option<Work>) {
+fn gather(first: Save, queue: &Receiver<Work>, writer: &Writer) -> (Vec<Save>, Option<Work>) {
     let mut group = vec![first];
     while group.len() < MAX_GROUP {
         match queue.try_recv() {
-            Ok(Work::Save(save)) => group.push(save),
-            Ok(other) => return (group, Some(other)),
+            Ok(Work::Save(save)) => {
+                writer.queued.fetch_sub(1, Ordering::SeqCst);
+                group.push(save);
+            }
+            Ok(other) => {
+                writer.queued.fetch_sub(1, Ordering::SeqCst);
+                return (group, Some(other));
+            }
             Err(_) => break,
         }
     }
     (group, None)
 }
 
-fn serve(mut conn: Connection, queue: Receiver<Work>, mut wal: Option<WalLimit>) {
-    // Ends when every sender is dropped and the queue is drained; the connection then closes.
+fn serve(writer: &Writer, queue: Receiver<Work>) {
+    // Ends when every sender is dropped and the queue is drained; the connection closes with
+    // the last `Workers`' hold on it.
     let mut next = None;
-    while let Some(work) = next.take().or_else(|| queue.recv().ok()) {
-        match work {
-            Work::Job(job) => run(job, &mut conn),
+    loop {
+        let work = match next.take() {
+            Some(work) => work,
+            None => match queue.recv() {
+                Ok(work) => {
+                    writer.queued.fetch_sub(1, Ordering::SeqCst);
+                    work
+                }
+                Err(_) => return,
+            },
+        };
+        let mut held = writer.lock();
+        Writer::run(&mut held, |conn| match work {
+            Work::Job(job) => run(job, conn),
             Work::Save(first) => {
-                let (saves, after) = gather(first, &queue);
+                let (saves, after) = gather(first, &queue, writer);
                 next = after;
                 // A panic fails the saves of the group (their callers see the reply dropped),
                 // not the thread; the transaction rolls back as it unwinds.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    group::write_group(&mut conn, saves)
-                }));
+                let _ =
+                    std::panic::catch_unwind(AssertUnwindSafe(|| group::write_group(conn, saves)));
             }
-        }
-        if let Some(wal) = &mut wal {
-            wal.check(&conn);
-        }
+        });
     }
 }
 
