@@ -136,9 +136,12 @@
 //!   itself can run ahead of the database.
 //!
 //! # Costs
-//! A write is handed to the writer's thread and its result handed back: tens of microseconds
-//! on top of SQLite's own work. Next to the `fsync` of a commit under [`Synchronous::Full`]
-//! that is small; under [`Synchronous::Normal`], where a commit costs about as much, it is not.
+//! A save made while no other is being made, on a multi-thread runtime, is written on the
+//! caller's own thread (`block_in_place`, the writer connection lent for it). Concurrent saves
+//! (and every other write) are handed to the writer's thread, which commits the saves queued
+//! together, and their results handed back: tens of microseconds on top of SQLite's own work.
+//! Next to the `fsync` of a commit under [`Synchronous::Full`] that is small; under
+//! [`Synchronous::Normal`], where a commit costs about as much, it is not.
 //! A read on a multi-thread runtime pays no hand-off: it runs on the caller's thread
 //! (`block_in_place`) on an idle reader connection; elsewhere it is handed to a reader thread
 //! like a write. Two things keep reads fast: reader connections are taken last in, first out,
