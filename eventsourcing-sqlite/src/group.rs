@@ -71,7 +71,14 @@ fn commit_together(
     Ok(outcomes)
 }
 
-fn finish(save: Save, outcome: Result<(), Error>) {
+/// Writes one save in a transaction of its own (the writer is lent to its caller); its
+/// outcome, for [`finish`].
+pub(crate) fn write_alone(conn: &mut Connection, save: &Save) -> Result<(), Error> {
+    write(conn, &save.dbname, &save.plan, save.tracking.as_ref())
+}
+
+/// Tells the caller of `save` its outcome, after waking subscribers if it wrote events.
+pub(crate) fn finish(save: Save, outcome: Result<(), Error>) {
     if outcome.is_ok() && !save.plan.rows.is_empty() {
         save.notifier.notify();
     }

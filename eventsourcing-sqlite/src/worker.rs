@@ -13,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use eventsourcing_core::{metrics::PoolGauges, Error};
+use eventsourcing_core::{
+    metrics::{PoolGauges, Queued},
+    Error,
+};
 use std::ffi::c_int;
 
 use rusqlite::{hooks::Wal, Connection};
@@ -91,12 +94,16 @@ impl Writer {
     }
 
     /// Runs `work` on the connection (which the caller holds), then keeps the log in bounds.
-    fn run(held: &mut (Connection, Option<WalLimit>), work: impl FnOnce(&mut Connection)) {
+    fn run<T>(
+        held: &mut (Connection, Option<WalLimit>),
+        work: impl FnOnce(&mut Connection) -> T,
+    ) -> T {
         let (conn, wal) = held;
-        work(conn);
+        let done = work(conn);
         if let Some(wal) = wal {
             wal.check(conn);
         }
+        done
     }
 }
 
@@ -190,15 +197,21 @@ impl Workers {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return Some(save),
         };
-        tokio::task::block_in_place(|| {
+        let mut save = save;
+        let busy = save.queued.take().map(Queued::start);
+        let outcome = tokio::task::block_in_place(|| {
             Writer::run(&mut held, |conn| {
-                // As on the writer thread: a panic fails this save (its caller sees the reply
-                // dropped), and the transaction rolls back as it unwinds.
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    group::write_group(conn, vec![save])
-                }));
-            });
+                std::panic::catch_unwind(AssertUnwindSafe(|| group::write_alone(conn, &save)))
+            })
         });
+        drop(held);
+        drop(busy);
+        // Answered, and subscribers woken, back on the runtime's own thread (a task woken from
+        // inside `block_in_place` waits longer to run). A panic fails this save only, as on the
+        // writer thread: its caller sees the reply dropped; the transaction rolled back.
+        if let Ok(outcome) = outcome {
+            group::finish(save, outcome);
+        }
         None
     }
 
