@@ -429,9 +429,12 @@
 //! the save's commit record whatever `synchronous_commit`) and picks a standby whose
 //! `pg_last_wal_replay_lsn()` has reached it, polling up to `POSTGRES_READ_YOUR_WRITES_TIMEOUT`
 //! (1 s), then reads from the primary ([`PostgresStore::read_routing`] counts both). A load never
-//! returns a version older than this store's own last save. Saves by other processes are seen
-//! once replayed: a standby's reads are as old as its replay lag. A log read failing
-//! transiently on a standby is retried on the primary. A standby that does not answer at
+//! returns a version older than this store's own last save. The store's start counts as a save:
+//! the first load waits in the same way for a standby that has replayed what the primary held
+//! then (the tables a migration at start created). Saves by other processes are seen once
+//! replayed: a standby's reads are as old as its replay lag. A log read that fails on a standby,
+//! for any reason (down, or without the tables yet), is made again on the primary. A standby
+//! that does not answer at
 //! [`PostgresStore::connect`] is named in a warning and connected to in the background (the
 //! wait doubling from 100 ms up to 5 s); until it answers, reads go to the other standbys or
 //! the primary.

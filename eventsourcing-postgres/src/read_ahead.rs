@@ -9,9 +9,10 @@
 //! pages before. While the caller keeps up, the task goes on with the next pages. A catch-up
 //! then waits for one round trip per [`DEPTH`] pages instead of one per page, and reading
 //! overlaps delivery. At most [`PAGES`] pages are held for all callers, and at most two reads'
-//! worth ahead of one.
+//! worth ahead of one. A reader waits at most [`PATIENCE`] for a page being read ahead, then
+//! reads it itself: a read ahead stuck on a server in trouble never stalls it longer.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use eventsourcing_core::{read_ahead::is_full, Error, Position, StoredEvent};
 
@@ -22,6 +23,9 @@ pub(crate) const DEPTH: usize = 4;
 
 /// Pages read ahead and not yet asked for, at most (the oldest are dropped).
 pub(crate) const PAGES: usize = 4 * DEPTH;
+
+/// How long a reader waits for a page being read ahead before it reads the page itself.
+const PATIENCE: Duration = Duration::from_secs(1);
 
 /// A page of the log: the position it starts after, and its limit.
 pub(crate) type Key = (Position, usize);
@@ -38,9 +42,10 @@ pub(crate) async fn read_log(
 ) -> Result<Vec<StoredEvent>, Error> {
     let (after, limit) = key;
     let events = match ahead.take(key) {
-        // A page read ahead that failed, or was not sent, is read again.
-        Some(page) => match page.await {
-            Ok(Ok(events)) if is_full(&events, limit) => events,
+        // A page read ahead that failed, was not sent, or is slow to come (its statement
+        // stuck on a server in trouble) is read again.
+        Some(page) => match tokio::time::timeout(PATIENCE, page).await {
+            Ok(Ok(Ok(events))) if is_full(&events, limit) => events,
             _ => store.log_page(after, limit).await?,
         },
         None => store.log_page(after, limit).await?,

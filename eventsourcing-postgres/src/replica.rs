@@ -30,7 +30,9 @@ pub(crate) struct Replicas {
     /// The standby the next read starts looking at (round robin).
     next: AtomicUsize,
     wait: Duration,
-    /// Saves made through this store (and its clones), counted once they returned.
+    /// Saves made through this store (and its clones), counted once they returned; the
+    /// store's start counts as one, so that loads go only to a standby that has replayed what
+    /// the primary held then (its tables, after a migration at start).
     saves: AtomicU64,
     /// (saves covered, WAL position): a position of the primary's WAL at or after the commit
     /// of that many saves.
@@ -102,7 +104,7 @@ impl Replicas {
             standbys,
             next: AtomicUsize::new(0),
             wait: config.read_your_writes_timeout(),
-            saves: AtomicU64::new(0),
+            saves: AtomicU64::new(1),
             written: Mutex::new((0, 0)),
             standby_reads: AtomicU64::new(0),
             primary_reads: AtomicU64::new(0),

@@ -242,8 +242,10 @@ impl PostgresStore {
         }
     }
 
-    /// A log read on a standby in turn (retried on the primary if the standby fails), or on
-    /// the primary without standbys.
+    /// A log read on a standby in turn, or on the primary without standbys. A read that
+    /// fails on a standby, for any reason, is made again on the primary: a standby may be down,
+    /// or not have replayed the store's tables yet, and the primary's answer is the one that
+    /// counts.
     async fn on_log_source<'a, T, F, Fut>(&'a self, read: F) -> Result<T, Error>
     where
         F: Fn(&'a Pool, &'a HorizonWatch) -> Fut,
@@ -257,7 +259,7 @@ impl PostgresStore {
             return read(primary.0, primary.1).await;
         };
         match read(pool, horizon).await {
-            Err(e) if e.is_transient() => {
+            Err(e) => {
                 tracing::debug!(error = %e, "a log read failed on a standby: reading from the primary");
                 replicas.fell_back();
                 read(primary.0, primary.1).await

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use eventsourcing_core::{Env, EventStore, NewEvent, Position, ProjectionOptions};
+use eventsourcing_core::{Env, EventStore, NewEvent, Position, ProjectionOptions, RunnerHandle};
 use eventsourcing_postgres::{
     cluster::{StopMode, TestCluster},
     spawn_projection,
@@ -121,8 +121,14 @@ async fn loads_after_saves_never_return_the_old_version_through_a_lagging_standb
     );
 }
 
-/// Waits until `count` has counted `expected` events in all, each once.
-async fn counted_all(count: &CountEvents, store: &PostgresStore, expected: u64) {
+/// Waits until `count` has counted `expected` events in all, each once; fails after two
+/// minutes saying how far it got, whether the runner still runs, and where reads went.
+async fn counted_all(
+    count: &CountEvents,
+    store: &PostgresStore,
+    runner: &RunnerHandle,
+    expected: u64,
+) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let counted: u64 = count.counted(store).await.values().sum();
@@ -132,7 +138,14 @@ async fn counted_all(count: &CountEvents, store: &PostgresStore, expected: u64) 
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "only {counted} of {expected} counted"
+            "only {counted} of {expected} counted; the runner has {} at {:?}; reads: {:?}",
+            if runner.is_finished() {
+                "ended"
+            } else {
+                "not ended"
+            },
+            runner.position(),
+            store.read_routing()
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -166,7 +179,7 @@ async fn a_projection_reads_from_the_standby_and_goes_on_through_the_primary_whe
     for writer in writers {
         writer.await.unwrap();
     }
-    counted_all(&count, &store, 200).await;
+    counted_all(&count, &store, &runner, 200).await;
     assert!(
         store.read_routing().standby_reads > 0,
         "the projection read from the standby: {:?}",
@@ -178,7 +191,7 @@ async fn a_projection_reads_from_the_standby_and_goes_on_through_the_primary_whe
         let stream = Uuid::new_v4();
         store.append(vec![event(stream, 1)]).await.unwrap();
     }
-    counted_all(&count, &store, 210).await;
+    counted_all(&count, &store, &runner, 210).await;
     assert!(store.read_routing().primary_reads > 0);
     let per_stream = count.counted(&store).await;
     assert_eq!(per_stream.len(), 110, "every stream once");
@@ -282,4 +295,34 @@ fn replica_settings_from_the_environment_name_the_bad_variable() {
         let err = read(extra).unwrap_err();
         assert_eq!(err.var, var, "{extra:?}: {err}");
     }
+}
+
+/// A standby that has not yet replayed the store's migrations (replay paused before the store
+/// first connected) has no tables: log reads and loads go to the primary meanwhile, and a
+/// projection started at once counts every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_without_the_tables_yet_sends_reads_to_the_primary() {
+    let primary = TestCluster::new().await;
+    let standby = primary.standby(false).await;
+    standby.pause_replay().await;
+    let store = replicated(&primary, &standby, Duration::from_millis(200)).await;
+    let count = CountEvents {
+        table: "\"replicas\".counted".into(),
+    };
+    let runner = spawn_projection(store.clone(), count.clone(), ProjectionOptions::default());
+    let stream = Uuid::new_v4();
+    store
+        .append(vec![event(stream, 1), event(stream, 2)])
+        .await
+        .unwrap();
+    let log = store.read_log(Position::START, 10).await.unwrap();
+    assert_eq!(log.len(), 2, "the log, from the primary");
+    assert_eq!(
+        newest_version(&store, stream).await,
+        2,
+        "a load, from the primary"
+    );
+    counted_all(&count, &store, &runner, 2).await;
+    standby.resume_replay().await;
+    runner.stop().await.unwrap();
 }
