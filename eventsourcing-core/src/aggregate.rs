@@ -8,8 +8,7 @@ use crate::{
     applying,
     codec::{Codec, CodecError},
     error::{Error, EventDecodeError},
-    event::StoredEvent,
-    replay::{EventView, Replayer},
+    event::{now, StoredEvent},
 };
 
 /// The namespace of the name-based ids made by [`id_from_name`].
@@ -24,12 +23,6 @@ pub fn new_id() -> Uuid {
 /// name always gives the same id, so "the endpoint for this URL" can be found without an index.
 pub fn id_from_name(name: &str) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, name.as_bytes())
-}
-
-/// The current time in UTC, truncated to microseconds so that it survives every store unchanged.
-pub fn now() -> DateTime<Utc> {
-    let now = Utc::now();
-    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 /// The generated enum of an aggregate's events. Written by `#[aggregate]`, never by hand.
@@ -309,26 +302,6 @@ pub fn record<A: Aggregate>(
         timestamp,
         event,
     });
-}
-
-/// Rebuilds an aggregate from stored events, continuing from `base` if given.
-///
-/// Fails with [`Error::Decode`] naming the stream, version and event type when a payload does not
-/// decode, and with [`Error::Corrupt`] when the versions are not contiguous or the history does
-/// not start with a creation event.
-pub fn replay<A: Aggregate, C: Codec>(
-    codec: &C,
-    stream_id: Uuid,
-    base: Option<A>,
-    events: impl IntoIterator<Item = StoredEvent>,
-) -> Result<Option<A>, Error> {
-    let mut replayer = Replayer::new(codec, stream_id, base);
-    // Once per load, not per event: nested event calls in replayed bodies record nothing.
-    let _scope = applying::Scope::enter(applying::Mode::Replay);
-    for stored in events {
-        replayer.apply(EventView::of(&stored))?;
-    }
-    Ok(replayer.current)
 }
 
 /// The event type of an `#[events]` block that failed to compile: it has no values. Lets the

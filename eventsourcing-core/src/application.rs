@@ -4,11 +4,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
-    aggregate::{replay, Aggregate, DomainEvent},
+    aggregate::{Aggregate, DomainEvent},
     codec::{Codec, EncodeContext, InContext, JsonCodec, PayloadKind},
     error::{BoxError, Error},
     event::{Metadata, NewEvent, Snapshot},
     metrics::{self, SaveSummary, SnapshotUse},
+    replay::replay,
     replay::Replayer,
     snapshot::{self, Snapshotting},
     store::EventStore,

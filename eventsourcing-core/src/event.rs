@@ -7,6 +7,12 @@ use uuid::Uuid;
 use crate::error::Error;
 pub use crate::position::Position;
 
+/// The current time in UTC, truncated to microseconds so that it survives every store unchanged.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
 /// Who and what caused a save: attached to every event the save writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Metadata {
@@ -85,7 +91,7 @@ impl NewEvent {
             event_type: event_type.into(),
             stream_type: Cow::Borrowed(""),
             schema_version: 1,
-            timestamp: crate::aggregate::now(),
+            timestamp: now(),
             payload,
             metadata: Metadata::default(),
         }

@@ -63,8 +63,7 @@ mod tenant_id;
 mod tenants;
 
 pub use aggregate::{
-    id_from_name, new_id, now, replay, Aggregate, DomainEvent, EventSourced, Meta, Recorded,
-    ID_NAMESPACE,
+    id_from_name, new_id, Aggregate, DomainEvent, EventSourced, Meta, Recorded, ID_NAMESPACE,
 };
 pub use application::{Application, Collector, Repository, Retry, SavedHook, Unsaved};
 pub use changes::{ChangeNotifier, Changes};
@@ -72,7 +71,7 @@ pub use check::check_save;
 pub use codec::{Codec, CodecError, EncodeContext, InContext, JsonCodec, PayloadKind};
 pub use config::{ConfigError, Env, MAX_SECONDS};
 pub use error::{BoxError, Error, EventDecodeError};
-pub use event::{Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
+pub use event::{now, Metadata, NewEvent, Position, Snapshot, StoredEvent, Tracking};
 pub use memory::MemoryStore;
 pub use migrate::{
     AppliedMigration, BlockingMigrator, MigrateError, Migration, MigrationPlan, MigrationReport,
@@ -80,7 +79,7 @@ pub use migrate::{
 };
 pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
-pub use replay::{fold_stored, EventView, Fold};
+pub use replay::{fold_stored, replay, EventView, Fold};
 pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};
 
 pub use shards::{

@@ -176,3 +176,23 @@ impl<A: Aggregate, C: Codec> Fold for Replayer<'_, A, C> {
         self.apply(event)
     }
 }
+
+/// Rebuilds an aggregate from stored events, continuing from `base` if given.
+///
+/// Fails with [`Error::Decode`] naming the stream, version and event type when a payload does not
+/// decode, and with [`Error::Corrupt`] when the versions are not contiguous or the history does
+/// not start with a creation event.
+pub fn replay<A: Aggregate, C: Codec>(
+    codec: &C,
+    stream_id: Uuid,
+    base: Option<A>,
+    events: impl IntoIterator<Item = StoredEvent>,
+) -> Result<Option<A>, Error> {
+    let mut replayer = Replayer::new(codec, stream_id, base);
+    // Once per load, not per event: nested event calls in replayed bodies record nothing.
+    let _scope = applying::Scope::enter(applying::Mode::Replay);
+    for stored in events {
+        replayer.apply(EventView::of(&stored))?;
+    }
+    Ok(replayer.current)
+}

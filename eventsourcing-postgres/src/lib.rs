@@ -522,22 +522,28 @@
 // One job per module, and no module uses one that uses it back. Listed from the bottom up: each
 // may use only those above it.
 //
-// - `xid`, `sql`, `error`, `tls`: nothing of this crate (a type, statement texts, error
-//   conversions and what is transient, TLS modes and connectors)
+// - `xid`, `sql`, `error`, `tls`, `replica_config` (the replica settings' struct): nothing of
+//   this crate (a type, statement texts, error conversions and what is transient, TLS modes
+//   and connectors)
 // - `config`: replica_config, tls
+// - `hosts` (ports per host, target_session_attrs, the replica settings): config, replica_config
 // - `conn_str`: config, tls
 // - `env`: config, conn_str, hosts, tls
+// - `cluster` (a throwaway server for fault tests, its standbys): config
 // - `rows`: error, xid
 // - `migrate`: error, sql
 // - `conn` (a connection and its prepared statements): error, sql
 // - `pool` (opening and handing out connections): config, conn, error, sql, tls
 // - `live`: config, error, pool, sql, tls
 // - `horizon` (what holds the log horizon): error, pool, xid
-// - `read`: error, horizon, pool, rows, sql, xid
+// - `replica` (the standbys' pools, read routing): config, horizon, pool
+// - `read`: error, horizon, pool, rows, sql
+// - `read_ahead` (pages of the log read ahead; the store as a `Source`): pool, read
 // - `append`: error, pool, read, rows, sql
 // - `group` (group commit of concurrent saves): append, error, pool, sql
 // - `status`: error, horizon, migrate, pool, read, sql
-// - `store` (`PostgresStore`): append, config, conn, group, horizon, live, migrate, pool, read, sql, status
+// - `store` (`PostgresStore`): append, config, conn, group, horizon, live, migrate, pool, read,
+//   read_ahead, replica, sql, status
 // - `projection`: error, rows, sql, store
 // - `maintenance` (core's `Maintenance`: what `eventsourcing-admin` runs): error, rows, sql, store
 // - `roles` (grants, the append-only trigger): error, migrate, sql, store
@@ -545,10 +551,6 @@
 // - `backup` (core's `Backup`: export, import): error, rows, sql, store, xid
 // - `archive` (core's `Archive`: archive, restore): backup, error, rows, sql, store, xid
 // - `testing`: config, pool, projection, sql, store, tenant
-// - `cluster` (a throwaway server for fault tests, its standbys): config
-// - `replica` (the standbys' pools, read routing): config, horizon, pool
-// - `replica_config` (the replica settings' struct): nothing
-// - `hosts` (ports per host, target_session_attrs, the replica settings): config, replica_config
 mod append;
 mod archive;
 mod backup;

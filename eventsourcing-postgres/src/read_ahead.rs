@@ -12,11 +12,11 @@
 //! worth ahead of one. A reader waits at most [`PATIENCE`] for a page being read ahead, then
 //! reads it itself: a read ahead stuck on a server in trouble never stalls it longer.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use eventsourcing_core::{read_ahead::is_full, Error, Position, StoredEvent};
 
-use crate::{read, store::PostgresStore};
+use crate::{pool::Pool, read};
 
 /// Pages a read ahead streams in one statement.
 pub(crate) const DEPTH: usize = 4;
@@ -33,10 +33,23 @@ pub(crate) type Key = (Position, usize);
 /// The pages read ahead, by where they start and their limit.
 pub(crate) type ReadAhead = eventsourcing_core::read_ahead::ReadAhead<Key>;
 
+/// Where a read ahead reads: the store, seen from below (this module never names it).
+pub(crate) trait Source: Clone + Send + Sync + 'static {
+    /// Where a log read goes now: a standby in turn, or the primary.
+    fn log_pool(&self) -> &Pool;
+
+    /// A page of the log read now, from where log reads go (falling back as they do).
+    fn log_page(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<StoredEvent>, Error>> + Send;
+}
+
 /// The page `key`: the one read ahead if it is there (waiting for it if it is still being
 /// read) and full, else read now. A full page starts the read of the pages after it ahead.
-pub(crate) async fn read_log(
-    store: &PostgresStore,
+pub(crate) async fn read_log<S: Source>(
+    store: &S,
     ahead: &Arc<ReadAhead>,
     key: Key,
 ) -> Result<Vec<StoredEvent>, Error> {
@@ -59,7 +72,7 @@ pub(crate) async fn read_log(
 }
 
 /// Reads from page `key` on ahead on a task, unless it already is (or no tokio runtime runs).
-fn start(store: &PostgresStore, ahead: &Arc<ReadAhead>, key: Key) {
+fn start<S: Source>(store: &S, ahead: &Arc<ReadAhead>, key: Key) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

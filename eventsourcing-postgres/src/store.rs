@@ -268,23 +268,6 @@ impl PostgresStore {
         }
     }
 
-    /// A page of the log, read now from where log reads go.
-    pub(crate) async fn log_page(
-        &self,
-        after: Position,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>, Error> {
-        self.on_log_source(move |pool, horizon| read::read_log(pool, horizon, after, limit))
-            .await
-    }
-
-    /// Where a log read goes now: a standby in turn, or the primary (without standbys, or
-    /// with none answering).
-    pub(crate) fn log_pool(&self) -> &Pool {
-        let standby = self.inner.replicas.as_ref().and_then(Replicas::for_log);
-        standby.map_or(&*self.inner.pool, |(pool, _)| pool)
-    }
-
     async fn load_routed(
         &self,
         stream_id: Uuid,
@@ -362,6 +345,20 @@ impl PostgresStore {
             self.inner.live.appended();
         }
         Ok(())
+    }
+}
+
+/// What the read ahead of the log reads through (see `read_ahead.rs`).
+impl read_ahead::Source for PostgresStore {
+    /// A standby in turn, or the primary (without standbys, or with none answering).
+    fn log_pool(&self) -> &Pool {
+        let standby = self.inner.replicas.as_ref().and_then(Replicas::for_log);
+        standby.map_or(&*self.inner.pool, |(pool, _)| pool)
+    }
+
+    async fn log_page(&self, after: Position, limit: usize) -> Result<Vec<StoredEvent>, Error> {
+        self.on_log_source(move |pool, horizon| read::read_log(pool, horizon, after, limit))
+            .await
     }
 }
 

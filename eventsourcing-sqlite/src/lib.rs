@@ -192,6 +192,28 @@
 //! |---|---|
 //! | `testing` | the `testing` module: stores on temporary files and concurrent writers for test suites (not for production) |
 
+// One job per module, and no module uses one that uses it back. Listed from the bottom up: each
+// may use only those above it.
+//
+// - `error`, `sql`, `config`, `job` (a job for a connection's thread): nothing of this crate
+// - `env`: config
+// - `rows`: error, sql
+// - `migrate`: error, rows, sql
+// - `read`: error, rows, sql
+// - `append`: error, read, rows, sql
+// - `group` (group commit of queued saves): append
+// - `readers` (the reader connections, lent or queued): job
+// - `read_ahead` (pages of the log read ahead on a reader thread): job, read, rows
+// - `worker` (the writer and reader threads, the writer lent to a lone save): error, group,
+//   job, readers
+// - `store` (`SqliteStore`): append, config, error, group, migrate, read, read_ahead, rows,
+//   worker
+// - `projection`: error, rows, store
+// - `maintenance`: error, rows, sql, store
+// - `tenant` (a file per tenant): config, store
+// - `backup` (core's `Backup`): error, rows, store
+// - `archive` (core's `Archive`): backup, error, rows, store
+// - `testing`: the public API only
 mod append;
 mod archive;
 mod backup;

@@ -44,7 +44,7 @@ impl Header {
             format_version: FORMAT_VERSION,
             content,
             source: source.to_owned(),
-            created_at: crate::aggregate::now(),
+            created_at: crate::event::now(),
             written_by: concat!("eventsourcing ", env!("CARGO_PKG_VERSION")).to_owned(),
         }
     }
