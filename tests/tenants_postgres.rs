@@ -85,7 +85,7 @@ async fn two_hundred_tenants(stores: PostgresTenants, app_name: &str) {
     const CAP: u32 = 20;
     let tenants = Tenants::new(stores, limits(CAP, CAP)).unwrap();
     let watcher = &testing::TestSchema::new().await.client().await.unwrap();
-    let sessions = move || async move {
+    let count = move || async move {
         let row = watcher
             .query_one(
                 "SELECT count(*)::int4 FROM pg_stat_activity \
@@ -95,6 +95,17 @@ async fn two_hundred_tenants(stores: PostgresTenants, app_name: &str) {
             .await
             .unwrap();
         row.get::<_, i32>(0) as u32
+    };
+    // A session whose client has closed it (a tenant closed to make room) may still be listed
+    // until its backend has exited: a count over the cap is read once more, a moment later.
+    // The pools' own count (`held`) is exact and checked as it is.
+    let sessions = move || async move {
+        let first = count().await;
+        if first <= CAP {
+            return first;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        count().await
     };
     let (held, seen) = tenants::many_tenants(&tenants, 200, sessions).await;
     println!("at most {held} pooled connections, {seen} sessions on the server");
