@@ -8,8 +8,9 @@
 //! page, a store may therefore read the next one at once, while the caller works through the
 //! first, and hand it over when the caller asks for it. While the caller keeps up (it has
 //! asked for the page before the one just read), the reader goes on to the next page
-//! ([`ReadAhead::chain`]); so memory stays bounded: at most two pages are read ahead of what a
-//! caller has asked for, and at most the registry's capacity for all callers.
+//! ([`Chain::deliver`]); so memory stays bounded: at most two reads' worth of pages (two pages
+//! for a store that reads one at a time) ahead of what a caller has asked for, and at most the
+//! registry's capacity for all callers.
 //!
 //! A page is known by a key of the store's choosing (where it starts and its limit).
 

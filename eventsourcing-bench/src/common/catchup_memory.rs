@@ -19,10 +19,14 @@ const PER_SAVE: usize = 1000;
 
 /// The log's length: `EVENTSOURCING_BENCH_CATCHUP_EVENTS`, default a million.
 pub(crate) fn events() -> Result<usize, BoxError> {
-    Ok(match std::env::var("EVENTSOURCING_BENCH_CATCHUP_EVENTS") {
-        Ok(value) => value.parse()?,
-        Err(_) => 1_000_000,
-    })
+    const VAR: &str = "EVENTSOURCING_BENCH_CATCHUP_EVENTS";
+    match std::env::var(VAR) {
+        Ok(value) => value
+            .trim()
+            .parse()
+            .map_err(|e| format!("{VAR}={value:?} is not a number of events: {e}").into()),
+        Err(_) => Ok(1_000_000),
+    }
 }
 
 /// A field of `/proc/self/status`, in kB.
