@@ -273,6 +273,15 @@ impl<'a> Batch<'a> {
         );
     }
 
+    /// Appends all of `other`: its events, its guard and its streams (a group written as one
+    /// save, `group.rs`; no two saves of a group write the same stream).
+    pub(crate) fn join(&mut self, other: &Batch<'a>) {
+        self.extend(other);
+        self.guard_ids.extend(&other.guard_ids);
+        self.guard_versions.extend(&other.guard_versions);
+        self.streams.extend(&other.streams);
+    }
+
     /// A save of no events (a tracked append that only moves a position).
     pub(crate) fn empty() -> Self {
         Batch {
@@ -290,7 +299,7 @@ impl<'a> Batch<'a> {
         }
     }
 
-    fn shape(&self) -> Shape {
+    pub(crate) fn shape(&self) -> Shape {
         match (self.versions.len(), self.guard_ids.is_empty()) {
             (1, true) => Shape::One,
             (1, false) => Shape::OneNext,

@@ -1,19 +1,30 @@
-//! Group commit: saves that arrive while others are being written wait in a queue, and the
+//! Group commit: saves that arrive while another is being written wait in a queue, and the
 //! queued saves are then written together, in one autocommitted statement (one round trip, one
-//! commit). Each save stays all or nothing: the statement inserts nothing of a save whose
-//! expected version is stale (or would leave a hole), and that save gets its own
-//! [`Error::Conflict`] while its neighbours commit. Each caller hears its outcome only after
-//! the commit that holds its save has returned.
+//! commit). Each save stays all or nothing, and a save whose expected version is stale (or
+//! would leave a hole) gets its own [`Error::Conflict`] while its neighbours commit. Each caller
+//! hears its outcome only after the commit that holds its save has returned.
 //!
-//! At most `pool_size` writes run at once, each on a pooled connection of its own. A save
-//! that finds a free slot is written at once by its caller, with the single-save statement of
-//! `append.rs` (what a lone writer pays stays what it was); the write that ends while saves
-//! are queued hands its slot to a task that writes them as a group, and goes on with the next
-//! group while saves keep coming.
+//! One write runs at a time, unless it is stuck. A save that finds none running is written at once by its caller,
+//! with the single-save statement of `append.rs` (what a lone writer pays stays what it was);
+//! the write that ends while saves are queued hands over to a task that writes them as a
+//! group, and goes on with the next group while saves keep coming. Before it takes the next
+//! group, that task lets the runtime run the callers it has just answered ([`WAKE_TURNS`]), so
+//! that a caller saving in a loop joins the next group instead of starting one of its own.
+//! A write that has made no progress for [`STUCK`] (waiting for a row lock of another
+//! transaction, say: an open `append_in` inserting the same version) no longer holds back the
+//! saves queued behind it: the next one to notice starts another write on another connection,
+//! up to `pool_size` writes.
+//!
+//! A group is written first with the plain statement of a multi-event save, all of its saves
+//! as one (the cheapest form for the server). If the server refuses it (a stale version, a
+//! guard that held everything back), the group is written with the statement that checks each
+//! save on its own (`Stmt::AppendGroup`), and if that is refused too (another process won a
+//! race meanwhile), each save alone.
 
 use std::{
     collections::{HashSet, VecDeque},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
 use eventsourcing_core::{Error, NewEvent};
@@ -31,23 +42,32 @@ use crate::{
 /// The most events one group carries; the saves beyond wait for the next group.
 const MAX_GROUP_EVENTS: usize = 4096;
 
+/// How often the task writing groups yields to the runtime between two groups, so that the
+/// callers it has just answered can queue their next saves. Measured on the 2-core machine
+/// (BENCHMARKS.md, "PostgreSQL group commit, one write at a time"): with eight writers in a
+/// loop and no yield, the writers split into two halves whose groups alternated, each waiting
+/// for the other's commit; with 8 turns nearly all eight saves went in each group.
+const WAKE_TURNS: usize = 8;
+
+/// How long the writes running may make no progress (no write started or ended) before a
+/// queued save starts another write beside them.
+const STUCK: Duration = Duration::from_millis(100);
+
 /// The queue of one store's saves and the writes in flight.
 pub(crate) struct Groups {
     pool: Arc<Pool>,
-    /// Writes running at once, each on a connection of its own (`pool_size`); saves queue, and
-    /// go in groups, only beyond. Measured on the 2-core machine (BENCHMARKS.md, issue 14):
-    /// with 2 or 4 for eight writers, the queued saves waited for a whole commit before theirs
-    /// began, and saved about 25 % slower than eight plain connections; with 8 they did not.
-    in_flight: usize,
+    /// The most writes at once (`pool_size`), reached only while writes are stuck.
+    max_writes: usize,
     state: Mutex<State>,
 }
 
-#[derive(Default)]
 struct State {
-    /// Saves waiting for a write slot; never empty while a slot is free.
+    /// Saves waiting for a write to end; empty while none runs.
     queue: VecDeque<Save>,
     /// Writes running (a caller's own save, or a group task).
-    in_flight: usize,
+    writing: usize,
+    /// When a write last started or ended.
+    progress: Instant,
 }
 
 /// One queued save.
@@ -58,24 +78,29 @@ struct Save {
 }
 
 impl Groups {
-    pub(crate) fn new(pool: Arc<Pool>, in_flight: u32) -> Self {
+    pub(crate) fn new(pool: Arc<Pool>, max_writes: u32) -> Self {
         Groups {
             pool,
-            in_flight: in_flight.max(1) as usize,
-            state: Mutex::new(State::default()),
+            max_writes: max_writes.max(1) as usize,
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                writing: 0,
+                progress: Instant::now(),
+            }),
         }
     }
 
-    /// Saves `events` atomically: at once if a write slot is free, else with the saves queued
-    /// beside it, in the next group.
+    /// Saves `events` atomically: at once if no write runs, else with the saves queued beside
+    /// it, in the next group.
     pub(crate) async fn append(self: &Arc<Self>, events: Vec<NewEvent>) -> Result<(), Error> {
         if events.is_empty() {
             return Ok(());
         }
         let turn = {
             let mut state = self.lock();
-            if state.in_flight < self.in_flight {
-                state.in_flight += 1;
+            if state.writing == 0 {
+                state.writing = 1;
+                state.progress = Instant::now();
                 Turn::Now(events)
             } else {
                 let (reply, outcome) = oneshot::channel();
@@ -85,7 +110,7 @@ impl Groups {
         };
         match turn {
             Turn::Now(events) => {
-                // The slot is handed on (or freed) when this write ends, or if the caller
+                // Handed over (or ended) when this write ends, or if the caller
                 // drops it.
                 let _slot = Slot {
                     groups: Arc::clone(self),
@@ -93,55 +118,91 @@ impl Groups {
                 };
                 append::append(&self.pool, &events).await
             }
-            // No answer: the task writing the group was dropped (its runtime shut down),
-            // maybe after the commit.
-            Turn::Queued(outcome) => outcome.await.unwrap_or_else(|_| {
-                Err(Error::Transient(Box::new(OutcomeUnknown {
-                    cause: "the task writing the save's group ended".to_owned(),
-                })))
-            }),
+            Turn::Queued(mut outcome) => loop {
+                match tokio::time::timeout(STUCK, &mut outcome).await {
+                    Ok(answer) => {
+                        // No answer: the task writing the group was dropped (its runtime shut
+                        // down), maybe after the commit.
+                        break answer.unwrap_or_else(|_| {
+                            Err(Error::Transient(Box::new(OutcomeUnknown {
+                                cause: "the task writing the save's group ended".to_owned(),
+                            })))
+                        });
+                    }
+                    Err(_) => self.unstick(),
+                }
+            },
         }
+    }
+
+    /// Starts another write of the queued saves if the writes running have made no progress
+    /// for [`STUCK`] and fewer than `pool_size` run.
+    fn unstick(self: &Arc<Self>) {
+        let group = {
+            let mut state = self.lock();
+            let stuck = state.progress.elapsed() >= STUCK;
+            if !stuck || state.queue.is_empty() || state.writing >= self.max_writes {
+                return;
+            }
+            state.writing += 1;
+            state.progress = Instant::now();
+            take_group(&mut state.queue)
+        };
+        self.start(group);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The next group to write with the slot of a write that ended, or `None` (and the slot is
-    /// freed) if no save waits.
+    /// The next group to write after a write that ended, or `None` (and no write runs any
+    /// more) if no save waits.
     fn next_group(&self) -> Option<Vec<Save>> {
         let mut state = self.lock();
+        state.progress = Instant::now();
         if state.queue.is_empty() {
-            state.in_flight = state.in_flight.saturating_sub(1);
+            state.writing = state.writing.saturating_sub(1);
             return None;
         }
         Some(take_group(&mut state.queue))
     }
 
-    /// Hands the slot of a write that ended to a task writing the queued saves.
+    /// Hands over from a write that ended to a task writing the queued saves.
     fn release(self: &Arc<Self>) {
-        while let Some(group) = self.next_group() {
+        if let Some(group) = self.next_group() {
+            self.start(group);
+        }
+    }
+
+    /// Starts a task writing `group`, then the groups after it, as one of the writes running.
+    fn start(self: &Arc<Self>, group: Vec<Save>) {
+        let mut group = Some(group);
+        while let Some(saves) = group.take() {
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                // No runtime to write on: nothing of these saves was written.
-                for save in group {
+                // No runtime to write on: nothing of these saves was written, and the saves
+                // queued after them are told so in turn.
+                for save in saves {
                     let _ = save.reply.send(Err(no_runtime()));
                 }
+                group = self.next_group();
                 continue;
             };
-            runtime.spawn(Arc::clone(self).flush(group));
-            return;
+            runtime.spawn(Arc::clone(self).flush(saves));
         }
     }
 
     /// Writes `group`, then each group gathered meanwhile, until no save waits.
     async fn flush(self: Arc<Self>, mut group: Vec<Save>) {
-        // If the task is dropped mid-write (its runtime shutting down), the slot is handed on.
+        // If the task is dropped mid-write (its runtime shutting down), it hands over still.
         let mut slot = Slot {
             groups: Arc::clone(&self),
             armed: true,
         };
         loop {
             write_group(&self.pool, group).await;
+            for _ in 0..WAKE_TURNS {
+                tokio::task::yield_now().await;
+            }
             match self.next_group() {
                 Some(next) => group = next,
                 None => break,
@@ -161,7 +222,7 @@ enum Turn {
     Queued(oneshot::Receiver<Result<(), Error>>),
 }
 
-/// A write slot held: handed on when dropped, unless disarmed (the slot was freed already).
+/// The running write: handed over when dropped, unless disarmed (it ended already).
 struct Slot {
     groups: Arc<Groups>,
     armed: bool,
@@ -223,7 +284,11 @@ async fn write_group(pool: &Pool, group: Vec<Save>) {
         .into_iter()
         .map(|save| (save.events, Some(save.reply)))
         .unzip();
-    match commit_together(&mut conn, pool, &events, &mut replies).await {
+    let outcome = match commit_as_one(&mut conn, &events, &mut replies).await {
+        Err(Failed::Refused) => commit_together(&mut conn, pool, &events, &mut replies).await,
+        outcome => outcome,
+    };
+    match outcome {
         Ok(()) => {}
         Err(Failed::Refused) => {
             // The server refused the statement and nothing of it was written (a concurrent
@@ -257,7 +322,50 @@ enum Failed {
     Unknown(String),
 }
 
-/// The group's one statement; each save's caller is told its outcome (the inserted ones first,
+/// The group as one save: the plain statement of a multi-event save over every event of the
+/// group, all or nothing. `Refused` if the server refused it or its guard held every row back
+/// (nothing was written); then no caller has been told anything.
+async fn commit_as_one(
+    conn: &mut Checkout<'_>,
+    events: &[Vec<NewEvent>],
+    replies: &mut [Option<oneshot::Sender<Result<(), Error>>>],
+) -> Result<(), Failed> {
+    let mut all = Batch::empty();
+    for save in events {
+        match Batch::new(save) {
+            Ok(Some(batch)) => all.join(&batch),
+            Ok(None) => {}
+            // An invalid save: the statement that checks each save tells its caller.
+            Err(_) => return Err(Failed::Refused),
+        }
+    }
+    if all.versions.is_empty() {
+        return Err(Failed::Refused);
+    }
+    let shape = all.shape();
+    let stmt = conn
+        .statement(shape.stmt())
+        .await
+        .map_err(|_| Failed::Refused)?;
+    let inserted = match conn.client.execute(&stmt, &all.params(shape)).await {
+        // The guard held every row back: a save would leave a hole.
+        Ok(0) => return Err(Failed::Refused),
+        Ok(n) => n,
+        Err(e) if refused(&e, conn) => return Err(Failed::Refused),
+        Err(e) => return Err(Failed::Unknown(pg_error(e).to_string())),
+    };
+    let expected = all.versions.len();
+    for reply in replies.iter_mut().filter_map(Option::take) {
+        let _ = reply.send(if inserted as usize == expected {
+            Ok(())
+        } else {
+            Err(partial_insert(inserted, expected))
+        });
+    }
+    Ok(())
+}
+
+/// The group's statement that checks each save on its own; each save's caller is told its outcome (the inserted ones first,
 /// before the conflicts are read). Saves that are not valid are refused before anything is sent.
 async fn commit_together(
     conn: &mut Checkout<'_>,

@@ -121,22 +121,29 @@
 //! [`PostgresStore::append_in`] runs the same statements inside a caller's transaction, for
 //! writing events atomically with other rows.
 //!
-//! **Group commit** (`group.rs`). Up to `pool_size` saves are written at once, each by its
-//! caller with the statement above. A save arriving while that many are in flight is queued;
-//! when a write ends, the queued saves (no two writing the same stream, at most 4096 events)
-//! are written together in one autocommitted statement: `INSERT … SELECT FROM unnest(…)` over
-//! all their events with the save each belongs to, and a check of every save's first version
-//! (not there yet, its predecessor there) against the table as the statement found it. A save
-//! that fails the check inserts nothing and gets its own `Conflict` (one version read for all
-//! such saves, after the others are acknowledged); the others commit together, each save's
-//! events in version order at consecutive positions of the one transaction (so the log order
-//! of [Global order](#global-order) is unchanged). A caller hears its outcome only after the
-//! statement that holds its save returned. If the server refuses the statement (another
-//! process committed one of those versions first, a deadlock, a timeout), nothing of it was
-//! written and each save is written alone for an outcome of its own. If the connection is
-//! lost while it runs, the outcome is unknown: every save of the group gets
+//! **Group commit** (`group.rs`). One save is written at a time, by its caller, with the
+//! statement above. A save arriving while another is written is queued; when a write ends, the
+//! queued saves (no two writing the same stream, at most 4096 events) are written together in
+//! one autocommitted statement, and the callers just answered get a few turns of the runtime
+//! first, so that a caller saving in a loop joins the next group. The group goes first as one
+//! multi-event save (the `unnest` statement above, all of it or nothing, the cheapest for the
+//! server). If the server refuses that (a stale version, a hole), it goes with a statement that
+//! checks each save on its own: `INSERT … SELECT FROM unnest(…)` over all the events with the
+//! save each belongs to, and a check of every save's first version (not there yet, its
+//! predecessor there) against the table as the statement found it. A save that fails the
+//! check inserts nothing and gets its own `Conflict` (one version read for all such saves,
+//! after the others are acknowledged); the others commit together. Either way each save's
+//! events are in version order at consecutive positions of the one transaction (so the log
+//! order of [Global order](#global-order) is unchanged). A caller hears its outcome only after
+//! the statement that holds its save returned. If the server refuses that statement too
+//! (another process committed one of those versions first, a deadlock, a timeout), nothing of
+//! it was written and each save is written alone for an outcome of its own. If the connection
+//! is lost while it runs, the outcome is unknown: every save of the group gets
 //! [`Error::Transient`](eventsourcing_core::Error::Transient) saying so, is never written
 //! again by the store (read the stream before retrying), and the connection is discarded.
+//! A write that makes no progress for 100 ms (waiting for a row lock that an open
+//! transaction holds, say) does not hold back the saves queued behind it: another write
+//! starts on another connection, up to `pool_size` at once.
 //! Tracked appends and `append_in` do not go through the queue.
 //!
 //! `append_tracked` (projections and process applications) is one statement too: a CTE takes

@@ -181,6 +181,80 @@ async fn concurrent_saves_to_one_stream_win_one_per_version() {
     }
 }
 
+/// A save waiting for a row lock (an open transaction of the caller's inserted the same
+/// version) is the store's one running write; the saves of other streams queued behind it still
+/// commit while that transaction stays open, and the waiting save gets its outcome once it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_waiting_for_a_lock_holds_back_no_other_save() {
+    let (store, schema) = fresh().await;
+    let locked = Uuid::new_v4();
+    store.append(events(locked, 1, 1, "first")).await.unwrap();
+    let mut client = store.dedicated_client().await.unwrap();
+    // Held open for as long as the test needs, whatever the store's session timeout.
+    client
+        .batch_execute("SET idle_in_transaction_session_timeout = 0")
+        .await
+        .unwrap();
+    let tx = client.transaction().await.unwrap();
+    store
+        .append_in(&tx, events(locked, 2, 1, "in the transaction"))
+        .await
+        .unwrap();
+    let waiting = {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(events(locked, 2, 1, "waiting")).await })
+    };
+    // Until the server shows the save waiting for the transaction's lock.
+    let watcher = schema.client().await.unwrap();
+    let waits = format!("%{}%", schema.name());
+    tokio::time::timeout(WITHIN, async {
+        loop {
+            let row = watcher
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE wait_event_type = 'Lock' AND query LIKE $1",
+                    &[&waits],
+                )
+                .await
+                .unwrap();
+            if row.get::<_, i64>(0) > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the second save of the locked version never waited for the lock");
+
+    // Saves of other streams, alone and concurrent, while the transaction stays open.
+    let others: Vec<Vec<NewEvent>> = (0..12)
+        .map(|i| events(Uuid::new_v4(), 1, 1 + i % 2, "other"))
+        .collect();
+    let ids: Vec<(Uuid, usize)> = others.iter().map(|s| (s[0].stream_id, s.len())).collect();
+    for outcome in together(&store, others).await {
+        outcome.unwrap();
+    }
+    store
+        .append(events(Uuid::new_v4(), 1, 1, "one more"))
+        .await
+        .unwrap();
+    for (id, n) in ids {
+        assert_eq!(store.load(id, 0, None).await.unwrap().len(), n);
+    }
+    assert!(!waiting.is_finished(), "the locked save waits still");
+
+    // The transaction rolls back: the waiting save takes the version.
+    tx.rollback().await.unwrap();
+    let outcome = tokio::time::timeout(WITHIN, waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    outcome.unwrap();
+    let stream = store.load(locked, 0, None).await.unwrap();
+    assert_eq!(stream.len(), 2);
+    assert_eq!(stream[1].payload, br#"{"tag":"waiting"}"#);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_connections_during_group_writes_lose_and_halve_nothing() {
     let cluster = TestCluster::new().await;
