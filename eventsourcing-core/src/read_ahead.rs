@@ -123,6 +123,12 @@ impl<K: PartialEq + Copy> Chain<K> {
         self
     }
 
+    /// Hands the page over (its caller may be gone: then it is dropped) and ends the chain:
+    /// for a page read on its own, beside a caller reading the one before it.
+    pub fn finish(self, page: Page) {
+        let _ = self.tx.send(page);
+    }
+
     /// Hands the page read with `limit` over (its caller may be gone: then it is dropped),
     /// and returns the next link if the reader goes on: to the page after a full one (its key
     /// made by `next` from the last event), only while the caller keeps up (it has already
@@ -201,6 +207,17 @@ mod tests {
         let second = second.expect("on to the page after a full one");
         assert_eq!(second.key(), 3);
         (ahead, second)
+    }
+
+    #[test]
+    fn a_finished_link_hands_its_page_over_and_reads_no_further() {
+        let ahead = ReadAhead::new(8);
+        let link = ahead.begin(3).expect("page 3 starts");
+        link.finish(page(3, 3));
+        let mut held = ahead.take(3).expect("page 3 is held");
+        let events = held.try_recv().ok().and_then(Result::ok);
+        assert_eq!(events.map(|e| e.len()), Some(3));
+        assert!(!ahead.waiting(6), "no page after it is read");
     }
 
     #[test]

@@ -150,7 +150,10 @@
 //! reader thread anyway), a reader reads the next page ahead while the caller
 //! works through the first (a full page of the log never changes, so what was read ahead is
 //! exactly what a read would return; at most two pages ahead of each reader, and eight in all,
-//! are held). The benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares
+//! are held). A caller on a multi-thread runtime, which reads its pages itself, has a reader
+//! thread read the page it guesses comes next (positions contiguous so far: right after this
+//! page's `limit` positions) while it reads its own, so that two threads read a catch-up, a
+//! page each at a time. The benchmark (`cargo run --release -p eventsourcing-bench -- sqlite`) compares
 //! the store with rusqlite doing the same SQL on the same file.
 //!
 //! # Schema

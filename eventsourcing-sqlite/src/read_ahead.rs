@@ -7,6 +7,14 @@
 //! caller works through the first; and while the caller keeps up, that reader goes on to the
 //! next page straight away. So a catch-up is limited by the reader's own speed rather than by
 //! two thread wake-ups per page; at most [`PAGES`] pages are held for all callers.
+//!
+//! A caller that reads on its own thread (a multi-thread runtime) has no page read ahead for
+//! it: it reads sooner than it would be woken with one. While the pages it gets are full and
+//! their positions contiguous, it guesses where the next page starts (right after this one's
+//! `limit` positions) and has a reader thread read that one page ([`guess`]) while it reads its
+//! own; the page after is its own again, and so on: two threads read, each a page at a time.
+//! A wrong guess costs one page read for nothing (a full page is the same whoever reads it,
+//! so a page found under the right key is always right).
 
 use std::sync::Arc;
 
@@ -35,6 +43,17 @@ pub(crate) fn job(ahead: &Arc<ReadAhead>, dbname: &Arc<str>, key: Key) -> Option
             Some(next) => link = next,
             None => return,
         }
+    }))
+}
+
+/// A job that reads the page `key` and no further, or `None` if it is already on its way: a
+/// guess at the page after the one a caller is reading on its own thread meanwhile.
+pub(crate) fn guess(ahead: &Arc<ReadAhead>, dbname: &Arc<str>, key: Key) -> Option<Job> {
+    let link = ahead.begin(key)?;
+    let dbname = Arc::clone(dbname);
+    Some(Box::new(move |conn| {
+        let (floor, limit) = link.key();
+        link.finish(read_page(conn, &dbname, floor, limit));
     }))
 }
 

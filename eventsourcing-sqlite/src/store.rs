@@ -1,4 +1,11 @@
-use std::{fmt, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use eventsourcing_core::{
     fold_stored, metrics::observe_log_read, ChangeNotifier, Changes, Env, Error, EventStore, Fold,
@@ -43,7 +50,8 @@ use crate::{
 /// connection to `:memory:` would be a separate database), whose thread serves reads and writes.
 /// A read takes the reader connection used last (its page cache is the warmest); a full page
 /// of [`read_log`](EventStore::read_log) has the next page read ahead when the caller waits for
-/// a reader thread anyway (see [Costs](crate#costs)). A panic in one job (say, in a closure given to
+/// a reader thread anyway, and a caller reading on its own thread has a reader thread read the
+/// page it guesses comes next meanwhile (see [Costs](crate#costs)). A panic in one job (say, in a closure given to
 /// [`query`](SqliteStore::query)) fails that job only: the thread, and the connection, go on
 /// serving.
 ///
@@ -68,6 +76,9 @@ struct Inner {
     /// Pages of the log read ahead, for file databases; `None` for in-memory ones, whose one
     /// thread also serves the saves.
     read_ahead: Option<Arc<ReadAhead>>,
+    /// Whether the last full page read on a caller's thread held contiguous positions: then
+    /// the next such read guesses where the page after it starts (see `read_ahead.rs`).
+    contiguous: AtomicBool,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -123,6 +134,7 @@ impl SqliteStore {
                 notifier: ChangeNotifier::new(),
                 workers,
                 read_ahead,
+                contiguous: AtomicBool::new(false),
             }),
         })
     }
@@ -279,6 +291,23 @@ impl SqliteStore {
         }
     }
 
+    /// Has a reader thread read the page after the one at `floor` a caller is about to read on
+    /// its own thread, guessing it starts `limit` positions on (see `read_ahead.rs`).
+    fn guess_next(&self, floor: i64, limit: i64) {
+        let Some(read_ahead) = &self.inner.read_ahead else {
+            return;
+        };
+        let Some(next) = floor.checked_add(limit) else {
+            return;
+        };
+        if !self.inner.contiguous.load(Ordering::Relaxed) || !self.inner.workers.may_read_here() {
+            return;
+        }
+        if let Some(job) = read_ahead::guess(read_ahead, &self.inner.dbname, (next, limit)) {
+            let _ = self.inner.workers.read(job);
+        }
+    }
+
     fn job<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection, &str) -> Result<T, Error> + Send + 'static,
@@ -389,16 +418,22 @@ impl EventStore for SqliteStore {
                     Ok(Ok(events)) if full(&events, limit) => events,
                     _ => self.read_page(floor, limit).await?,
                 },
-                None => self.read_page(floor, limit).await?,
+                None => {
+                    self.guess_next(floor, limit);
+                    self.read_page(floor, limit).await?
+                }
             };
             // Read ahead only for callers that wait for a reader thread anyway: one that reads
             // on its own thread reads the next page sooner than it would be woken with it
             // (catch-up through a `Subscription`: 1.7 million events/s against 1.4 million).
+            let last = events.last().map(|e| clamp_i64(e.position.commit));
             if full(&events, limit) && !self.inner.workers.may_read_here() {
-                if let Some(last) = events.last() {
-                    self.read_ahead(clamp_i64(last.position.commit), limit);
+                if let Some(last) = last {
+                    self.read_ahead(last, limit);
                 }
             }
+            let contiguous = full(&events, limit) && last == floor.checked_add(limit);
+            self.inner.contiguous.store(contiguous, Ordering::Relaxed);
             Ok(events)
         };
         observe_log_read(KIND, after, limit, page).await

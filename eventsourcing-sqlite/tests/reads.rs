@@ -96,3 +96,88 @@ async fn more_reads_than_connections_on_a_multi_thread_runtime() {
 async fn more_reads_than_connections_on_a_current_thread_runtime() {
     many_readers_while_saving(2).await;
 }
+
+/// Pages through the whole log from the start with `limit`, on the caller's thread (which has
+/// a reader thread read the page it guesses comes next): the positions read.
+async fn positions_paged(store: &SqliteStore, limit: usize) -> Vec<u64> {
+    let (mut after, mut seen) = (Position::START, Vec::new());
+    loop {
+        let page = store.read_log(after, limit).await.unwrap();
+        seen.extend(page.iter().map(|e| e.position.commit));
+        match page.last() {
+            Some(last) if page.len() == limit => after = last.position,
+            Some(_) | None => return seen,
+        }
+    }
+}
+
+/// What the table holds, in position order.
+async fn positions_stored(store: &SqliteStore) -> Vec<u64> {
+    let all = store.read_log(Position::START, usize::MAX).await.unwrap();
+    all.iter().map(|e| e.position.commit).collect()
+}
+
+/// A catch-up on the caller's thread reads every event once, in order, whether the guess at
+/// the next page is right (contiguous positions) or wrong (rows deleted by hand leave holes),
+/// and while a writer saves meanwhile (a page guessed before a save is never taken for full).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_with_pages_guessed_ahead_reads_each_event_once_in_order() {
+    let guard = TempGuard::new();
+    let store = guard.store_with(|b| b.readers(4)).await;
+    for _ in 0..30 {
+        store.append(events(Uuid::new_v4(), 1, 37)).await.unwrap();
+    }
+    for limit in [1, 10, 37, 100] {
+        assert_eq!(
+            positions_paged(&store, limit).await,
+            positions_stored(&store).await,
+            "contiguous, pages of {limit}"
+        );
+    }
+
+    // Holes: every 13th row removed by hand, by another connection.
+    let other = rusqlite::Connection::open(guard.path()).unwrap();
+    other
+        .execute("DELETE FROM events WHERE position % 13 = 0", [])
+        .unwrap();
+    drop(other);
+    for limit in [10, 37, 100] {
+        let stored = positions_stored(&store).await;
+        assert!(stored.windows(2).any(|w| w[1] != w[0] + 1), "holes made");
+        assert_eq!(
+            positions_paged(&store, limit).await,
+            stored,
+            "holes, pages of {limit}"
+        );
+    }
+
+    // A writer saving while the log is read from the start again and again.
+    let writer = tokio::spawn({
+        let store = store.clone();
+        async move {
+            for _ in 0..100 {
+                store.append(events(Uuid::new_v4(), 1, 7)).await.unwrap();
+            }
+        }
+    });
+    let reads = async {
+        while !writer.is_finished() {
+            let seen = positions_paged(&store, 10).await;
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "in order, no repeat");
+            let stored = positions_stored(&store).await;
+            assert_eq!(
+                seen[..],
+                stored[..seen.len()],
+                "a prefix of the log, no hole"
+            );
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), reads)
+        .await
+        .expect("the reads did not finish within 120 s");
+    writer.await.unwrap();
+    assert_eq!(
+        positions_paged(&store, 10).await,
+        positions_stored(&store).await
+    );
+}
