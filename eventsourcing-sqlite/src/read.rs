@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use crate::{
     error::sql_error,
     rows::{clamp_i64, get_u64, micros_to_time, read_event, read_replay, replay_view},
-    sql::{LOAD, LOAD_REPLAY, LOAD_SNAPSHOT, READ_LOG, STREAM_VERSION},
+    sql::{LOAD, LOAD_ALL, LOAD_REPLAY, LOAD_REPLAY_ALL, LOAD_SNAPSHOT, READ_LOG, STREAM_VERSION},
 };
 
 /// What a load reads of each event.
@@ -26,18 +26,31 @@ pub(crate) fn load(
     (stream_id, after, up_to): (Uuid, i64, i64),
     what: Read,
 ) -> Result<Vec<StoredEvent>, Error> {
-    let params = rusqlite::params![stream_id.as_bytes(), after, up_to];
+    let (sql, n) = load_query(what, up_to);
+    let params: [&dyn rusqlite::ToSql; 3] = [stream_id.as_bytes(), &after, &up_to];
+    let params = &params[..n];
+    let mut stmt = conn.prepare_cached(sql).map_err(|e| sql_error(dbname, e))?;
     match what {
-        Read::All => conn.prepare_cached(LOAD).and_then(|mut stmt| {
-            stmt.query_map(params, read_event)?
-                .collect::<Result<Vec<_>, _>>()
-        }),
-        Read::Replay => conn.prepare_cached(LOAD_REPLAY).and_then(|mut stmt| {
-            stmt.query_map(params, |row| read_replay(row, stream_id))?
-                .collect::<Result<Vec<_>, _>>()
-        }),
+        Read::All => stmt
+            .query_map(params, read_event)
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>()),
+        Read::Replay => stmt
+            .query_map(params, |row| read_replay(row, stream_id))
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>()),
     }
     .map_err(|e| sql_error(dbname, e))
+}
+
+/// The statement reading the events of a stream with `after < version <= up_to` for `what`,
+/// and how many of `[stream id, after, up_to]` it takes: without the upper bound when `up_to`
+/// is the end of the stream.
+fn load_query(what: Read, up_to: i64) -> (&'static str, usize) {
+    match (what, up_to == i64::MAX) {
+        (Read::All, false) => (LOAD, 3),
+        (Read::All, true) => (LOAD_ALL, 2),
+        (Read::Replay, false) => (LOAD_REPLAY, 3),
+        (Read::Replay, true) => (LOAD_REPLAY_ALL, 2),
+    }
 }
 
 /// Feeds the events of `stream_id` with `after < version <= up_to` to `fold` straight from
@@ -50,10 +63,11 @@ pub(crate) fn replay_rows<F: Fold>(
     fold: &mut F,
 ) -> Result<(), Error> {
     let sql = |e| sql_error(dbname, e);
-    let mut stmt = conn.prepare_cached(LOAD_REPLAY).map_err(sql)?;
-    let mut rows = stmt
-        .query(rusqlite::params![stream_id.as_bytes(), after, up_to])
-        .map_err(sql)?;
+    let (query, n) = load_query(Read::Replay, up_to);
+    let params: [&dyn rusqlite::ToSql; 3] = [stream_id.as_bytes(), &after, &up_to];
+    let params = &params[..n];
+    let mut stmt = conn.prepare_cached(query).map_err(sql)?;
+    let mut rows = stmt.query(params).map_err(sql)?;
     while let Some(row) = rows.next().map_err(sql)? {
         match replay_view(row) {
             Ok(view) => fold.event(view)?,

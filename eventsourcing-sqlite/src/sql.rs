@@ -30,6 +30,13 @@ pub(crate) const LOAD: &str =
 /// [`LOAD`] for replay.
 pub(crate) const LOAD_REPLAY: &str =
     select_replay!("WHERE stream_id = ?1 AND version > ?2 AND version <= ?3 ORDER BY version");
+/// [`LOAD`] with no upper bound (no `?3`): a load to the stream's end compares no version
+/// with one on every row (measured: about 4 % of a `load_1000`).
+pub(crate) const LOAD_ALL: &str =
+    select_events!("WHERE stream_id = ?1 AND version > ?2 ORDER BY version");
+/// [`LOAD_REPLAY`] with no upper bound, as [`LOAD_ALL`].
+pub(crate) const LOAD_REPLAY_ALL: &str =
+    select_replay!("WHERE stream_id = ?1 AND version > ?2 ORDER BY version");
 /// A page of the log: at most `?2` events with `position > ?1`.
 pub(crate) const READ_LOG: &str = select_events!("WHERE position > ?1 ORDER BY position LIMIT ?2");
 /// A page of every event in `(stream_id, version)` order, after `(?1, ?2)`, at most `?3`
