@@ -4,10 +4,10 @@
 //! would leave a hole) gets its own [`Error::Conflict`] while its neighbours commit. Each caller
 //! hears its outcome only after the commit that holds its save has returned.
 //!
-//! One write runs at a time, unless it is stuck. A save that finds none running is written at once by its caller,
-//! with the single-save statement of `append.rs` (what a lone writer pays stays what it was);
-//! the write that ends while saves are queued hands over to a task that writes them as a
-//! group, and goes on with the next group while saves keep coming. Before it takes the next
+//! One write runs at a time, unless it is stuck. A save that finds none running is written at
+//! once by its caller, with the single-save statement of `append.rs` (what a lone writer pays
+//! stays what it was); the write that ends while saves are queued hands over to a task that
+//! writes them as a group, and goes on with the next group while saves keep coming. Before it takes the next
 //! group, that task lets the runtime run the callers it has just answered ([`WAKE_TURNS`]), so
 //! that a caller saving in a loop joins the next group instead of starting one of its own.
 //! A write that has made no progress for [`STUCK`] (waiting for a row lock of another
@@ -110,8 +110,7 @@ impl Groups {
         };
         match turn {
             Turn::Now(events) => {
-                // Handed over (or ended) when this write ends, or if the caller
-                // drops it.
+                // Handed over (or ended) when this write ends, or if the caller drops it.
                 let _slot = Slot {
                     groups: Arc::clone(self),
                     armed: true,
