@@ -17,6 +17,7 @@
 use std::{
     collections::VecDeque,
     sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
 };
 
 use tokio::sync::oneshot;
@@ -59,6 +60,27 @@ impl<K: PartialEq + Copy> ReadAhead<K> {
         let mut pages = self.lock();
         let i = pages.iter().position(|(k, _)| *k == key)?;
         pages.remove(i).map(|(_, page)| page)
+    }
+
+    /// The page `key` read ahead, if it is there, arrives within `patience` if one is given (a
+    /// read ahead stuck on a server in trouble then never stalls its caller longer; a store
+    /// whose reads always end may wait, and needs no timer) and holds `limit` events: only a
+    /// full page is certain to be what a read now would return. `None`: read it now.
+    pub async fn take_full(
+        &self,
+        key: K,
+        limit: usize,
+        patience: Option<Duration>,
+    ) -> Option<Vec<StoredEvent>> {
+        let page = self.take(key)?;
+        let page = match patience {
+            Some(patience) => tokio::time::timeout(patience, page).await.ok()?,
+            None => page.await,
+        };
+        match page {
+            Ok(Ok(events)) if is_full(&events, limit) => Some(events),
+            _ => None,
+        }
     }
 
     /// Starts reading page `key` ahead, unless it already is: the chain's first link.
@@ -207,6 +229,36 @@ mod tests {
         let second = second.expect("on to the page after a full one");
         assert_eq!(second.key(), 3);
         (ahead, second)
+    }
+
+    #[tokio::test]
+    async fn only_a_full_page_that_comes_in_time_is_taken() {
+        let ahead = ReadAhead::new(8);
+        let patience = Some(Duration::from_millis(50));
+        ahead.begin(0).expect("page 0").finish(page(0, 3));
+        let full = ahead.take_full(0, 3, patience).await;
+        assert_eq!(full.map(|e| e.len()), Some(3));
+        assert!(ahead.take(0).is_none(), "taken once");
+        ahead.begin(3).expect("page 3").finish(page(3, 2));
+        assert!(
+            ahead.take_full(3, 3, patience).await.is_none(),
+            "a short page"
+        );
+        let failed = ahead.begin(6).expect("page 6");
+        failed.finish(Err(Error::store("the read failed")));
+        assert!(
+            ahead.take_full(6, 3, patience).await.is_none(),
+            "a failed read"
+        );
+        let _stuck = ahead.begin(9).expect("page 9");
+        assert!(
+            ahead.take_full(9, 3, patience).await.is_none(),
+            "never sent"
+        );
+        assert!(
+            ahead.take_full(12, 3, patience).await.is_none(),
+            "never begun"
+        );
     }
 
     #[test]

@@ -54,13 +54,8 @@ pub(crate) async fn read_log<S: Source>(
     key: Key,
 ) -> Result<Vec<StoredEvent>, Error> {
     let (after, limit) = key;
-    let events = match ahead.take(key) {
-        // A page read ahead that failed, was not sent, or is slow to come (its statement
-        // stuck on a server in trouble) is read again.
-        Some(page) => match tokio::time::timeout(PATIENCE, page).await {
-            Ok(Ok(Ok(events))) if is_full(&events, limit) => events,
-            _ => store.log_page(after, limit).await?,
-        },
+    let events = match ahead.take_full(key, limit, Some(PATIENCE)).await {
+        Some(events) => events,
         None => store.log_page(after, limit).await?,
     };
     if is_full(&events, limit) {

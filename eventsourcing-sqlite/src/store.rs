@@ -51,9 +51,9 @@ use crate::{
 /// A read takes the reader connection used last (its page cache is the warmest); a full page
 /// of [`read_log`](EventStore::read_log) has the next page read ahead when the caller waits for
 /// a reader thread anyway, and a caller reading on its own thread has a reader thread read the
-/// page it guesses comes next meanwhile (see [Costs](crate#costs)). A panic in one job (say, in a closure given to
-/// [`query`](SqliteStore::query)) fails that job only: the thread, and the connection, go on
-/// serving.
+/// page it guesses comes next meanwhile (see [Costs](crate#costs)). A panic in one job (say,
+/// in a closure given to [`query`](SqliteStore::query)) fails that job only: the thread, and
+/// the connection, go on serving.
 ///
 /// Cancelling an [`append`](EventStore::append) future once polled does not cancel the save: it
 /// may still commit.
@@ -406,18 +406,14 @@ impl EventStore for SqliteStore {
                 return Ok(Vec::new());
             };
             let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-            let ahead = self
-                .inner
-                .read_ahead
-                .as_ref()
-                .and_then(|r| r.take((floor, limit)));
+            let ahead = match (&self.inner.read_ahead, usize::try_from(limit)) {
+                // A reader thread's read always ends: waited for without a timer (a runtime
+                // may have none).
+                (Some(r), Ok(n)) => r.take_full((floor, limit), n, None).await,
+                _ => None,
+            };
             let events = match ahead {
-                // Only a full page read ahead is certain to be what a read now would return: a
-                // shorter one may have missed events saved since.
-                Some(page) => match page.await {
-                    Ok(Ok(events)) if full(&events, limit) => events,
-                    _ => self.read_page(floor, limit).await?,
-                },
+                Some(events) => events,
                 None => {
                     self.guess_next(floor, limit);
                     self.read_page(floor, limit).await?

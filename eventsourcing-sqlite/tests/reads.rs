@@ -181,3 +181,22 @@ async fn a_catch_up_with_pages_guessed_ahead_reads_each_event_once_in_order() {
         positions_stored(&store).await
     );
 }
+
+/// A runtime without timers (`enable_time` not called) pages through the log with the pages
+/// read ahead on the reader threads: no read needs a timer.
+#[test]
+fn paging_with_reads_ahead_needs_no_timer() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (store, _guard) = eventsourcing_sqlite::testing::temp_file_store();
+        for _ in 0..5 {
+            store.append(events(Uuid::new_v4(), 1, 9)).await.unwrap();
+        }
+        assert_eq!(
+            positions_paged(&store, 4).await,
+            positions_stored(&store).await
+        );
+    });
+}
