@@ -97,15 +97,18 @@ async fn two_hundred_tenants(stores: PostgresTenants, app_name: &str) {
         row.get::<_, i32>(0) as u32
     };
     // A session whose client has closed it (a tenant closed to make room) may still be listed
-    // until its backend has exited: a count over the cap is read once more, a moment later.
-    // The pools' own count (`held`) is exact and checked as it is.
+    // until its backend has exited: a count over the cap is read again until those backends
+    // are gone, for at most 10 s (then the count stands). The pools' own count (`held`) is
+    // exact and checked as it is.
     let sessions = move || async move {
-        let first = count().await;
-        if first <= CAP {
-            return first;
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let seen = count().await;
+            if seen <= CAP || tokio::time::Instant::now() >= deadline {
+                return seen;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        count().await
     };
     let (held, seen) = tenants::many_tenants(&tenants, 200, sessions).await;
     println!("at most {held} pooled connections, {seen} sessions on the server");
