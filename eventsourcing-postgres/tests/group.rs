@@ -181,6 +181,38 @@ async fn concurrent_saves_to_one_stream_win_one_per_version() {
     }
 }
 
+/// A save no store could keep (an empty event type) among concurrent ones gets its own
+/// `InvalidEvent` and writes nothing; the others, queued in the same groups, commit whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_save_fails_alone_among_concurrent_ones() {
+    let (store, _schema) = fresh().await;
+    for round in 0..10 {
+        let mut saves: Vec<Vec<NewEvent>> = (0..23)
+            .map(|i| events(Uuid::new_v4(), 1, 1 + i % 3, "ok"))
+            .collect();
+        let bad = round % saves.len();
+        let mut invalid = events(Uuid::new_v4(), 1, 2, "invalid");
+        invalid[1].event_type = "".into();
+        let invalid_id = invalid[0].stream_id;
+        saves.insert(bad, invalid);
+        let lengths: Vec<(Uuid, usize)> = saves.iter().map(|s| (s[0].stream_id, s.len())).collect();
+        for (i, outcome) in together(&store, saves).await.into_iter().enumerate() {
+            if i == bad {
+                match outcome {
+                    Err(Error::InvalidEvent { .. }) => {}
+                    other => panic!("the invalid save: {other:?}"),
+                }
+            } else {
+                outcome.unwrap_or_else(|e| panic!("save {i} of round {round}: {e}"));
+            }
+        }
+        for (id, n) in lengths {
+            let stored = store.load(id, 0, None).await.unwrap().len();
+            assert_eq!(stored, if id == invalid_id { 0 } else { n });
+        }
+    }
+}
+
 /// A save waiting for a row lock (an open transaction of the caller's inserted the same
 /// version) is the store's one running write; the saves of other streams queued behind it still
 /// commit while that transaction stays open, and the waiting save gets its outcome once it ends.
