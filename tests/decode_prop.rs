@@ -1,7 +1,7 @@
 //! Stored rows that no writer of this library wrote: one column of one event overwritten with
 //! random content (payload, metadata, event type, schema version, timestamp, stream type) on
-//! SQLite and PostgreSQL, and random payloads, types and schema versions in memory. Reading
-//! them back through `read_log`, `load`, `load_for_replay` and `Repository::get` never panics
+//! SQLite and PostgreSQL (and on PostgreSQL a version below 1), and random payloads, types and
+//! schema versions in memory. Reading them back through `read_log`, `load`, `load_for_replay` and `Repository::get` never panics
 //! (a panic fails the case: proptest catches it), every failure names the event (its stream
 //! and version, and for an unreadable column the column), and the store goes on working.
 //!
@@ -331,6 +331,41 @@ mod postgres {
             Err(e) if e.code().is_some() => (column, false),
             Err(e) => panic!("{sql}: {e}"),
         }
+    }
+
+    /// `events` has no `CHECK` on PostgreSQL (migration 6 dropped it), so a version below 1
+    /// written by another program is stored. A load refuses the stream naming it, never a
+    /// panic, the log still reads every row, and the store goes on working.
+    #[test]
+    fn a_stored_version_below_one_is_refused_naming_the_stream() {
+        common::runtime().block_on(async {
+            for bad in [0i64, -1, i64::MIN] {
+                let (store, schema) = eventsourcing::postgres::testing::fresh().await;
+                let app = Application::new(store);
+                let (id, other) = write(&app).await;
+                let sql = format!(
+                    "UPDATE \"{}\".events SET version = $1 WHERE stream_id = $2 AND version = 1",
+                    schema.name()
+                );
+                let client = schema.client().await.unwrap();
+                assert_eq!(client.execute(&sql, &[&bad, &id]).await.unwrap(), 1);
+                // A load reads versions from 1 on: the stream's history starts at 2.
+                match app.repository().get::<Tally>(id).await {
+                    Err(Error::Corrupt {
+                        stream_id, reason, ..
+                    }) => {
+                        assert_eq!(stream_id, id);
+                        assert!(reason.contains("expected version 1"), "{reason}");
+                    }
+                    other => panic!("version {bad} loaded as {other:?}"),
+                }
+                let log = app.store().read_log(Position::START, 100).await.unwrap();
+                assert_eq!(log.len(), 4, "the log still holds every row");
+                let other: Tally = app.repository().get(other).await.unwrap();
+                assert_eq!(other.name, "other");
+                app.save(&mut Tally::open("next".into())).await.unwrap();
+            }
+        });
     }
 
     proptest! {

@@ -39,6 +39,11 @@ pub const MIGRATIONS: Migrations = Migrations::new(&[
         "stream_type",
         include_str!("../migrations/0005_stream_type.sql"),
     ),
+    Migration::new(
+        6,
+        "no_version_check",
+        include_str!("../migrations/0006_no_version_check.sql"),
+    ),
 ]);
 
 /// The table recording the applied migrations.

@@ -13,12 +13,13 @@ use eventsourcing_postgres::{
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-const FILES: [&str; 5] = [
+const FILES: [&str; 6] = [
     include_str!("../migrations/0001_events.sql"),
     include_str!("../migrations/0002_snapshots.sql"),
     include_str!("../migrations/0003_tracking.sql"),
     include_str!("../migrations/0004_parked_events.sql"),
     include_str!("../migrations/0005_stream_type.sql"),
+    include_str!("../migrations/0006_no_version_check.sql"),
 ];
 
 fn event(stream_id: Uuid, version: u64) -> NewEvent {
@@ -73,7 +74,7 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
 
     let report = store.migrate().await.unwrap();
     assert!(report.applied.is_empty(), "{report:?}");
-    assert_eq!(report.already_applied, [1, 2, 3, 4, 5]);
+    assert_eq!(report.already_applied, [1, 2, 3, 4, 5, 6]);
     // A second store on the same schema migrates nothing either and sees the same tables.
     let again = schema.store().await;
     let id = Uuid::new_v4();
@@ -93,7 +94,8 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
             (2, "snapshots", MigrationState::Applied),
             (3, "tracking", MigrationState::Applied),
             (4, "parked_events", MigrationState::Applied),
-            (5, "stream_type", MigrationState::Applied)
+            (5, "stream_type", MigrationState::Applied),
+            (6, "no_version_check", MigrationState::Applied)
         ]
     );
     assert!(status.pending.is_empty());
@@ -106,7 +108,7 @@ async fn connect_migrates_and_migrating_again_changes_nothing() {
         .collect();
     assert_eq!(
         states,
-        [1, 2, 3, 4, 5].map(|v| (v, MigrationState::Applied)),
+        [1, 2, 3, 4, 5, 6].map(|v| (v, MigrationState::Applied)),
         "the same status as SQLite's migration_status"
     );
     assert_eq!(status.events, Some(1));
@@ -291,7 +293,7 @@ async fn without_create_table_nothing_issues_ddl_and_missing_tables_say_what_to_
 
     // After the migration the same store (and its pooled connections) works.
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied_versions(), [1, 2, 3, 4, 5]);
+    assert_eq!(report.applied_versions(), [1, 2, 3, 4, 5, 6]);
     assert!(report.already_applied.is_empty());
     store.append(vec![event(id, 1)]).await.unwrap();
     assert_eq!(store.stream_version(id).await.unwrap(), 1);
