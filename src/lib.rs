@@ -175,12 +175,12 @@ pub use eventsourcing_postgres as postgres;
 /// | [`SavedHook`](plumbing::SavedHook) | the type of the hook [`Application::on_saved`] stores |
 /// | [`engine`](plumbing::engine) | the one projection engine: a store implements [`BatchTarget`](plumbing::engine::BatchTarget) (its batch transaction) and starts runners with [`spawn_runner`](plumbing::engine::spawn_runner) |
 /// | [`check_save`](plumbing::check_save) | the checks every store makes on a save (contiguity, what no store could keep alike) |
-/// | [`Fold`](plumbing::Fold), [`EventView`](plumbing::EventView), [`fold_stored`](plumbing::fold_stored) | what [`EventStore::replay_into`] feeds a load's replay: events borrowed from a store's rows |
+/// | [`Fold`](plumbing::Fold), [`EventView`](plumbing::EventView), [`StoredTime`](plumbing::StoredTime), [`fold_stored`](plumbing::fold_stored) | what [`EventStore::replay_into`] feeds a load's replay: events borrowed from a store's rows |
 /// | [`read_ahead`](plumbing::read_ahead) | pages of the log read ahead of a reader catching up: which are held, and whether a reader ahead goes on |
 pub mod plumbing {
     pub use eventsourcing_core::{
         backoff, check_save, engine, fold_stored, read_ahead, ChangeNotifier, Changes, Collector,
-        EventView, Fold, PositionCell, SavedHook, StopSignal,
+        EventView, Fold, PositionCell, SavedHook, StopSignal, StoredTime,
     };
 }
 

@@ -79,7 +79,7 @@ pub use migrate::{
 };
 pub use process::{spawn_process, Outbox, Process};
 pub use projection::{OnError, ParkedEvent, ProjectionOptions};
-pub use replay::{fold_stored, replay, EventView, Fold};
+pub use replay::{fold_stored, replay, EventView, Fold, StoredTime};
 pub use runner::{backoff, PositionCell, ProcessHandle, RunnerHandle, StopSignal};
 
 pub use shards::{

@@ -5,7 +5,7 @@
 //! this crate wrote always fit; a value that does not is reported, never wrapped.
 
 use chrono::{DateTime, Utc};
-use eventsourcing_core::{Error, EventView, Metadata, Position, StoredEvent, Uuid};
+use eventsourcing_core::{Error, EventView, Metadata, Position, StoredEvent, StoredTime, Uuid};
 use rusqlite::{types::Type, Connection, OptionalExtension, Row};
 
 use crate::{
@@ -118,13 +118,22 @@ fn read_columns(
 
 /// The event in a row of `sql::select_replay!`, borrowed from the row: what replay reads of
 /// it, with nothing copied. An error for any column that is not what this crate writes.
+///
+/// The stream type is read from version 1 only, where a save records it (one column of six
+/// fewer for every other event).
 pub(crate) fn replay_view<'r>(row: &'r Row<'_>) -> rusqlite::Result<EventView<'r>> {
     let c = &REPLAY;
+    let version = get_u64(row, c.version)?;
+    let micros = row.get(c.timestamp)?;
     Ok(EventView {
-        version: get_u64(row, c.version)?,
-        timestamp: micros_to_time(row.get(c.timestamp)?, c.timestamp)?,
+        version,
+        timestamp: StoredTime::from_micros(micros)
+            .ok_or_else(|| out_of_range(micros, c.timestamp))?,
         event_type: row.get_ref(c.event_type)?.as_str()?,
-        stream_type: row.get_ref(c.stream_type)?.as_str()?,
+        stream_type: match version {
+            1 => row.get_ref(c.stream_type)?.as_str()?,
+            _ => "",
+        },
         schema_version: row.get(c.schema_version)?,
         payload: row.get_ref(c.payload)?.as_blob()?,
     })
@@ -155,13 +164,16 @@ fn metadata(row: &Row<'_>, column: usize) -> rusqlite::Result<Metadata> {
 
 /// A timestamp stored as microseconds since the epoch (UTC), read from `column`.
 pub(crate) fn micros_to_time(micros: i64, column: usize) -> rusqlite::Result<DateTime<Utc>> {
-    DateTime::from_timestamp_micros(micros).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            column,
-            Type::Integer,
-            Box::new(BadValue(format!("timestamp {micros} µs is out of range"))),
-        )
-    })
+    DateTime::from_timestamp_micros(micros).ok_or_else(|| out_of_range(micros, column))
+}
+
+/// A timestamp of `micros` in `column` that no `DateTime` holds.
+fn out_of_range(micros: i64, column: usize) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        Type::Integer,
+        Box::new(BadValue(format!("timestamp {micros} µs is out of range"))),
+    )
 }
 
 /// A non-negative integer column (rusqlite reads `u64` only with its `fallible_uint` feature).

@@ -69,6 +69,7 @@ pub async fn get_at_returns_past_versions<S: EventStore>(store: S) {
     }
     app.save(&mut endpoint).await.unwrap();
     let id = endpoint.id();
+    let stored = app.store().load(id, 0, None).await.unwrap();
     let first: WidgetRegistryEndpoint = app.repository().get_at(id, 1).await.unwrap();
     assert_eq!(first.name, "Test Endpoint");
     assert_eq!(first.version(), 1);
@@ -76,6 +77,9 @@ pub async fn get_at_returns_past_versions<S: EventStore>(store: S) {
         let at: WidgetRegistryEndpoint = app.repository().get_at(id, v).await.unwrap();
         assert_eq!(at.name, format!("Name {}", v - 1));
         assert_eq!(at.version(), v);
+        // Created when the first event was stored, modified when the last one read was.
+        assert_eq!(at.created_on(), stored[0].timestamp);
+        assert_eq!(at.modified_on(), stored[v as usize - 1].timestamp);
     }
     let err = app
         .repository()
