@@ -262,11 +262,13 @@
 //!   and every writer's commit would wait for it. Instead the save only sets a flag, and a
 //!   background sender on a connection of its own (outside the pool, opened by the first save,
 //!   `synchronous_commit = off` since a notification is only a hint) sends
-//!   `SELECT pg_notify(channel, instance id)`, one at a time and at most one per 10 ms: the
-//!   first save after a quiet spell is announced at once, and under load the saves of each
-//!   10 ms share one notification. Writers never wait for it, and announcing costs the server
-//!   at most 100 small transactions a second whatever the save rate (one per save cost every
-//!   save 10–20 % on a 2-core machine). Other processes hear of a save at most 10 ms late.
+//!   `SELECT pg_notify(channel, instance id)`, one at a time, then pauses ten times as long as
+//!   it took (at most 10 ms): the first save after a quiet spell is announced at once, and the
+//!   saves during a pause share the next notification. Writers never wait for it; announcing
+//!   keeps the sender busy at most a tenth of the time, and costs the server at most 100 small
+//!   transactions a second when it is slow (one per save cost every save 10–20 % on a 2-core
+//!   machine). Other processes hear of a save a few milliseconds late at most (median 2.4 ms
+//!   one save at a time on a local server, `live_other` in BENCHMARKS.md), 10 ms at worst.
 //! - **Listening.** The first `changes()` call starts a listener on another connection of its
 //!   own, `LISTEN "eventsourcing:<schema>"` ([`PostgresStore::notify_channel`]; a long schema
 //!   name is hashed to fit PostgreSQL's 63 bytes), so tenants in different schemas do not wake

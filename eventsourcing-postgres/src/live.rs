@@ -5,8 +5,8 @@
 //!
 //! - the **sender**, started by the first append: after each successful append the writer only
 //!   sets a flag (a [`Notify`] permit) and returns; the sender sends one `SELECT pg_notify(…)` at
-//!   a time, and at most one per [`NOTIFY_SPACING`], so all the appends that finish meanwhile
-//!   are announced by the next one. The writing transactions never issue `NOTIFY` (which would
+//!   a time, then pauses ten times as long as it took (at most [`NOTIFY_SPACING`]), so all the
+//!   appends that finish meanwhile are announced by the next one. The writing transactions never issue `NOTIFY` (which would
 //!   serialize their commits), and never wait for the sender;
 //! - the **listener**, started by the first [`changes`](eventsourcing_core::EventStore::changes):
 //!   `LISTEN`s on the schema's channel and wakes the notifier for each notification that another
@@ -20,7 +20,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use eventsourcing_core::{ChangeNotifier, Changes};
@@ -39,13 +39,24 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const LISTENER_PING: Duration = Duration::from_secs(30);
 /// How long the listener's check may take before the connection is given up on.
 const LISTENER_PING_TIMEOUT: Duration = Duration::from_secs(10);
-/// The least time between two notifications of one store instance. The first append after a
-/// quiet spell is announced at once; under sustained load the appends of each such interval
-/// share one notification, so that announcing costs the server at most 100 small
-/// transactions a second however fast the store appends (one per append cost every save
-/// figure 10 to 20 % on a 2-core machine). Other processes' subscribers hear of an append at
-/// most this much later; this process's own are woken at once.
+/// The longest pause after a notification before the next one. The first append after a
+/// quiet spell is announced at once; after each notification the sender pauses
+/// [`NOTIFY_COST_FACTOR`] times as long as that notification took, at most this long, and the
+/// appends meanwhile share the next one. So the sender notifies at most a tenth of the time
+/// (one notification per append cost every save figure 10 to 20 % on a 2-core machine), and
+/// at most 100 times a second when the server is slow.
+/// Other processes' subscribers hear of an append a few milliseconds late on a local server
+/// (median 2.4 ms one save at a time, `live_other` in BENCHMARKS.md), at most this much; this
+/// process's own are woken at once.
 pub(crate) const NOTIFY_SPACING: Duration = Duration::from_millis(10);
+/// How many times as long as a notification took the sender pauses before the next one.
+const NOTIFY_COST_FACTOR: u32 = 10;
+
+/// The pause after a notification that took `took` (see [`NOTIFY_SPACING`]).
+fn spacing_after(took: Duration) -> Duration {
+    took.saturating_mul(NOTIFY_COST_FACTOR).min(NOTIFY_SPACING)
+}
+
 /// PostgreSQL's longest channel name (`NAMEDATALEN - 1` bytes).
 const MAX_CHANNEL: usize = 63;
 const CHANNEL_PREFIX: &str = "eventsourcing:";
@@ -211,7 +222,7 @@ async fn pause(shutdown: &mut watch::Receiver<()>, failures: u32) -> bool {
 }
 
 /// The sender: one `pg_notify` at a time, each announcing every append since the previous one,
-/// at most one per [`NOTIFY_SPACING`].
+/// spaced as [`NOTIFY_SPACING`] says.
 async fn send(running: Running, mut shutdown: watch::Receiver<()>) {
     let shared = &running.shared;
     let mut session: Option<(tokio_postgres::Client, tokio_postgres::Statement)> = None;
@@ -231,13 +242,14 @@ async fn send(running: Running, mut shutdown: watch::Receiver<()>) {
             };
             let sent = match ready {
                 Ok((client, stmt)) => {
+                    let started = Instant::now();
                     let result = client
                         .execute(&stmt, &[&shared.channel, &shared.token])
                         .await;
                     match result {
                         Ok(_) => {
                             session = Some((client, stmt));
-                            Ok(())
+                            Ok(started.elapsed())
                         }
                         Err(e) => Err(PgError(e).to_string()),
                     }
@@ -245,13 +257,13 @@ async fn send(running: Running, mut shutdown: watch::Receiver<()>) {
                 Err(e) => Err(e),
             };
             match sent {
-                Ok(()) => {
+                Ok(took) => {
                     failures = 0;
                     // Appends meanwhile leave a permit: the next notification goes right after.
                     tokio::select! {
                         biased;
                         _ = shutdown.changed() => return,
-                        () = tokio::time::sleep(NOTIFY_SPACING) => {}
+                        () = tokio::time::sleep(spacing_after(took)) => {}
                     }
                     break;
                 }
@@ -447,5 +459,15 @@ mod tests {
         assert!(hashed.starts_with(CHANNEL_PREFIX));
         assert_ne!(hashed, channel_name(&"u".repeat(63)));
         assert_eq!(channel_name(&"x".repeat(49)).len(), MAX_CHANNEL);
+    }
+
+    #[test]
+    fn the_pause_after_a_notification_grows_with_its_cost_up_to_the_spacing() {
+        let micros = Duration::from_micros;
+        assert_eq!(spacing_after(micros(0)), micros(0));
+        assert_eq!(spacing_after(micros(120)), micros(1200));
+        assert_eq!(spacing_after(micros(999)), micros(9990));
+        assert_eq!(spacing_after(micros(1001)), NOTIFY_SPACING);
+        assert_eq!(spacing_after(Duration::MAX), NOTIFY_SPACING);
     }
 }

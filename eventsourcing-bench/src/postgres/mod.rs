@@ -39,6 +39,10 @@
 //!   row (by an index on `position` created for this figure) on its own connection: the
 //!   cheapest in-process wake-up by hand, with no never-skip check and no `NOTIFY` to other
 //!   processes.
+//! - `live_other_median`, `live_other_p99`: the same to a `Subscription` of a second store
+//!   instance on the schema (what another process runs: woken by `LISTEN`/`NOTIFY`). Raw: the
+//!   saving side commits its `INSERT`, then sends `SELECT pg_notify(…)`; a task `LISTEN`ing on
+//!   its own connection `SELECT`s the new row when the notification arrives.
 //!
 //! Ours and raw alternate in rounds so that drift hits both alike; each append figure is the
 //! median of the rounds' rates. The raw table is the store's `events` table without what the
@@ -49,6 +53,7 @@ pub(crate) mod catchup_memory;
 pub(crate) mod cipher;
 mod export;
 mod live;
+mod live_other;
 mod load;
 mod raw;
 mod reader;
@@ -109,10 +114,14 @@ pub(crate) async fn run() -> Result<(), BoxError> {
         if wanted("catchup") {
             live::catchup(app.store(), &reader).await?;
         }
-        if !wanted("live") {
-            return Ok(());
+        if wanted("live") {
+            live::live_latency(&app, &raws[0], raw_config, &raw_schema).await?;
         }
-        live::live_latency(&app, &raws[0], raw_config, &raw_schema).await
+        if wanted("live_other") {
+            let other = PostgresStore::connect(server.store_config(&ours_schema).build()?).await?;
+            live_other::live_other(&app, &other, &raws[0], raw_config, &raw_schema).await?;
+        }
+        Ok(())
     };
     server.dropping(&[&ours_schema, &raw_schema], figures).await
 }
