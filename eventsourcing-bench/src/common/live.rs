@@ -90,49 +90,69 @@ pub(crate) trait NewRows: Send + 'static {
 /// returns its id, then a `Notify` wakes a task that reads the rows after `after` with `rows`;
 /// the time from `save` returning to that task having the row.
 pub(crate) async fn raw_latency<R: NewRows>(
+    rows: R,
+    after: i64,
+    save: impl AsyncFnMut() -> Result<Uuid, BoxError>,
+) -> Result<Vec<Duration>, BoxError> {
+    let wake = Arc::new(Notify::new());
+    let announce = Arc::clone(&wake);
+    raw_latency_woken(rows, after, wake, save, async || {
+        announce.notify_one();
+        Ok(())
+    })
+    .await
+}
+
+/// [`raw_latency`] with another wake-up: after each `save` returns, `announce` runs (inside
+/// the time measured), and whatever it sets off must notify `wake` for the reading task.
+pub(crate) async fn raw_latency_woken<R: NewRows>(
     mut rows: R,
     after: i64,
+    wake: Arc<Notify>,
     mut save: impl AsyncFnMut() -> Result<Uuid, BoxError>,
+    mut announce: impl AsyncFnMut() -> Result<(), BoxError>,
 ) -> Result<Vec<Duration>, BoxError> {
-    let notify = Arc::new(Notify::new());
     let (tx, mut seen) = mpsc::unbounded_channel::<Result<(Uuid, Instant), String>>();
-    let listener = tokio::spawn({
-        let notify = Arc::clone(&notify);
-        async move {
-            let mut after = after;
-            loop {
-                notify.notified().await;
-                let sent = match rows.after(after).await {
-                    Ok(new) => new.into_iter().all(|(position, id)| {
-                        after = position;
-                        tx.send(Ok((id, Instant::now()))).is_ok()
-                    }),
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        false
-                    }
-                };
-                if !sent {
-                    break;
+    let listener = tokio::spawn(async move {
+        let mut after = after;
+        loop {
+            wake.notified().await;
+            let sent = match rows.after(after).await {
+                Ok(new) => new.into_iter().all(|(position, id)| {
+                    after = position;
+                    tx.send(Ok((id, Instant::now()))).is_ok()
+                }),
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    false
                 }
+            };
+            if !sent {
+                break;
             }
         }
     });
     let mut samples = Vec::with_capacity(LIVE_SAMPLES);
-    for _ in 0..LIVE_SAMPLES {
-        let id = save().await?;
-        let saved = Instant::now();
-        notify.notify_one();
-        let (seen_id, at) = tokio::time::timeout(PATIENCE, seen.recv())
-            .await?
-            .ok_or("the raw listener stopped")??;
-        if seen_id != id {
-            return Err("live_latency raw: saw another row than the one saved".into());
+    let measured = async {
+        for _ in 0..LIVE_SAMPLES {
+            let id = save().await?;
+            let saved = Instant::now();
+            announce().await?;
+            let (seen_id, at) = tokio::time::timeout(PATIENCE, seen.recv())
+                .await?
+                .ok_or("the raw listener stopped")??;
+            if seen_id != id {
+                return Err::<(), BoxError>(
+                    "live_latency raw: saw another row than the one saved".into(),
+                );
+            }
+            samples.push(at.saturating_duration_since(saved));
         }
-        samples.push(at.saturating_duration_since(saved));
+        Ok(())
     }
+    .await;
     listener.abort();
-    Ok(samples)
+    measured.map(|()| samples)
 }
 
 /// Prints `<figure>_median` and `<figure>_p99` of ours against raw, in milliseconds.

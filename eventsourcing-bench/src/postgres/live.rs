@@ -32,37 +32,42 @@ pub(crate) async fn live_latency(
     let samples = ours_latency(app, &mut seen, "subscription").await?;
     follower.abort();
 
-    let table = format!("\"{raw_schema}\".events");
-    let client = connect(raw_config).await?;
-    client
-        .batch_execute(&format!(
-            "CREATE INDEX IF NOT EXISTS raw_events_position ON {table} (position)"
-        ))
-        .await?;
-    let after: i64 = client
-        .query_one(
-            &format!("SELECT coalesce(max(position), 0) FROM {table}"),
-            &[],
-        )
-        .await?
-        .try_get(0)?;
-    let select = client
-        .prepare(&format!(
-            "SELECT position, stream_id FROM {table} WHERE position > $1 ORDER BY position"
-        ))
-        .await?;
-    let raw_samples = raw_latency(RawRows { client, select }, after, async || {
-        raw.save_stream(1).await
-    })
-    .await?;
+    let (rows, after) = RawRows::on(connect(raw_config).await?, raw_schema).await?;
+    let raw_samples = raw_latency(rows, after, async || raw.save_stream(1).await).await?;
     report_latency("live_latency", &samples, &raw_samples);
     Ok(())
 }
 
 /// The raw listener's connection and its prepared `SELECT` of the new rows.
-struct RawRows {
+pub(super) struct RawRows {
     client: Client,
     select: Statement,
+}
+
+impl RawRows {
+    /// The reader of the raw table in `raw_schema` on `client` (with an index on `position`
+    /// created for the live figures), and the newest position now.
+    pub(super) async fn on(client: Client, raw_schema: &str) -> Result<(Self, i64), BoxError> {
+        let table = format!("\"{raw_schema}\".events");
+        client
+            .batch_execute(&format!(
+                "CREATE INDEX IF NOT EXISTS raw_events_position ON {table} (position)"
+            ))
+            .await?;
+        let after: i64 = client
+            .query_one(
+                &format!("SELECT coalesce(max(position), 0) FROM {table}"),
+                &[],
+            )
+            .await?
+            .try_get(0)?;
+        let select = client
+            .prepare(&format!(
+                "SELECT position, stream_id FROM {table} WHERE position > $1 ORDER BY position"
+            ))
+            .await?;
+        Ok((RawRows { client, select }, after))
+    }
 }
 
 impl NewRows for RawRows {
