@@ -10,7 +10,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use eventsourcing::prelude::*;
-use eventsourcing::{DomainEvent, JsonCodec, StoredEvent};
+use eventsourcing::{DomainEvent, JsonCodec, NewEvent, StoredEvent};
 use proptest::prelude::*;
 
 #[derive(Aggregate, Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,13 +189,59 @@ fn replaying_a_history_with_nested_events_rebuilds_the_live_state() {
     assert_replays_to(id, history, 2, 4);
 }
 
-/// Replaying `history` gives `n` at `version`, with nothing pending.
+/// Replaying `history` gives `n` at `version`, with nothing pending: by `replay`, and loaded
+/// from every store (each feeds its rows to the replay its own way).
 fn assert_replays_to(id: Uuid, history: Vec<StoredEvent>, n: i64, version: u64) {
-    let counter: Counter = eventsourcing::replay(&JsonCodec, id, None, history)
+    let counter: Counter = eventsourcing::replay(&JsonCodec, id, None, history.clone())
         .unwrap()
         .unwrap();
     assert_eq!((counter.n, counter.version()), (n, version));
     assert!(counter.pending_events().is_empty());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    rt.block_on(async {
+        let file = eventsourcing::sqlite::SqliteConfig::builder()
+            .dbname(dir.path().join("replay.db").display().to_string())
+            .build();
+        let (postgres, _schema) = eventsourcing::postgres::testing::fresh().await;
+        assert_loads_to(MemoryStore::new(), id, &history, n, version).await;
+        let memory = eventsourcing::sqlite::SqliteStore::open_memory().unwrap();
+        assert_loads_to(memory, id, &history, n, version).await;
+        let file = eventsourcing::sqlite::SqliteStore::open(file)
+            .await
+            .unwrap();
+        assert_loads_to(file, id, &history, n, version).await;
+        assert_loads_to(postgres, id, &history, n, version).await;
+    });
+}
+
+/// `history` written to `store` as it is, then loaded: `n` at `version`, nothing pending.
+async fn assert_loads_to<S: EventStore>(
+    store: S,
+    id: Uuid,
+    history: &[StoredEvent],
+    n: i64,
+    version: u64,
+) {
+    let events = history
+        .iter()
+        .map(|e| {
+            let event = NewEvent::new(id, e.version, e.event_type.clone(), e.payload.clone());
+            match e.version {
+                1 => event.of_type("Counter"),
+                _ => event,
+            }
+        })
+        .collect();
+    store.append(events).await.unwrap();
+    let app = Application::new(store);
+    let loaded: Counter = app.repository().get(id).await.unwrap();
+    assert_eq!((loaded.n, loaded.version()), (n, version));
+    assert!(loaded.pending_events().is_empty());
 }
 
 /// A creation event's nested events were never stored (the creation dropped them), only their

@@ -88,16 +88,29 @@ impl<'a> EventView<'a> {
 pub trait Fold: Send {
     /// Takes the next event; an error ends the replay with it.
     fn event(&mut self, event: EventView<'_>) -> Result<(), Error>;
+
+    /// Runs `feed`, which hands this fold events with [`event`](Self::event), synchronously
+    /// on the calling thread. A store that feeds many events in one go does it through this,
+    /// so that a fold can set up once what each event would otherwise set up again (the
+    /// replay's scope: about 3 % of an SQLite `load_1000`). By default it runs `feed`.
+    fn feeding<R>(&mut self, feed: impl FnOnce(&mut Self) -> R) -> R
+    where
+        Self: Sized,
+    {
+        feed(self)
+    }
 }
 
 /// Feeds `events` to `fold`: what a store without a cheaper way does
 /// ([`EventStore::replay_into`](crate::EventStore::replay_into)'s default). A row the store
 /// could not read ([`StoredEvent::defect`]) ends it with [`Error::BadRow`].
 pub fn fold_stored<F: Fold>(events: &[StoredEvent], mut fold: F) -> Result<F, Error> {
-    for event in events {
-        event.check_defect()?;
-        fold.event(EventView::of(event))?;
-    }
+    fold.feeding(|fold| {
+        events.iter().try_for_each(|event| {
+            event.check_defect()?;
+            fold.event(EventView::of(event))
+        })
+    })?;
     Ok(fold)
 }
 
@@ -111,6 +124,8 @@ pub(crate) struct Replayer<'c, A, C> {
     /// When the last event applied was stored: the aggregate's `modified_on`, set once at the
     /// end.
     last: Option<StoredTime>,
+    /// Whether a [`Fold::feeding`] on this thread holds the replay scope.
+    in_scope: bool,
 }
 
 impl<'c, A: Aggregate, C: Codec> Replayer<'c, A, C> {
@@ -121,6 +136,7 @@ impl<'c, A: Aggregate, C: Codec> Replayer<'c, A, C> {
             stream_id,
             current: base,
             last: None,
+            in_scope: false,
         }
     }
 
@@ -202,7 +218,9 @@ impl<'c, A: Aggregate, C: Codec> Replayer<'c, A, C> {
 }
 
 /// A load's replay as a [`Fold`]: checks each event is of the stream's aggregate type, then
-/// applies it, inside a replay scope entered per event (the fold may run on any thread).
+/// applies it inside a replay scope (nested event calls in replayed bodies record nothing):
+/// entered once for a whole [`feeding`](Fold::feeding), else per event (the fold may run on
+/// any thread).
 impl<A: Aggregate, C: Codec> Fold for Replayer<'_, A, C> {
     fn event(&mut self, event: EventView<'_>) -> Result<(), Error> {
         if !event.stream_type.is_empty() && event.stream_type != A::TYPE_NAME {
@@ -212,8 +230,19 @@ impl<A: Aggregate, C: Codec> Fold for Replayer<'_, A, C> {
                 requested: A::TYPE_NAME,
             });
         }
+        if self.in_scope {
+            return self.apply(event);
+        }
         let _scope = applying::Scope::enter(applying::Mode::Replay);
         self.apply(event)
+    }
+
+    fn feeding<R>(&mut self, feed: impl FnOnce(&mut Self) -> R) -> R {
+        let _scope = applying::Scope::enter(applying::Mode::Replay);
+        let outer = std::mem::replace(&mut self.in_scope, true);
+        let fed = feed(self);
+        self.in_scope = outer;
+        fed
     }
 }
 

@@ -68,17 +68,19 @@ pub(crate) fn replay_rows<F: Fold>(
     let params = &params[..n];
     let mut stmt = conn.prepare_cached(query).map_err(sql)?;
     let mut rows = stmt.query(params).map_err(sql)?;
-    while let Some(row) = rows.next().map_err(sql)? {
-        match replay_view(row) {
-            Ok(view) => fold.event(view)?,
-            Err(_) => {
-                let event = read_replay(row, stream_id).map_err(sql)?;
-                event.check_defect()?;
-                fold.event(EventView::of(&event))?;
+    fold.feeding(|fold| {
+        while let Some(row) = rows.next().map_err(sql)? {
+            match replay_view(row) {
+                Ok(view) => fold.event(view)?,
+                Err(_) => {
+                    let event = read_replay(row, stream_id).map_err(sql)?;
+                    event.check_defect()?;
+                    fold.event(EventView::of(&event))?;
+                }
             }
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// The newest snapshot of `stream_id` at or below `up_to` and the events after it up to
