@@ -10,7 +10,7 @@ use crate::{
     event::{Metadata, NewEvent, Snapshot},
     metrics::{self, SaveSummary, SnapshotUse},
     replay::replay,
-    replay::Replayer,
+    replay::{EventView, Replayer},
     snapshot::{self, Snapshotting},
     store::EventStore,
 };
@@ -125,7 +125,7 @@ impl<'a, C: Codec> Collector<'a, C> {
                 event_type: event.name().into(),
                 // Said once per stream, on the event that creates it: loads check it there, and
                 // the other rows stay as small and cheap to read as before.
-                stream_type: if recorded.version == 1 {
+                stream_type: if EventView::records_stream_type(recorded.version) {
                     A::TYPE_NAME.into()
                 } else {
                     "".into()
@@ -499,13 +499,7 @@ impl<S: EventStore, C: Codec> Repository<'_, S, C> {
         };
         for event in &events {
             event.check_defect()?;
-            if !event.stream_type.is_empty() && event.stream_type != A::TYPE_NAME {
-                return Err(Error::WrongType {
-                    stream_id: id,
-                    stored: event.stream_type.clone(),
-                    requested: A::TYPE_NAME,
-                });
-            }
+            EventView::check_type::<A>(id, event.version, &event.stream_type)?;
         }
         let aggregate = replay::<A, C>(&*app.inner.codec, id, base, events)?;
         let aggregate = match aggregate {

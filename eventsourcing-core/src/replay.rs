@@ -59,8 +59,8 @@ pub struct EventView<'a> {
     pub timestamp: StoredTime,
     /// Its stored name.
     pub event_type: &'a str,
-    /// The stream's aggregate type, recorded on its first event (version 1); empty on the
-    /// others, which a store need not read it from.
+    /// The stream's aggregate type where this event records it
+    /// ([`records_stream_type`](Self::records_stream_type)); empty on the others.
     pub stream_type: &'a str,
     /// The schema version of its payload.
     pub schema_version: u32,
@@ -69,6 +69,32 @@ pub struct EventView<'a> {
 }
 
 impl<'a> EventView<'a> {
+    /// Whether the event at `version` records its stream's aggregate type: a save records it
+    /// on a stream's first event only, a load checks it there, and a store need not read it
+    /// from the others.
+    pub fn records_stream_type(version: u64) -> bool {
+        version == 1
+    }
+
+    /// A load's type check: the stream type recorded on this event, if any, must be `A`'s.
+    pub(crate) fn check_type<A: Aggregate>(
+        stream_id: Uuid,
+        version: u64,
+        stream_type: &str,
+    ) -> Result<(), Error> {
+        if !Self::records_stream_type(version)
+            || stream_type.is_empty()
+            || stream_type == A::TYPE_NAME
+        {
+            return Ok(());
+        }
+        Err(Error::WrongType {
+            stream_id,
+            stored: stream_type.to_owned(),
+            requested: A::TYPE_NAME,
+        })
+    }
+
     /// The view of a stored event.
     pub fn of(event: &'a StoredEvent) -> Self {
         EventView {
@@ -223,13 +249,7 @@ impl<'c, A: Aggregate, C: Codec> Replayer<'c, A, C> {
 /// any thread).
 impl<A: Aggregate, C: Codec> Fold for Replayer<'_, A, C> {
     fn event(&mut self, event: EventView<'_>) -> Result<(), Error> {
-        if !event.stream_type.is_empty() && event.stream_type != A::TYPE_NAME {
-            return Err(Error::WrongType {
-                stream_id: self.stream_id,
-                stored: event.stream_type.to_owned(),
-                requested: A::TYPE_NAME,
-            });
-        }
+        EventView::check_type::<A>(self.stream_id, event.version, event.stream_type)?;
         if self.in_scope {
             return self.apply(event);
         }

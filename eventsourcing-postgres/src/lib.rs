@@ -80,11 +80,11 @@
 //! [`Error::WrongType`](eventsourcing_core::Error::WrongType)).
 //! `events` has no `CHECK` constraint (migration 6 dropped 1's `version > 0`): every save is
 //! validated before it is written (a version below 1 is an
-//! [`Error::InvalidEvent`](eventsourcing_core::Error::InvalidEvent)) and a load reads versions from
-//! 1 on (a stream without its version 1 is
-//! [`Error::Corrupt`](eventsourcing_core::Error::Corrupt)), while PostgreSQL
-//! rebuilds a table's `CHECK` expressions at the start of every statement that writes it (about
-//! 7 µs of an 80 µs one-row insert, measured with `pgbench`).
+//! [`Error::InvalidEvent`](eventsourcing_core::Error::InvalidEvent)) and a load reads versions
+//! from 1 on (a stream without its version 1 is
+//! [`Error::Corrupt`](eventsourcing_core::Error::Corrupt)), while PostgreSQL rebuilds a table's
+//! `CHECK` expressions at the start of every statement that writes it (about 7 µs of an 80 µs
+//! one-row insert, measured with `pgbench`).
 //!
 //! Migrations ([`MIGRATIONS`]) run under a session `pg_advisory_lock` keyed by the schema, each
 //! in its own transaction with the row recording it, so instances starting together apply each

@@ -6,8 +6,8 @@
 //! - the **sender**, started by the first append: after each successful append the writer only
 //!   sets a flag (a [`Notify`] permit) and returns; the sender sends one `SELECT pg_notify(…)` at
 //!   a time, then pauses ten times as long as it took (at most [`NOTIFY_SPACING`]), so all the
-//!   appends that finish meanwhile are announced by the next one. The writing transactions never issue `NOTIFY` (which would
-//!   serialize their commits), and never wait for the sender;
+//!   appends that finish meanwhile are announced by the next one. The writing transactions
+//!   never issue `NOTIFY` (which would serialize their commits), and never wait for the sender;
 //! - the **listener**, started by the first [`changes`](eventsourcing_core::EventStore::changes):
 //!   `LISTEN`s on the schema's channel and wakes the notifier for each notification that another
 //!   store instance sent, reconnecting with a backoff after any failure and waking the notifier

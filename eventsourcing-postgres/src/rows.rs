@@ -126,7 +126,8 @@ pub(crate) fn replay_event(row: &Row, stream_id: Uuid) -> Result<StoredEvent, Er
 /// The event in a row of `REPLAY_COLUMNS`, borrowed from the row: what replay reads of it,
 /// with nothing copied. `None` if any column is not what this crate writes (then
 /// [`replay_event`] says which).
-/// The stream type is read from version 1 only, where a save records it.
+///
+/// The stream type is read only where a save records it (`EventView::records_stream_type`).
 pub(crate) fn replay_view(row: &Row) -> Option<EventView<'_>> {
     let version = u64::try_from(row.try_get::<_, i64>(0).ok()?).ok()?;
     Some(EventView {
@@ -135,9 +136,9 @@ pub(crate) fn replay_view(row: &Row) -> Option<EventView<'_>> {
         schema_version: u32::try_from(row.try_get::<_, i32>(2).ok()?).ok()?,
         timestamp: row.try_get::<_, Timestamp>(3).ok()?.0,
         payload: row.try_get(4).ok()?,
-        stream_type: match version {
-            1 => row.try_get(5).ok()?,
-            _ => "",
+        stream_type: match EventView::records_stream_type(version) {
+            true => row.try_get(5).ok()?,
+            false => "",
         },
     })
 }

@@ -119,8 +119,8 @@ fn read_columns(
 /// The event in a row of `sql::select_replay!`, borrowed from the row: what replay reads of
 /// it, with nothing copied. An error for any column that is not what this crate writes.
 ///
-/// The stream type is read from version 1 only, where a save records it (one column of six
-/// fewer for every other event).
+/// The stream type is read only where a save records it (`EventView::records_stream_type`):
+/// one column of six fewer for every other event.
 pub(crate) fn replay_view<'r>(row: &'r Row<'_>) -> rusqlite::Result<EventView<'r>> {
     let c = &REPLAY;
     let version = get_u64(row, c.version)?;
@@ -130,9 +130,9 @@ pub(crate) fn replay_view<'r>(row: &'r Row<'_>) -> rusqlite::Result<EventView<'r
         timestamp: StoredTime::from_micros(micros)
             .ok_or_else(|| out_of_range(micros, c.timestamp))?,
         event_type: row.get_ref(c.event_type)?.as_str()?,
-        stream_type: match version {
-            1 => row.get_ref(c.stream_type)?.as_str()?,
-            _ => "",
+        stream_type: match EventView::records_stream_type(version) {
+            true => row.get_ref(c.stream_type)?.as_str()?,
+            false => "",
         },
         schema_version: row.get(c.schema_version)?,
         payload: row.get_ref(c.payload)?.as_blob()?,
