@@ -346,8 +346,13 @@ pub async fn a_stream_never_loads_as_another_type<S: EventStore>(store: S) {
 
     // Another program's later event naming another type changes nothing, on every store: the
     // type is the one the first event records, and only that one is read.
-    let stray = NewEvent::new(id, 3, stored[1].event_type.clone(), stored[1].payload.clone())
-        .of_type("Gauge");
+    let stray = NewEvent::new(
+        id,
+        3,
+        stored[1].event_type.clone(),
+        stored[1].payload.clone(),
+    )
+    .of_type("Gauge");
     app.store().append(vec![stray]).await.unwrap();
     let loaded: Counter = app.repository().get(id).await.unwrap();
     assert_eq!((loaded.total, loaded.version()), (6, 3));
